@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+
+	"github.com/cronium/cronium-agent/internal/config"
+	"github.com/cronium/cronium-agent/oci"
+	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/runner/images"
+)
+
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", config.DefaultPath, "configuration file")
+}
+
+func loadConfig(env *cliEnv, path string) (config.Config, error) {
+	cfg, err := config.Load(path, env.environ)
+	if err != nil {
+		return cfg, &exitError{code: exitUsage, err: err}
+	}
+	return cfg, nil
+}
+
+// connect dials containerd and checks that it answers, so that a missing
+// daemon is reported once, clearly, before any work starts.
+func connect(ctx context.Context, cfg config.Config) (*containerd.Client, error) {
+	addr := cfg.Containerd.Address
+	hint := fmt.Sprintf("start containerd (systemctl start containerd, or `make containerd` in the source tree) or point containerd.address / %s at its socket",
+		config.EnvName("containerd", "address"))
+	if _, err := os.Stat(addr); err != nil {
+		return nil, &exitError{code: exitAgent, err: fmt.Errorf("containerd is not reachable at %s (no such socket): %s", addr, hint)}
+	}
+	client, err := containerd.New(addr, containerd.WithDefaultNamespace(cfg.Containerd.Namespace), containerd.WithTimeout(3*time.Second))
+	if err != nil {
+		return nil, &exitError{code: exitAgent, err: fmt.Errorf("containerd is not reachable at %s: %v: %s", addr, err, hint)}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if ok, err := client.IsServing(pctx); !ok {
+		client.Close()
+		return nil, &exitError{code: exitAgent, err: fmt.Errorf("containerd at %s does not answer: %v: %s", addr, err, hint)}
+	}
+	return client, nil
+}
+
+func newExecutor(env *cliEnv, client *containerd.Client, cfg config.Config) (*container.Executor, error) {
+	store := images.New(client, cfg.Containerd.Snapshotter, images.WithPlainHTTP(cfg.Registry.PlainHTTP...))
+	return container.New(client, cfg.State.Dir,
+		container.WithRuntime(cfg.Containerd.Runtime),
+		container.WithSnapshotter(cfg.Containerd.Snapshotter),
+		container.WithIDMap(oci.IDMap{HostUID: cfg.UserNS.HostUID, HostGID: cfg.UserNS.HostGID, Size: cfg.UserNS.Size}),
+		container.WithKillGrace(time.Duration(cfg.Jobs.KillGrace)),
+		container.WithImageStore(store),
+		container.WithLogger(env.log),
+	)
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cronium/cronium-agent/internal/config"
+	"github.com/cronium/cronium-agent/oci"
+	"github.com/cronium/cronium-agent/runner"
+	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/runner/output"
+	"github.com/cronium/cronium-agent/runtimes"
+)
+
+type envFlag map[string]string
+
+func (e envFlag) String() string { return "" }
+
+func (e envFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", s)
+	}
+	e[k] = v
+	return nil
+}
+
+type sizeFlag struct{ v *config.ByteSize }
+
+func (s sizeFlag) String() string {
+	if s.v == nil {
+		return ""
+	}
+	return s.v.String()
+}
+
+func (s sizeFlag) Set(v string) error {
+	b, err := config.ParseByteSize(v)
+	if err != nil {
+		return err
+	}
+	*s.v = b
+	return nil
+}
+
+func runExec(ctx context.Context, env *cliEnv, args []string) error {
+	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	cfgPath := configFlag(fs)
+	rtName := fs.String("runtime", "bash", "runtime: "+strings.Join(runtimes.Names(), ", "))
+	file := fs.String("file", "", "script file to run")
+	code := fs.String("c", "", "script code to run")
+	vars := envFlag{}
+	fs.Var(vars, "env", "environment variable KEY=VALUE (repeatable)")
+	timeout := fs.Duration("timeout", 0, "job timeout (default: jobs.defaultTimeout)")
+	var memory config.ByteSize
+	fs.Var(sizeFlag{&memory}, "memory", "memory limit, e.g. 256MiB (default: resources.defaults.memory)")
+	cpus := fs.Float64("cpus", 0, "CPU limit in cores (default: resources.defaults.cpu)")
+	pids := fs.Int64("pids", 0, "process limit (default: resources.defaults.pids)")
+	image := fs.String("image", "", "image to run in instead of the runtime's configured one")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: exitUsage}
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: exitUsage, err: fmt.Errorf("unexpected argument %q (the script goes in --file or -c)", fs.Arg(0))}
+	}
+	var script []byte
+	switch {
+	case *file != "" && *code != "":
+		return &exitError{code: exitUsage, err: errors.New("give either --file or -c, not both")}
+	case *file != "":
+		b, err := os.ReadFile(*file)
+		if err != nil {
+			return &exitError{code: exitUsage, err: fmt.Errorf("read script: %w", err)}
+		}
+		script = b
+	case *code != "":
+		script = []byte(*code)
+	default:
+		return &exitError{code: exitUsage, err: errors.New("no script: give --file FILE or -c CODE")}
+	}
+	if _, err := runtimes.Lookup(*rtName); err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	if *timeout < 0 || *cpus < 0 || *pids < 0 {
+		return &exitError{code: exitUsage, err: errors.New("--timeout, --cpus and --pids must not be negative")}
+	}
+
+	cfg, err := loadConfig(env, *cfgPath)
+	if err != nil {
+		return err
+	}
+	job := runner.Job{
+		ID:        "local_" + randomID(),
+		Runtime:   *rtName,
+		Script:    script,
+		Env:       vars,
+		Timeout:   *timeout,
+		Image:     *image,
+		Resources: oci.Resources{CPU: *cpus, MemoryBytes: int64(memory), Pids: *pids},
+	}
+	req, err := runner.PolicyFromConfig(cfg).Request(job, time.Now())
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	client, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	ex, err := newExecutor(env, client, cfg)
+	if err != nil {
+		return err
+	}
+
+	out := newStreams(env.stdout, env.stderr)
+	res, err := ex.Run(ctx, req, out.write)
+	out.flush()
+	if err != nil {
+		return &exitError{code: exitAgent, err: err}
+	}
+	switch {
+	case res.Status == container.StatusTimeout:
+		return &exitError{code: exitTimeout, err: fmt.Errorf("job timed out after %s and was stopped", req.Timeout)}
+	case res.Status == container.StatusCancelled:
+		return &exitError{code: 130, err: errors.New("job cancelled")}
+	case res.OOMKilled:
+		return &exitError{code: exitOOM, err: fmt.Errorf("job killed: out of memory (limit %s)", config.ByteSize(res.MemoryLimit))}
+	case res.ExitCode != 0:
+		return &exitError{code: res.ExitCode}
+	}
+	return nil
+}
+
+// streams writes entries back as the bytes the job wrote, stdout and stderr apart.
+type streams struct {
+	mu       sync.Mutex
+	out, err *bufio.Writer
+}
+
+func newStreams(stdout, stderr io.Writer) *streams {
+	return &streams{out: bufio.NewWriterSize(stdout, 64<<10), err: bufio.NewWriterSize(stderr, 4<<10)}
+}
+
+func (s *streams) write(e output.Entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.out
+	if e.Stream == output.Stderr {
+		w = s.err
+	}
+	w.Write(e.Data)
+	if !e.Fragment {
+		w.WriteByte('\n')
+	}
+	// Live output: flush unless a fragment promises more of the same line.
+	if !e.Fragment {
+		w.Flush()
+	}
+}
+
+func (s *streams) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.out.Flush()
+	s.err.Flush()
+}
+
+func randomID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

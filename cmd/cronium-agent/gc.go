@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+)
+
+func runGC(ctx context.Context, env *cliEnv, args []string) error {
+	fs := flag.NewFlagSet("gc", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	cfgPath := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: exitUsage}
+	}
+	cfg, err := loadConfig(env, *cfgPath)
+	if err != nil {
+		return err
+	}
+	client, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	ex, err := newExecutor(env, client, cfg)
+	if err != nil {
+		return err
+	}
+	rep, err := ex.GC(ctx)
+	for _, group := range []struct {
+		what string
+		list []string
+	}{{"container", rep.Containers}, {"snapshot", rep.Snapshots}, {"run directory", rep.RunDirs}, {"cgroup", rep.Cgroups}} {
+		for _, item := range group.list {
+			fmt.Fprintf(env.stdout, "removed %s %s\n", group.what, item)
+		}
+	}
+	if rep.Empty() && err == nil {
+		fmt.Fprintln(env.stdout, "nothing to remove")
+	}
+	return err
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+)
+
+func runImages(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) == 0 {
+		return &exitError{code: exitUsage, err: fmt.Errorf("want `images import ARCHIVE...` or `images list`")}
+	}
+	fs := flag.NewFlagSet("images "+args[0], flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	cfgPath := configFlag(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return &exitError{code: exitUsage}
+	}
+	cfg, err := loadConfig(env, *cfgPath)
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "import":
+		if fs.NArg() == 0 {
+			return &exitError{code: exitUsage, err: fmt.Errorf("no archive given")}
+		}
+		client, err := connect(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer client.Close()
+		ex, err := newExecutor(env, client, cfg)
+		if err != nil {
+			return err
+		}
+		for _, path := range fs.Args() {
+			names, err := ex.Images().ImportFile(ctx, path)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				fmt.Fprintf(env.stdout, "imported %s\n", n)
+			}
+		}
+		return nil
+	case "list", "ls":
+		client, err := connect(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer client.Close()
+		ex, err := newExecutor(env, client, cfg)
+		if err != nil {
+			return err
+		}
+		list, err := ex.Images().List(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tUNPACKED")
+		for _, im := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%.1f MiB\t%v\n", im.Name, shortDigest(im.Digest), float64(im.Size)/(1<<20), im.Unpacked)
+		}
+		return tw.Flush()
+	}
+	return &exitError{code: exitUsage, err: fmt.Errorf("unknown images command %q (want import or list)", args[0])}
+}
+
+func shortDigest(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
+}

@@ -1,0 +1,126 @@
+// Command cronium-agent executes Cronium jobs in containers created directly
+// through containerd.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitError carries an exit code out of a subcommand.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+// Exit codes of the agent's own failures, as docker and GNU timeout use them.
+const (
+	exitUsage   = 2
+	exitAgent   = 125
+	exitTimeout = 124
+	exitOOM     = 137
+)
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, env *cliEnv, args []string) error
+}
+
+// cliEnv is what every subcommand gets: its streams and the process environment.
+type cliEnv struct {
+	stdout, stderr io.Writer
+	environ        []string
+	log            *slog.Logger
+}
+
+func commands() []command {
+	return []command{
+		{"exec", "run one script job in a container and stream its output", runExec},
+		{"images", "import and list runtime images (images import ARCHIVE..., images list)", runImages},
+		{"gc", "remove containers, snapshots, files and cgroups no run owns", runGC},
+		{"version", "print the version", runVersion},
+		{"shim-logger", "(internal) capture a container's output; started by the containerd shim", runShimLogger},
+	}
+}
+
+func main() {
+	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ()}
+	env.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(env.environ)}))
+	os.Exit(run(env, os.Args[1:]))
+}
+
+func run(env *cliEnv, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(env.stderr)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := c.run(ctx, env, args[1:])
+		var ee *exitError
+		switch {
+		case err == nil:
+			return 0
+		case errors.As(err, &ee):
+			if ee.err != nil {
+				fmt.Fprintf(env.stderr, "cronium-agent %s: %v\n", c.name, ee.err)
+			}
+			return ee.code
+		default:
+			fmt.Fprintf(env.stderr, "cronium-agent %s: %v\n", c.name, err)
+			return exitAgent
+		}
+	}
+	fmt.Fprintf(env.stderr, "cronium-agent: unknown command %q\n", args[0])
+	usage(env.stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: cronium-agent <command> [flags]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nEvery command takes --config FILE (default /etc/cronium/agent.yaml); every key can also be set by a CRONIUM_* variable.")
+}
+
+func logLevel(environ []string) slog.Level {
+	for _, kv := range environ {
+		if kv == "CRONIUM_LOG_LEVEL=debug" {
+			return slog.LevelDebug
+		}
+		if kv == "CRONIUM_LOG_LEVEL=info" {
+			return slog.LevelInfo
+		}
+	}
+	return slog.LevelWarn
+}
+
+func runVersion(_ context.Context, env *cliEnv, _ []string) error {
+	fmt.Fprintf(env.stdout, "cronium-agent %s\n", version)
+	return nil
+}

@@ -1,0 +1,121 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEnvName(t *testing.T) {
+	for _, tc := range []struct {
+		path []string
+		want string
+	}{
+		{[]string{"containerd", "address"}, "CRONIUM_CONTAINERD_ADDRESS"},
+		{[]string{"state", "dir"}, "CRONIUM_STATE_DIR"},
+		{[]string{"jobs", "defaultTimeout"}, "CRONIUM_JOBS_DEFAULT_TIMEOUT"},
+		{[]string{"userns", "hostUID"}, "CRONIUM_USERNS_HOST_UID"},
+		{[]string{"registry", "plainHTTP"}, "CRONIUM_REGISTRY_PLAIN_HTTP"},
+	} {
+		if got := EnvName(tc.path...); got != tc.want {
+			t.Errorf("EnvName(%v) = %s, want %s", tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestEveryKeyHasAnEnvironmentVariable(t *testing.T) {
+	keys := Keys()
+	if len(keys) < 20 {
+		t.Fatalf("only %d keys found", len(keys))
+	}
+	seen := map[string]string{}
+	for _, k := range keys {
+		if prev, dup := seen[k[1]]; dup {
+			t.Errorf("%s and %s share variable %s", prev, k[0], k[1])
+		}
+		seen[k[1]] = k[0]
+	}
+}
+
+func write(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		file    string // "" = no file at all
+		env     []string
+		check   func(t *testing.T, c Config)
+		wantErr string
+	}{
+		{name: "missing file means defaults", check: func(t *testing.T, c Config) {
+			if c.Containerd.Address != "/run/containerd/containerd.sock" || c.State.Dir != "/var/lib/cronium-agent" {
+				t.Errorf("defaults not applied: %+v", c)
+			}
+			if c.Resources.Defaults.Memory != 512*MiB || c.Resources.Defaults.CPU != 0.5 || c.Resources.Defaults.Pids != 100 {
+				t.Errorf("resource defaults: %+v", c.Resources.Defaults)
+			}
+		}},
+		{name: "empty file means defaults", file: "\n# nothing\n", check: func(t *testing.T, c Config) {
+			if c.Jobs.KillGrace != Duration(10*time.Second) {
+				t.Errorf("kill grace %s", c.Jobs.KillGrace)
+			}
+		}},
+		{name: "file values", file: "containerd:\n  address: /tmp/c.sock\nresources:\n  defaults:\n    memory: 256MiB\n    cpu: 1\njobs:\n  killGrace: 3s\n", check: func(t *testing.T, c Config) {
+			if c.Containerd.Address != "/tmp/c.sock" || c.Resources.Defaults.Memory != 256*MiB || c.Resources.Defaults.CPU != 1 || c.Jobs.KillGrace != Duration(3*time.Second) {
+				t.Errorf("file not applied: %+v", c)
+			}
+		}},
+		{name: "environment beats file", file: "state:\n  dir: /a\n", env: []string{"CRONIUM_STATE_DIR=/b", "CRONIUM_RESOURCES_MAX_PIDS=50", "CRONIUM_USERNS_HOST_UID=200000", "CRONIUM_REGISTRY_PLAIN_HTTP=r1:5000, r2"}, check: func(t *testing.T, c Config) {
+			if c.State.Dir != "/b" || c.Resources.Max.Pids != 50 || c.UserNS.HostUID != 200000 || len(c.Registry.PlainHTTP) != 2 {
+				t.Errorf("env not applied: %+v", c)
+			}
+		}},
+		{name: "unknown key refused", file: "containerd:\n  adress: x\n", wantErr: "adress"},
+		{name: "bad size", file: "resources:\n  defaults:\n    memory: 12parsecs\n", wantErr: "invalid size"},
+		{name: "bad env duration", env: []string{"CRONIUM_JOBS_KILL_GRACE=soon"}, wantErr: "CRONIUM_JOBS_KILL_GRACE"},
+		{name: "invalid combination", env: []string{"CRONIUM_JOBS_MAX_TIMEOUT=1s"}, wantErr: "jobs.maxTimeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "absent.yaml")
+			if tc.file != "" {
+				path = write(t, tc.file)
+			}
+			c, err := Load(path, tc.env)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want ByteSize
+		ok   bool
+	}{
+		{"65536", 65536, true}, {"512MiB", 512 * MiB, true}, {"1g", GiB, true}, {"100k", 100 * KiB, true},
+		{"1.5GiB", GiB + GiB/2, true}, {"", 0, false}, {"-1", 0, false}, {"12 parsecs", 0, false}, {"1.2.3M", 0, false},
+	} {
+		got, err := ParseByteSize(tc.in)
+		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
+			t.Errorf("ParseByteSize(%q) = %d, %v", tc.in, got, err)
+		}
+	}
+}

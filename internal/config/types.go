@@ -1,0 +1,96 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Byte size units.
+const (
+	KiB ByteSize = 1 << 10
+	MiB ByteSize = 1 << 20
+	GiB ByteSize = 1 << 30
+)
+
+// ByteSize is a number of bytes written as an integer or with a unit
+// (512MiB, 1GiB, 64M, 100k).
+type ByteSize int64
+
+// ParseByteSize parses "512MiB", "1g", "65536" and the like.
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.TrimSpace(s)
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
+		i--
+	}
+	num, unit := strings.TrimSpace(t[:i]), strings.ToLower(strings.TrimSpace(t[i:]))
+	var mult float64
+	switch unit {
+	case "", "b":
+		mult = 1
+	case "k", "kb", "ki", "kib":
+		mult = float64(KiB)
+	case "m", "mb", "mi", "mib":
+		mult = float64(MiB)
+	case "g", "gb", "gi", "gib":
+		mult = float64(GiB)
+	default:
+		return 0, fmt.Errorf("invalid size %q: unknown unit %q (use KiB, MiB or GiB)", s, unit)
+	}
+	// Allow a decimal point in the number ("1.5GiB"): the digit scan above stops at it.
+	if j := strings.LastIndexFunc(num, func(r rune) bool { return (r < '0' || r > '9') && r != '.' }); j >= 0 {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	return ByteSize(f * mult), nil
+}
+
+func (b ByteSize) String() string {
+	switch {
+	case b >= GiB && b%GiB == 0:
+		return fmt.Sprintf("%dGiB", b/GiB)
+	case b >= MiB && b%MiB == 0:
+		return fmt.Sprintf("%dMiB", b/MiB)
+	case b >= KiB && b%KiB == 0:
+		return fmt.Sprintf("%dKiB", b/KiB)
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+// UnmarshalYAML accepts an integer or a string with a unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// MarshalYAML writes the size with its unit.
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
+
+// Duration is a time.Duration written as "30s", "5m" or "1h30m".
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML accepts a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: %w", n.Value, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }

@@ -1,0 +1,149 @@
+package container
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+)
+
+const lockFile = "lock"
+
+// createRunDir makes the run's directory and holds an exclusive lock on it
+// for as long as the run lives; `gc` treats an unlocked run as abandoned.
+func createRunDir(dir string) (*os.File, error) {
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create run lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock run directory %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// owned reports whether a live run holds the lock of its directory.
+func owned(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, lockFile))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+// remove deletes the task, container, snapshot and files of one run. Each
+// step tolerates what is already gone, so it can run after any failure and
+// more than once.
+func (e *Executor) remove(ctx context.Context, id, dir string) error {
+	var errs []error
+	ctr, err := e.client.LoadContainer(ctx, id)
+	switch {
+	case err == nil:
+		if task, err := ctr.Task(ctx, nil); err == nil {
+			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete task %s: %w", id, err))
+			}
+		} else if !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("load task %s: %w", id, err))
+		}
+		if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete container %s: %w", id, err))
+		}
+	case errdefs.IsNotFound(err):
+	default:
+		errs = append(errs, fmt.Errorf("load container %s: %w", id, err))
+	}
+	// The snapshot outlives a container that was never created.
+	if err := e.client.SnapshotService(e.snapshotter).Remove(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, fmt.Errorf("remove snapshot %s: %w", id, err))
+	}
+	if err := removeCgroups(id); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove run files: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+const cgroupRoot = "/sys/fs/cgroup"
+
+// cgroupDirs lists where the job's cgroup lives: one directory per v1
+// controller, or the single v2 directory.
+func cgroupDirs(id string) []string {
+	rel := filepath.Join(CgroupParent, id)
+	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
+		return []string{filepath.Join(cgroupRoot, rel)}
+	}
+	entries, err := os.ReadDir(cgroupRoot)
+	if err != nil {
+		return nil
+	}
+	var dirs []string
+	for _, ent := range entries {
+		if ent.IsDir() {
+			dirs = append(dirs, filepath.Join(cgroupRoot, ent.Name(), rel))
+		}
+	}
+	return dirs
+}
+
+// removeCgroups removes cgroup directories runc left behind (it normally
+// removes them itself on delete; a killed shim may not).
+func removeCgroups(id string) error {
+	var errs []error
+	for _, d := range cgroupDirs(id) {
+		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// oomKilled reports whether the kernel's OOM killer killed a process of the
+// job's cgroup. It must be read before the task is deleted.
+func (e *Executor) oomKilled(cgroupsPath string) bool {
+	for _, f := range []string{
+		filepath.Join(cgroupRoot, "memory", cgroupsPath, "memory.oom_control"), // v1
+		filepath.Join(cgroupRoot, cgroupsPath, "memory.events"),                // v2
+	} {
+		if n, ok := readCounter(f, "oom_kill"); ok {
+			return n > 0
+		}
+	}
+	return false
+}
+
+func readCounter(path, key string) (uint64, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if ok && k == key {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,143 @@
+// Package container runs script jobs in containers created directly through
+// containerd: one container, task and read-only snapshot per run, removed
+// when the run ends, whatever way it ends.
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/snapshots"
+
+	"github.com/cronium/cronium-agent/oci"
+	"github.com/cronium/cronium-agent/runner/images"
+)
+
+// Container labels: everything the agent creates carries LabelAgent, which is
+// how `cronium-agent gc` finds what may be its own.
+const (
+	LabelJob = "io.cronium.job"
+	LabelRun = "io.cronium.run"
+)
+
+// CgroupParent is the cgroup (below each controller's root) jobs are put in.
+const CgroupParent = "cronium"
+
+// Executor runs jobs in containerd. It is safe for concurrent use.
+type Executor struct {
+	client      *containerd.Client
+	images      *images.Store
+	runtime     string
+	snapshotter string
+	stateDir    string
+	loggerPath  string
+	idmap       oci.IDMap
+	killGrace   time.Duration
+	endWait     time.Duration
+	log         *slog.Logger
+
+	remapMu sync.Mutex
+}
+
+// Option configures an Executor.
+type Option func(*Executor)
+
+// WithRuntime sets the containerd runtime (default io.containerd.runc.v2).
+func WithRuntime(name string) Option { return func(e *Executor) { e.runtime = name } }
+
+// WithSnapshotter sets the snapshotter (default overlayfs).
+func WithSnapshotter(name string) Option { return func(e *Executor) { e.snapshotter = name } }
+
+// WithIDMap sets the user-namespace range (default host 100000.. for 65536 ids).
+func WithIDMap(m oci.IDMap) Option { return func(e *Executor) { e.idmap = m } }
+
+// WithKillGrace sets the time between SIGTERM and SIGKILL (default 10 s).
+func WithKillGrace(d time.Duration) Option { return func(e *Executor) { e.killGrace = d } }
+
+// WithLoggerBinary sets the program the shim runs to capture output; it is
+// called as `<path> shim-logger <file>`. The default is this executable.
+func WithLoggerBinary(path string) Option { return func(e *Executor) { e.loggerPath = path } }
+
+// WithLogger sets the structured logger.
+func WithLogger(l *slog.Logger) Option { return func(e *Executor) { e.log = l } }
+
+// WithImageStore sets the store images are resolved through.
+func WithImageStore(s *images.Store) Option { return func(e *Executor) { e.images = s } }
+
+// New returns an Executor keeping run files below stateDir/runs.
+func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor, error) {
+	e := &Executor{
+		client:      client,
+		runtime:     "io.containerd.runc.v2",
+		snapshotter: "overlayfs",
+		stateDir:    stateDir,
+		idmap:       oci.IDMap{HostUID: 100000, HostGID: 100000, Size: 65536},
+		killGrace:   10 * time.Second,
+		endWait:     15 * time.Second,
+		log:         slog.Default(),
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	if e.images == nil {
+		e.images = images.New(client, e.snapshotter)
+	}
+	if e.loggerPath == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find the agent executable for the output logger: %w", err)
+		}
+		e.loggerPath = exe
+	}
+	// Run directories must be traversable by the job's mapped uid so runc can
+	// bind the script file; their names are unguessable run ids.
+	if err := os.MkdirAll(e.runsDir(), 0o711); err != nil {
+		return nil, fmt.Errorf("create runs directory: %w", err)
+	}
+	if err := os.Chmod(e.runsDir(), 0o711); err != nil {
+		return nil, fmt.Errorf("set mode of runs directory: %w", err)
+	}
+	return e, nil
+}
+
+func (e *Executor) runsDir() string { return filepath.Join(e.stateDir, "runs") }
+
+// Snapshotter is the snapshotter jobs use.
+func (e *Executor) Snapshotter() string { return e.snapshotter }
+
+// Images is the store images are resolved through.
+func (e *Executor) Images() *images.Store { return e.images }
+
+// viewSnapshot gives a run an overlay on the remapped image. It is an active
+// snapshot rather than a View so that runc can create mount points (the
+// script file, /cronium in user images) in its upper layer; the spec then
+// makes the root read-only.
+func (e *Executor) viewSnapshot(ctx context.Context, id string, img containerd.Image) error {
+	parent, err := e.remapped(ctx, img)
+	if err != nil {
+		return err
+	}
+	sn := e.client.SnapshotService(e.snapshotter)
+	if _, err := sn.Prepare(ctx, id, parent, snapshots.WithLabels(map[string]string{LabelAgent: "run"})); err != nil {
+		return fmt.Errorf("create root filesystem view: %w", err)
+	}
+	return nil
+}
+
+// errorsJoinCleanup keeps the run's own error first and adds cleanup errors.
+func errorsJoinCleanup(err error, cleanup error) error {
+	if cleanup == nil {
+		return err
+	}
+	if err == nil {
+		return fmt.Errorf("cleanup: %w", cleanup)
+	}
+	return errors.Join(err, fmt.Errorf("cleanup: %w", cleanup))
+}

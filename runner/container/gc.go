@@ -1,0 +1,163 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/opencontainers/image-spec/identity"
+)
+
+// GCReport lists what a sweep removed.
+type GCReport struct {
+	Containers []string
+	Snapshots  []string
+	RunDirs    []string
+	Cgroups    []string
+}
+
+// Empty reports whether the sweep found nothing to remove.
+func (r GCReport) Empty() bool {
+	return len(r.Containers)+len(r.Snapshots)+len(r.RunDirs)+len(r.Cgroups) == 0
+}
+
+// abandonedPrepare is how old an unfinished remap must be before gc takes it
+// for the leftover of a crashed agent rather than one still being made.
+const abandonedPrepare = time.Hour
+
+// GC removes everything labelled as the agent's that no live run owns: a run
+// is live while a process holds the lock of its run directory. Remapped image
+// snapshots stay while their image exists.
+func (e *Executor) GC(ctx context.Context) (GCReport, error) {
+	var rep GCReport
+	var errs []error
+
+	ctrs, err := e.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelAgent))
+	if err != nil {
+		return rep, fmt.Errorf("list containers: %w", err)
+	}
+	live := map[string]bool{}
+	for _, c := range ctrs {
+		id := c.ID()
+		dir := filepath.Join(e.runsDir(), id)
+		if owned(dir) {
+			live[id] = true
+			continue
+		}
+		if err := e.remove(ctx, id, dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rep.Containers = append(rep.Containers, id)
+	}
+
+	// Run directories whose container never got made, or is already gone.
+	if entries, err := os.ReadDir(e.runsDir()); err == nil {
+		for _, ent := range entries {
+			dir := filepath.Join(e.runsDir(), ent.Name())
+			if live[ent.Name()] || owned(dir) {
+				live[ent.Name()] = true
+				continue
+			}
+			if err := e.remove(ctx, ent.Name(), dir); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			rep.RunDirs = append(rep.RunDirs, ent.Name())
+		}
+	}
+
+	snaps, err := e.staleSnapshots(ctx, live)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	sn := e.client.SnapshotService(e.snapshotter)
+	for _, key := range snaps {
+		if err := sn.Remove(ctx, key); err != nil {
+			errs = append(errs, fmt.Errorf("remove snapshot %s: %w", key, err))
+			continue
+		}
+		rep.Snapshots = append(rep.Snapshots, key)
+	}
+
+	cg, err := staleCgroups(live)
+	rep.Cgroups = cg
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return rep, errors.Join(errs...)
+}
+
+// staleSnapshots lists the agent's snapshots that nothing needs: run views
+// without a live run, unfinished remaps older than abandonedPrepare, and
+// remaps of images that are gone.
+func (e *Executor) staleSnapshots(ctx context.Context, live map[string]bool) ([]string, error) {
+	imgs, err := e.client.ListImages(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	chains := map[string]bool{}
+	for _, img := range imgs {
+		diffIDs, err := img.RootFS(ctx)
+		if err != nil {
+			continue // content not local: it cannot have a remap of ours
+		}
+		chains[identity.ChainID(diffIDs).String()] = true
+	}
+	var views, remaps []string
+	err = e.client.SnapshotService(e.snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		switch info.Labels[LabelAgent] {
+		case "run":
+			if !live[info.Name] {
+				views = append(views, info.Name)
+			}
+		case "remap":
+			if strings.Contains(info.Name, "/prepare-") {
+				if time.Since(info.Created) > abandonedPrepare {
+					remaps = append(remaps, info.Name)
+				}
+			} else if !chains[info.Labels[LabelRemapParent]] {
+				remaps = append(remaps, info.Name)
+			}
+		}
+		return nil
+	}, fmt.Sprintf("labels.%q", LabelAgent))
+	if err != nil {
+		return nil, fmt.Errorf("walk snapshots: %w", err)
+	}
+	// Views first: a remap cannot go while a view of it exists.
+	return append(views, remaps...), nil
+}
+
+// staleCgroups removes the job cgroups of runs that are not live.
+func staleCgroups(live map[string]bool) ([]string, error) {
+	var removed []string
+	var errs []error
+	parents, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", CgroupParent))
+	if _, err := os.Stat(filepath.Join(cgroupRoot, CgroupParent)); err == nil {
+		parents = append(parents, filepath.Join(cgroupRoot, CgroupParent))
+	}
+	for _, p := range parents {
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			continue
+		}
+		for _, ent := range entries {
+			if !ent.IsDir() || live[ent.Name()] {
+				continue
+			}
+			d := filepath.Join(p, ent.Name())
+			if err := os.Remove(d); err != nil {
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+				continue
+			}
+			removed = append(removed, d)
+		}
+	}
+	return removed, errors.Join(errs...)
+}

@@ -1,0 +1,308 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+
+	"github.com/cronium/cronium-agent/oci"
+	"github.com/cronium/cronium-agent/runner/output"
+	"github.com/cronium/cronium-agent/runtimes"
+)
+
+// Request is one run of a script job.
+type Request struct {
+	// RunID names the container, its snapshot and its files; unique per run.
+	RunID    string
+	JobID    string
+	Hostname string
+	Runtime  runtimes.Runtime
+	Image    string
+	Script   []byte
+	// Env is the complete job environment (job values and CRONIUM_* already merged).
+	Env       map[string]string
+	Resources oci.Resources
+	Timeout   time.Duration
+}
+
+// Status is how a run ended.
+type Status string
+
+// Run end states, as the backend names them.
+const (
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+	StatusTimeout   Status = "timeout"
+	StatusCancelled Status = "cancelled"
+)
+
+// Result is what a finished run reports.
+type Result struct {
+	Status Status
+	// ExitCode is the script's own exit code (128+signal when killed).
+	ExitCode  int
+	OOMKilled bool
+	// MemoryLimit is the limit that applied, reported with OOMKilled.
+	MemoryLimit int64
+	StartedAt   time.Time
+	FinishedAt  time.Time
+	// Output summarises the captured streams.
+	Entries uint64
+}
+
+// EntryFunc receives every captured output entry, in order, while the job runs.
+type EntryFunc func(output.Entry)
+
+// Run runs one job to its end and removes everything it created. Cancelling
+// ctx stops the job (SIGTERM, grace, SIGKILL) and reports it cancelled.
+func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res Result, err error) {
+	if err := validate(req); err != nil {
+		return Result{}, err
+	}
+	dir := filepath.Join(e.runsDir(), req.RunID)
+	lock, err := createRunDir(dir)
+	if err != nil {
+		return Result{}, err
+	}
+	// Cleanup runs on a context of its own: a cancelled run must still be removed.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+		defer cancel()
+		err = errorsJoinCleanup(err, e.remove(cctx, req.RunID, dir))
+		lock.Close()
+	}()
+
+	img, err := e.images.Ensure(ctx, req.Image)
+	if err != nil {
+		return Result{}, err
+	}
+	imgSpec, err := img.Spec(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("read image config of %s: %w", req.Image, err)
+	}
+	scriptPath := filepath.Join(dir, req.Runtime.ScriptName)
+	if err := os.WriteFile(scriptPath, req.Script, 0o444); err != nil {
+		return Result{}, fmt.Errorf("write script for job %s: %w", req.JobID, err)
+	}
+	env, err := oci.Env(imgSpec.Config.Env, req.Env, nil)
+	if err != nil {
+		return Result{}, fmt.Errorf("environment of job %s: %w", req.JobID, err)
+	}
+	spec, err := oci.Spec(oci.Job{
+		ID:           req.RunID,
+		Hostname:     req.Hostname,
+		Args:         req.Runtime.Args(),
+		Env:          env,
+		Resources:    req.Resources,
+		Files:        []oci.FileMount{{Source: scriptPath, Destination: req.Runtime.ScriptPath()}},
+		CgroupParent: CgroupParent,
+		IDMap:        e.idmap,
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	if err := e.viewSnapshot(ctx, req.RunID, img); err != nil {
+		return Result{}, fmt.Errorf("job %s: %w", req.JobID, err)
+	}
+	ctr, err := e.client.NewContainer(ctx, req.RunID,
+		containerd.WithSnapshotter(e.snapshotter),
+		containerd.WithSnapshot(req.RunID),
+		containerd.WithImageName(img.Name()),
+		containerd.WithRuntime(e.runtime, nil),
+		containerd.WithSpec(spec),
+		containerd.WithContainerLabels(map[string]string{LabelAgent: "run", LabelJob: req.JobID, LabelRun: req.RunID}),
+	)
+	if err != nil {
+		return Result{}, fmt.Errorf("create container for job %s: %w", req.JobID, err)
+	}
+
+	outPath := filepath.Join(dir, "output")
+	task, err := ctr.NewTask(ctx, cio.LogURI(e.loggerURI(outPath)))
+	if err != nil {
+		return Result{}, fmt.Errorf("create task for job %s: %w", req.JobID, err)
+	}
+	exitCh, err := task.Wait(context.WithoutCancel(ctx))
+	if err != nil {
+		return Result{}, fmt.Errorf("wait for task of job %s: %w", req.JobID, err)
+	}
+
+	follow := e.follow(ctx, outPath, onEntry)
+	res.StartedAt = time.Now()
+	if err := task.Start(ctx); err != nil {
+		return Result{}, fmt.Errorf("start task for job %s: %w", req.JobID, err)
+	}
+
+	status, exit := e.await(ctx, task, exitCh, req.Timeout)
+	res.FinishedAt = time.Now()
+	code, _, exitErr := exit.Result()
+	if exitErr != nil {
+		return res, fmt.Errorf("exit status of job %s: %w", req.JobID, exitErr)
+	}
+	res.ExitCode = int(code)
+	res.Status = status
+	if e.oomKilled(spec.Linux.CgroupsPath) {
+		res.OOMKilled = true
+		res.MemoryLimit = req.Resources.MemoryBytes
+	}
+	if res.Status == StatusCompleted && res.ExitCode != 0 {
+		res.Status = StatusFailed
+	}
+
+	// Deleting the task closes the output pipes; the shim then waits for the
+	// logger to write its end record and exit, so the follower can finish.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := task.Delete(dctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return res, fmt.Errorf("delete task of job %s: %w", req.JobID, err)
+	}
+	res.Entries, err = follow.wait(e.endWait)
+	if err != nil {
+		return res, fmt.Errorf("output of job %s: %w", req.JobID, err)
+	}
+	return res, nil
+}
+
+func validate(req Request) error {
+	var problems []string
+	if req.RunID == "" {
+		problems = append(problems, "run id is empty")
+	}
+	if strings.ContainsAny(req.RunID, "/\x00") || req.RunID == "." || req.RunID == ".." {
+		problems = append(problems, fmt.Sprintf("run id %q is not a valid name", req.RunID))
+	}
+	if req.Image == "" {
+		problems = append(problems, "no image")
+	}
+	if req.Timeout <= 0 {
+		problems = append(problems, "timeout must be positive")
+	}
+	if len(req.Runtime.Interpreter) == 0 {
+		problems = append(problems, "no runtime")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("invalid run of job %s: %s", req.JobID, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// await waits for the task to exit, enforcing the timeout and cancellation:
+// SIGTERM to every process of the job, the grace period, then SIGKILL.
+func (e *Executor) await(ctx context.Context, task containerd.Task, exitCh <-chan containerd.ExitStatus, timeout time.Duration) (Status, containerd.ExitStatus) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var status Status
+	select {
+	case st := <-exitCh:
+		return StatusCompleted, st
+	case <-timer.C:
+		status = StatusTimeout
+	case <-ctx.Done():
+		status = StatusCancelled
+	}
+	kctx := context.WithoutCancel(ctx)
+	e.log.Info("stopping job", "container", task.ID(), "reason", status, "grace", e.killGrace)
+	// The script is pid 1 of its namespace and ignores SIGTERM unless it
+	// handles it, so the signal goes to every process of the job.
+	if err := task.Kill(kctx, syscall.SIGTERM, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		e.log.Warn("SIGTERM failed", "container", task.ID(), "error", err)
+	}
+	grace := time.NewTimer(e.killGrace)
+	defer grace.Stop()
+	select {
+	case st := <-exitCh:
+		return status, st
+	case <-grace.C:
+	}
+	if err := task.Kill(kctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		e.log.Warn("SIGKILL failed", "container", task.ID(), "error", err)
+	}
+	return status, <-exitCh
+}
+
+// loggerURI is the shim-side logger: `<agent> shim-logger <file>`.
+func (e *Executor) loggerURI(outPath string) *url.URL {
+	return &url.URL{Scheme: "binary", Path: e.loggerPath, RawQuery: url.Values{"shim-logger": {outPath}}.Encode()}
+}
+
+type follower struct {
+	done    chan struct{}
+	entries uint64
+	err     error
+	cancel  context.CancelFunc
+}
+
+// follow reads the output file as the logger writes it and hands every
+// entry to onEntry. It waits for the file to appear.
+func (e *Executor) follow(ctx context.Context, path string, onEntry EntryFunc) *follower {
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f := &follower{done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(f.done)
+		r, err := openWhenCreated(fctx, path)
+		if err != nil {
+			f.err = err
+			return
+		}
+		defer r.Close()
+		for {
+			ent, err := r.Next(fctx)
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				f.err = err
+				return
+			}
+			f.entries++
+			if onEntry != nil {
+				onEntry(ent)
+			}
+		}
+	}()
+	return f
+}
+
+// wait gives the follower up to d to read the end record.
+func (f *follower) wait(d time.Duration) (uint64, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-f.done:
+	case <-t.C:
+		f.cancel()
+		<-f.done
+		return f.entries, fmt.Errorf("output capture did not finish within %s: %w", d, f.err)
+	}
+	f.cancel()
+	return f.entries, f.err
+}
+
+func openWhenCreated(ctx context.Context, path string) (*output.Reader, error) {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		r, err := output.Open(path)
+		if err == nil {
+			return r, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("output file never appeared: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}

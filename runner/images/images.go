@@ -1,0 +1,192 @@
+// Package images finds, imports, pulls and lists the images jobs run in, in
+// the agent's containerd namespace.
+package images
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/errdefs"
+)
+
+// RuntimeRepoPrefix starts the name of every runtime image built by this
+// project (see runtimes/images).
+const RuntimeRepoPrefix = "cronium.local/runtimes/"
+
+// ErrNotFound is returned when an image is neither in the namespace nor
+// pullable (a runtime image that was never imported).
+var ErrNotFound = errors.New("image not found")
+
+// Store manages images for one snapshotter.
+type Store struct {
+	client      *containerd.Client
+	snapshotter string
+	plainHTTP   []string
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithPlainHTTP names registry hosts (host or host:port) reached over plain
+// HTTP. Loopback registries always are.
+func WithPlainHTTP(hosts ...string) Option {
+	return func(s *Store) { s.plainHTTP = append(s.plainHTTP, hosts...) }
+}
+
+// New returns a Store unpacking into the given snapshotter.
+func New(client *containerd.Client, snapshotter string, opts ...Option) *Store {
+	s := &Store{client: client, snapshotter: snapshotter}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Info describes one image.
+type Info struct {
+	Name     string
+	Digest   string
+	Size     int64
+	Unpacked bool
+}
+
+// Ensure returns the image named ref, unpacked for the snapshotter, pulling it
+// when it is missing and names a registry. Runtime images are never pulled:
+// they come from `cronium-agent images import`.
+func (s *Store) Ensure(ctx context.Context, ref string) (containerd.Image, error) {
+	img, err := s.client.GetImage(ctx, ref)
+	switch {
+	case err == nil:
+	case errdefs.IsNotFound(err):
+		if strings.HasPrefix(ref, RuntimeRepoPrefix) || !hasRegistry(ref) {
+			return nil, fmt.Errorf("%w: %s is not imported (run `cronium-agent images import <archive>`, or `make images` in the source tree)", ErrNotFound, ref)
+		}
+		if img, err = s.Pull(ctx, ref); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("look up image %s: %w", ref, err)
+	}
+	unpacked, err := img.IsUnpacked(ctx, s.snapshotter)
+	if err != nil {
+		return nil, fmt.Errorf("check image %s: %w", ref, err)
+	}
+	if !unpacked {
+		if err := img.Unpack(ctx, s.snapshotter); err != nil {
+			return nil, fmt.Errorf("unpack image %s: %w", ref, err)
+		}
+	}
+	return img, nil
+}
+
+// Pull fetches ref from its registry and unpacks it.
+func (s *Store) Pull(ctx context.Context, ref string) (containerd.Image, error) {
+	resolver := docker.NewResolver(docker.ResolverOptions{
+		Hosts: docker.ConfigureDefaultRegistries(docker.WithPlainHTTP(s.isPlainHTTP)),
+	})
+	img, err := s.client.Pull(ctx, ref,
+		containerd.WithResolver(resolver),
+		containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter(s.snapshotter),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("pull image %s: %w", ref, err)
+	}
+	return img, nil
+}
+
+func (s *Store) isPlainHTTP(host string) (bool, error) {
+	if slices.Contains(s.plainHTTP, host) {
+		return true, nil
+	}
+	return docker.MatchLocalhost(host)
+}
+
+// hasRegistry reports whether the first path element of ref is a registry
+// host, as in docker's reference rules.
+func hasRegistry(ref string) bool {
+	first, _, ok := strings.Cut(ref, "/")
+	if !ok {
+		return false
+	}
+	return strings.ContainsAny(first, ".:") || first == "localhost" || net.ParseIP(first) != nil
+}
+
+// ImportFile loads an OCI image archive. Runtime images (named below
+// RuntimeRepoPrefix) are also tagged ":latest", which is what the default
+// configuration runs.
+func (s *Store) ImportFile(ctx context.Context, path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open image archive: %w", err)
+	}
+	defer f.Close()
+	names, err := s.Import(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	return names, nil
+}
+
+// Import loads an OCI image archive from r and returns the names it created.
+func (s *Store) Import(ctx context.Context, r io.Reader) ([]string, error) {
+	imgs, err := s.client.Import(ctx, r, containerd.WithAllPlatforms(false))
+	if err != nil {
+		return nil, err
+	}
+	if len(imgs) == 0 {
+		return nil, errors.New("the archive names no image (an OCI archive needs an io.containerd.image.name or org.opencontainers.image.ref.name annotation)")
+	}
+	var names []string
+	is := s.client.ImageService()
+	for _, im := range imgs {
+		names = append(names, im.Name)
+		if err := containerd.NewImage(s.client, im).Unpack(ctx, s.snapshotter); err != nil {
+			return names, fmt.Errorf("unpack %s: %w", im.Name, err)
+		}
+		if repo, _, ok := strings.Cut(im.Name, ":"); ok && strings.HasPrefix(im.Name, RuntimeRepoPrefix) {
+			latest := images.Image{Name: repo + ":latest", Target: im.Target, Labels: im.Labels}
+			_, err := is.Create(ctx, latest)
+			if errdefs.IsAlreadyExists(err) {
+				_, err = is.Update(ctx, latest, "target")
+			}
+			if err != nil {
+				return names, fmt.Errorf("tag %s: %w", latest.Name, err)
+			}
+			names = append(names, latest.Name)
+		}
+	}
+	return names, nil
+}
+
+// List returns every image of the namespace, by name.
+func (s *Store) List(ctx context.Context) ([]Info, error) {
+	imgs, err := s.client.ListImages(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	out := make([]Info, 0, len(imgs))
+	for _, img := range imgs {
+		size, err := img.Size(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("size of %s: %w", img.Name(), err)
+		}
+		unpacked, err := img.IsUnpacked(ctx, s.snapshotter)
+		if err != nil {
+			return nil, fmt.Errorf("check %s: %w", img.Name(), err)
+		}
+		out = append(out, Info{Name: img.Name(), Digest: img.Target().Digest.String(), Size: size, Unpacked: unpacked})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}

@@ -1,0 +1,153 @@
+// Package runner owns the job lifecycle: it turns a job into a run request
+// under the agent's policy and hands it to an executor.
+package runner
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cronium/cronium-agent/internal/config"
+	"github.com/cronium/cronium-agent/oci"
+	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/runtimes"
+)
+
+// Job is a script job as the runner sees it, whatever its source.
+type Job struct {
+	ID      string
+	EventID string
+	UserID  string
+	Runtime string
+	Script  []byte
+	Env     map[string]string
+	// Timeout zero means the configured default.
+	Timeout time.Duration
+	// Resources zero fields mean the configured defaults.
+	Resources oci.Resources
+	// Image overrides the runtime's configured image.
+	Image string
+}
+
+// Policy is what the agent's configuration says about every job.
+type Policy struct {
+	Images         map[string]string // by canonical runtime name
+	Defaults, Max  oci.Resources
+	DefaultTimeout time.Duration
+	MaxTimeout     time.Duration
+}
+
+// PolicyFromConfig extracts the job policy from the agent configuration.
+func PolicyFromConfig(c config.Config) Policy {
+	lim := func(l config.Limits) oci.Resources {
+		return oci.Resources{CPU: l.CPU, MemoryBytes: int64(l.Memory), Pids: l.Pids, TmpBytes: int64(l.Tmp), WorkspaceBytes: int64(l.Workspace)}
+	}
+	return Policy{
+		Images: map[string]string{
+			"bash": c.Runtimes.Bash.Image, "python": c.Runtimes.Python.Image, "node": c.Runtimes.Node.Image,
+		},
+		Defaults:       lim(c.Resources.Defaults),
+		Max:            lim(c.Resources.Max),
+		DefaultTimeout: time.Duration(c.Jobs.DefaultTimeout),
+		MaxTimeout:     time.Duration(c.Jobs.MaxTimeout),
+	}
+}
+
+// ExecutionID is the id of one run of a job, shared by the runtime token, the
+// script's CRONIUM_EXECUTION_ID and the backend's execution row.
+func ExecutionID(jobID string, start time.Time) string {
+	return "exec_" + jobID + "_" + strconv.FormatInt(start.Unix(), 10)
+}
+
+// Request turns a job into a container run request: the runtime and image
+// resolved, the timeout and resources clamped, the CRONIUM_* variables set.
+func (p Policy) Request(job Job, now time.Time) (container.Request, error) {
+	if job.ID == "" {
+		return container.Request{}, fmt.Errorf("job has no id")
+	}
+	rt, err := runtimes.Lookup(job.Runtime)
+	if err != nil {
+		return container.Request{}, fmt.Errorf("job %s: %w", job.ID, err)
+	}
+	image := job.Image
+	if image == "" {
+		image = p.Images[rt.Name]
+	}
+	if image == "" {
+		return container.Request{}, fmt.Errorf("job %s: no image configured for runtime %s", job.ID, rt.Name)
+	}
+	timeout := job.Timeout
+	if timeout <= 0 {
+		timeout = p.DefaultTimeout
+	}
+	timeout = min(timeout, p.MaxTimeout)
+
+	env := make(map[string]string, len(job.Env)+5)
+	for k, v := range job.Env {
+		env[k] = v
+	}
+	// Set last: a job cannot pass itself off as another execution.
+	env["CRONIUM_EXECUTION_ID"] = ExecutionID(job.ID, now)
+	env["CRONIUM_JOB_ID"] = job.ID
+	env["CRONIUM_EXECUTION_MODE"] = "container"
+	if job.EventID != "" {
+		env["CRONIUM_EVENT_ID"] = job.EventID
+	} else {
+		delete(env, "CRONIUM_EVENT_ID")
+	}
+	return container.Request{
+		RunID:     RunID(job.ID),
+		JobID:     job.ID,
+		Hostname:  Hostname(job.ID),
+		Runtime:   rt,
+		Image:     image,
+		Script:    job.Script,
+		Env:       env,
+		Resources: oci.Clamp(job.Resources, p.Defaults, p.Max),
+		Timeout:   timeout,
+	}, nil
+}
+
+// RunID names one run's container: the job id made safe for containerd plus
+// a random suffix, since a job may run more than once.
+func RunID(jobID string) string {
+	id := sanitize(jobID, 48)
+	if id == "" {
+		id = "job"
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "cronium-" + id + "-" + hex.EncodeToString(b)
+}
+
+// Hostname is cronium-<short job id>: the job id without its "job_" prefix,
+// lower case, at most 12 characters.
+func Hostname(jobID string) string {
+	short := strings.ToLower(sanitize(strings.TrimPrefix(jobID, "job_"), 12))
+	short = strings.Trim(strings.ReplaceAll(short, ".", "-"), "-_")
+	if short == "" {
+		return "cronium"
+	}
+	return "cronium-" + strings.ReplaceAll(short, "_", "-")
+}
+
+// sanitize keeps letters, digits, '-', '_' and '.', replacing the rest with
+// '-', and cuts to max bytes.
+func sanitize(s string, max int) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= max {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	return strings.Trim(b.String(), "-_.")
+}

@@ -1,0 +1,74 @@
+package output
+
+import (
+	"fmt"
+	"time"
+)
+
+// Default tuning of Capture.
+const (
+	// DefaultFlushInterval bounds how long captured output may sit in the
+	// write buffer, i.e. how far a follower lags behind the container.
+	DefaultFlushInterval = 50 * time.Millisecond
+	// DefaultBufferSize is the write buffer; one write(2) per full buffer.
+	DefaultBufferSize = 256 << 10
+	// DefaultReadSize is the least room offered to each read; a Linux pipe
+	// holds 64 KiB, so more only helps sources other than pipes.
+	DefaultReadSize = 128 << 10
+	// interruptGrace is how long Capture waits, once its context is done,
+	// for readers that cannot be interrupted before it abandons them.
+	interruptGrace = 500 * time.Millisecond
+)
+
+// Option tunes Capture.
+type Option func(*config)
+
+type config struct {
+	maxLine       int
+	flushInterval time.Duration
+	bufferSize    int
+	readSize      int
+	now           func() time.Time
+}
+
+// WithMaxLine sets the longest entry payload; longer lines are split into
+// fragments of this size. Meant for tests; the contract fixes MaxLine.
+func WithMaxLine(n int) Option { return func(c *config) { c.maxLine = n } }
+
+// WithFlushInterval sets the longest time captured output stays buffered.
+func WithFlushInterval(d time.Duration) Option { return func(c *config) { c.flushInterval = d } }
+
+// WithBufferSize sets the write buffer size. It is raised to hold at least
+// one record of the maximum line length.
+func WithBufferSize(n int) Option { return func(c *config) { c.bufferSize = n } }
+
+// WithReadSize sets the least room offered to each read of a stream.
+func WithReadSize(n int) Option { return func(c *config) { c.readSize = n } }
+
+// WithClock replaces time.Now for entry timestamps, for tests.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+func newConfig(opts []Option) (config, error) {
+	c := config{
+		maxLine:       MaxLine,
+		flushInterval: DefaultFlushInterval,
+		bufferSize:    DefaultBufferSize,
+		readSize:      DefaultReadSize,
+		now:           time.Now,
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	switch {
+	case c.maxLine < 1 || c.maxLine > MaxPayload:
+		return c, fmt.Errorf("max line %d out of range 1..%d", c.maxLine, MaxPayload)
+	case c.flushInterval <= 0:
+		return c, fmt.Errorf("flush interval %v must be positive", c.flushInterval)
+	case c.readSize < 1:
+		return c, fmt.Errorf("read size %d must be positive", c.readSize)
+	case c.now == nil:
+		return c, fmt.Errorf("clock must not be nil")
+	}
+	c.bufferSize = max(c.bufferSize, RecordHeaderSize+c.maxLine)
+	return c, nil
+}

@@ -1,0 +1,75 @@
+package output
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// The descriptors containerd's runc shim hands a "binary://" logger.
+const (
+	shimStdoutFD = 3
+	shimStderrFD = 4
+	shimReadyFD  = 5
+)
+
+// RunShimLogger is the body of `cronium-agent shim-logger PATH`, the
+// process containerd's shim starts for the logging URI
+// binary:///usr/bin/cronium-agent?shim-logger=PATH. It reads the
+// container's stdout from fd 3 and stderr from fd 4, signals ready by
+// closing fd 5, and captures into PATH as Logger.Run does. SIGTERM, which
+// the shim sends when the task is deleted, starts the drain timeout.
+func RunShimLogger(ctx context.Context, path string) error {
+	stdout, err1 := inheritPipe(shimStdoutFD, "stdout", true)
+	stderr, err2 := inheritPipe(shimStderrFD, "stderr", true)
+	ready, err3 := inheritPipe(shimReadyFD, "ready", false)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		for _, f := range []*os.File{stdout, stderr, ready} {
+			if f != nil {
+				f.Close()
+			}
+		}
+		return fmt.Errorf("shim logger: not started by a containerd shim? %w", err)
+	}
+	defer stdout.Close()
+	defer stderr.Close()
+
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	defer signal.Stop(term)
+
+	l := Logger{
+		Path:      path,
+		Stdout:    stdout,
+		Stderr:    stderr,
+		Ready:     ready,
+		Terminate: term,
+	}
+	_, err := l.Run(ctx)
+	return err
+}
+
+// inheritPipe wraps an inherited descriptor after checking it is a pipe,
+// so that a misstarted logger never closes a descriptor it does not own.
+// Read ends are made non-blocking first: os.NewFile then registers them
+// with the runtime poller, which is what lets the drain timeout interrupt
+// a blocked read. The flag is shared with the shim's copy of the
+// descriptor, which the shim closes after start without reading.
+func inheritPipe(fd int, name string, read bool) (*os.File, error) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("fd %d (%s): %w", fd, name, err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFIFO {
+		return nil, fmt.Errorf("fd %d (%s): not a pipe (mode %#o)", fd, name, st.Mode)
+	}
+	if read {
+		if err := syscall.SetNonblock(fd, true); err != nil {
+			return nil, fmt.Errorf("fd %d (%s): set non-blocking: %w", fd, name, err)
+		}
+	}
+	return os.NewFile(uintptr(fd), "shim-"+name), nil
+}
