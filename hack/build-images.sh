@@ -252,8 +252,8 @@ main() {
 		write_atomic "$IMAGE_CACHE/$rt.path" "$archive"
 		secs=$(awk -v s="$start" -v e="$(date +%s%N)" 'BEGIN { printf "%.1f", (e - s) / 1e9 }')
 		summary+=("$(printf '%-8s %-44s %9s %9s %7ss' "$rt" "$ref" \
-			"$(numfmt --to=iec --suffix=B "$(stat -c %s "$archive")")" \
-			"$(numfmt --to=iec --suffix=B "$(cat "${archive%.tar}.size" 2>/dev/null || echo 0)")" "$secs")")
+			"$(numfmt --to=iec-i --suffix=B "$(stat -c %s "$archive")")" \
+			"$(numfmt --to=iec-i --suffix=B "$(cat "${archive%.tar}.size" 2>/dev/null || echo 0)")" "$secs")")
 	done
 
 	printf '%-8s %-44s %9s %9s %8s\n' runtime ref archive unpacked time

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
@@ -56,6 +57,13 @@ func (e *Executor) remapped(ctx context.Context, img containerd.Image) (string, 
 		return key, nil
 	}
 	start := time.Now()
+	// Without a lease containerd's garbage collector, run whenever any job's
+	// snapshot is removed, takes the unreferenced snapshot mid-chown.
+	ctx, done, err := e.client.WithLease(ctx, leases.WithExpiration(time.Hour))
+	if err != nil {
+		return "", fmt.Errorf("lease for remapping %s: %w", img.Name(), err)
+	}
+	defer done(context.WithoutCancel(ctx))
 	tmp := key + "/prepare-" + randomHex(4)
 	mounts, err := sn.Prepare(ctx, tmp, parent, snapshots.WithLabels(map[string]string{LabelAgent: "remap"}))
 	if err != nil {

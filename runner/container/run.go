@@ -13,6 +13,7 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 
@@ -112,10 +113,17 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if err != nil {
 		return Result{}, err
 	}
-	if err := e.viewSnapshot(ctx, req.RunID, img); err != nil {
+	// The lease keeps the new snapshot from containerd's garbage collector
+	// until the container that references it exists.
+	lctx, done, err := e.client.WithLease(ctx, leases.WithExpiration(10*time.Minute))
+	if err != nil {
+		return Result{}, fmt.Errorf("lease for job %s: %w", req.JobID, err)
+	}
+	defer done(context.WithoutCancel(ctx))
+	if err := e.viewSnapshot(lctx, req.RunID, img); err != nil {
 		return Result{}, fmt.Errorf("job %s: %w", req.JobID, err)
 	}
-	ctr, err := e.client.NewContainer(ctx, req.RunID,
+	ctr, err := e.client.NewContainer(lctx, req.RunID,
 		containerd.WithSnapshotter(e.snapshotter),
 		containerd.WithSnapshot(req.RunID),
 		containerd.WithImageName(img.Name()),

@@ -16,8 +16,8 @@
 // payload:
 //
 //	offset size field
-//	0      4    payload length
-//	4      4    CRC-32C of bytes 0..3 and 8..end of payload
+//	0      4    CRC-32C of bytes 4..end of payload
+//	4      4    payload length
 //	8      8    seq (1, 2, 3, ... across all streams; 0 in the end record)
 //	16     8    time, unix nanoseconds (when the logger read the data)
 //	24     1    kind: 1 stdout, 2 stderr, 3 system, 'E' end record

@@ -35,8 +35,8 @@ const (
 
 // Record header field offsets.
 const (
-	offLen   = 0
-	offCRC   = 4
+	offCRC   = 0
+	offLen   = 4
 	offSeq   = 8
 	offTime  = 16
 	offKind  = 24
@@ -69,11 +69,11 @@ func appendRecord(dst []byte, kind, flags byte, seq uint64, unixNano int64, payl
 	return dst
 }
 
-// recordCRC checksums a whole record but its own CRC field. The length is
-// covered too: a damaged length must not pass as a shorter valid record.
+// recordCRC checksums a whole record but its own CRC field, which comes
+// first so that one call covers the rest. The length is covered too: a
+// damaged length must not pass as a shorter valid record.
 func recordCRC(rec []byte) uint32 {
-	c := crc32.Update(0, castagnoli, rec[offLen:offCRC])
-	return crc32.Update(c, castagnoli, rec[offSeq:])
+	return crc32.Update(0, castagnoli, rec[offLen:])
 }
 
 // recordHeader is the decoded fixed part of a record.

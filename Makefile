@@ -1,0 +1,70 @@
+# cronium-agent. Run as root on Debian 12:
+#   make demo   install what is missing, build, start containerd, build and import
+#               the runtime images, run one job per runtime
+#   make test   the same set-up, then the whole test suite
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+
+CONTAINERD_ADDRESS ?= /run/cronium-containerd/containerd.sock
+IMAGE_CACHE        ?= /var/cache/cronium-agent/images
+STATE_DIR          ?= /var/lib/cronium-agent
+VERSION            ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+AGENT              := bin/cronium-agent
+GOTEST_FLAGS       ?= -timeout 40m
+export CONTAINERD_ADDRESS IMAGE_CACHE
+
+# The agent as the demo and tests run it: our containerd, our state dir.
+RUN_AGENT := CRONIUM_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) CRONIUM_STATE_DIR=$(STATE_DIR) $(AGENT)
+
+.PHONY: all deps build containerd images import demo test unit bench gc clean stop
+
+all: build
+
+deps:
+	@hack/deps.sh
+
+build: deps
+	go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(AGENT) ./cmd/cronium-agent
+
+containerd: deps
+	@hack/containerd.sh >/dev/null
+
+images: deps
+	@hack/build-images.sh
+
+# Import the cached archives; containerd skips content it already has.
+import: build containerd images
+	@for rt in bash python node; do \
+		$(RUN_AGENT) images import "$$(cat $(IMAGE_CACHE)/$$rt.path)" >/dev/null || exit 1; \
+	done
+	@$(RUN_AGENT) images list
+
+demo: import
+	@hack/demo.sh $(AGENT)
+
+test: import
+	CRONIUM_TEST_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) \
+	CRONIUM_REQUIRE_CONTAINERD=$(if $(CI),1,$(CRONIUM_REQUIRE_CONTAINERD)) \
+		go test $(GOTEST_FLAGS) ./... 2>&1 | tee /tmp/cronium-test.log; exit $${PIPESTATUS[0]}
+	@$(MAKE) --no-print-directory leftovers
+
+# Unit tests only: no root, no containerd.
+unit:
+	go test -short ./...
+
+bench: import
+	CRONIUM_TEST_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) \
+		go test -run '^$$' -bench . -benchtime 100x ./runner/container/ ./runner/output/
+
+# Fail when anything of the agent's is left on this host.
+leftovers:
+	@hack/leftovers.sh
+
+gc: build containerd
+	$(RUN_AGENT) gc
+
+stop:
+	@hack/containerd.sh stop
+
+clean:
+	rm -rf bin

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Exit non-zero and say what is left when anything of the agent's remains:
+# containers, tasks, run snapshots, cgroups, mounts, run files.
+set -uo pipefail
+ADDR=${CONTAINERD_ADDRESS:-/run/cronium-containerd/containerd.sock}
+STATE=${STATE_DIR:-/var/lib/cronium-agent}
+left=()
+n=$(ctr --address "$ADDR" -n cronium containers ls -q 2>/dev/null | wc -l)
+((n)) && left+=("$n containers")
+n=$(ctr --address "$ADDR" -n cronium tasks ls -q 2>/dev/null | wc -l)
+((n)) && left+=("$n tasks")
+n=$(ctr --address "$ADDR" -n cronium snapshots ls 2>/dev/null | awk 'NR>1 && $1 ~ /^cronium-/' | wc -l)
+((n)) && left+=("$n run snapshots")
+n=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 3 -path '*/cronium/*' -type d 2>/dev/null | wc -l)
+((n)) && left+=("$n cgroups")
+n=$(grep -c '/runs/cronium-' /proc/self/mountinfo)
+((n)) && left+=("$n mounts")
+n=$(find "$STATE/runs" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+((n)) && left+=("$n run directories in $STATE/runs")
+if ((${#left[@]})); then
+	echo "leftovers: ${left[*]}" >&2
+	exit 1
+fi
+echo "leftovers: none"

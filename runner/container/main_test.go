@@ -1,0 +1,176 @@
+package container_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/snapshots"
+
+	"github.com/cronium/cronium-agent/internal/config"
+	"github.com/cronium/cronium-agent/internal/testenv"
+	"github.com/cronium/cronium-agent/runner"
+	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/runner/output"
+)
+
+func TestMain(m *testing.M) {
+	testenv.MainWithShimLogger()
+	os.Exit(m.Run())
+}
+
+type harness struct {
+	client   *containerd.Client
+	ex       *container.Executor
+	stateDir string
+	policy   runner.Policy
+}
+
+func newHarness(t testing.TB, opts ...container.Option) *harness {
+	t.Helper()
+	client := testenv.Containerd(t)
+	state := t.TempDir()
+	// The job's mapped uid must traverse to its script file.
+	if err := os.Chmod(state, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	opts = append([]container.Option{
+		container.WithKillGrace(2 * time.Second),
+		container.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+	}, opts...)
+	ex, err := container.New(client, state, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{client: client, ex: ex, stateDir: state, policy: runner.PolicyFromConfig(config.Default())}
+	for _, rt := range []string{"bash", "python", "node"} {
+		if _, err := client.GetImage(context.Background(), h.policy.Images[rt]); err != nil {
+			testenv.Unavailable(t, "runtime image %s not imported (make import): %v", h.policy.Images[rt], err)
+		}
+	}
+	t.Cleanup(func() { h.assertClean(t) })
+	return h
+}
+
+// result is a finished run with its captured streams.
+type result struct {
+	container.Result
+	stdout, stderr bytes.Buffer
+	entries        []output.Entry
+	req            container.Request
+	err            error
+}
+
+type jobOpt func(*runner.Job)
+
+func withEnv(kv ...string) jobOpt {
+	return func(j *runner.Job) {
+		j.Env = map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			j.Env[kv[i]] = kv[i+1]
+		}
+	}
+}
+func withTimeout(d time.Duration) jobOpt { return func(j *runner.Job) { j.Timeout = d } }
+func withMemory(b int64) jobOpt          { return func(j *runner.Job) { j.Resources.MemoryBytes = b } }
+func withPids(n int64) jobOpt            { return func(j *runner.Job) { j.Resources.Pids = n } }
+func withID(id string) jobOpt            { return func(j *runner.Job) { j.ID = id } }
+func withImage(ref string) jobOpt        { return func(j *runner.Job) { j.Image = ref } }
+func withEvent(event, user string) jobOpt {
+	return func(j *runner.Job) { j.EventID, j.UserID = event, user }
+}
+
+func (h *harness) run(ctx context.Context, t testing.TB, rt, script string, opts ...jobOpt) *result {
+	t.Helper()
+	return h.runWith(ctx, t, rt, script, nil, opts...)
+}
+
+// runWith runs a job; onEntry (optional) sees each entry as it arrives.
+func (h *harness) runWith(ctx context.Context, t testing.TB, rt, script string, onEntry func(output.Entry), opts ...jobOpt) *result {
+	t.Helper()
+	job := runner.Job{ID: "job_test" + strings.ToLower(randomSuffix()), Runtime: rt, Script: []byte(script), Timeout: time.Minute}
+	for _, o := range opts {
+		if o != nil {
+			o(&job)
+		}
+	}
+	req, err := h.policy.Request(job, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &result{req: req}
+	var mu sync.Mutex
+	r.Result, r.err = h.ex.Run(ctx, req, func(e output.Entry) {
+		mu.Lock()
+		defer mu.Unlock()
+		r.entries = append(r.entries, output.Entry{Seq: e.Seq, Stream: e.Stream, Time: e.Time, Fragment: e.Fragment})
+		w := &r.stdout
+		if e.Stream == output.Stderr {
+			w = &r.stderr
+		}
+		w.Write(e.Data)
+		if !e.Fragment {
+			w.WriteByte('\n')
+		}
+		if onEntry != nil {
+			onEntry(e)
+		}
+	})
+	return r
+}
+
+func randomSuffix() string {
+	id := runner.RunID("x")
+	return id[len(id)-8:]
+}
+
+// assertClean checks that nothing of any run is left: containers, tasks, run
+// snapshots, cgroups, mounts and run files.
+func (h *harness) assertClean(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	ctrs, err := h.client.Containers(ctx)
+	if err != nil {
+		t.Errorf("list containers: %v", err)
+	}
+	for _, c := range ctrs {
+		t.Errorf("container left: %s", c.ID())
+	}
+	tasks, err := h.client.TaskService().List(ctx, nil)
+	if err == nil {
+		for _, tk := range tasks.Tasks {
+			t.Errorf("task left: %s", tk.ID)
+		}
+	}
+	sn := h.client.SnapshotService(h.ex.Snapshotter())
+	_ = sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Labels[container.LabelAgent] == "run" {
+			t.Errorf("run snapshot left: %s", info.Name)
+		}
+		return nil
+	})
+	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + container.CgroupParent + "/*"); len(dirs) > 0 {
+		for _, d := range dirs {
+			if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+				t.Errorf("cgroup left: %s", d)
+			}
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if bytes.Contains(mi, []byte(h.stateDir)) {
+		t.Errorf("mounts left below %s", h.stateDir)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(h.stateDir, "runs")); len(entries) > 0 {
+		for _, e := range entries {
+			t.Errorf("run files left: %s", e.Name())
+		}
+	}
+}
