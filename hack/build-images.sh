@@ -223,9 +223,10 @@ main() {
 	done
 
 	((EUID == 0)) || die "must run as root (debootstrap, chroot, file owners)"
-	if ! command -v debootstrap >/dev/null; then
-		log "installing debootstrap"
-		apt-get install -y debootstrap >&2 || { apt-get update >&2 && apt-get install -y debootstrap >&2; }
+	if ! command -v debootstrap >/dev/null || [[ ! -f /usr/share/keyrings/debian-archive-keyring.gpg ]]; then
+		log "installing debootstrap and debian-archive-keyring"
+		local pkgs=(debootstrap debian-archive-keyring)
+		apt-get install -y "${pkgs[@]}" >&2 || { apt-get update >&2 && apt-get install -y "${pkgs[@]}" >&2; }
 	fi
 	GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 	[[ -x $GO ]] || die "go not found (set GO)"

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -59,4 +61,21 @@ func newExecutor(env *cliEnv, client *containerd.Client, cfg config.Config) (*co
 		container.WithImageStore(store),
 		container.WithLogger(env.log),
 	)
+}
+
+// parseFlags parses a subcommand's flags: -h prints its usage, a bad flag is
+// one line of error (the usage is there with -h).
+func parseFlags(env *cliEnv, fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(env.stderr)
+		fmt.Fprintf(env.stderr, "usage of cronium-agent %s:\n", fs.Name())
+		fs.PrintDefaults()
+		return &exitError{code: 0}
+	}
+	if err != nil {
+		return &exitError{code: exitUsage, err: fmt.Errorf("%v (see cronium-agent %s -h)", err, fs.Name())}
+	}
+	return nil
 }

@@ -55,7 +55,6 @@ func (s sizeFlag) Set(v string) error {
 
 func runExec(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
 	cfgPath := configFlag(fs)
 	rtName := fs.String("runtime", "bash", "runtime: "+strings.Join(runtimes.Names(), ", "))
 	file := fs.String("file", "", "script file to run")
@@ -68,8 +67,8 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 	cpus := fs.Float64("cpus", 0, "CPU limit in cores (default: resources.defaults.cpu)")
 	pids := fs.Int64("pids", 0, "process limit (default: resources.defaults.pids)")
 	image := fs.String("image", "", "image to run in instead of the runtime's configured one")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: exitUsage}
+	if err := parseFlags(env, fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return &exitError{code: exitUsage, err: fmt.Errorf("unexpected argument %q (the script goes in --file or -c)", fs.Arg(0))}

@@ -8,10 +8,9 @@ import (
 
 func runGC(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("gc", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
 	cfgPath := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: exitUsage}
+	if err := parseFlags(env, fs, args); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(env, *cfgPath)
 	if err != nil {

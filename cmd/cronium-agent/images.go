@@ -12,10 +12,9 @@ func runImages(ctx context.Context, env *cliEnv, args []string) error {
 		return &exitError{code: exitUsage, err: fmt.Errorf("want `images import ARCHIVE...` or `images list`")}
 	}
 	fs := flag.NewFlagSet("images "+args[0], flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
 	cfgPath := configFlag(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		return &exitError{code: exitUsage}
+	if err := parseFlags(env, fs, args[1:]); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(env, *cfgPath)
 	if err != nil {

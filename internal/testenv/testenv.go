@@ -80,3 +80,18 @@ func MainWithShimLogger() bool {
 	}
 	return false
 }
+
+// StateDir returns a fresh agent state directory that a job's mapped uid can
+// traverse (t.TempDir's parent is mode 0700, which the executor refuses).
+func StateDir(tb testing.TB) string {
+	tb.Helper()
+	d, err := os.MkdirTemp("", "cronium-state-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Chmod(d, 0o711); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}

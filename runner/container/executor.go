@@ -104,7 +104,28 @@ func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor,
 	if err := os.Chmod(e.runsDir(), 0o711); err != nil {
 		return nil, fmt.Errorf("set mode of runs directory: %w", err)
 	}
+	if err := traversable(e.runsDir()); err != nil {
+		return nil, err
+	}
 	return e, nil
+}
+
+// traversable checks that every directory above dir lets others search it:
+// runc binds the script file as the job's mapped root, which is "other" on
+// the host.
+func traversable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("check state directory: %w", err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("state directory %s has mode %o: jobs cannot reach their script files through it (chmod o+x %s, or choose another state.dir)", d, fi.Mode().Perm(), d)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 func (e *Executor) runsDir() string { return filepath.Join(e.stateDir, "runs") }

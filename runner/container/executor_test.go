@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cronium/cronium-agent/oci"
+	"github.com/cronium/cronium-agent/runner"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/images"
 	"github.com/cronium/cronium-agent/runner/output"
@@ -291,5 +293,46 @@ func TestLongRunsAreNumbered(t *testing.T) {
 		if outs[i] != "o"+strconv.Itoa(i+1) || errs[i] != "e"+strconv.Itoa(i+1) {
 			t.Fatalf("line %d: %q %q", i, outs[i], errs[i])
 		}
+	}
+}
+
+// The host's cgroup files show the job's limits, with requests above the
+// configured maxima clamped to them.
+func TestLimits(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct {
+		name                      string
+		cpu                       float64
+		mem, pids                 int64
+		wantQuota, wantMem, wantP string
+	}{
+		{"defaults", 0, 0, 0, "50000", "536870912", "100"},
+		{"requested", 1.5, 100 << 20, 33, "150000", "104857600", "33"},
+		{"clamped to the maxima", 64, 1 << 40, 1 << 20, "200000", "4294967296", "1024"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[string]string{}
+			r := h.runWith(context.Background(), t, "bash", "echo ready; sleep 0.5", func(e output.Entry) {
+				if string(e.Data) != "ready" {
+					return
+				}
+				for _, f := range []string{"cpu/cpu.cfs_quota_us", "memory/memory.limit_in_bytes", "memory/memory.memsw.limit_in_bytes", "pids/pids.max"} {
+					matches, _ := filepath.Glob("/sys/fs/cgroup/" + strings.Replace(f, "/", "/"+container.CgroupParent+"/*/", 1))
+					for _, m := range matches {
+						b, _ := os.ReadFile(m)
+						got[filepath.Base(f)] = strings.TrimSpace(string(b))
+					}
+				}
+			}, func(j *runner.Job) { j.Resources = oci.Resources{CPU: tc.cpu, MemoryBytes: tc.mem, Pids: tc.pids} })
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			want := map[string]string{"cpu.cfs_quota_us": tc.wantQuota, "memory.limit_in_bytes": tc.wantMem, "memory.memsw.limit_in_bytes": tc.wantMem, "pids.max": tc.wantP}
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q", k, got[k], v)
+				}
+			}
+		})
 	}
 }

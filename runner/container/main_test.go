@@ -37,11 +37,7 @@ type harness struct {
 func newHarness(t testing.TB, opts ...container.Option) *harness {
 	t.Helper()
 	client := testenv.Containerd(t)
-	state := t.TempDir()
-	// The job's mapped uid must traverse to its script file.
-	if err := os.Chmod(state, 0o711); err != nil {
-		t.Fatal(err)
-	}
+	state := testenv.StateDir(t)
 	opts = append([]container.Option{
 		container.WithKillGrace(2 * time.Second),
 		container.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
@@ -165,8 +161,18 @@ func (h *harness) assertClean(t testing.TB) {
 		}
 	}
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
-	if bytes.Contains(mi, []byte(h.stateDir)) {
-		t.Errorf("mounts left below %s", h.stateDir)
+	for _, line := range strings.Split(string(mi), "\n") {
+		if strings.Contains(line, h.stateDir) || strings.Contains(line, "/"+testenv.Namespace+"/cronium-") {
+			t.Errorf("mount left: %s", line)
+		}
+	}
+	// No shim or output logger of a run may outlive it.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmd, _ := os.ReadFile(p)
+		if bytes.Contains(cmd, []byte("shim-logger\x00"+h.stateDir)) {
+			t.Errorf("process left: %s", bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))
+		}
 	}
 	if entries, _ := os.ReadDir(filepath.Join(h.stateDir, "runs")); len(entries) > 0 {
 		for _, e := range entries {

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cronium/cronium-agent/internal/testenv"
+)
+
+// agentBin is the cronium-agent binary the tests run, built once.
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cronium-cli-test")
+	if err != nil {
+		panic(err)
+	}
+	agentBin = filepath.Join(dir, "cronium-agent")
+	build := exec.Command("go", "build", "-o", agentBin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build cronium-agent:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// agent runs the binary with the test containerd and a state dir of its own.
+func agent(t *testing.T, state string, args ...string) cliResult {
+	t.Helper()
+	cmd := exec.Command(agentBin, args...)
+	cmd.Env = append(os.Environ(),
+		"CRONIUM_CONTAINERD_ADDRESS="+testenv.Address(),
+		"CRONIUM_STATE_DIR="+state,
+		"CRONIUM_JOBS_KILL_GRACE=2s",
+	)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return cliResult{code, out.String(), errb.String()}
+}
+
+func stateDir(t *testing.T) string { return testenv.StateDir(t) }
+
+// syncBuffer is written by a child process while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestExec(t *testing.T) {
+	testenv.Containerd(t)
+	state := stateDir(t)
+	script := filepath.Join(t.TempDir(), "s.py")
+	if err := os.WriteFile(script, []byte("import os, sys\nprint('from file', os.environ['A'])\nsys.exit(42)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name          string
+		args          []string
+		code          int
+		stdout        string
+		stderrHas     string
+		stderrExactly *string
+	}{
+		{name: "bash ok", args: []string{"--runtime", "bash", "--env", "A=1", "--env", "B=x=y", "-c", `echo "$A $B"; echo warn >&2`}, stdout: "1 x=y\n", stderrHas: "warn\n"},
+		{name: "file and exit code", args: []string{"--runtime", "python", "--file", script, "--env", "A=z"}, code: 42, stdout: "from file z\n"},
+		{name: "node", args: []string{"--runtime", "nodejs", "-c", "console.log(1+1)"}, stdout: "2\n"},
+		{name: "timeout is 124", args: []string{"--timeout", "1s", "-c", "echo a; sleep 60"}, code: 124, stdout: "a\n", stderrHas: "timed out after 1s"},
+		{name: "oom is 137", args: []string{"--runtime", "python", "--memory", "48MiB", "-c", "b = bytearray(1 << 30)"}, code: 137, stderrHas: "out of memory (limit 48MiB)"},
+		{name: "unknown runtime", args: []string{"--runtime", "ruby", "-c", "puts 1"}, code: 2, stderrHas: `unknown runtime "ruby" (supported: bash, node, python)`},
+		{name: "missing file", args: []string{"--file", "/nonexistent/x.sh"}, code: 2, stderrHas: "read script: open /nonexistent/x.sh: no such file or directory"},
+		{name: "no script", args: []string{"--runtime", "bash"}, code: 2, stderrHas: "no script"},
+		{name: "image not imported", args: []string{"--image", "cronium.local/runtimes/bash:nope", "-c", "true"}, code: 125, stderrHas: "cronium.local/runtimes/bash:nope is not imported (run `cronium-agent images import"},
+		{name: "bad memory", args: []string{"--memory", "lots", "-c", "true"}, code: 2, stderrHas: "invalid size"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := agent(t, state, append([]string{"exec"}, tc.args...)...)
+			if r.code != tc.code {
+				t.Errorf("exit code %d, want %d; stderr %q", r.code, tc.code, r.stderr)
+			}
+			if tc.stdout != "" && r.stdout != tc.stdout {
+				t.Errorf("stdout %q, want %q", r.stdout, tc.stdout)
+			}
+			if !strings.Contains(r.stderr, tc.stderrHas) {
+				t.Errorf("stderr %q, want it to contain %q", r.stderr, tc.stderrHas)
+			}
+			if tc.code == 2 || tc.code == 125 {
+				if n := strings.Count(strings.TrimSpace(r.stderr), "\n"); n != 0 {
+					t.Errorf("error is %d lines, want one: %q", n+1, r.stderr)
+				}
+			}
+		})
+	}
+	assertNoRuns(t, state)
+}
+
+func TestExecWithoutContainerd(t *testing.T) {
+	cmd := exec.Command(agentBin, "exec", "-c", "true")
+	cmd.Env = append(os.Environ(), "CRONIUM_CONTAINERD_ADDRESS=/nonexistent/containerd.sock", "CRONIUM_STATE_DIR="+stateDir(t))
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 125 {
+		t.Fatalf("err %v, want exit 125", err)
+	}
+	for _, want := range []string{"/nonexistent/containerd.sock", "CRONIUM_CONTAINERD_ADDRESS", "start containerd"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("message %q does not mention %q", out, want)
+		}
+	}
+}
+
+// An exec killed with SIGKILL mid-run leaves its container behind; gc
+// removes it and everything else of the run, and leaves live runs alone.
+func TestGCAfterKilledAgent(t *testing.T) {
+	client := testenv.Containerd(t)
+	state := stateDir(t)
+	ctx := context.Background()
+
+	live := exec.Command(agentBin, "exec", "-c", "echo live-up; sleep 4; echo live-done")
+	live.Env = append(os.Environ(), "CRONIUM_CONTAINERD_ADDRESS="+testenv.Address(), "CRONIUM_STATE_DIR="+state)
+	var liveOut syncBuffer
+	live.Stdout = &liveOut
+	victim := exec.Command(agentBin, "exec", "-c", "echo victim-up; sleep 600")
+	victim.Env = live.Env
+	var victimOut syncBuffer
+	victim.Stdout = &victimOut
+	for _, c := range []*exec.Cmd{live, victim} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(victimOut.String(), "victim-up") || !strings.Contains(liveOut.String(), "live-up") {
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs did not start: %q %q", victimOut.String(), liveOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := victim.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	victim.Wait()
+	ctrs, err := client.Containers(ctx)
+	if err != nil || len(ctrs) != 2 {
+		t.Fatalf("before gc: %d containers (%v), want the live and the abandoned one", len(ctrs), err)
+	}
+
+	r := agent(t, state, "gc")
+	if r.code != 0 {
+		t.Fatalf("gc: %d %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "removed container cronium-local_") {
+		t.Errorf("gc output %q", r.stdout)
+	}
+	if err := live.Wait(); err != nil || !strings.Contains(liveOut.String(), "live-done") {
+		t.Errorf("the live run was disturbed by gc: %v %q", err, liveOut.String())
+	}
+	if r := agent(t, state, "gc"); r.code != 0 || !strings.Contains(r.stdout, "nothing to remove") {
+		t.Errorf("second gc: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	ctrs, _ = client.Containers(ctx)
+	if len(ctrs) != 0 {
+		t.Errorf("%d containers left", len(ctrs))
+	}
+	assertNoRuns(t, state)
+}
+
+func assertNoRuns(t *testing.T, state string) {
+	t.Helper()
+	entries, _ := os.ReadDir(filepath.Join(state, "runs"))
+	for _, e := range entries {
+		t.Errorf("run left in state dir: %s", e.Name())
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	r := agent(t, t.TempDir(), "version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "cronium-agent ") {
+		t.Errorf("version: %d %q", r.code, r.stdout)
+	}
+	r = agent(t, t.TempDir(), "frobnicate")
+	if r.code != 2 || !strings.Contains(r.stderr, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: %d %q", r.code, r.stderr)
+	}
+	r = agent(t, t.TempDir(), "exec", "--config", writeFile(t, "containerd:\n  adress: x\n"), "-c", "true")
+	if r.code != 2 || !strings.Contains(r.stderr, "adress") {
+		t.Errorf("bad config: %d %q", r.code, r.stderr)
+	}
+}
+
+func writeFile(t *testing.T, content string) string {
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

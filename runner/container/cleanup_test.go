@@ -1,0 +1,73 @@
+package container_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/runner/output"
+)
+
+// After 100 runs ending every way a run can end (success, failure, timeout,
+// cancellation, out of memory), nothing is left: the harness's cleanup
+// checks containers, tasks, snapshots, cgroups, mounts, processes and files.
+func TestNothingLeftAfter100Runs(t *testing.T) {
+	h := newHarness(t, container.WithKillGrace(500*time.Millisecond))
+	type kind struct {
+		name   string
+		run    func(ctx context.Context) *result
+		status container.Status
+	}
+	kinds := []kind{
+		{"ok", func(ctx context.Context) *result { return h.run(ctx, t, "bash", "echo ok") }, container.StatusCompleted},
+		{"fail", func(ctx context.Context) *result { return h.run(ctx, t, "bash", "exit 7") }, container.StatusFailed},
+		{"timeout", func(ctx context.Context) *result {
+			return h.run(ctx, t, "bash", "sleep 60", withTimeout(time.Second))
+		}, container.StatusTimeout},
+		{"cancelled", func(ctx context.Context) *result {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			return h.runWith(ctx, t, "bash", "echo up; sleep 60", func(e output.Entry) { cancel() })
+		}, container.StatusCancelled},
+		{"oom", func(ctx context.Context) *result {
+			return h.run(ctx, t, "python", "b = bytearray(256 << 20)", withMemory(32<<20))
+		}, container.StatusFailed},
+	}
+	const runs, workers = 100, 4
+	var wg sync.WaitGroup
+	jobs := make(chan int)
+	var mu sync.Mutex
+	counts := map[string]int{}
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				k := kinds[i%len(kinds)]
+				r := k.run(context.Background())
+				mu.Lock()
+				counts[k.name]++
+				mu.Unlock()
+				if r.err != nil {
+					t.Errorf("run %d (%s): %v", i, k.name, r.err)
+					continue
+				}
+				if r.Status != k.status {
+					t.Errorf("run %d (%s): status %s, want %s", i, k.name, r.Status, k.status)
+				}
+			}
+		}()
+	}
+	for i := range runs {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	t.Logf("runs by kind: %v", counts)
+	if fmt.Sprint(counts) != "map[cancelled:20 fail:20 ok:20 oom:20 timeout:20]" {
+		t.Errorf("counts %v", counts)
+	}
+}
