@@ -3,6 +3,7 @@ package container_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -178,5 +179,16 @@ func (h *harness) assertClean(t testing.TB) {
 		for _, e := range entries {
 			t.Errorf("run files left: %s", e.Name())
 		}
+	}
+}
+
+func writeJSON(tb testing.TB, path string, v any) {
+	tb.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		tb.Fatal(err)
 	}
 }

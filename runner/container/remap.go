@@ -130,3 +130,14 @@ func randomHex(n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// PrepareImage makes sure ref is present, unpacked and remapped for the user
+// namespace, and returns the key of the remapped snapshot. Jobs do this on
+// demand; calling it ahead (at start-up) takes the cost off the first job.
+func (e *Executor) PrepareImage(ctx context.Context, ref string) (string, error) {
+	img, err := e.images.Ensure(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	return e.remapped(ctx, img)
+}

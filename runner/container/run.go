@@ -71,6 +71,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if err := validate(req); err != nil {
 		return Result{}, err
 	}
+	ph := newPhases()
 	dir := filepath.Join(e.runsDir(), req.RunID)
 	lock, err := createRunDir(dir)
 	if err != nil {
@@ -80,14 +81,19 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 		defer cancel()
+		ph.mark("capture")
 		err = errorsJoinCleanup(err, e.remove(cctx, req.RunID, dir))
 		lock.Close()
+		ph.mark("cleanup")
+		e.log.Debug("run phases", "container", req.RunID, "ms", ph.String())
 	}()
 
+	ph.mark("dir")
 	img, err := e.images.Ensure(ctx, req.Image)
 	if err != nil {
 		return Result{}, err
 	}
+	ph.mark("ensure")
 	imgSpec, err := img.Spec(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("read image config of %s: %w", req.Image, err)
@@ -113,6 +119,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if err != nil {
 		return Result{}, err
 	}
+	ph.mark("spec")
 	// The lease keeps the new snapshot from containerd's garbage collector
 	// until the container that references it exists.
 	lctx, done, err := e.client.WithLease(ctx, leases.WithExpiration(10*time.Minute))
@@ -123,6 +130,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if err := e.viewSnapshot(lctx, req.RunID, img); err != nil {
 		return Result{}, fmt.Errorf("job %s: %w", req.JobID, err)
 	}
+	ph.mark("snapshot")
 	ctr, err := e.client.NewContainer(lctx, req.RunID,
 		containerd.WithSnapshotter(e.snapshotter),
 		containerd.WithSnapshot(req.RunID),
@@ -135,11 +143,13 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 		return Result{}, fmt.Errorf("create container for job %s: %w", req.JobID, err)
 	}
 
+	ph.mark("container")
 	outPath := filepath.Join(dir, "output")
 	task, err := ctr.NewTask(ctx, cio.LogURI(e.loggerURI(outPath)))
 	if err != nil {
 		return Result{}, fmt.Errorf("create task for job %s: %w", req.JobID, err)
 	}
+	ph.mark("task")
 	exitCh, err := task.Wait(context.WithoutCancel(ctx))
 	if err != nil {
 		return Result{}, fmt.Errorf("wait for task of job %s: %w", req.JobID, err)
@@ -151,6 +161,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 		return Result{}, fmt.Errorf("start task for job %s: %w", req.JobID, err)
 	}
 
+	ph.mark("start")
 	status, exit := e.await(ctx, task, exitCh, req.Timeout)
 	res.FinishedAt = time.Now()
 	code, _, exitErr := exit.Result()
@@ -167,6 +178,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 		res.Status = StatusFailed
 	}
 
+	ph.mark("exit")
 	// Deleting the task closes the output pipes; the shim then waits for the
 	// logger to write its end record and exit, so the follower can finish.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -174,6 +186,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if _, err := task.Delete(dctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 		return res, fmt.Errorf("delete task of job %s: %w", req.JobID, err)
 	}
+	ph.mark("delete")
 	res.Entries, err = follow.wait(e.endWait)
 	if err != nil {
 		return res, fmt.Errorf("output of job %s: %w", req.JobID, err)
@@ -314,3 +327,19 @@ func openWhenCreated(ctx context.Context, path string) (*output.Reader, error) {
 		}
 	}
 }
+
+// phases records how long each step of a run took, for the debug log.
+type phases struct {
+	last  time.Time
+	steps []string
+}
+
+func newPhases() *phases { return &phases{last: time.Now()} }
+
+func (p *phases) mark(name string) {
+	now := time.Now()
+	p.steps = append(p.steps, fmt.Sprintf("%s=%.1f", name, float64(now.Sub(p.last).Microseconds())/1000))
+	p.last = now
+}
+
+func (p *phases) String() string { return strings.Join(p.steps, " ") }
