@@ -175,7 +175,8 @@ func TestGCAfterKilledAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim.Wait()
-	ctrs, err := client.Containers(ctx)
+	mine := fmt.Sprintf("labels.%q==%q", "io.cronium.state", state)
+	ctrs, err := client.Containers(ctx, mine)
 	if err != nil || len(ctrs) != 2 {
 		t.Fatalf("before gc: %d containers (%v), want the live and the abandoned one", len(ctrs), err)
 	}
@@ -193,7 +194,7 @@ func TestGCAfterKilledAgent(t *testing.T) {
 	if r := agent(t, state, "gc"); r.code != 0 || !strings.Contains(r.stdout, "nothing to remove") {
 		t.Errorf("second gc: %d %q %q", r.code, r.stdout, r.stderr)
 	}
-	ctrs, _ = client.Containers(ctx)
+	ctrs, _ = client.Containers(ctx, mine)
 	if len(ctrs) != 0 {
 		t.Errorf("%d containers left", len(ctrs))
 	}

@@ -25,6 +25,9 @@ import (
 const (
 	LabelJob = "io.cronium.job"
 	LabelRun = "io.cronium.run"
+	// LabelState names the state directory of the agent that made a run, so
+	// that gc only judges runs whose locks it can see.
+	LabelState = "io.cronium.state"
 )
 
 // CgroupParent is the cgroup (below each controller's root) jobs are put in.
@@ -86,6 +89,12 @@ func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor,
 	for _, o := range opts {
 		o(e)
 	}
+	// The shim runs the logger from a directory of its own: paths must be absolute.
+	abs, err := filepath.Abs(e.stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", e.stateDir, err)
+	}
+	e.stateDir = abs
 	if e.images == nil {
 		e.images = images.New(client, e.snapshotter)
 	}
@@ -146,7 +155,7 @@ func (e *Executor) viewSnapshot(ctx context.Context, id string, img containerd.I
 		return err
 	}
 	sn := e.client.SnapshotService(e.snapshotter)
-	if _, err := sn.Prepare(ctx, id, parent, snapshots.WithLabels(map[string]string{LabelAgent: "run"})); err != nil {
+	if _, err := sn.Prepare(ctx, id, parent, snapshots.WithLabels(map[string]string{LabelAgent: "run", LabelState: e.stateDir})); err != nil {
 		return fmt.Errorf("create root filesystem view: %w", err)
 	}
 	return nil

@@ -41,11 +41,19 @@ func (e *Executor) GC(ctx context.Context) (GCReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("list containers: %w", err)
 	}
+	// live holds what must stay: runs whose lock is held, and every run of
+	// another agent (another state directory) sharing this namespace.
 	live := map[string]bool{}
 	for _, c := range ctrs {
 		id := c.ID()
 		dir := filepath.Join(e.runsDir(), id)
-		if owned(dir) {
+		labels, err := c.Labels(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("labels of container %s: %w", id, err))
+			live[id] = true
+			continue
+		}
+		if labels[LabelState] != e.stateDir || owned(dir) {
 			live[id] = true
 			continue
 		}
@@ -113,7 +121,7 @@ func (e *Executor) staleSnapshots(ctx context.Context, live map[string]bool) ([]
 	err = e.client.SnapshotService(e.snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
 		switch info.Labels[LabelAgent] {
 		case "run":
-			if !live[info.Name] {
+			if !live[info.Name] && info.Labels[LabelState] == e.stateDir {
 				views = append(views, info.Name)
 			}
 		case "remap":

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
 
@@ -33,6 +35,9 @@ type harness struct {
 	ex       *container.Executor
 	stateDir string
 	policy   runner.Policy
+
+	mu     sync.Mutex
+	runIDs []string
 }
 
 func newHarness(t testing.TB, opts ...container.Option) *harness {
@@ -103,6 +108,9 @@ func (h *harness) runWith(ctx context.Context, t testing.TB, rt, script string, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.mu.Lock()
+	h.runIDs = append(h.runIDs, req.RunID)
+	h.mu.Unlock()
 	r := &result{req: req}
 	var mu sync.Mutex
 	r.Result, r.err = h.ex.Run(ctx, req, func(e output.Entry) {
@@ -129,43 +137,50 @@ func randomSuffix() string {
 	return id[len(id)-8:]
 }
 
-// assertClean checks that nothing of any run is left: containers, tasks, run
-// snapshots, cgroups, mounts and run files.
+// assertClean checks that nothing of this harness's runs is left:
+// containers, tasks, snapshots, cgroups, mounts, processes and run files.
+// Other test packages may run jobs on the same containerd meanwhile, so it
+// looks only at what carries this harness's state directory or run ids.
 func (h *harness) assertClean(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
-	ctrs, err := h.client.Containers(ctx)
+	h.mu.Lock()
+	runs := append([]string(nil), h.runIDs...)
+	h.mu.Unlock()
+	ctrs, err := h.client.Containers(ctx, fmt.Sprintf("labels.%q==%q", container.LabelState, h.stateDir))
 	if err != nil {
 		t.Errorf("list containers: %v", err)
 	}
 	for _, c := range ctrs {
 		t.Errorf("container left: %s", c.ID())
 	}
-	tasks, err := h.client.TaskService().List(ctx, nil)
-	if err == nil {
-		for _, tk := range tasks.Tasks {
-			t.Errorf("task left: %s", tk.ID)
-		}
-	}
 	sn := h.client.SnapshotService(h.ex.Snapshotter())
 	_ = sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
-		if info.Labels[container.LabelAgent] == "run" {
+		if info.Labels[container.LabelState] == h.stateDir {
 			t.Errorf("run snapshot left: %s", info.Name)
 		}
 		return nil
 	})
-	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + container.CgroupParent + "/*"); len(dirs) > 0 {
-		for _, d := range dirs {
-			if fi, err := os.Stat(d); err == nil && fi.IsDir() {
-				t.Errorf("cgroup left: %s", d)
-			}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, id := range runs {
+		if _, err := h.client.LoadContainer(ctx, id); err == nil {
+			t.Errorf("container left: %s", id)
+		}
+		if _, err := h.client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id}); err == nil {
+			t.Errorf("task left: %s", id)
+		}
+		if _, err := sn.Stat(ctx, id); err == nil {
+			t.Errorf("snapshot left: %s", id)
+		}
+		if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + container.CgroupParent + "/" + id); len(dirs) > 0 {
+			t.Errorf("cgroups left: %v", dirs)
+		}
+		if bytes.Contains(mi, []byte("/"+id+"/")) {
+			t.Errorf("mount left for %s", id)
 		}
 	}
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, line := range strings.Split(string(mi), "\n") {
-		if strings.Contains(line, h.stateDir) || strings.Contains(line, "/"+testenv.Namespace+"/cronium-") {
-			t.Errorf("mount left: %s", line)
-		}
+	if bytes.Contains(mi, []byte(h.stateDir)) {
+		t.Errorf("mounts left below %s", h.stateDir)
 	}
 	// No shim or output logger of a run may outlive it.
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
@@ -179,6 +194,9 @@ func (h *harness) assertClean(t testing.TB) {
 		for _, e := range entries {
 			t.Errorf("run files left: %s", e.Name())
 		}
+	}
+	if len(runs) == 0 && !t.Skipped() {
+		t.Log("harness ran no job")
 	}
 }
 

@@ -137,7 +137,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 		containerd.WithImageName(img.Name()),
 		containerd.WithRuntime(e.runtime, nil),
 		containerd.WithSpec(spec),
-		containerd.WithContainerLabels(map[string]string{LabelAgent: "run", LabelJob: req.JobID, LabelRun: req.RunID}),
+		containerd.WithContainerLabels(map[string]string{LabelAgent: "run", LabelJob: req.JobID, LabelRun: req.RunID, LabelState: e.stateDir}),
 	)
 	if err != nil {
 		return Result{}, fmt.Errorf("create container for job %s: %w", req.JobID, err)

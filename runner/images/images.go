@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"slices"
 	"sort"
@@ -17,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 )
 
 // RuntimeRepoPrefix starts the name of every runtime image built by this
@@ -64,11 +64,15 @@ type Info struct {
 // when it is missing and names a registry. Runtime images are never pulled:
 // they come from `cronium-agent images import`.
 func (s *Store) Ensure(ctx context.Context, ref string) (containerd.Image, error) {
+	ref, err := Normalize(ref)
+	if err != nil {
+		return nil, err
+	}
 	img, err := s.client.GetImage(ctx, ref)
 	switch {
 	case err == nil:
 	case errdefs.IsNotFound(err):
-		if strings.HasPrefix(ref, RuntimeRepoPrefix) || !hasRegistry(ref) {
+		if strings.HasPrefix(ref, RuntimeRepoPrefix) {
 			return nil, fmt.Errorf("%w: %s is not imported (run `cronium-agent images import <archive>`, or `make images` in the source tree)", ErrNotFound, ref)
 		}
 		if img, err = s.Pull(ctx, ref); err != nil {
@@ -99,10 +103,23 @@ func (s *Store) Pull(ctx context.Context, ref string) (containerd.Image, error) 
 		containerd.WithPullUnpack,
 		containerd.WithPullSnapshotter(s.snapshotter),
 	)
+	if errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("%w: pull image %s: %w", ErrNotFound, ref, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pull image %s: %w", ref, err)
 	}
 	return img, nil
+}
+
+// Normalize turns a short reference into the full name containerd stores
+// (debian:12 -> docker.io/library/debian:12, host:5000/app -> host:5000/app:latest).
+func Normalize(ref string) (string, error) {
+	named, err := reference.ParseDockerRef(ref)
+	if err != nil {
+		return "", fmt.Errorf("invalid image reference %q: %w", ref, err)
+	}
+	return named.String(), nil
 }
 
 func (s *Store) isPlainHTTP(host string) (bool, error) {
@@ -110,16 +127,6 @@ func (s *Store) isPlainHTTP(host string) (bool, error) {
 		return true, nil
 	}
 	return docker.MatchLocalhost(host)
-}
-
-// hasRegistry reports whether the first path element of ref is a registry
-// host, as in docker's reference rules.
-func hasRegistry(ref string) bool {
-	first, _, ok := strings.Cut(ref, "/")
-	if !ok {
-		return false
-	}
-	return strings.ContainsAny(first, ".:") || first == "localhost" || net.ParseIP(first) != nil
 }
 
 // ImportFile loads an OCI image archive. Runtime images (named below

@@ -274,7 +274,9 @@ func TestFollow(t *testing.T) {
 	var wg sync.WaitGroup
 	var sum Summary
 	var capErr error
-	wg.Go(func() { sum, capErr = Capture(context.Background(), outR, errR, f, WithFlushInterval(5*time.Millisecond)) })
+	wg.Go(func() {
+		sum, capErr = Capture(context.Background(), outR, errR, f, WithFlushInterval(5*time.Millisecond))
+	})
 	wg.Go(func() { feed(outW, stdout, 1) })
 	wg.Go(func() { feed(errW, stderr, 2) })
 

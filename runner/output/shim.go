@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 )
 
@@ -23,6 +24,10 @@ const (
 // closing fd 5, and captures into PATH as Logger.Run does. SIGTERM, which
 // the shim sends when the task is deleted, starts the drain timeout.
 func RunShimLogger(ctx context.Context, path string) error {
+	// The shim's working directory is not ours to rely on.
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("shim logger: output path %q is not absolute", path)
+	}
 	stdout, err1 := inheritPipe(shimStdoutFD, "stdout", true)
 	stderr, err2 := inheritPipe(shimStderrFD, "stderr", true)
 	ready, err3 := inheritPipe(shimReadyFD, "ready", false)
