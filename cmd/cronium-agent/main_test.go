@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/internal/testenv"
+	"github.com/cronium/cronium-agent/runner/output"
 )
 
 // agentBin is the cronium-agent binary the tests run, built once.
@@ -155,7 +157,9 @@ func TestGCAfterKilledAgent(t *testing.T) {
 	live.Env = append(os.Environ(), "CRONIUM_CONTAINERD_ADDRESS="+testenv.Address(), "CRONIUM_STATE_DIR="+state)
 	var liveOut syncBuffer
 	live.Stdout = &liveOut
-	victim := exec.Command(agentBin, "exec", "-c", "echo victim-up; sleep 600")
+	// The victim prints far more than a pipe holds after its agent is gone:
+	// with no reader left it must neither block nor lose a line.
+	victim := exec.Command(agentBin, "exec", "-c", "echo victim-up; sleep 0.5; seq 1 200000; echo victim-printed; sleep 600")
 	victim.Env = live.Env
 	var victimOut syncBuffer
 	victim.Stdout = &victimOut
@@ -175,6 +179,16 @@ func TestGCAfterKilledAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim.Wait()
+	out := victimOutput(t, state, "victim-printed")
+	if want := 200002; len(out) != want {
+		t.Errorf("victim's output file has %d lines, want %d", len(out), want)
+	} else {
+		for i := 1; i <= 200000; i++ {
+			if out[i] != strconv.Itoa(i) {
+				t.Fatalf("line %d is %q", i, out[i])
+			}
+		}
+	}
 	mine := fmt.Sprintf("labels.%q==%q", "io.cronium.state", state)
 	ctrs, err := client.Containers(ctx, mine)
 	if err != nil || len(ctrs) != 2 {
@@ -230,4 +244,35 @@ func writeFile(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// victimOutput reads the output file of the one abandoned run in state
+// until a line equal to last appears, without an agent.
+func victimOutput(t *testing.T, state, last string) []string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		files, _ := filepath.Glob(filepath.Join(state, "runs", "*", "output"))
+		for _, f := range files {
+			r, err := output.Open(f)
+			if err != nil {
+				continue
+			}
+			var lines []string
+			for {
+				e, err := r.TryNext()
+				if err != nil {
+					break
+				}
+				lines = append(lines, string(e.Data))
+			}
+			r.Close()
+			if len(lines) > 0 && lines[0] == "victim-up" && lines[len(lines)-1] == last {
+				return lines
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the abandoned run never printed %q into its output file", last)
+	return nil
 }
