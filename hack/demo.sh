@@ -7,7 +7,7 @@ export CRONIUM_STATE_DIR=${STATE_DIR:-/var/lib/cronium-agent}
 
 run() {
 	local title=$1; shift
-	printf '\n\033[1m== %s\033[0m\n$ cronium-agent exec %s\n' "$title" "$*"
+	printf '\n\033[1m== %s\033[0m\n$ cronium-agent exec' "$title"; printf ' %q' "$@"; printf '\n'
 	"$AGENT" exec "$@"
 	printf '\033[2m(exit code %d)\033[0m\n' $?
 }

@@ -4,7 +4,6 @@ package runtimes
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 )
 
@@ -22,38 +21,31 @@ type Runtime struct {
 // ScriptDir is where scripts are mounted inside a job.
 const ScriptDir = "/cronium"
 
-// Known runtimes, by canonical name.
-var known = map[string]Runtime{
-	"bash":   {Name: "bash", ScriptName: "script.sh", Interpreter: []string{"bash"}},
-	"python": {Name: "python", ScriptName: "script.py", Interpreter: []string{"python3", "-u"}},
-	"node":   {Name: "node", ScriptName: "script.js", Interpreter: []string{"node"}},
-}
-
-// aliases maps every accepted spelling (lower case) to a canonical name; the
+// canonical maps every accepted spelling (lower case) to a runtime; the
 // backend sends BASH, PYTHON, NODEJS and sometimes NODE.
-var aliases = map[string]string{
-	"bash": "bash", "sh": "bash",
-	"python": "python", "python3": "python", "py": "python",
-	"node": "node", "nodejs": "node", "javascript": "node", "js": "node",
+func canonical(name string) (Runtime, bool) {
+	switch name {
+	case "bash", "sh":
+		return Runtime{Name: "bash", ScriptName: "script.sh", Interpreter: []string{"bash"}}, true
+	case "python", "python3", "py":
+		// -u: unbuffered, so output interleaves as the script wrote it.
+		return Runtime{Name: "python", ScriptName: "script.py", Interpreter: []string{"python3", "-u"}}, true
+	case "node", "nodejs", "javascript", "js":
+		return Runtime{Name: "node", ScriptName: "script.js", Interpreter: []string{"node"}}, true
+	}
+	return Runtime{}, false
 }
 
 // Lookup finds a runtime by any accepted name, in any letter case.
 func Lookup(name string) (Runtime, error) {
-	if canon, ok := aliases[strings.ToLower(strings.TrimSpace(name))]; ok {
-		return known[canon], nil
+	if rt, ok := canonical(strings.ToLower(strings.TrimSpace(name))); ok {
+		return rt, nil
 	}
 	return Runtime{}, fmt.Errorf("unknown runtime %q (supported: %s)", name, strings.Join(Names(), ", "))
 }
 
 // Names lists the canonical runtime names.
-func Names() []string {
-	names := make([]string, 0, len(known))
-	for n := range known {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func Names() []string { return []string{"bash", "node", "python"} }
 
 // ScriptPath is where the script is found inside the job.
 func (r Runtime) ScriptPath() string { return ScriptDir + "/" + r.ScriptName }

@@ -51,6 +51,21 @@ func connect(ctx context.Context, cfg config.Config) (*containerd.Client, error)
 	return client, nil
 }
 
+// openExecutor connects to containerd and builds the executor the
+// configuration describes; the returned func closes the connection.
+func openExecutor(ctx context.Context, env *cliEnv, cfg config.Config) (*container.Executor, func(), error) {
+	client, err := connect(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	ex, err := newExecutor(env, client, cfg)
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return ex, func() { client.Close() }, nil
+}
+
 func newExecutor(env *cliEnv, client *containerd.Client, cfg config.Config) (*container.Executor, error) {
 	store := images.New(client, cfg.Containerd.Snapshotter, images.WithPlainHTTP(cfg.Registry.PlainHTTP...))
 	return container.New(client, cfg.State.Dir,

@@ -112,15 +112,11 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
-	client, err := connect(ctx, cfg)
+	ex, closeClient, err := openExecutor(ctx, env, cfg)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	ex, err := newExecutor(env, client, cfg)
-	if err != nil {
-		return err
-	}
+	defer closeClient()
 
 	out := newStreams(env.stdout, env.stderr)
 	res, err := ex.Run(ctx, req, out.write)
@@ -133,7 +129,7 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 		return &exitError{code: exitTimeout, err: fmt.Errorf("job timed out after %s and was stopped", req.Timeout)}
 	case res.Status == container.StatusCancelled:
 		return &exitError{code: 130, err: errors.New("job cancelled")}
-	case res.OOMKilled:
+	case res.OOMKilled && res.ExitCode != 0:
 		return &exitError{code: exitOOM, err: fmt.Errorf("job killed: out of memory (limit %s)", config.ByteSize(res.MemoryLimit))}
 	case res.ExitCode != 0:
 		return &exitError{code: res.ExitCode}

@@ -16,15 +16,11 @@ func runGC(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	client, err := connect(ctx, cfg)
+	ex, closeClient, err := openExecutor(ctx, env, cfg)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	ex, err := newExecutor(env, client, cfg)
-	if err != nil {
-		return err
-	}
+	defer closeClient()
 	rep, err := ex.GC(ctx)
 	for _, group := range []struct {
 		what string

@@ -20,20 +20,19 @@ func runImages(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	if args[0] != "import" && args[0] != "list" && args[0] != "ls" {
+		return &exitError{code: exitUsage, err: fmt.Errorf("unknown images command %q (want import or list)", args[0])}
+	}
+	if args[0] == "import" && fs.NArg() == 0 {
+		return &exitError{code: exitUsage, err: fmt.Errorf("no archive given")}
+	}
+	ex, closeClient, err := openExecutor(ctx, env, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeClient()
 	switch args[0] {
 	case "import":
-		if fs.NArg() == 0 {
-			return &exitError{code: exitUsage, err: fmt.Errorf("no archive given")}
-		}
-		client, err := connect(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		defer client.Close()
-		ex, err := newExecutor(env, client, cfg)
-		if err != nil {
-			return err
-		}
 		for _, path := range fs.Args() {
 			names, err := ex.Images().ImportFile(ctx, path)
 			if err != nil {
@@ -44,16 +43,7 @@ func runImages(ctx context.Context, env *cliEnv, args []string) error {
 			}
 		}
 		return nil
-	case "list", "ls":
-		client, err := connect(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		defer client.Close()
-		ex, err := newExecutor(env, client, cfg)
-		if err != nil {
-			return err
-		}
+	default: // list, ls
 		list, err := ex.Images().List(ctx)
 		if err != nil {
 			return err
@@ -65,7 +55,6 @@ func runImages(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		return tw.Flush()
 	}
-	return &exitError{code: exitUsage, err: fmt.Errorf("unknown images command %q (want import or list)", args[0])}
 }
 
 func shortDigest(d string) string {

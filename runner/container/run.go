@@ -62,6 +62,18 @@ type Result struct {
 	Entries uint64
 }
 
+// BackendExitCode is the exit code as the Cronium backend understands it:
+// the script's own, -1 for a timeout, -2 for a cancellation.
+func (r Result) BackendExitCode() int {
+	switch r.Status {
+	case StatusTimeout:
+		return -1
+	case StatusCancelled:
+		return -2
+	}
+	return r.ExitCode
+}
+
 // EntryFunc receives every captured output entry, in order, while the job runs.
 type EntryFunc func(output.Entry)
 
@@ -156,6 +168,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	}
 
 	follow := e.follow(ctx, outPath, onEntry)
+	defer follow.stop()
 	res.StartedAt = time.Now()
 	if err := task.Start(ctx); err != nil {
 		return Result{}, fmt.Errorf("start task for job %s: %w", req.JobID, err)
@@ -292,6 +305,12 @@ func (e *Executor) follow(ctx context.Context, path string, onEntry EntryFunc) *
 		}
 	}()
 	return f
+}
+
+// stop ends the follower, whatever it is waiting for; safe after wait.
+func (f *follower) stop() {
+	f.cancel()
+	<-f.done
 }
 
 // wait gives the follower up to d to read the end record.
