@@ -276,3 +276,45 @@ func victimOutput(t *testing.T, state, last string) []string {
 	t.Fatalf("the abandoned run never printed %q into its output file", last)
 	return nil
 }
+
+func TestImagesCommands(t *testing.T) {
+	testenv.Containerd(t)
+	state := stateDir(t)
+	cache := os.Getenv("IMAGE_CACHE")
+	if cache == "" {
+		cache = "/var/cache/cronium-agent/images"
+	}
+	archive, err := os.ReadFile(filepath.Join(cache, "bash.path"))
+	if err != nil {
+		testenv.Unavailable(t, "no bash image archive (make images): %v", err)
+	}
+	ref, err := os.ReadFile(filepath.Join(cache, "bash.ref"))
+	if err != nil {
+		testenv.Unavailable(t, "no bash image ref (make images): %v", err)
+	}
+	// Importing again is harmless and re-points :latest at the archive's image.
+	r := agent(t, state, "images", "import", strings.TrimSpace(string(archive)))
+	wantRef := strings.TrimSpace(string(ref))
+	if r.code != 0 || !strings.Contains(r.stdout, "imported "+wantRef+"\n") || !strings.Contains(r.stdout, "imported cronium.local/runtimes/bash:latest\n") {
+		t.Fatalf("import: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = agent(t, state, "images", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, wantRef) || !strings.HasPrefix(r.stdout, "NAME ") {
+		t.Errorf("list: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"images", "import", "/nonexistent.tar"}, 125, "open image archive: open /nonexistent.tar: no such file or directory"},
+		{[]string{"images", "import", writeFile(t, "not a tar")}, 125, "import "},
+		{[]string{"images", "import"}, 2, "no archive given"},
+		{[]string{"images", "prune"}, 2, `unknown images command "prune"`},
+	} {
+		r := agent(t, state, tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: %d %q, want %d and %q", tc.args, r.code, r.stderr, tc.code, tc.want)
+		}
+	}
+}
