@@ -10,7 +10,7 @@ IMAGE_CACHE        ?= /var/cache/cronium-agent/images
 STATE_DIR          ?= /var/lib/cronium-agent
 VERSION            ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 AGENT              := bin/cronium-agent
-GOTEST_FLAGS       ?= -timeout 40m
+GOTEST_FLAGS       ?= -count=1 -timeout 40m
 export CONTAINERD_ADDRESS IMAGE_CACHE
 
 # The agent as the demo and tests run it: our containerd, our state dir.

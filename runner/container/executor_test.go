@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/snapshots"
+
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner"
 	"github.com/cronium/cronium-agent/runner/container"
@@ -334,5 +336,50 @@ func TestLimits(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The image is remapped into the user-namespace range once; runs reuse the
+// committed snapshot, which stays as a gc root between runs.
+func TestRemapOncePerImage(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	key, err := h.ex.PrepareImage(ctx, h.policy.Images["bash"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn := h.client.SnapshotService(h.ex.Snapshotter())
+	before, err := sn.Stat(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Kind != snapshots.KindCommitted || before.Labels["containerd.io/gc.root"] == "" {
+		t.Errorf("remapped snapshot %s: kind %s labels %v", key, before.Kind, before.Labels)
+	}
+	var parents []string
+	for range 3 {
+		r := h.runWith(ctx, t, "bash", "echo ready; sleep 0.2", func(e output.Entry) {
+			_ = sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+				if info.Labels[container.LabelState] == h.stateDir {
+					parents = append(parents, info.Parent)
+				}
+				return nil
+			})
+		})
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	after, err := sn.Stat(ctx, key)
+	if err != nil || !after.Created.Equal(before.Created) {
+		t.Errorf("remapped snapshot changed: %v %v -> %v", err, before.Created, after.Created)
+	}
+	if len(parents) != 3 {
+		t.Fatalf("saw %d run snapshots, want 3", len(parents))
+	}
+	for _, p := range parents {
+		if p != key {
+			t.Errorf("run snapshot parent %s, want the remapped %s", p, key)
+		}
 	}
 }
