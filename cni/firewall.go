@@ -1,0 +1,147 @@
+package cni
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
+)
+
+// Chains of the agent in the filter table. Every packet a job sends enters
+// them (INPUT and FORWARD jump there for crn+ interfaces) and is dropped
+// unless a rule of its own network accepts it: the runtime API port on its
+// own gateway, and, with egress, forwarding to anything but another job.
+const (
+	chainInput   = "CRONIUM-INPUT"
+	chainForward = "CRONIUM-FORWARD"
+	commentTag   = "cronium:"
+)
+
+type firewall struct {
+	ipt  *iptables.IPTables
+	port int
+}
+
+func newFirewall(port int) (*firewall, error) {
+	ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Timeout(10))
+	if err != nil {
+		return nil, fmt.Errorf("iptables: %w (install the iptables package)", err)
+	}
+	fw := &firewall{ipt: ipt, port: port}
+	if err := fw.ensureChains(); err != nil {
+		return nil, err
+	}
+	return fw, nil
+}
+
+func (fw *firewall) ensureChain(chain string, tail [][]string) error {
+	if err := fw.ipt.NewChain("filter", chain); err != nil {
+		// Another agent process may have made it meanwhile.
+		if ok, cerr := fw.ipt.ChainExists("filter", chain); cerr != nil || !ok {
+			return fmt.Errorf("create chain %s: %w", chain, err)
+		}
+	}
+	for _, rule := range tail {
+		if err := fw.ipt.AppendUnique("filter", chain, rule...); err != nil {
+			return fmt.Errorf("rule in %s: %w", chain, err)
+		}
+	}
+	return nil
+}
+
+func (fw *firewall) ensureChains() error {
+	if err := fw.ensureChain(chainInput, [][]string{{"-j", "DROP"}}); err != nil {
+		return err
+	}
+	if err := fw.ensureChain(chainForward, [][]string{
+		{"-o", BridgePrefix + "+", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+		{"-j", "DROP"},
+	}); err != nil {
+		return err
+	}
+	for _, j := range []struct {
+		chain string
+		rule  []string
+	}{
+		{"INPUT", []string{"-i", BridgePrefix + "+", "-j", chainInput}},
+		{"FORWARD", []string{"-i", BridgePrefix + "+", "-j", chainForward}},
+		{"FORWARD", []string{"-o", BridgePrefix + "+", "-j", chainForward}},
+	} {
+		if err := fw.ipt.InsertUnique("filter", j.chain, 1, j.rule...); err != nil {
+			return fmt.Errorf("jump from %s to the agent's chain: %w", j.chain, err)
+		}
+	}
+	return nil
+}
+
+func (fw *firewall) rules(n *Network) map[string][][]string {
+	tag := []string{"-m", "comment", "--comment", commentTag + n.ID}
+	r := map[string][][]string{
+		chainInput: {append([]string{"-i", n.Bridge, "-d", n.Gateway.String(), "-p", "tcp", "--dport", strconv.Itoa(fw.port), "-j", "ACCEPT"}, tag...)},
+	}
+	if n.Egress {
+		r[chainForward] = [][]string{append([]string{"-i", n.Bridge, "!", "-o", BridgePrefix + "+", "-j", "ACCEPT"}, tag...)}
+	}
+	return r
+}
+
+func (fw *firewall) allow(n *Network) error {
+	for chain, rules := range fw.rules(n) {
+		for _, rule := range rules {
+			if err := fw.ipt.Insert("filter", chain, 1, rule...); err != nil {
+				return fmt.Errorf("allow %s in %s: %w", n.ID, chain, err)
+			}
+		}
+	}
+	return nil
+}
+
+// remove deletes every rule tagged with the network's id, whatever the
+// configuration was when they were made.
+func (fw *firewall) remove(n *Network) error {
+	return fw.removeTagged(func(id string) bool { return id == n.ID })
+}
+
+// removeTagged deletes the rules whose network id matches.
+func (fw *firewall) removeTagged(match func(id string) bool) error {
+	var errs []error
+	for _, chain := range []string{chainInput, chainForward} {
+		rules, err := fw.ipt.List("filter", chain)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list %s: %w", chain, err))
+			continue
+		}
+		for _, rule := range rules {
+			id, ok := taggedID(rule)
+			if !ok || !match(id) {
+				continue
+			}
+			spec := strings.Fields(strings.TrimPrefix(rule, "-A "+chain+" "))
+			spec = unquote(spec)
+			if err := fw.ipt.DeleteIfExists("filter", chain, spec...); err != nil {
+				errs = append(errs, fmt.Errorf("delete rule of %s in %s: %w", id, chain, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// taggedID finds the network id in a listed rule's comment.
+func taggedID(rule string) (string, bool) {
+	i := strings.Index(rule, commentTag)
+	if i < 0 {
+		return "", false
+	}
+	rest := strings.Trim(rule[i+len(commentTag):], `"`)
+	id, _, _ := strings.Cut(rest, " ")
+	return strings.Trim(id, `"`), true
+}
+
+func unquote(spec []string) []string {
+	for i, s := range spec {
+		spec[i] = strings.Trim(s, `"`)
+	}
+	return spec
+}

@@ -1,0 +1,190 @@
+package cni
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/cronium/cronium-agent/internal/testenv"
+)
+
+func testManager(t *testing.T, egress bool) *Manager {
+	t.Helper()
+	if testing.Short() && !testenv.Required() {
+		t.Skip("needs root and CNI plugins")
+	}
+	if os.Geteuid() != 0 {
+		testenv.Unavailable(t, "network tests must run as root")
+	}
+	cfg := DefaultConfig()
+	cfg.Egress = egress
+	m, err := New(cfg)
+	if err != nil {
+		testenv.Unavailable(t, "cni: %v", err)
+	}
+	return m
+}
+
+func ipn(t *testing.T, ns string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -n %s %v: %v %s", ns, args, err, out)
+	}
+	return string(out)
+}
+
+func TestSetupAndTeardown(t *testing.T) {
+	m := testManager(t, false)
+	ctx := context.Background()
+	n, err := m.Setup(ctx, "job_nettest1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.NetNS != "cronium-job_nettest1" || !strings.HasPrefix(n.Bridge, "crn-") || len(n.Bridge) != 15 {
+		t.Errorf("names: %+v", n)
+	}
+	if n.Subnet.Bits() != 30 || !m.cfg.Pool.Contains(n.Subnet.Addr()) || n.Gateway != n.Subnet.Addr().Next() || n.Address != n.Gateway.Next() {
+		t.Errorf("addresses: %+v", n)
+	}
+	if _, err := os.Stat(n.NetNSPath()); err != nil {
+		t.Errorf("namespace: %v", err)
+	}
+	br, err := netlink.LinkByName(n.Bridge)
+	if err != nil {
+		t.Fatalf("bridge: %v", err)
+	}
+	addrs, _ := netlink.AddrList(br, netlink.FAMILY_V4)
+	if len(addrs) != 1 || addrs[0].IP.String() != n.Gateway.String() {
+		t.Errorf("bridge addresses %v, want the gateway %s", addrs, n.Gateway)
+	}
+	if out := ipn(t, n.NetNS, "-4", "addr", "show", "eth0"); !strings.Contains(out, n.Address.String()+"/30") {
+		t.Errorf("job address: %s", out)
+	}
+	if out := ipn(t, n.NetNS, "route"); strings.Contains(out, "default") {
+		t.Errorf("job has a route out without egress: %s", out)
+	}
+	if out := ipn(t, n.NetNS, "link", "show", "lo"); !strings.Contains(out, "UP") {
+		t.Errorf("loopback down: %s", out)
+	}
+	rules, _ := m.fw.ipt.List("filter", chainInput)
+	if !strings.Contains(strings.Join(rules, "\n"), "cronium:job_nettest1") {
+		t.Errorf("no firewall rule for the job: %v", rules)
+	}
+
+	if err := m.Teardown(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Teardown(ctx, n); err != nil {
+		t.Errorf("second teardown: %v", err)
+	}
+	assertGone(t, m, n)
+}
+
+func TestEgressGetsADefaultRoute(t *testing.T) {
+	m := testManager(t, true)
+	ctx := context.Background()
+	n, err := m.Setup(ctx, "job_nettest2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Teardown(ctx, n)
+	if out := ipn(t, n.NetNS, "route"); !strings.Contains(out, "default via "+n.Gateway.String()) {
+		t.Errorf("egress job routes: %s", out)
+	}
+	rules, _ := m.fw.ipt.List("filter", chainForward)
+	if !strings.Contains(strings.Join(rules, "\n"), "cronium:job_nettest2") {
+		t.Errorf("no forward rule: %v", rules)
+	}
+}
+
+func TestFailedSetupLeavesNothing(t *testing.T) {
+	m := testManager(t, false)
+	ctx := context.Background()
+	// A namespace of that name already exists: setup fails half-way.
+	if err := createNetNS("cronium-job_nettest3"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Setup(ctx, "job_nettest3")
+	if err == nil {
+		t.Fatal("setup over an existing namespace succeeded")
+	}
+	_, bridge := names("job_nettest3")
+	assertGone(t, m, &Network{ID: "job_nettest3", NetNS: "cronium-job_nettest3", Bridge: bridge})
+}
+
+func TestSweepRemovesAbandonedNetworks(t *testing.T) {
+	m := testManager(t, false)
+	ctx := context.Background()
+	live, err := m.Setup(ctx, "job_nettest4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Teardown(ctx, live)
+	dead, err := m.Setup(ctx, "job_nettest5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its owner dies without tearing down: the lock goes with the process.
+	dead.lock.Close()
+	dead.lock = nil
+	rep, err := m.Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Networks) == 0 || !contains(rep.Networks, "job_nettest5") || contains(rep.Networks, "job_nettest4") {
+		t.Errorf("sweep removed %v", rep.Networks)
+	}
+	assertGone(t, m, dead)
+	if _, err := netlink.LinkByName(live.Bridge); err != nil {
+		t.Errorf("sweep removed a live network's bridge: %v", err)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func assertGone(t *testing.T, m *Manager, n *Network) {
+	t.Helper()
+	if _, err := os.Stat(n.NetNSPath()); !os.IsNotExist(err) {
+		t.Errorf("namespace %s left: %v", n.NetNS, err)
+	}
+	if _, err := netlink.LinkByName(n.Bridge); err == nil {
+		t.Errorf("bridge %s left", n.Bridge)
+	}
+	for _, p := range []string{m.recordPath(n.ID), m.lockPath(n.ID), m.dir("ipam", cniName(n.ID))} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left: %v", p, err)
+		}
+	}
+	subs, _ := os.ReadDir(m.dir("subnets"))
+	for _, s := range subs {
+		if owner, _ := os.ReadFile(m.dir("subnets", s.Name())); string(owner) == n.ID {
+			t.Errorf("subnet %s still held", s.Name())
+		}
+	}
+	for _, chain := range []string{chainInput, chainForward} {
+		rules, _ := m.fw.ipt.List("filter", chain)
+		if strings.Contains(strings.Join(rules, "\n"), commentTag+n.ID+" ") {
+			t.Errorf("rule left in %s", chain)
+		}
+	}
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		if l.Attrs().MasterIndex != 0 && strings.HasPrefix(l.Attrs().Name, "veth") {
+			if master, err := netlink.LinkByIndex(l.Attrs().MasterIndex); err == nil && master.Attrs().Name == n.Bridge {
+				t.Errorf("veth %s left on %s", l.Attrs().Name, n.Bridge)
+			}
+		}
+	}
+}

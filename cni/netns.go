@@ -1,0 +1,50 @@
+package cni
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// createNetNS makes a named network namespace under /var/run/netns, as
+// `ip netns add` does, without moving the calling goroutine into it.
+func createNetNS(name string) error {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("current network namespace: %w", err)
+	}
+	defer orig.Close()
+	h, err := netns.NewNamed(name)
+	if h.IsOpen() {
+		h.Close()
+	}
+	if serr := netns.Set(orig); serr != nil {
+		// The thread is stuck in the new namespace: leave it locked so the
+		// runtime discards it when this goroutine ends.
+		return fmt.Errorf("return to the host network namespace: %w", serr)
+	}
+	runtime.UnlockOSThread()
+	if err != nil {
+		return fmt.Errorf("create network namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// deleteNetNS unmounts and removes a named namespace; a missing one is fine.
+func deleteNetNS(name string) error {
+	p := filepath.Join(netnsDir, name)
+	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount network namespace %s: %w", name, err)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove network namespace %s: %w", name, err)
+	}
+	return nil
+}

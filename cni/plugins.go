@@ -1,0 +1,106 @@
+package cni
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/containernetworking/cni/libcni"
+)
+
+const (
+	cniVersion = "1.0.0"
+	ifName     = "eth0"
+)
+
+func cniName(id string) string { return "cronium-" + id }
+
+// bridgeList is the job's network: the bridge plugin with host-local IPAM
+// over the job's own /30. The gateway address is put on the bridge by the
+// agent (isGateway false), so the plugin never switches on host forwarding;
+// masquerading and a default route exist only with egress.
+func (m *Manager) bridgeList(n *Network) (*libcni.NetworkConfigList, error) {
+	routes := []map[string]string{}
+	if n.Egress {
+		routes = append(routes, map[string]string{"dst": "0.0.0.0/0"})
+	}
+	conf := map[string]any{
+		"cniVersion": cniVersion,
+		"name":       cniName(n.ID),
+		"plugins": []map[string]any{{
+			"type":        "bridge",
+			"bridge":      n.Bridge,
+			"isGateway":   false,
+			"ipMasq":      n.Egress,
+			"hairpinMode": false,
+			"ipam": map[string]any{
+				"type":    "host-local",
+				"dataDir": m.dir("ipam"),
+				"ranges":  [][]map[string]string{{{"subnet": n.Subnet.String(), "gateway": n.Gateway.String()}}},
+				"routes":  routes,
+			},
+		}},
+	}
+	data, err := json.Marshal(conf)
+	if err != nil {
+		return nil, err
+	}
+	return libcni.NetworkConfFromBytes(data)
+}
+
+func loopbackConf() (*libcni.PluginConfig, error) {
+	return libcni.NetworkPluginConfFromBytes([]byte(`{"cniVersion":"` + cniVersion + `","name":"cronium-loopback","type":"loopback"}`))
+}
+
+func (n *Network) runtimeConf(netnsPath, ifname string) *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{ContainerID: n.ID, NetNS: netnsPath, IfName: ifname}
+}
+
+func (m *Manager) addNetworks(ctx context.Context, n *Network) error {
+	list, err := m.bridgeList(n)
+	if err != nil {
+		return fmt.Errorf("network config for %s: %w", n.ID, err)
+	}
+	if _, err := m.cni.AddNetworkList(ctx, list, n.runtimeConf(n.NetNSPath(), ifName)); err != nil {
+		return fmt.Errorf("bridge plugin for %s: %w", n.ID, err)
+	}
+	lo, err := loopbackConf()
+	if err != nil {
+		return err
+	}
+	if _, err := m.cni.AddNetwork(ctx, lo, n.runtimeConf(n.NetNSPath(), "lo")); err != nil {
+		return fmt.Errorf("loopback plugin for %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// delNetworks runs the plugins' DEL, which releases the IP lease. When the
+// namespace is already gone the plugins are told so (an empty path), which
+// they accept.
+func (m *Manager) delNetworks(ctx context.Context, n *Network) error {
+	if !n.Subnet.IsValid() {
+		return nil // nothing was ever added
+	}
+	nsPath := n.NetNSPath()
+	if _, err := os.Stat(nsPath); err != nil {
+		nsPath = ""
+	}
+	var errs []error
+	if nsPath != "" {
+		if lo, err := loopbackConf(); err == nil {
+			if err := m.cni.DelNetwork(ctx, lo, n.runtimeConf(nsPath, "lo")); err != nil {
+				errs = append(errs, fmt.Errorf("loopback DEL: %w", err))
+			}
+		}
+	}
+	list, err := m.bridgeList(n)
+	if err != nil {
+		return err
+	}
+	if err := m.cni.DelNetworkList(ctx, list, n.runtimeConf(nsPath, ifName)); err != nil {
+		errs = append(errs, fmt.Errorf("bridge DEL: %w", err))
+	}
+	return errors.Join(errs...)
+}

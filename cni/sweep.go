@@ -1,0 +1,104 @@
+package cni
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+)
+
+// SweepReport lists what a sweep removed.
+type SweepReport struct {
+	Networks []string // torn down from their records
+	NetNS    []string // namespaces without a record
+	Bridges  []string // bridges without a record
+}
+
+// Sweep tears down every network no live process owns, then removes
+// namespaces and bridges of ours that no record names. It runs at agent
+// start and in `cronium-agent gc`.
+func (m *Manager) Sweep(ctx context.Context) (SweepReport, error) {
+	var rep SweepReport
+	var errs []error
+	known := map[string]bool{} // netns and bridge names of live networks
+	for _, id := range recordIDs(m.dir("nets")) {
+		netnsName, bridge := names(id)
+		if m.locked(id) {
+			known[netnsName], known[bridge] = true, true
+			continue
+		}
+		n, err := m.readRecord(id)
+		if err != nil {
+			// Lock without record: setup died before writing it; the names
+			// still follow from the id.
+			n = &Network{ID: id, NetNS: netnsName, Bridge: bridge}
+		}
+		lock, err := m.lockNetwork(id)
+		if err != nil {
+			known[netnsName], known[bridge] = true, true
+			continue // taken meanwhile
+		}
+		n.lock = lock
+		if err := m.teardown(ctx, n); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rep.Networks = append(rep.Networks, id)
+	}
+
+	if entries, err := os.ReadDir(netnsDir); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), NetNSPrefix) && !known[e.Name()] && !m.locked(strings.TrimPrefix(e.Name(), NetNSPrefix)) {
+				if err := deleteNetNS(e.Name()); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				rep.NetNS = append(rep.NetNS, e.Name())
+			}
+		}
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list links: %w", err))
+	}
+	for _, l := range links {
+		name := l.Attrs().Name
+		if l.Type() == "bridge" && strings.HasPrefix(name, BridgePrefix) && !known[name] {
+			if err := deleteLink(name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			rep.Bridges = append(rep.Bridges, name)
+		}
+	}
+	// Leases and subnets of networks that have no record any more.
+	live := func(id string) bool { return m.locked(id) }
+	if dirs, err := filepath.Glob(m.dir("ipam", "cronium-*")); err == nil {
+		for _, d := range dirs {
+			if id := strings.TrimPrefix(filepath.Base(d), "cronium-"); !live(id) {
+				if err := os.RemoveAll(d); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if files, err := os.ReadDir(m.dir("subnets")); err == nil {
+		for _, f := range files {
+			p := m.dir("subnets", f.Name())
+			owner, err := os.ReadFile(p)
+			if err == nil && !live(strings.TrimSpace(string(owner))) {
+				if err := removeIfExists(p); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if err := m.fw.removeTagged(func(id string) bool { return !live(id) }); err != nil {
+		errs = append(errs, err)
+	}
+	return rep, errors.Join(errs...)
+}
