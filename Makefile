@@ -24,7 +24,7 @@ deps:
 	@hack/deps.sh
 
 build: deps
-	go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(AGENT) ./cmd/cronium-agent
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(AGENT) ./cmd/cronium-agent
 
 containerd: deps
 	@hack/containerd.sh >/dev/null

@@ -141,8 +141,8 @@ func (m *Manager) checkPlugins() error {
 	return nil
 }
 
-// names derives every name of a job's network from its id.
-func names(id string) (netns, bridge string) {
+// Names derives every name of a job's network from its id.
+func Names(id string) (netns, bridge string) {
 	h := sha256.Sum256([]byte(id))
 	// Interface names are at most 15 bytes: "crn-" and 11 hex digits.
 	return NetNSPrefix + id, BridgePrefix + hex.EncodeToString(h[:])[:11]
@@ -172,7 +172,7 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Network, err error) 
 	if err := ValidID(id); err != nil {
 		return nil, err
 	}
-	netnsName, bridge := names(id)
+	netnsName, bridge := Names(id)
 	n := &Network{ID: id, NetNS: netnsName, Bridge: bridge, Egress: m.cfg.Egress}
 	lock, err := m.lockNetwork(id)
 	if err != nil {

@@ -113,7 +113,7 @@ func TestFailedSetupLeavesNothing(t *testing.T) {
 	if err == nil {
 		t.Fatal("setup over an existing namespace succeeded")
 	}
-	_, bridge := names("job_nettest3")
+	_, bridge := Names("job_nettest3")
 	assertGone(t, m, &Network{ID: "job_nettest3", NetNS: "cronium-job_nettest3", Bridge: bridge})
 }
 

@@ -26,7 +26,7 @@ func (m *Manager) Sweep(ctx context.Context) (SweepReport, error) {
 	var errs []error
 	known := map[string]bool{} // netns and bridge names of live networks
 	for _, id := range recordIDs(m.dir("nets")) {
-		netnsName, bridge := names(id)
+		netnsName, bridge := Names(id)
 		if m.locked(id) {
 			known[netnsName], known[bridge] = true, true
 			continue

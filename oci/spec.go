@@ -38,10 +38,13 @@ type Resources struct {
 	WorkspaceBytes int64
 }
 
-// FileMount is a host file mounted read-only into the job.
+// FileMount is a host file or directory mounted read-only into the job.
 type FileMount struct {
 	Source      string
 	Destination string
+	// Exec allows running programs from the mount (the helper program);
+	// everything else is mounted noexec.
+	Exec bool
 }
 
 // Job is what the spec is built from.
@@ -155,7 +158,7 @@ func mounts(j Job, cwd string) []specs.Mount {
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		sysMount(j),
 		{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", "size=" + strconv.FormatInt(j.Resources.TmpBytes, 10)}},
 		{Destination: cwd, Type: "tmpfs", Source: "tmpfs", Options: []string{
 			"nosuid", "nodev", "mode=0755",
@@ -164,12 +167,23 @@ func mounts(j Job, cwd string) []specs.Mount {
 		}},
 	}
 	for _, f := range j.Files {
-		ms = append(ms, specs.Mount{
-			Destination: f.Destination, Type: "bind", Source: f.Source,
-			Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
-		})
+		opts := []string{"rbind", "ro", "nosuid", "nodev", "noexec"}
+		if f.Exec {
+			opts = opts[:4]
+		}
+		ms = append(ms, specs.Mount{Destination: f.Destination, Type: "bind", Source: f.Source, Options: opts})
 	}
 	return ms
+}
+
+// sysMount is sysfs in a namespace of the job's own. A network namespace
+// the agent made belongs to the host's user namespace, where the job may not
+// mount sysfs; it gets an empty read-only /sys rather than the host's.
+func sysMount(j Job) specs.Mount {
+	if j.NetNSPath != "" {
+		return specs.Mount{Destination: "/sys", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "noexec", "nodev", "ro", "size=4k"}}
+	}
+	return specs.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}}
 }
 
 func resources(r Resources) *specs.LinuxResources {

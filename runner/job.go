@@ -5,6 +5,7 @@ package runner
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runtimes"
+	"github.com/cronium/cronium-agent/sidecar"
 )
 
 // Job is a script job as the runner sees it, whatever its source.
@@ -30,6 +32,12 @@ type Job struct {
 	Resources oci.Resources
 	// Image overrides the runtime's configured image.
 	Image string
+	// Input is the step's input (execution.inputData), any JSON.
+	Input json.RawMessage
+	// EventName, EventType and Trigger describe the event, for the context
+	// the runtime API serves; Metadata is the job's metadata as received.
+	EventName, EventType, Trigger string
+	Metadata                      map[string]any
 }
 
 // Policy is what the agent's configuration says about every job.
@@ -98,7 +106,21 @@ func (p Policy) Request(job Job, now time.Time) (container.Request, error) {
 	} else {
 		delete(env, "CRONIUM_EVENT_ID")
 	}
+	exec := sidecar.Execution{
+		ExecutionID: env["CRONIUM_EXECUTION_ID"],
+		JobID:       job.ID,
+		UserID:      job.UserID,
+		EventID:     job.EventID,
+		EventName:   job.EventName,
+		EventType:   job.EventType,
+		Trigger:     job.Trigger,
+		StartTime:   now,
+		Timeout:     timeout,
+		Input:       job.Input,
+		Metadata:    job.Metadata,
+	}
 	return container.Request{
+		Execution: exec,
 		RunID:     RunID(job.ID),
 		JobID:     job.ID,
 		Hostname:  Hostname(job.ID),

@@ -52,30 +52,49 @@ func connect(ctx context.Context, cfg config.Config) (*containerd.Client, error)
 }
 
 // openExecutor connects to containerd and builds the executor the
-// configuration describes; the returned func closes the connection.
-func openExecutor(ctx context.Context, env *cliEnv, cfg config.Config) (*container.Executor, func(), error) {
+// configuration describes; with jobs it also sets up what runs need (their
+// networks, runtime API and helpers). The returned func releases it all.
+func openExecutor(ctx context.Context, env *cliEnv, cfg config.Config, jobs bool) (*container.Executor, func(), error) {
 	client, err := connect(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	ex, err := newExecutor(env, client, cfg)
-	if err != nil {
+	var support *jobSupport
+	if jobs {
+		if support, err = newJobSupport(env, cfg); err != nil {
+			client.Close()
+			return nil, nil, err
+		}
+	}
+	release := func() {
+		if support != nil {
+			support.Close()
+		}
 		client.Close()
+	}
+	var extra []container.Option
+	if support != nil {
+		extra = support.opts
+	}
+	ex, err := newExecutor(env, client, cfg, extra...)
+	if err != nil {
+		release()
 		return nil, nil, err
 	}
-	return ex, func() { client.Close() }, nil
+	return ex, release, nil
 }
 
-func newExecutor(env *cliEnv, client *containerd.Client, cfg config.Config) (*container.Executor, error) {
+func newExecutor(env *cliEnv, client *containerd.Client, cfg config.Config, extra ...container.Option) (*container.Executor, error) {
 	store := images.New(client, cfg.Containerd.Snapshotter, images.WithPlainHTTP(cfg.Registry.PlainHTTP...))
-	return container.New(client, cfg.State.Dir,
+	opts := []container.Option{
 		container.WithRuntime(cfg.Containerd.Runtime),
 		container.WithSnapshotter(cfg.Containerd.Snapshotter),
 		container.WithIDMap(oci.IDMap{HostUID: cfg.UserNS.HostUID, HostGID: cfg.UserNS.HostGID, Size: cfg.UserNS.Size}),
 		container.WithKillGrace(time.Duration(cfg.Jobs.KillGrace)),
 		container.WithImageStore(store),
 		container.WithLogger(env.log),
-	)
+	}
+	return container.New(client, cfg.State.Dir, append(opts, extra...)...)
 }
 
 // parseFlags parses a subcommand's flags: -h prints its usage, a bad flag is

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,6 +68,8 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 	cpus := fs.Float64("cpus", 0, "CPU limit in cores (default: resources.defaults.cpu)")
 	pids := fs.Int64("pids", 0, "process limit (default: resources.defaults.pids)")
 	image := fs.String("image", "", "image to run in instead of the runtime's configured one")
+	input := fs.String("input", "", "the step's input as JSON, served to cronium.input()")
+	asJSON := fs.Bool("json", false, "print the whole result as one JSON object at the end (output still streams)")
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
@@ -95,11 +98,22 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 		return &exitError{code: exitUsage, err: errors.New("--timeout, --cpus and --pids must not be negative")}
 	}
 
+	var inputJSON json.RawMessage
+	if *input != "" {
+		if !json.Valid([]byte(*input)) {
+			return &exitError{code: exitUsage, err: fmt.Errorf("--input is not valid JSON: %.80q", *input)}
+		}
+		inputJSON = json.RawMessage(*input)
+	}
 	cfg, err := loadConfig(env, *cfgPath)
 	if err != nil {
 		return err
 	}
 	job := runner.Job{
+		Input:     inputJSON,
+		UserID:    "local",
+		EventName: "cronium-agent exec",
+		Trigger:   "manual",
 		ID:        "local_" + randomID(),
 		Runtime:   *rtName,
 		Script:    script,
@@ -112,7 +126,7 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
-	ex, closeClient, err := openExecutor(ctx, env, cfg)
+	ex, closeClient, err := openExecutor(ctx, env, cfg, true)
 	if err != nil {
 		return err
 	}
@@ -123,6 +137,13 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 	out.flush()
 	if err != nil {
 		return &exitError{code: exitAgent, err: err}
+	}
+	if *asJSON {
+		if err := printJSONResult(env, req, res); err != nil {
+			return err
+		}
+	} else {
+		printScriptResult(env, res)
 	}
 	switch {
 	case res.Status == container.StatusTimeout:
@@ -175,4 +196,57 @@ func randomID() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// printScriptResult shows what the script set through the runtime API,
+// after its output, on stderr so that stdout stays the script's own.
+func printScriptResult(env *cliEnv, res container.Result) {
+	if res.HasOutput {
+		fmt.Fprintf(env.stderr, "output: %s\n", res.Output)
+	}
+	if res.HasCondition {
+		fmt.Fprintf(env.stderr, "condition: %t\n", res.Condition)
+	}
+}
+
+// jsonResult is what --json prints.
+type jsonResult struct {
+	JobID       string          `json:"jobId"`
+	ExecutionID string          `json:"executionId"`
+	Status      string          `json:"status"`
+	ExitCode    int             `json:"exitCode"`
+	ScriptExit  int             `json:"scriptExitCode"`
+	OOMKilled   bool            `json:"oomKilled,omitempty"`
+	MemoryLimit int64           `json:"memoryLimit,omitempty"`
+	Output      json.RawMessage `json:"output,omitempty"`
+	Condition   *bool           `json:"condition,omitempty"`
+	StartedAt   time.Time       `json:"startedAt"`
+	FinishedAt  time.Time       `json:"finishedAt"`
+	DurationMS  int64           `json:"durationMs"`
+	Entries     uint64          `json:"logEntries"`
+}
+
+func printJSONResult(env *cliEnv, req container.Request, res container.Result) error {
+	r := jsonResult{
+		JobID: req.JobID, ExecutionID: req.Execution.ExecutionID, Status: string(res.Status),
+		ExitCode: res.BackendExitCode(), ScriptExit: res.ExitCode, OOMKilled: res.OOMKilled,
+		StartedAt: res.StartedAt, FinishedAt: res.FinishedAt, DurationMS: res.FinishedAt.Sub(res.StartedAt).Milliseconds(),
+		Entries: res.Entries,
+	}
+	if res.OOMKilled {
+		r.MemoryLimit = res.MemoryLimit
+	}
+	if res.HasOutput {
+		r.Output = res.Output
+	}
+	if res.HasCondition {
+		c := res.Condition
+		r.Condition = &c
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(env.stdout, "%s\n", data)
+	return err
 }

@@ -10,7 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+
+	"github.com/cronium/cronium-agent/runtimes/helpercli"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -61,6 +64,11 @@ func commands() []command {
 }
 
 func main() {
+	// Mounted into every job as /cronium/bin/cronium, this binary is the
+	// helper program the bash helper calls.
+	if filepath.Base(os.Args[0]) == "cronium" {
+		os.Exit(helpercli.Main(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	}
 	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ()}
 	env.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(env.environ)}))
 	os.Exit(run(env, os.Args[1:]))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"time"
 
@@ -27,6 +28,22 @@ type Config struct {
 	Resources  Resources  `yaml:"resources"`
 	UserNS     UserNS     `yaml:"userns"`
 	Registry   Registry   `yaml:"registry"`
+	Network    Network    `yaml:"network"`
+}
+
+// Network configures the per-job networks and the runtime API.
+type Network struct {
+	// Pool is carved into one /30 per running job.
+	Pool string `yaml:"pool"`
+	// Egress lets jobs reach the outside (default route and masquerading);
+	// the host's own services stay closed to them either way.
+	Egress bool `yaml:"egress"`
+	// PluginDirs are searched for the CNI plugins.
+	PluginDirs []string `yaml:"pluginDirs"`
+	// RunDir keeps leases and locks; it must be cleared by a reboot.
+	RunDir string `yaml:"runDir"`
+	// APIPort is where each job's runtime API listens on its gateway.
+	APIPort int `yaml:"apiPort"`
 }
 
 // Containerd says how to reach containerd and how jobs are created there.
@@ -116,6 +133,12 @@ func Default() Config {
 			Max:      Limits{CPU: 2, Memory: 4 * GiB, Pids: 1024, Tmp: 1 * GiB, Workspace: 4 * GiB},
 		},
 		UserNS: UserNS{HostUID: 100000, HostGID: 100000, Size: 65536},
+		Network: Network{
+			Pool:       "10.213.0.0/16",
+			PluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"},
+			RunDir:     "/run/cronium-agent/cni",
+			APIPort:    8081,
+		},
 	}
 }
 
@@ -182,5 +205,11 @@ func (c Config) Validate() error {
 	}
 	check(c.UserNS.HostUID > 0 && c.UserNS.HostGID > 0, "userns.hostUID and userns.hostGID must not map to host root")
 	check(c.UserNS.Size > 1000, "userns.size must be above 1000 (jobs run as uid 1000)")
+	if p, err := netip.ParsePrefix(c.Network.Pool); err != nil || !p.Addr().Is4() || p.Bits() > 30 {
+		errs = append(errs, fmt.Errorf("network.pool %q: want an IPv4 prefix of /30 or larger, like 10.213.0.0/16", c.Network.Pool))
+	}
+	check(c.Network.APIPort > 0 && c.Network.APIPort < 65536, "network.apiPort %d is out of range", c.Network.APIPort)
+	check(len(c.Network.PluginDirs) > 0, "network.pluginDirs is empty")
+	check(c.Network.RunDir != "", "network.runDir is empty")
 	return errors.Join(errs...)
 }

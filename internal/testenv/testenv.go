@@ -5,12 +5,14 @@ package testenv
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 
 	"github.com/cronium/cronium-agent/runner/output"
+	"github.com/cronium/cronium-agent/runtimes/helpercli"
 )
 
 // Namespace is the containerd namespace tests use: the agent's own, so that
@@ -67,10 +69,14 @@ func Containerd(tb testing.TB) *containerd.Client {
 	return client
 }
 
-// MainWithShimLogger lets a test binary serve as the shim-side output logger:
-// the shim starts it as `<test binary> shim-logger <file>`. Call it first in
-// TestMain; it returns false when the binary was started as a test.
+// MainWithShimLogger lets a test binary serve as the shim-side output logger
+// (the shim starts it as `<test binary> shim-logger <file>`) and as the
+// helper program mounted into jobs (run as /cronium/bin/cronium). Call it
+// first in TestMain; it returns false when the binary was started as a test.
 func MainWithShimLogger() bool {
+	if filepath.Base(os.Args[0]) == "cronium" {
+		os.Exit(helpercli.Main(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	}
 	if len(os.Args) == 3 && os.Args[1] == "shim-logger" {
 		if err := output.RunShimLogger(context.Background(), os.Args[2]); err != nil {
 			os.Stderr.WriteString("shim-logger: " + err.Error() + "\n")

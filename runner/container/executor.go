@@ -16,8 +16,10 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
 
+	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/images"
+	"github.com/cronium/cronium-agent/sidecar"
 )
 
 // Container labels: everything the agent creates carries LabelAgent, which is
@@ -45,6 +47,11 @@ type Executor struct {
 	killGrace   time.Duration
 	endWait     time.Duration
 	log         *slog.Logger
+	net         *cni.Manager
+	api         *sidecar.Server
+	apiPort     int
+	helperDir   string
+	helperBin   string
 
 	remapMu sync.Mutex
 }
@@ -68,6 +75,21 @@ func WithKillGrace(d time.Duration) Option { return func(e *Executor) { e.killGr
 // called as `<path> shim-logger <file>`. The default is this executable.
 func WithLoggerBinary(path string) Option { return func(e *Executor) { e.loggerPath = path } }
 
+// WithNetwork gives every run a network of its own from m; without it a
+// run has only loopback and no runtime API.
+func WithNetwork(m *cni.Manager) Option { return func(e *Executor) { e.net = m } }
+
+// WithRuntimeAPI serves every run its runtime API from srv on its gateway's port.
+func WithRuntimeAPI(srv *sidecar.Server, port int) Option {
+	return func(e *Executor) { e.api, e.apiPort = srv, port }
+}
+
+// WithHelpers mounts the helper libraries in dir at /cronium/lib and the
+// helper program bin at /cronium/bin/cronium in every run.
+func WithHelpers(dir, bin string) Option {
+	return func(e *Executor) { e.helperDir, e.helperBin = dir, bin }
+}
+
 // WithLogger sets the structured logger.
 func WithLogger(l *slog.Logger) Option { return func(e *Executor) { e.log = l } }
 
@@ -84,6 +106,7 @@ func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor,
 		idmap:       oci.IDMap{HostUID: 100000, HostGID: 100000, Size: 65536},
 		killGrace:   10 * time.Second,
 		endWait:     15 * time.Second,
+		apiPort:     8081,
 		log:         slog.Default(),
 	}
 	for _, o := range opts {

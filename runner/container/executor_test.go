@@ -105,8 +105,7 @@ grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -d 
 if touch /rootfile 2>/dev/null; then echo root=writable; else echo root=readonly; fi
 if touch /tmp/f && echo x > /workspace/f; then echo tmp=writable; else echo tmp=readonly; fi
 if touch /cronium/script.sh 2>/dev/null; then echo script=writable; else echo script=readonly; fi
-if ip link 2>/dev/null | grep -v -q ' lo:'; then :; fi
-echo "ifaces=$(ls /sys/class/net | tr '\n' ' ')"
+echo "ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' ')"
 echo ready
 sleep 1
 `
@@ -136,7 +135,7 @@ sleep 1
 	}
 	for k, want := range map[string]string{
 		"uid": "1000 gid=1000", "CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapBnd": "0000000000000000",
-		"NoNewPrivs": "1", "Seccomp": "2", "root": "readonly", "tmp": "writable", "script": "readonly", "ifaces": "lo ",
+		"NoNewPrivs": "1", "Seccomp": "2", "root": "readonly", "tmp": "writable", "script": "readonly", "ifaces": "eth0 lo ",
 	} {
 		if got[k] != want {
 			t.Errorf("%s = %q, want %q (output %q)", k, got[k], want, r.stdout.String())

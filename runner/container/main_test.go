@@ -18,11 +18,15 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
 
+	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/runner"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/output"
+	"github.com/cronium/cronium-agent/runtimes/helpers"
+	"github.com/cronium/cronium-agent/sidecar"
+	cstate "github.com/cronium/cronium-agent/state"
 )
 
 func TestMain(m *testing.M) {
@@ -36,23 +40,72 @@ type harness struct {
 	stateDir string
 	policy   runner.Policy
 
+	net    *cni.Manager
+	secret []byte
+
 	mu     sync.Mutex
 	runIDs []string
 }
 
+// harnessConfig selects what a harness's runs get.
+type harnessConfig struct {
+	egress bool
+}
+
+type harnessOpt func(*harnessConfig)
+
+func withEgress() harnessOpt { return func(c *harnessConfig) { c.egress = true } }
+
+// newHarness builds an executor as the agent does: every run gets its own
+// network, runtime API and helpers.
 func newHarness(t testing.TB, opts ...container.Option) *harness {
+	return newHarnessWith(t, nil, opts...)
+}
+
+func newHarnessWith(t testing.TB, hopts []harnessOpt, opts ...container.Option) *harness {
 	t.Helper()
+	var hc harnessConfig
+	for _, o := range hopts {
+		o(&hc)
+	}
 	client := testenv.Containerd(t)
 	state := testenv.StateDir(t)
+	ncfg := cni.DefaultConfig()
+	ncfg.Egress = hc.egress
+	nm, err := cni.New(ncfg)
+	if err != nil {
+		testenv.Unavailable(t, "job networks: %v", err)
+	}
+	secret, err := sidecar.LoadOrCreateSecret(filepath.Join(state, "runtime-api.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := cstate.OpenLocal(filepath.Join(state, "local.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	helperDir := filepath.Join(state, "helpers")
+	if err := helpers.WriteTo(helperDir); err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := sidecar.New(secret, store, sidecar.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	opts = append([]container.Option{
 		container.WithKillGrace(2 * time.Second),
 		container.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		container.WithNetwork(nm),
+		container.WithRuntimeAPI(api, ncfg.APIPort),
+		container.WithHelpers(helperDir, exe),
 	}, opts...)
 	ex, err := container.New(client, state, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{client: client, ex: ex, stateDir: state, policy: runner.PolicyFromConfig(config.Default())}
+	h := &harness{client: client, ex: ex, stateDir: state, policy: runner.PolicyFromConfig(config.Default()), net: nm, secret: secret}
 	for _, rt := range []string{"bash", "python", "node"} {
 		if _, err := client.GetImage(context.Background(), h.policy.Images[rt]); err != nil {
 			testenv.Unavailable(t, "runtime image %s not imported (make import): %v", h.policy.Images[rt], err)
@@ -175,8 +228,20 @@ func (h *harness) assertClean(t testing.TB) {
 		if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + container.CgroupParent + "/" + id); len(dirs) > 0 {
 			t.Errorf("cgroups left: %v", dirs)
 		}
-		if bytes.Contains(mi, []byte("/"+id+"/")) {
+		if bytes.Contains(mi, []byte("/"+id+"/")) || bytes.Contains(mi, []byte("/netns/"+id)) {
 			t.Errorf("mount left for %s", id)
+		}
+		if _, err := os.Stat("/var/run/netns/" + id); err == nil {
+			t.Errorf("network namespace left: %s", id)
+		}
+		netID := strings.TrimPrefix(id, "cronium-")
+		if _, bridge := cni.Names(netID); linkExists(bridge) {
+			t.Errorf("bridge left: %s", bridge)
+		}
+		for _, p := range []string{"nets/" + netID + ".json", "nets/" + netID + ".lock", "ipam/cronium-" + netID} {
+			if _, err := os.Stat(filepath.Join(cni.DefaultConfig().StateDir, p)); err == nil {
+				t.Errorf("network file left: %s", p)
+			}
 		}
 	}
 	if bytes.Contains(mi, []byte(h.stateDir)) {
@@ -209,4 +274,9 @@ func writeJSON(tb testing.TB, path string, v any) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+func linkExists(name string) bool {
+	_, err := os.Stat("/sys/class/net/" + name)
+	return err == nil
 }

@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,10 +17,13 @@ import (
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/output"
 	"github.com/cronium/cronium-agent/runtimes"
+	"github.com/cronium/cronium-agent/sidecar"
 )
 
 // Request is one run of a script job.
@@ -35,6 +39,8 @@ type Request struct {
 	Env       map[string]string
 	Resources oci.Resources
 	Timeout   time.Duration
+	// Execution is what the runtime API serves the run (ids, input, context).
+	Execution sidecar.Execution
 }
 
 // Status is how a run ended.
@@ -58,8 +64,14 @@ type Result struct {
 	MemoryLimit int64
 	StartedAt   time.Time
 	FinishedAt  time.Time
-	// Output summarises the captured streams.
+	// Entries counts the captured output entries.
 	Entries uint64
+	// Output is the value the script set through the runtime API, if any.
+	Output    json.RawMessage
+	HasOutput bool
+	// Condition is the workflow condition the script set, if any.
+	Condition    bool
+	HasCondition bool
 }
 
 // BackendExitCode is the exit code as the Cronium backend understands it:
@@ -89,12 +101,18 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if err != nil {
 		return Result{}, err
 	}
+	network := e.startNetwork(ctx, strings.TrimPrefix(req.RunID, "cronium-"))
+	var session *sidecar.Session
 	// Cleanup runs on a context of its own: a cancelled run must still be removed.
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 		defer cancel()
 		ph.mark("capture")
+		if session != nil {
+			err = errorsJoinCleanup(err, session.Close())
+		}
 		err = errorsJoinCleanup(err, e.remove(cctx, req.RunID, dir))
+		err = errorsJoinCleanup(err, e.teardownNetwork(cctx, network))
 		lock.Close()
 		ph.mark("cleanup")
 		e.log.Debug("run phases", "container", req.RunID, "ms", ph.String())
@@ -110,27 +128,6 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if err != nil {
 		return Result{}, fmt.Errorf("read image config of %s: %w", req.Image, err)
 	}
-	scriptPath := filepath.Join(dir, req.Runtime.ScriptName)
-	if err := os.WriteFile(scriptPath, req.Script, 0o444); err != nil {
-		return Result{}, fmt.Errorf("write script for job %s: %w", req.JobID, err)
-	}
-	env, err := oci.Env(imgSpec.Config.Env, req.Env, nil)
-	if err != nil {
-		return Result{}, fmt.Errorf("environment of job %s: %w", req.JobID, err)
-	}
-	spec, err := oci.Spec(oci.Job{
-		ID:           req.RunID,
-		Hostname:     req.Hostname,
-		Args:         req.Runtime.Args(),
-		Env:          env,
-		Resources:    req.Resources,
-		Files:        []oci.FileMount{{Source: scriptPath, Destination: req.Runtime.ScriptPath()}},
-		CgroupParent: CgroupParent,
-		IDMap:        e.idmap,
-	})
-	if err != nil {
-		return Result{}, err
-	}
 	ph.mark("spec")
 	// The lease keeps the new snapshot from containerd's garbage collector
 	// until the container that references it exists.
@@ -143,6 +140,19 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 		return Result{}, fmt.Errorf("job %s: %w", req.JobID, err)
 	}
 	ph.mark("snapshot")
+	n, err := network.wait(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("network for job %s: %w", req.JobID, err)
+	}
+	ph.mark("network")
+	if session, err = e.serveAPI(ctx, n, req.Execution); err != nil {
+		return Result{}, fmt.Errorf("job %s: %w", req.JobID, err)
+	}
+	spec, err := e.spec(req, dir, imgSpec.Config.Env, n, session)
+	if err != nil {
+		return Result{}, err
+	}
+	ph.mark("spec")
 	ctr, err := e.client.NewContainer(lctx, req.RunID,
 		containerd.WithSnapshotter(e.snapshotter),
 		containerd.WithSnapshot(req.RunID),
@@ -183,6 +193,15 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	}
 	res.ExitCode = int(code)
 	res.Status = status
+	if session != nil {
+		// The token stops working the moment the script is gone.
+		if err := session.Close(); err != nil {
+			e.log.Warn("close runtime API", "container", req.RunID, "error", err)
+		}
+		res.Output, res.HasOutput = session.Output()
+		res.Condition, res.HasCondition = session.Condition()
+		session = nil
+	}
 	if e.oomKilled(spec.Linux.CgroupsPath) {
 		res.OOMKilled = true
 		res.MemoryLimit = req.Resources.MemoryBytes
@@ -205,6 +224,49 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 		return res, fmt.Errorf("output of job %s: %w", req.JobID, err)
 	}
 	return res, nil
+}
+
+// spec writes the run's files (script, hosts) and builds its OCI spec.
+func (e *Executor) spec(req Request, dir string, imageEnv []string, n *cni.Network, session *sidecar.Session) (*specs.Spec, error) {
+	scriptPath := filepath.Join(dir, req.Runtime.ScriptName)
+	if err := os.WriteFile(scriptPath, req.Script, 0o444); err != nil {
+		return nil, fmt.Errorf("write script for job %s: %w", req.JobID, err)
+	}
+	hostsPath := filepath.Join(dir, "hosts")
+	if err := writeHosts(hostsPath, req.Hostname, n); err != nil {
+		return nil, err
+	}
+	files := []oci.FileMount{
+		{Source: scriptPath, Destination: req.Runtime.ScriptPath()},
+		{Source: hostsPath, Destination: "/etc/hosts"},
+	}
+	if e.helperDir != "" {
+		files = append(files,
+			oci.FileMount{Source: e.helperDir, Destination: HelperLibDir},
+			oci.FileMount{Source: e.helperBin, Destination: HelperBin, Exec: true})
+	}
+	var apiURL, token string
+	if session != nil {
+		apiURL, token = fmt.Sprintf(RuntimeAPI, e.apiPort), session.Token()
+	}
+	env, err := oci.Env(imageEnv, e.helperEnv(imageEnv, req.Env, apiURL, token), nil)
+	if err != nil {
+		return nil, fmt.Errorf("environment of job %s: %w", req.JobID, err)
+	}
+	job := oci.Job{
+		ID:           req.RunID,
+		Hostname:     req.Hostname,
+		Args:         req.Runtime.Args(),
+		Env:          env,
+		Resources:    req.Resources,
+		Files:        files,
+		CgroupParent: CgroupParent,
+		IDMap:        e.idmap,
+	}
+	if n != nil {
+		job.NetNSPath = n.NetNSPath()
+	}
+	return oci.Spec(job)
 }
 
 func validate(req Request) error {

@@ -1,0 +1,133 @@
+package container
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cronium/cronium-agent/cni"
+	"github.com/cronium/cronium-agent/sidecar"
+)
+
+// Paths inside every job.
+const (
+	HelperLibDir = "/cronium/lib"
+	HelperBin    = "/cronium/bin/cronium"
+	RuntimeAPI   = "http://runtime-api:%d"
+)
+
+// netSetup is a job network being set up in the background, so that it
+// overlaps with preparing the image and snapshot.
+type netSetup struct {
+	done chan struct{}
+	n    *cni.Network
+	err  error
+}
+
+func (e *Executor) startNetwork(ctx context.Context, id string) *netSetup {
+	s := &netSetup{done: make(chan struct{})}
+	if e.net == nil {
+		close(s.done)
+		return s
+	}
+	go func() {
+		defer close(s.done)
+		s.n, s.err = e.net.Setup(ctx, id)
+	}()
+	return s
+}
+
+// wait returns the network (nil when the executor has none).
+func (s *netSetup) wait(ctx context.Context) (*cni.Network, error) {
+	select {
+	case <-s.done:
+		return s.n, s.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// teardown waits for a setup still running (a run cancelled during network
+// setup) and removes what it made.
+func (e *Executor) teardownNetwork(ctx context.Context, s *netSetup) error {
+	<-s.done
+	if s.n == nil {
+		return nil // Setup removes what it made when it fails
+	}
+	return e.net.Teardown(ctx, s.n)
+}
+
+// serveAPI starts the run's runtime API on its gateway.
+func (e *Executor) serveAPI(ctx context.Context, n *cni.Network, exec sidecar.Execution) (*sidecar.Session, error) {
+	if n == nil || e.api == nil {
+		return nil, nil
+	}
+	addr := net.JoinHostPort(n.Gateway.String(), strconv.Itoa(e.apiPort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for the runtime API on %s: %w", addr, err)
+	}
+	sess, err := e.api.Start(ctx, exec, ln)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("start runtime API: %w", err)
+	}
+	return sess, nil
+}
+
+// writeHosts makes the job's /etc/hosts: runtime-api and runtime name the
+// gateway, the hostname names the job's own address.
+func writeHosts(path, hostname string, n *cni.Network) error {
+	var b strings.Builder
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	self := netip.MustParseAddr("127.0.1.1")
+	if n != nil {
+		fmt.Fprintf(&b, "%s\truntime-api runtime\n", n.Gateway)
+		self = n.Address
+	}
+	fmt.Fprintf(&b, "%s\t%s\n", self, hostname)
+	if err := os.WriteFile(path, []byte(b.String()), 0o444); err != nil {
+		return fmt.Errorf("write hosts file: %w", err)
+	}
+	return nil
+}
+
+// helperEnv points every language at the helpers: PYTHONPATH and NODE_PATH
+// are extended, not replaced, when the image or the job set them.
+func (e *Executor) helperEnv(image []string, job map[string]string, apiURL, token string) map[string]string {
+	env := make(map[string]string, len(job)+6)
+	for k, v := range job {
+		env[k] = v
+	}
+	prepend := func(key string) {
+		cur := env[key]
+		if cur == "" {
+			for _, kv := range image {
+				if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+					cur = v
+				}
+			}
+		}
+		if cur == "" {
+			env[key] = HelperLibDir
+		} else {
+			env[key] = HelperLibDir + ":" + cur
+		}
+	}
+	if e.helperDir != "" {
+		prepend("PYTHONPATH")
+		prepend("NODE_PATH")
+		env["BASH_ENV"] = filepath.Join(HelperLibDir, "cronium.sh")
+		env["CRONIUM_HELPER"] = HelperBin
+	}
+	if apiURL != "" {
+		env["CRONIUM_RUNTIME_API"] = apiURL
+		env["CRONIUM_EXECUTION_TOKEN"] = token
+	}
+	return env
+}

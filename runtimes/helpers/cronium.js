@@ -1,0 +1,276 @@
+'use strict';
+/**
+ * Cronium runtime helpers for Node.js scripts.
+ *
+ *   const cronium = require('cronium');
+ *   const data = await cronium.input();            // the step input (any JSON value)
+ *   await cronium.output({ ok: true });            // the step output
+ *   const key = await cronium.getVariable('KEY');  // null when the variable is not set
+ *   await cronium.setVariable('COUNTER', 3);
+ *   await cronium.setCondition(true);              // workflow condition
+ *   const info = await cronium.event();            // execution context (also: context())
+ *
+ * Every function also has its snake_case name (get_variable, set_variable,
+ * set_condition) and returns a Promise. Calls talk to the job's runtime API
+ * (CRONIUM_RUNTIME_API); transport errors and 5xx replies are retried 3 times
+ * (0.2 s, 0.4 s, 0.8 s), 4xx replies reject with a CroniumError at once.
+ * Loading this module never fails, even outside a Cronium job: only a call
+ * rejects. Standard library only (http, https).
+ */
+
+const http = require('http');
+const https = require('https');
+
+const NOT_AVAILABLE = 'cronium runtime not available: CRONIUM_RUNTIME_API is not set';
+
+/**
+ * A runtime API call failed. `status` is the HTTP status of the reply (null
+ * for a transport error or when the runtime is not available), `error` the
+ * reply's error field.
+ */
+class CroniumError extends Error {
+  constructor(message, status, error) {
+    super(message);
+    this.name = 'CroniumError';
+    this.status = status === undefined ? null : status;
+    this.error = error === undefined ? null : error;
+  }
+}
+
+function oneLine(s) {
+  return String(s).split(/\s+/).filter(Boolean).join(' ');
+}
+
+// Every byte but the unreserved characters (A-Z a-z 0-9 - . _ ~) is
+// percent-encoded, so '/' becomes %2F.
+function encodeSegment(s) {
+  let enc;
+  try {
+    enc = encodeURIComponent(s);
+  } catch (e) {
+    throw new CroniumError('cannot encode ' + JSON.stringify(s) + ': ' + e.message);
+  }
+  return enc.replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+}
+
+function runtime() {
+  const env = process.env;
+  const base = (env.CRONIUM_RUNTIME_API || '').trim();
+  if (!base) throw new CroniumError(NOT_AVAILABLE);
+  const execId = env.CRONIUM_EXECUTION_ID || '';
+  if (!execId) throw new CroniumError('cronium runtime not available: CRONIUM_EXECUTION_ID is not set');
+  const token = env.CRONIUM_EXECUTION_TOKEN || '';
+  if (!token) throw new CroniumError('cronium runtime not available: CRONIUM_EXECUTION_TOKEN is not set');
+  return { base: base.replace(/\/+$/, '') + '/executions/' + encodeSegment(execId), token };
+}
+
+function errorMessage(status, raw) {
+  let body = null;
+  try {
+    body = JSON.parse(raw);
+  } catch (e) {
+    body = null;
+  }
+  let message = null;
+  let error = null;
+  if (body && typeof body === 'object' && !Array.isArray(body)) {
+    if (body.message) message = String(body.message);
+    if (body.error) error = String(body.error);
+  }
+  if (!message) message = error;
+  if (!message) {
+    message = 'HTTP ' + status;
+    const text = raw.trim();
+    if (text && text.length < 200) message += ': ' + text;
+  }
+  return { message: oneLine(message), error };
+}
+
+function retryable(err) {
+  err.retry = true;
+  return err;
+}
+
+// once makes one attempt; a rejection with .retry set may be retried.
+function once(method, url, token, body) {
+  return new Promise((resolve, reject) => {
+    let u;
+    try {
+      u = new URL(url);
+    } catch (e) {
+      reject(new CroniumError('invalid runtime API URL ' + JSON.stringify(url) + ': ' + e.message));
+      return;
+    }
+    const mod = u.protocol === 'https:' ? https : http;
+    const headers = { Authorization: 'Bearer ' + token, Accept: 'application/json' };
+    if (body !== null) {
+      headers['Content-Type'] = 'application/json';
+      headers['Content-Length'] = Buffer.byteLength(body);
+    }
+    let done = false;
+    const fail = (err) => {
+      if (!done) {
+        done = true;
+        reject(err);
+      }
+    };
+    const transport = (e) => fail(retryable(new CroniumError(method + ' ' + url + ': ' + (e && e.message ? e.message : e))));
+    let req;
+    try {
+      req = mod.request(u, { method, headers, agent: false }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('error', transport);
+        res.on('aborted', () => transport(new Error('connection aborted')));
+        res.on('end', () => {
+          if (done) return;
+          const raw = Buffer.concat(chunks).toString('utf8');
+          const status = res.statusCode;
+          if (status < 200 || status > 299) {
+            const m = errorMessage(status, raw);
+            const err = new CroniumError(m.message, status, m.error);
+            fail(status >= 500 ? retryable(err) : err);
+            return;
+          }
+          done = true;
+          if (!raw.trim()) {
+            resolve(null);
+            return;
+          }
+          let reply;
+          try {
+            reply = JSON.parse(raw);
+          } catch (e) {
+            reject(new CroniumError('invalid reply from runtime API (HTTP ' + status + '): ' + e.message, status));
+            return;
+          }
+          resolve(reply && typeof reply === 'object' && reply.data !== undefined ? reply.data : null);
+        });
+      });
+    } catch (e) {
+      fail(new CroniumError(method + ' ' + url + ': ' + e.message));
+      return;
+    }
+    req.setTimeout(module.exports.TIMEOUT_MS, () => {
+      req.destroy(new Error('no reply within ' + module.exports.TIMEOUT_MS + ' ms'));
+    });
+    req.on('error', transport);
+    req.end(body === null ? undefined : body);
+  });
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function call(method, path, payload) {
+  const rt = runtime();
+  let body = null;
+  if (payload !== undefined) {
+    try {
+      body = JSON.stringify(payload);
+    } catch (e) {
+      throw new CroniumError('value is not JSON-serializable: ' + e.message);
+    }
+  }
+  const url = rt.base + path;
+  const delays = Array.from(module.exports.RETRY_DELAYS_MS || []);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await once(method, url, rt.token, body);
+    } catch (err) {
+      if (!err.retry || attempt >= delays.length) {
+        const retried = err.retry && attempt > 0;
+        delete err.retry;
+        if (retried && err.status === null) {
+          err.message += ' (after ' + (attempt + 1) + ' attempts)';
+        }
+        throw err;
+      }
+      await sleep(delays[attempt]);
+    }
+  }
+}
+
+function keyPath(key) {
+  if (typeof key !== 'string' || key === '') {
+    throw new CroniumError('variable key must be a non-empty string, got ' + (typeof key === 'string' ? '""' : typeof key));
+  }
+  return '/variables/' + encodeSegment(key);
+}
+
+function json(value) {
+  return value === undefined ? null : value;
+}
+
+/** The step input: any JSON value (null when there is none). */
+async function input() {
+  return call('GET', '/input');
+}
+
+/** Set the step output to a JSON-serializable value (the last call wins). */
+async function output(value) {
+  await call('POST', '/output', { data: json(value) });
+}
+
+/** A variable's value, or null when it is not set. */
+async function getVariable(key) {
+  const path = keyPath(key);
+  let data;
+  try {
+    data = await call('GET', path);
+  } catch (err) {
+    if (err instanceof CroniumError && err.status === 404) return null;
+    throw err;
+  }
+  if (data && typeof data === 'object' && data.value !== undefined) return data.value;
+  return null;
+}
+
+/** Set a variable to a JSON-serializable value. */
+async function setVariable(key, value) {
+  await call('PUT', keyPath(key), { value: json(value) });
+}
+
+/**
+ * Set the workflow condition. A string is read as true/false, 1/0, yes/no
+ * or on/off (any case); any other value by its truthiness.
+ */
+async function setCondition(condition) {
+  let b;
+  if (typeof condition === 'string') {
+    const s = condition.trim().toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(s)) b = true;
+    else if (['false', '0', 'no', 'off'].includes(s)) b = false;
+    else {
+      throw new CroniumError('condition ' + JSON.stringify(condition) + ' is not a boolean (use true/false, 1/0, yes/no or on/off)');
+    }
+  } else {
+    b = Boolean(condition);
+  }
+  await call('POST', '/condition', { condition: b });
+}
+
+/** The execution context: executionId, jobId, eventId, eventName, eventType, userId, startTime, trigger, metadata. */
+async function event() {
+  return call('GET', '/context');
+}
+
+module.exports = {
+  CroniumError,
+  input,
+  output,
+  getVariable,
+  get_variable: getVariable,
+  setVariable,
+  set_variable: setVariable,
+  setCondition,
+  set_condition: setCondition,
+  event,
+  context: event,
+  /** Waits before each retry (milliseconds), one retry per entry; tests may replace it. */
+  RETRY_DELAYS_MS: [200, 400, 800],
+  /** Timeout of one attempt, in milliseconds. */
+  TIMEOUT_MS: 30000,
+  NOT_AVAILABLE,
+};
