@@ -313,3 +313,10 @@ func (sess *Session) Close() error {
 	})
 	return sess.closeErr
 }
+
+// Live counts the executions being served: each has a listener open.
+func (s *Server) Live() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.live)
+}

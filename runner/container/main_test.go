@@ -42,6 +42,7 @@ type harness struct {
 
 	net    *cni.Manager
 	secret []byte
+	api    *sidecar.Server
 
 	mu     sync.Mutex
 	runIDs []string
@@ -105,7 +106,7 @@ func newHarnessWith(t testing.TB, hopts []harnessOpt, opts ...container.Option) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{client: client, ex: ex, stateDir: state, policy: runner.PolicyFromConfig(config.Default()), net: nm, secret: secret}
+	h := &harness{client: client, ex: ex, stateDir: state, policy: runner.PolicyFromConfig(config.Default()), net: nm, secret: secret, api: api}
 	for _, rt := range []string{"bash", "python", "node"} {
 		if _, err := client.GetImage(context.Background(), h.policy.Images[rt]); err != nil {
 			testenv.Unavailable(t, "runtime image %s not imported (make import): %v", h.policy.Images[rt], err)
@@ -151,6 +152,12 @@ func (h *harness) run(ctx context.Context, t testing.TB, rt, script string, opts
 // runWith runs a job; onEntry (optional) sees each entry as it arrives.
 func (h *harness) runWith(ctx context.Context, t testing.TB, rt, script string, onEntry func(output.Entry), opts ...jobOpt) *result {
 	t.Helper()
+	return h.runRequest(ctx, t, h.request(t, rt, script, opts...), onEntry)
+}
+
+// request builds the run request of a job as the agent would.
+func (h *harness) request(t testing.TB, rt, script string, opts ...jobOpt) container.Request {
+	t.Helper()
 	job := runner.Job{ID: "job_test" + strings.ToLower(randomSuffix()), Runtime: rt, Script: []byte(script), Timeout: time.Minute}
 	for _, o := range opts {
 		if o != nil {
@@ -161,6 +168,12 @@ func (h *harness) runWith(ctx context.Context, t testing.TB, rt, script string, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return req
+}
+
+// runRequest runs a prepared request, collecting its output.
+func (h *harness) runRequest(ctx context.Context, t testing.TB, req container.Request, onEntry func(output.Entry)) *result {
+	t.Helper()
 	h.mu.Lock()
 	h.runIDs = append(h.runIDs, req.RunID)
 	h.mu.Unlock()
@@ -259,6 +272,9 @@ func (h *harness) assertClean(t testing.TB) {
 		for _, e := range entries {
 			t.Errorf("run files left: %s", e.Name())
 		}
+	}
+	if h.api != nil && h.api.Live() != 0 {
+		t.Errorf("%d runtime API listeners left", h.api.Live())
 	}
 	if len(runs) == 0 && !t.Skipped() {
 		t.Log("harness ran no job")
