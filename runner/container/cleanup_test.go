@@ -2,7 +2,10 @@ package container_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,10 +14,12 @@ import (
 	"github.com/cronium/cronium-agent/runner/output"
 )
 
-// After 100 runs ending every way a run can end (success, failure, timeout,
-// cancellation, out of memory), nothing is left: the harness's cleanup
-// checks containers, tasks, snapshots, cgroups, mounts, processes and files.
-func TestNothingLeftAfter100Runs(t *testing.T) {
+// After 200 runs ending every way a run can end (success, failure, timeout,
+// cancellation, out of memory, killed while its network was being set up),
+// nothing is left: the harness's cleanup checks containers, tasks,
+// snapshots, cgroups, mounts, processes, files, namespaces, bridges, network
+// records, leases and runtime API listeners; veths are counted here.
+func TestNothingLeftAfter200Runs(t *testing.T) {
 	h := newHarness(t, container.WithKillGrace(500*time.Millisecond))
 	type kind struct {
 		name   string
@@ -35,8 +40,13 @@ func TestNothingLeftAfter100Runs(t *testing.T) {
 		{"oom", func(ctx context.Context) *result {
 			return h.run(ctx, t, "python", "b = bytearray(256 << 20)", withMemory(32<<20))
 		}, container.StatusFailed},
+		{"killed in setup", func(ctx context.Context) *result {
+			ctx, cancel := context.WithTimeout(ctx, time.Duration(rand.IntN(60))*time.Millisecond)
+			defer cancel()
+			return h.run(ctx, t, "bash", "echo too late")
+		}, ""},
 	}
-	const runs, workers = 100, 4
+	const runs, workers = 200, 4
 	var wg sync.WaitGroup
 	jobs := make(chan int)
 	var mu sync.Mutex
@@ -51,6 +61,17 @@ func TestNothingLeftAfter100Runs(t *testing.T) {
 				mu.Lock()
 				counts[k.name]++
 				mu.Unlock()
+				if k.status == "" {
+					// Stopped before or during setup: an error saying so, or,
+					// when setup won the race, a cancelled run.
+					if r.err == nil && r.Status != container.StatusCancelled && r.Status != container.StatusCompleted {
+						t.Errorf("run %d (%s): status %s", i, k.name, r.Status)
+					}
+					if r.err != nil && !errors.Is(r.err, context.DeadlineExceeded) && !strings.Contains(r.err.Error(), "context deadline exceeded") {
+						t.Errorf("run %d (%s): %v", i, k.name, r.err)
+					}
+					continue
+				}
 				if r.err != nil {
 					t.Errorf("run %d (%s): %v", i, k.name, r.err)
 					continue
@@ -67,7 +88,7 @@ func TestNothingLeftAfter100Runs(t *testing.T) {
 	close(jobs)
 	wg.Wait()
 	t.Logf("runs by kind: %v", counts)
-	if fmt.Sprint(counts) != "map[cancelled:20 fail:20 ok:20 oom:20 timeout:20]" {
+	if fmt.Sprint(counts) != "map[cancelled:33 fail:34 killed in setup:33 ok:34 oom:33 timeout:33]" {
 		t.Errorf("counts %v", counts)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -228,7 +229,15 @@ func (h *harness) assertClean(t testing.TB) {
 		return nil
 	})
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	veths, err := exec.Command("ip", "-o", "link", "show", "type", "veth").Output()
+	if err != nil {
+		t.Errorf("list veths: %v", err)
+	}
 	for _, id := range runs {
+		_, bridge := cni.Names(strings.TrimPrefix(id, "cronium-"))
+		if bytes.Contains(veths, []byte("link-netns "+id)) || bytes.Contains(veths, []byte("master "+bridge+" ")) {
+			t.Errorf("veth left for %s", id)
+		}
 		if _, err := h.client.LoadContainer(ctx, id); err == nil {
 			t.Errorf("container left: %s", id)
 		}
