@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/runner/output"
 )
@@ -108,6 +110,11 @@ func TestExec(t *testing.T) {
 		{name: "missing file", args: []string{"--file", "/nonexistent/x.sh"}, code: 2, stderrHas: "read script: open /nonexistent/x.sh: no such file or directory"},
 		{name: "no script", args: []string{"--runtime", "bash"}, code: 2, stderrHas: "no script"},
 		{name: "image not imported", args: []string{"--image", "cronium.local/runtimes/bash:nope", "-c", "true"}, code: 125, stderrHas: "cronium.local/runtimes/bash:nope is not imported (run `cronium-agent images import"},
+		{name: "input, output and condition", args: []string{"--runtime", "python", "--input", `{"n":[1,"a"]}`, "-c", "import cronium, json\nprint(json.dumps(cronium.input()))\ncronium.output({'seen': cronium.input()['n']})\ncronium.set_condition(True)"},
+			stdout: "{\"n\": [1, \"a\"]}\n", stderrHas: "output: {\"seen\":[1,\"a\"]}\ncondition: true\n"},
+		{name: "json result", args: []string{"--json", "--input", "7", "-c", "cronium_input; cronium_output '\"done\"'; exit 3"}, code: 3,
+			stdout: "7\n", stderrHas: ""},
+		{name: "bad input", args: []string{"--input", "{nope", "-c", "true"}, code: 2, stderrHas: "--input is not valid JSON"},
 		{name: "bad memory", args: []string{"--memory", "lots", "-c", "true"}, code: 2, stderrHas: "invalid size"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,8 +122,20 @@ func TestExec(t *testing.T) {
 			if r.code != tc.code {
 				t.Errorf("exit code %d, want %d; stderr %q", r.code, tc.code, r.stderr)
 			}
-			if tc.stdout != "" && r.stdout != tc.stdout {
-				t.Errorf("stdout %q, want %q", r.stdout, tc.stdout)
+			stdout := r.stdout
+			if tc.name == "json result" {
+				lines := strings.SplitAfter(stdout, "\n")
+				stdout = lines[0]
+				var res map[string]any
+				if err := json.Unmarshal([]byte(lines[1]), &res); err != nil {
+					t.Fatalf("--json line %q: %v", lines[1], err)
+				}
+				if res["status"] != "failed" || res["exitCode"] != 3.0 || res["output"] != "done" || res["condition"] != nil || !strings.HasPrefix(res["executionId"].(string), "exec_local_") {
+					t.Errorf("--json result %v", res)
+				}
+			}
+			if tc.stdout != "" && stdout != tc.stdout {
+				t.Errorf("stdout %q, want %q", stdout, tc.stdout)
 			}
 			if !strings.Contains(r.stderr, tc.stderrHas) {
 				t.Errorf("stderr %q, want it to contain %q", r.stderr, tc.stderrHas)
@@ -199,8 +218,21 @@ func TestGCAfterKilledAgent(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("gc: %d %s", r.code, r.stderr)
 	}
-	if !strings.Contains(r.stdout, "removed container cronium-local_") {
-		t.Errorf("gc output %q", r.stdout)
+	for _, want := range []string{"removed container cronium-local_", "removed network local_"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("gc output %q lacks %q", r.stdout, want)
+		}
+	}
+	// The abandoned run's network namespace and bridge are gone with it.
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if id, ok := strings.CutPrefix(line, "removed network "); ok {
+			if _, err := os.Stat("/var/run/netns/cronium-" + id); err == nil {
+				t.Errorf("namespace of %s left", id)
+			}
+			if _, bridge := cni.Names(id); linkExists(bridge) {
+				t.Errorf("bridge %s of %s left", bridge, id)
+			}
+		}
 	}
 	if err := live.Wait(); err != nil || !strings.Contains(liveOut.String(), "live-done") {
 		t.Errorf("the live run was disturbed by gc: %v %q", err, liveOut.String())
@@ -317,4 +349,9 @@ func TestImagesCommands(t *testing.T) {
 			t.Errorf("%v: %d %q, want %d and %q", tc.args, r.code, r.stderr, tc.code, tc.want)
 		}
 	}
+}
+
+func linkExists(name string) bool {
+	_, err := os.Stat("/sys/class/net/" + name)
+	return err == nil
 }

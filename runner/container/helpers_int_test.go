@@ -91,7 +91,6 @@ func bashUnescape(s string) string {
 // the test.
 func parseChecks(t testing.TB, rt string, r *result) map[string]helperCheck {
 	t.Helper()
-	t.Logf("stdout:\n%s", r.stdout.String())
 	checks := map[string]helperCheck{}
 	for _, line := range strings.Split(strings.TrimSuffix(r.stdout.String(), "\n"), "\n") {
 		if line == "" {
@@ -386,20 +385,24 @@ chkerr() {
 // helperVar is a variable the "set" script writes and the "get" script
 // reads back, in every runtime.
 type helperVar struct {
+	name       string // in check names
 	key, value string // value as JSON
 }
 
 // The set scripts write v_zero twice (7, then 0): the last write wins.
 var helperVars = []helperVar{
-	{"v_zero", `0`},
-	{"v_empty", `""`},
-	{"v_false", `false`},
-	{"v_obj", `{"k":[1,null,"x"],"n":{"deep":true}}`},
-	{"v_str", `"hello world"`},
-	{"v_num", `3.5`},
+	{"v_zero", "v_zero", `0`},
+	{"v_empty", "v_empty", `""`},
+	{"v_false", "v_false", `false`},
+	{"v_obj", "v_obj", `{"k":[1,null,"x"],"n":{"deep":true}}`},
+	{"v_str", "v_str", `"hello world"`},
+	{"v_num", "v_num", `3.5`},
+	// a key the helpers must URL-encode: / space ? & = % # and non-ASCII
+	{"v_odd_key", "dir/sub key?&=%#é", `"odd"`},
 }
 
-const helperMissingVar = "v_never_set"
+// helperMissingVar is never set; its value "" means: reads as missing.
+var helperMissingVar = helperVar{"v_never_set", "v_never_set", ""}
 
 type helperScripts struct {
 	// io reads the input and the context (both name styles) and sets the
@@ -417,11 +420,7 @@ type helperScripts struct {
 }
 
 func helperScriptsFor(rt string) helperScripts {
-	keys := make([]string, 0, len(helperVars)+1)
-	for _, v := range helperVars {
-		keys = append(keys, v.key)
-	}
-	keys = append(keys, helperMissingVar)
+	reads := append(append([]helperVar(nil), helperVars...), helperMissingVar)
 	switch rt {
 	case "python":
 		var set, get strings.Builder
@@ -432,12 +431,12 @@ func helperScriptsFor(rt string) helperScripts {
 			if i%2 == 1 {
 				fn = "setVariable"
 			}
-			fmt.Fprintf(&set, "chk('set:%s', cronium.%s, '%s', json.loads(%q))\n", v.key, fn, v.key, v.value)
+			fmt.Fprintf(&set, "chk('set:%s', cronium.%s, %q, json.loads(%q))\n", v.name, fn, v.key, v.value)
 		}
 		get.WriteString(pyPrelude)
-		for _, k := range keys {
-			fmt.Fprintf(&get, "chk('get_snake:%s', cronium.get_variable, '%s')\n", k, k)
-			fmt.Fprintf(&get, "chk('get_camel:%s', cronium.getVariable, '%s')\n", k, k)
+		for _, v := range reads {
+			fmt.Fprintf(&get, "chk('get_snake:%s', cronium.get_variable, %q)\n", v.name, v.key)
+			fmt.Fprintf(&get, "chk('get_camel:%s', cronium.getVariable, %q)\n", v.name, v.key)
 		}
 		return helperScripts{
 			io: pyPrelude + `
@@ -496,13 +495,13 @@ chk('context', cronium.context)
 			if i%2 == 1 {
 				fn = "setVariable"
 			}
-			fmt.Fprintf(&set, "  await chk('set:%s', cronium.%s, '%s', JSON.parse(%q));\n", v.key, fn, v.key, v.value)
+			fmt.Fprintf(&set, "  await chk('set:%s', cronium.%s, %q, JSON.parse(%q));\n", v.name, fn, v.key, v.value)
 		}
 		set.WriteString(nodeEnd)
 		get.WriteString(nodePrelude)
-		for _, k := range keys {
-			fmt.Fprintf(&get, "  await chk('get_snake:%s', cronium.get_variable, '%s');\n", k, k)
-			fmt.Fprintf(&get, "  await chk('get_camel:%s', cronium.getVariable, '%s');\n", k, k)
+		for _, v := range reads {
+			fmt.Fprintf(&get, "  await chk('get_snake:%s', cronium.get_variable, %q);\n", v.name, v.key)
+			fmt.Fprintf(&get, "  await chk('get_camel:%s', cronium.getVariable, %q);\n", v.name, v.key)
 		}
 		get.WriteString(nodeEnd)
 		calls := `  await chk('input', cronium.input);
@@ -555,12 +554,12 @@ try {
 			if json.Unmarshal([]byte(v.value), &s) == nil {
 				arg = s // strings are passed as their text
 			}
-			fmt.Fprintf(&set, "chk set:%s %s %s '%s'\n", v.key, fn, v.key, arg)
+			fmt.Fprintf(&set, "chk set:%s %s '%s' '%s'\n", v.name, fn, v.key, arg)
 		}
 		get.WriteString(bashPrelude)
-		for _, k := range keys {
-			fmt.Fprintf(&get, "chk get_snake:%s cronium_get_variable %s\n", k, k)
-			fmt.Fprintf(&get, "chk get_camel:%s cronium.getVariable %s\n", k, k)
+		for _, v := range reads {
+			fmt.Fprintf(&get, "chk get_snake:%s cronium_get_variable '%s'\n", v.name, v.key)
+			fmt.Fprintf(&get, "chk get_camel:%s cronium.getVariable '%s'\n", v.name, v.key)
 		}
 		calls := `chkerr input cronium_input
 chkerr input_dotted cronium.input
@@ -691,7 +690,7 @@ func TestHelpersInEveryRuntime(t *testing.T) {
 				checks := parseChecks(t, rt, r)
 				wantOK(t, rt, checks, "set_pre:v_zero")
 				for _, v := range helperVars {
-					wantOK(t, rt, checks, "set:"+v.key)
+					wantOK(t, rt, checks, "set:"+v.name)
 				}
 				if len(checks) != len(helperVars)+1 {
 					t.Errorf("%d checks reported, want %d: %s", len(checks), len(helperVars)+1, r.stdout.String())
@@ -702,10 +701,10 @@ func TestHelpersInEveryRuntime(t *testing.T) {
 				checks = parseChecks(t, rt, r)
 				for _, style := range []string{"get_snake:", "get_camel:"} {
 					for _, v := range helperVars {
-						wantValue(t, rt, checks, style+v.key, v.value, true)
+						wantValue(t, rt, checks, style+v.name, v.value, true)
 					}
 					// A missing variable: null / None / no output and status 0.
-					wantValue(t, rt, checks, style+helperMissingVar, "", true)
+					wantValue(t, rt, checks, style+helperMissingVar.name, "", true)
 				}
 				if len(checks) != 2*(len(helperVars)+1) {
 					t.Errorf("%d checks reported, want %d: %s", len(checks), 2*(len(helperVars)+1), r.stdout.String())
