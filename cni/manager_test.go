@@ -4,8 +4,10 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -187,4 +189,32 @@ func assertGone(t *testing.T, m *Manager, n *Network) {
 			}
 		}
 	}
+}
+
+// BenchmarkNetwork measures a job network's setup and teardown alone.
+func BenchmarkNetwork(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	m, err := New(DefaultConfig())
+	if err != nil {
+		b.Skip(err)
+	}
+	ctx := context.Background()
+	var setup, teardown time.Duration
+	for i := range b.N {
+		start := time.Now()
+		n, err := m.Setup(ctx, "job_bench"+strconv.Itoa(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		mid := time.Now()
+		if err := m.Teardown(ctx, n); err != nil {
+			b.Fatal(err)
+		}
+		setup += mid.Sub(start)
+		teardown += time.Since(mid)
+	}
+	b.ReportMetric(float64(setup.Microseconds())/float64(b.N)/1000, "setup-ms")
+	b.ReportMetric(float64(teardown.Microseconds())/float64(b.N)/1000, "teardown-ms")
 }

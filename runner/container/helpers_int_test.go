@@ -23,7 +23,10 @@ import (
 //	              "status", "isCronium"} on failure; node adds {"sync": true}
 //	              when a function threw instead of returning a Promise and
 //	              {"undefined": true} when it resolved to undefined
-//	bash:         CHK <name> <exit status> <output, \ and newline escaped>
+//	bash:         CHK <name> <exit status> <ms> <output, \ and newline escaped>
+//
+// Every record also says how long the call took (ms; bash: -1 when the shell
+// has no EPOCHREALTIME).
 
 // helperInput sets the step input (execution.inputData) of the job.
 func helperInput(raw string) jobOpt {
@@ -44,6 +47,7 @@ type helperCheck struct {
 	// bash
 	rc  int
 	raw string // the call's output (stdout, or stderr for error checks), unescaped
+	ms  int    // how long the call took, -1 when unknown
 	// python, node
 	rec map[string]json.RawMessage
 }
@@ -65,7 +69,7 @@ func (c helperCheck) String() string {
 		b, _ := json.Marshal(c.rec)
 		return string(b)
 	}
-	return fmt.Sprintf("rc=%d out=%q", c.rc, c.raw)
+	return fmt.Sprintf("rc=%d ms=%d out=%q", c.rc, c.ms, c.raw)
 }
 
 // bashUnescape undoes the escaping of the bash chk functions: "\\" is a
@@ -104,23 +108,31 @@ func parseChecks(t testing.TB, rt string, r *result) map[string]helperCheck {
 		var name string
 		var c helperCheck
 		if rt == "bash" {
-			f := strings.SplitN(rest, " ", 3)
-			if len(f) != 3 {
+			f := strings.SplitN(rest, " ", 4)
+			if len(f) != 4 {
 				t.Errorf("malformed check line %q", line)
 				continue
 			}
-			rc, err := strconv.Atoi(f[1])
-			if err != nil {
+			rc, err1 := strconv.Atoi(f[1])
+			ms, err2 := strconv.Atoi(f[2])
+			if err1 != nil || err2 != nil {
 				t.Errorf("malformed check line %q", line)
 				continue
 			}
-			name, c.rc, c.raw = f[0], rc, bashUnescape(f[2])
+			name, c.rc, c.ms, c.raw = f[0], rc, ms, bashUnescape(f[3])
 		} else {
 			var rec string
 			name, rec, _ = strings.Cut(rest, " ")
 			if err := json.Unmarshal([]byte(rec), &c.rec); err != nil || c.rec == nil {
 				t.Errorf("malformed check line %q: %v", line, err)
 				continue
+			}
+			c.ms = -1
+			if ms, ok := c.rec["ms"]; ok {
+				delete(c.rec, "ms")
+				if err := json.Unmarshal(ms, &c.ms); err != nil {
+					t.Errorf("malformed check line %q: ms: %v", line, err)
+				}
 			}
 		}
 		if _, dup := checks[name]; dup {
@@ -217,6 +229,11 @@ func wantError(t testing.TB, rt string, checks map[string]helperCheck, name stri
 		t.Errorf("%s: check not reported", name)
 		return
 	}
+	// 4xx and a missing runtime fail at once: a retried call would take at
+	// least 1.4 s (0.2 + 0.4 + 0.8).
+	if c.ms >= 1000 {
+		t.Errorf("%s: failed after %d ms, want at once (no retries)", name, c.ms)
+	}
 	if rt == "bash" {
 		if c.rc == 0 {
 			t.Errorf("%s: exit status 0, want a failure (%s)", name, c)
@@ -300,10 +317,11 @@ func wantContext(t testing.TB, rt string, checks map[string]helperCheck, name st
 
 // ---- scripts ----
 
-const pyPrelude = `import json, os, sys
+const pyPrelude = `import json, os, sys, time
 import cronium
 
 def chk(name, fn, *args):
+    t0 = time.monotonic()
     try:
         v = fn(*args)
     except Exception as e:
@@ -312,6 +330,7 @@ def chk(name, fn, *args):
                "isCronium": isinstance(e, cronium.CroniumError)}
     else:
         rec = {"value": v}
+    rec["ms"] = int((time.monotonic() - t0) * 1000)
     print("CHK " + name + " " + json.dumps(rec, separators=(",", ":")), flush=True)
 
 env = os.environ
@@ -322,6 +341,7 @@ const cronium = require('cronium');
 const env = process.env;
 
 async function chk(name, fn, ...args) {
+  const t0 = Date.now();
   let rec;
   let p;
   try {
@@ -342,6 +362,7 @@ async function chk(name, fn, ...args) {
       isCronium: e instanceof cronium.CroniumError,
     });
   }
+  rec.ms = Date.now() - t0;
   console.log('CHK ' + name + ' ' + JSON.stringify(rec));
 }
 
@@ -364,21 +385,28 @@ const bashPrelude = `esc() {
   s=${s//$'\n'/\\n}
   printf '%s' "$s"
 }
-chk() {
-  local name=$1 out rc
-  shift
-  out=$("$@"; printf '.%d' "$?")
+now_us() {
+  if [ -n "${EPOCHREALTIME:-}" ]; then printf '%s' "${EPOCHREALTIME/[.,]/}"; else printf -- '-1'; fi
+}
+report() { # name, start (µs), output with the status appended as ".<status>"
+  local out=$3 rc ms=-1 end
   rc=${out##*.}
   out=${out%.*}
-  printf 'CHK %s %s %s\n' "$name" "$rc" "$(esc "$out")"
+  end=$(now_us)
+  if [ "$2" != -1 ] && [ "$end" != -1 ]; then ms=$(( (end - $2) / 1000 )); fi
+  printf 'CHK %s %s %s %s\n' "$1" "$rc" "$ms" "$(esc "$out")"
+}
+chk() {
+  local name=$1 t0
+  shift
+  t0=$(now_us)
+  report "$name" "$t0" "$("$@"; printf '.%d' "$?")"
 }
 chkerr() {
-  local name=$1 out rc
+  local name=$1 t0
   shift
-  out=$("$@" 2>&1 >/dev/null; printf '.%d' "$?")
-  rc=${out##*.}
-  out=${out%.*}
-  printf 'CHK %s %s %s\n' "$name" "$rc" "$(esc "$out")"
+  t0=$(now_us)
+  report "$name" "$t0" "$("$@" 2>&1 >/dev/null; printf '.%d' "$?")"
 }
 `
 
@@ -465,7 +493,7 @@ chk('setCondition', cronium.setCondition, True)
 chk('event', cronium.event)
 chk('context', cronium.context)
 `,
-			unset: `import json, os
+			unset: `import json, os, sys, time
 del os.environ['CRONIUM_RUNTIME_API']
 try:
     import cronium
@@ -473,7 +501,7 @@ except BaseException as e:
     print('CHK import ' + json.dumps({'error': type(e).__name__, 'message': str(e), 'status': None, 'isCronium': False}))
     raise SystemExit(0)
 print('CHK import {"value":null}')
-` + strings.TrimPrefix(pyPrelude, "import json, os, sys\nimport cronium\n") + `
+` + strings.TrimPrefix(pyPrelude, "import json, os, sys, time\nimport cronium\n") + `
 chk('input', cronium.input)
 chk('output', cronium.output, {'x': 1})
 chk('get_variable', cronium.get_variable, 'k')
@@ -595,7 +623,7 @@ fi
 			get:     get.String(),
 			wrongID: bashPrelude + "CRONIUM_EXECUTION_ID=exec_other\n" + calls,
 			unset: bashPrelude + `unset CRONIUM_RUNTIME_API
-if source "$BASH_ENV" 2>/dev/null; then echo 'CHK import 0 '; else echo 'CHK import 1 '; fi
+if source "$BASH_ENV" 2>/dev/null; then echo 'CHK import 0 -1 '; else echo 'CHK import 1 -1 '; fi
 ` + calls,
 		}
 	}
