@@ -135,6 +135,13 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 	out := newStreams(env.stdout, env.stderr)
 	res, err := ex.Run(ctx, req, out.write)
 	out.flush()
+	// The run's network is torn down in the background: wait for it, even
+	// after Ctrl-C, so that nothing of the run outlives the command.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if werr := ex.Wait(wctx); werr != nil {
+		env.log.Warn("run cleanup unfinished; `cronium-agent gc` removes the rest", "error", werr)
+	}
 	if err != nil {
 		return &exitError{code: exitAgent, err: err}
 	}

@@ -53,7 +53,8 @@ type Executor struct {
 	helperDir   string
 	helperBin   string
 
-	remapMu sync.Mutex
+	remapMu  sync.Mutex
+	cleanups sync.WaitGroup
 }
 
 // Option configures an Executor.

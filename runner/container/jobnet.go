@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/sidecar"
@@ -60,6 +61,38 @@ func (e *Executor) teardownNetwork(ctx context.Context, s *netSetup) error {
 		return nil // Setup removes what it made when it fails
 	}
 	return e.net.Teardown(ctx, s.n)
+}
+
+// teardownLater removes the run's network in the background: tearing down
+// a bridge costs tens of milliseconds of kernel time that the run's result
+// need not wait for. The network stays locked (so no sweep touches it) until
+// it is gone; Wait waits for every teardown in flight.
+func (e *Executor) teardownLater(runID string, s *netSetup) {
+	e.cleanups.Add(1)
+	go func() {
+		defer e.cleanups.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := e.teardownNetwork(ctx, s); err != nil {
+			e.log.Warn("network teardown failed; `cronium-agent gc` will retry", "container", runID, "error", err)
+		}
+	}()
+}
+
+// Wait blocks until the background cleanup of every finished run is done,
+// or ctx ends. Call it before the process exits.
+func (e *Executor) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		e.cleanups.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for run cleanup: %w", ctx.Err())
+	}
 }
 
 // serveAPI starts the run's runtime API on its gateway.

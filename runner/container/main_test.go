@@ -211,6 +211,11 @@ func randomSuffix() string {
 func (h *harness) assertClean(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := h.ex.Wait(wctx); err != nil {
+		t.Error(err)
+	}
 	h.mu.Lock()
 	runs := append([]string(nil), h.runIDs...)
 	h.mu.Unlock()

@@ -112,8 +112,8 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 			err = errorsJoinCleanup(err, session.Close())
 		}
 		err = errorsJoinCleanup(err, e.remove(cctx, req.RunID, dir))
-		err = errorsJoinCleanup(err, e.teardownNetwork(cctx, network))
 		lock.Close()
+		e.teardownLater(req.RunID, network)
 		ph.mark("cleanup")
 		e.log.Debug("run phases", "container", req.RunID, "ms", ph.String())
 	}()
