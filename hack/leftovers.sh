@@ -17,6 +17,16 @@ n=$(grep -c '/runs/cronium-' /proc/self/mountinfo)
 ((n)) && left+=("$n mounts")
 n=$(find "$STATE/runs" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
 ((n)) && left+=("$n run directories in $STATE/runs")
+n=$(ip netns list 2>/dev/null | grep -c '^cronium-')
+((n)) && left+=("$n network namespaces")
+n=$(ip -o link show type bridge 2>/dev/null | grep -c ' crn-')
+((n)) && left+=("$n bridges")
+n=$(ip -o link show type veth 2>/dev/null | grep -c 'link-netns cronium-')
+((n)) && left+=("$n veths")
+n=$(find "${CNI_RUN_DIR:-/run/cronium-agent/cni}/nets" "${CNI_RUN_DIR:-/run/cronium-agent/cni}/subnets" -type f 2>/dev/null | wc -l)
+((n)) && left+=("$n network records or leases")
+n=$(iptables -S 2>/dev/null | grep -c -- '--comment cronium:')
+((n)) && left+=("$n firewall rules")
 if ((${#left[@]})); then
 	echo "leftovers: ${left[*]}" >&2
 	exit 1
