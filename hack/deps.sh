@@ -8,6 +8,7 @@ packages=(
 	debootstrap                                 # runtime images
 	iptables iproute2                           # per-job network rules
 	docker-registry                             # loopback registry for pull tests
+	python3 nodejs                              # the helpers' own test runners
 	ca-certificates git make
 )
 
