@@ -1,0 +1,186 @@
+// Package backend speaks the Cronium backend's internal API
+// (../shared/contract/backend-api.md): a client for the agent, the
+// decoding of queued jobs, and (in devserver) a development backend that
+// implements the same contract.
+package backend
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Job types as the backend names them (metadata.originalType), which is what
+// the queue's jobTypes filter takes.
+const (
+	TypeScript     = "SCRIPT"
+	TypeHTTP       = "HTTP_REQUEST"
+	TypeToolAction = "TOOL_ACTION"
+)
+
+// Job is one queued job, decoded and checked. Only what the agent uses is
+// typed; Metadata keeps the whole object as received.
+type Job struct {
+	ID           string
+	Type         string // wire type: "container" or "ssh"
+	OriginalType string // TypeScript, TypeHTTP or TypeToolAction
+	Priority     int
+	CreatedAt    time.Time
+	ScheduledFor time.Time
+	Attempts     int
+
+	Environment map[string]string
+	// Timeout zero means the agent's default.
+	Timeout   time.Duration
+	Input     json.RawMessage // any JSON; null when absent
+	Script    *Script
+	HTTP      *HTTPRequest
+	Resources *Resources
+	Retry     *RetryPolicy
+	Target    Target
+	Metadata  Metadata
+	// EncryptedEnv names environment values that look like the deployed
+	// backend's ciphertext but were passed unchanged (no key configured).
+	EncryptedEnv []string
+}
+
+// Script is a SCRIPT job's code.
+type Script struct {
+	// Runtime is the canonical runtime name: bash, python or node.
+	Runtime          string
+	Content          string
+	WorkingDirectory string
+}
+
+// HTTPRequest is an HTTP_REQUEST job's request.
+type HTTPRequest struct {
+	Method  string
+	URL     string
+	Headers [][2]string // in the order received; the wire has an object or an array
+	Body    string
+}
+
+// Resources are the job's requested limits; zero means "not given".
+type Resources struct {
+	CPU    float64
+	Memory int64
+	Disk   int64
+	Pids   int64
+}
+
+// RetryPolicy says how often a failed run is tried again, locally.
+type RetryPolicy struct {
+	MaxAttempts int
+	BackoffType string // "exponential", "linear" or "fixed"
+	Delay       time.Duration
+}
+
+// Target is where the job runs.
+type Target struct {
+	Type     string // "local" or "server"
+	ServerID string
+	Server   *Server // serverDetails, when sent
+}
+
+// Server is an SSH target. PrivateKey and Password are secrets: never log them.
+type Server struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Host       string `json:"host"`
+	Port       int    `json:"port"`
+	Username   string `json:"username"`
+	PrivateKey string `json:"privateKey,omitempty"`
+	Password   string `json:"password,omitempty"`
+}
+
+// Metadata is the job's metadata: the fields the agent uses, and all of it.
+type Metadata struct {
+	EventName   string
+	EventID     string // numbers arrive as numbers or strings; kept as text
+	UserID      string
+	TriggeredBy string
+	LogID       int64
+	Raw         map[string]any
+}
+
+// QueueItem is one element of a claimed batch: a decoded job, or the error
+// that made it undecodable (the job is then failed alone, with that message).
+type QueueItem struct {
+	ID  string // empty only when even the id is unreadable
+	Job *Job
+	Err error
+}
+
+// LogEntry is one live log line (§2.6).
+type LogEntry struct {
+	Seq       uint64    `json:"seq"`
+	Stream    string    `json:"stream"` // stdout, stderr or system
+	Line      string    `json:"line"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+// Completion is the body of the one completing call (§2.4).
+type Completion struct {
+	Status       string          `json:"status"` // completed, failed, timeout, cancelled
+	ExitCode     int             `json:"exitCode"`
+	Output       Output          `json:"output"`
+	ScriptOutput json.RawMessage `json:"scriptOutput,omitempty"`
+	Condition    *bool           `json:"condition,omitempty"`
+	Metrics      RunMetrics      `json:"metrics"`
+	Timestamp    time.Time       `json:"timestamp"`
+}
+
+// Output is the captured output sent with the completion (each capped).
+type Output struct {
+	Stdout string `json:"stdout"`
+	Stderr string `json:"stderr"`
+}
+
+// RunMetrics are a run's timings.
+type RunMetrics struct {
+	StartTime time.Time `json:"startTime"`
+	EndTime   time.Time `json:"endTime"`
+	Duration  int64     `json:"duration"` // milliseconds
+}
+
+// CreateExecution is the body of executions/{id}/create.
+type CreateExecution struct {
+	JobID      string `json:"jobId"`
+	ServerID   *int64 `json:"serverId,omitempty"`
+	ServerName string `json:"serverName,omitempty"`
+}
+
+// Heartbeat is the agent's periodic heartbeat (§5).
+type Heartbeat struct {
+	OrchestratorID string    `json:"orchestratorId"`
+	Timestamp      time.Time `json:"timestamp"`
+	RunningJobs    []string  `json:"runningJobs"`
+	Capacity       Capacity  `json:"capacity"`
+}
+
+// Capacity is the agent's job capacity.
+type Capacity struct {
+	MaxJobs        int `json:"maxJobs"`
+	CurrentJobs    int `json:"currentJobs"`
+	AvailableSlots int `json:"availableSlots"`
+}
+
+// AgentMetrics is the body of orchestrator/metrics (§5).
+type AgentMetrics struct {
+	JobsProcessed        int64   `json:"jobsProcessed"`
+	JobsSucceeded        int64   `json:"jobsSucceeded"`
+	JobsFailed           int64   `json:"jobsFailed"`
+	AverageExecutionTime float64 `json:"averageExecutionTime"`
+	CPUUsage             float64 `json:"cpuUsage"`
+	MemoryUsage          float64 `json:"memoryUsage"`
+	DiskUsage            float64 `json:"diskUsage"`
+	ActiveContainers     int     `json:"activeContainers"`
+	QueueDepth           int     `json:"queueDepth"`
+}
+
+// OrphanRow is one raw row of jobs/orphaned (snake_case or camelCase).
+type OrphanRow struct {
+	ID        string
+	Status    string
+	StartedAt time.Time
+	Raw       map[string]any
+}
