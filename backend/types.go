@@ -30,16 +30,21 @@ type Job struct {
 
 	Environment map[string]string
 	// Timeout zero means the agent's default.
-	Timeout   time.Duration
-	Input     json.RawMessage // any JSON; null when absent
-	Script    *Script
-	HTTP      *HTTPRequest
-	Resources *Resources
-	Retry     *RetryPolicy
-	Target    Target
-	Metadata  Metadata
+	Timeout time.Duration
+	Input   json.RawMessage // any JSON; null when absent
+	Script  *Script
+	HTTP    *HTTPRequest
+	// ToolAction is execution.toolAction, when the backend transports it
+	// (the deployed one does not: a TOOL_ACTION job then has neither
+	// Script, HTTP nor ToolAction, and the runner refuses it).
+	ToolAction *ToolAction
+	Resources  *Resources
+	Retry      *RetryPolicy
+	Target     Target
+	Metadata   Metadata
 	// EncryptedEnv names environment values that look like the deployed
-	// backend's ciphertext but were passed unchanged (no key configured).
+	// backend's ciphertext but were passed unchanged (no key configured,
+	// or the configured key does not decrypt them).
 	EncryptedEnv []string
 }
 
@@ -57,6 +62,14 @@ type HTTPRequest struct {
 	URL     string
 	Headers [][2]string // in the order received; the wire has an object or an array
 	Body    string
+}
+
+// ToolAction is a TOOL_ACTION job's action ({"toolType","config":{...}}).
+// Config may hold credentials of the tool: never log it.
+type ToolAction struct {
+	ToolType string
+	ActionID string          // config.actionId
+	Config   json.RawMessage // the whole config object, as received
 }
 
 // Resources are the job's requested limits; zero means "not given".
@@ -99,7 +112,13 @@ type Metadata struct {
 	UserID      string
 	TriggeredBy string
 	LogID       int64
-	Raw         map[string]any
+	// MultiServer and Servers are metadata.multiServer and
+	// metadata.servers (multi-server SSH jobs); Servers hold secrets.
+	MultiServer bool
+	Servers     []Server
+	// Raw is the whole metadata object as received (numbers as float64).
+	// It may hold secrets (metadata.servers): never log it whole.
+	Raw map[string]any
 }
 
 // QueueItem is one element of a claimed batch: a decoded job, or the error
@@ -181,6 +200,35 @@ type AgentMetrics struct {
 type OrphanRow struct {
 	ID        string
 	Status    string
-	StartedAt time.Time
+	StartedAt time.Time // started_at or startedAt; zero when null
+	ClaimedAt time.Time // claimed_at or claimedAt, when the row has it
 	Raw       map[string]any
+}
+
+// ExecutionUpdate is the body of executions/{id}/update (§3). Every field
+// is optional: zero times, nil pointers and nil maps are not sent. It has
+// no completedAt and no status on purpose: on the deployed backend either
+// makes the update a completing call (§3 rule); the end of a run goes
+// through jobs/{id}/complete only. Its JSON form is the wire body.
+type ExecutionUpdate struct {
+	StartedAt time.Time
+	ExitCode  *int
+	Output    *string
+	Error     *string
+	Metadata  map[string]any // merged into the execution's metadata
+
+	SetupStartedAt       time.Time
+	SetupCompletedAt     time.Time
+	ExecutionStartedAt   time.Time
+	ExecutionCompletedAt time.Time
+	CleanupStartedAt     time.Time
+	CleanupCompletedAt   time.Time
+
+	// Durations, sent in milliseconds; nil is not sent.
+	SetupDuration     *time.Duration
+	ExecutionDuration *time.Duration
+	CleanupDuration   *time.Duration
+	TotalDuration     *time.Duration
+
+	ExecutionMetadata map[string]any
 }

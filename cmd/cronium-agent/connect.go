@@ -15,6 +15,7 @@ import (
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/images"
+	"github.com/cronium/cronium-agent/sidecar"
 )
 
 func configFlag(fs *flag.FlagSet) *string {
@@ -54,14 +55,14 @@ func connect(ctx context.Context, cfg config.Config) (*containerd.Client, error)
 // openExecutor connects to containerd and builds the executor the
 // configuration describes; with jobs it also sets up what runs need (their
 // networks, runtime API and helpers). The returned func releases it all.
-func openExecutor(ctx context.Context, env *cliEnv, cfg config.Config, jobs bool) (*container.Executor, func(), error) {
+func openExecutor(ctx context.Context, env *cliEnv, cfg config.Config, jobs bool, store ...sidecar.Store) (*container.Executor, func(), error) {
 	client, err := connect(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	var support *jobSupport
 	if jobs {
-		if support, err = newJobSupport(env, cfg); err != nil {
+		if support, err = newJobSupport(env, cfg, store...); err != nil {
 			client.Close()
 			return nil, nil, err
 		}

@@ -33,7 +33,9 @@ func networkConfig(cfg config.Config) cni.Config {
 	}
 }
 
-func newJobSupport(env *cliEnv, cfg config.Config) (*jobSupport, error) {
+// newJobSupport builds what runs need; store backs the runtime API (the
+// local file when none is given).
+func newJobSupport(env *cliEnv, cfg config.Config, store ...sidecar.Store) (*jobSupport, error) {
 	nm, err := cni.New(networkConfig(cfg), cni.WithLogger(env.log))
 	if err != nil {
 		return nil, fmt.Errorf("job networks: %w", err)
@@ -47,7 +49,10 @@ func newJobSupport(env *cliEnv, cfg config.Config) (*jobSupport, error) {
 	}
 	// exec runs are short and may run side by side: the store opens its
 	// file per call.
-	store := state.NewShared(filepath.Join(cfg.State.Dir, "local.db"))
+	var st sidecar.Store = state.NewShared(filepath.Join(cfg.State.Dir, "local.db"))
+	if len(store) > 0 && store[0] != nil {
+		st = store[0]
+	}
 	helperDir := filepath.Join(cfg.State.Dir, "helpers", helpers.Version())
 	if err := helpers.WriteTo(helperDir); err != nil {
 		return nil, fmt.Errorf("install helpers: %w", err)
@@ -56,7 +61,7 @@ func newJobSupport(env *cliEnv, cfg config.Config) (*jobSupport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find the agent executable for the helper program: %w", err)
 	}
-	api := sidecar.New(secret, store, sidecar.WithLogger(env.log))
+	api := sidecar.New(secret, st, sidecar.WithLogger(env.log))
 	return &jobSupport{
 		net: nm,
 		opts: []container.Option{

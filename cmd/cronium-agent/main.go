@@ -55,7 +55,9 @@ type cliEnv struct {
 
 func commands() []command {
 	return []command{
+		{"run", "run the agent: take jobs from the Cronium backend and report them back", runAgent},
 		{"exec", "run one script job in a container and stream its output", runExec},
+		{"backend", "the development backend and its operator commands (serve, submit, jobs, show, logs, cancel)", runBackend},
 		{"images", "import and list runtime images (images import ARCHIVE..., images list)", runImages},
 		{"gc", "remove containers, snapshots, files and cgroups no run owns", runGC},
 		{"version", "print the version", runVersion},

@@ -4,6 +4,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -29,6 +30,20 @@ type Config struct {
 	UserNS     UserNS     `yaml:"userns"`
 	Registry   Registry   `yaml:"registry"`
 	Network    Network    `yaml:"network"`
+	Backend    Backend    `yaml:"backend"`
+}
+
+// Backend says how to reach the Cronium backend's internal API.
+type Backend struct {
+	// URL: only scheme, host and port are used.
+	URL string `yaml:"url"`
+	// Token is the service token (the backend's INTERNAL_API_KEY). A secret.
+	Token string `yaml:"token"`
+	// OrchestratorID overrides the id generated once and kept in state.dir.
+	OrchestratorID string `yaml:"orchestratorId"`
+	// EnvEncryptionKey (64 hex characters) decrypts environment values the
+	// deployed backend sends encrypted. A secret.
+	EnvEncryptionKey string `yaml:"envEncryptionKey"`
 }
 
 // Network configures the per-job networks and the runtime API.
@@ -76,6 +91,18 @@ type Jobs struct {
 	DefaultTimeout Duration `yaml:"defaultTimeout"`
 	MaxTimeout     Duration `yaml:"maxTimeout"`
 	KillGrace      Duration `yaml:"killGrace"`
+	// MaxConcurrent is how many jobs run at once.
+	MaxConcurrent int `yaml:"maxConcurrent"`
+	// PollInterval is the wait between claims while jobs come; an empty
+	// queue or an unreachable backend stretches it up to PollMaxInterval.
+	PollInterval    Duration `yaml:"pollInterval"`
+	PollMaxInterval Duration `yaml:"pollMaxInterval"`
+	// DrainTimeout is how long SIGTERM lets running jobs finish.
+	DrainTimeout      Duration `yaml:"drainTimeout"`
+	HeartbeatInterval Duration `yaml:"heartbeatInterval"`
+	MetricsInterval   Duration `yaml:"metricsInterval"`
+	// OutputCap bounds stdout and stderr each in the completing call.
+	OutputCap ByteSize `yaml:"outputCap"`
 }
 
 // Limits is one set of per-job resource values.
@@ -124,9 +151,16 @@ func Default() Config {
 			Node:   Runtime{Image: "cronium.local/runtimes/node:latest"},
 		},
 		Jobs: Jobs{
-			DefaultTimeout: Duration(time.Hour),
-			MaxTimeout:     Duration(24 * time.Hour),
-			KillGrace:      Duration(10 * time.Second),
+			DefaultTimeout:    Duration(time.Hour),
+			MaxTimeout:        Duration(24 * time.Hour),
+			KillGrace:         Duration(10 * time.Second),
+			MaxConcurrent:     5,
+			PollInterval:      Duration(time.Second),
+			PollMaxInterval:   Duration(10 * time.Second),
+			DrainTimeout:      Duration(5 * time.Minute),
+			HeartbeatInterval: Duration(10 * time.Second),
+			MetricsInterval:   Duration(time.Minute),
+			OutputCap:         1 * MiB,
 		},
 		Resources: Resources{
 			Defaults: Limits{CPU: 0.5, Memory: 512 * MiB, Pids: 100, Tmp: 64 * MiB, Workspace: 256 * MiB},
@@ -211,5 +245,13 @@ func (c Config) Validate() error {
 	check(c.Network.APIPort > 0 && c.Network.APIPort < 65536, "network.apiPort %d is out of range", c.Network.APIPort)
 	check(len(c.Network.PluginDirs) > 0, "network.pluginDirs is empty")
 	check(c.Network.RunDir != "", "network.runDir is empty")
+	check(c.Jobs.MaxConcurrent > 0, "jobs.maxConcurrent must be positive")
+	check(c.Jobs.PollInterval > 0 && c.Jobs.PollMaxInterval >= c.Jobs.PollInterval, "jobs.pollInterval must be positive and at most jobs.pollMaxInterval")
+	check(c.Jobs.OutputCap >= 4*KiB, "jobs.outputCap must be at least 4KiB")
+	if c.Backend.EnvEncryptionKey != "" {
+		if b, err := hex.DecodeString(c.Backend.EnvEncryptionKey); err != nil || len(b) != 32 {
+			errs = append(errs, errors.New("backend.envEncryptionKey must be 64 hex characters (a 32-byte AES key)"))
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -79,6 +79,22 @@ func TestLoad(t *testing.T) {
 				t.Errorf("env not applied: %+v", c)
 			}
 		}},
+		{name: "the old orchestrator's names", env: []string{"CRONIUM_API_ENDPOINT=http://b:5001", "CRONIUM_API_TOKEN=t0k", "CRONIUM_ORCHESTRATOR_ID=orch-1", "CRONIUM_JOBS_MAX_CONCURRENT=3", "CRONIUM_JOBS_POLL_INTERVAL=2", "CRONIUM_ENV_ENCRYPTION_KEY=" + strings.Repeat("ab", 32)}, check: func(t *testing.T, c Config) {
+			if c.Backend.URL != "http://b:5001" || c.Backend.Token != "t0k" || c.Backend.OrchestratorID != "orch-1" || c.Jobs.MaxConcurrent != 3 || c.Jobs.PollInterval != Duration(2*time.Second) || len(c.Backend.EnvEncryptionKey) != 64 {
+				t.Errorf("aliases not applied: %+v %+v", c.Backend, c.Jobs)
+			}
+		}},
+		{name: "own name beats the alias", env: []string{"CRONIUM_API_ENDPOINT=http://old", "CRONIUM_BACKEND_URL=http://new"}, check: func(t *testing.T, c Config) {
+			if c.Backend.URL != "http://new" {
+				t.Errorf("url %q", c.Backend.URL)
+			}
+		}},
+		{name: "durations as seconds or Go durations", file: "jobs:\n  pollInterval: 0.5\n  pollMaxInterval: 1m\n", check: func(t *testing.T, c Config) {
+			if c.Jobs.PollInterval != Duration(500*time.Millisecond) || c.Jobs.PollMaxInterval != Duration(time.Minute) {
+				t.Errorf("%s %s", c.Jobs.PollInterval, c.Jobs.PollMaxInterval)
+			}
+		}},
+		{name: "bad encryption key", env: []string{"CRONIUM_ENV_ENCRYPTION_KEY=xyz"}, wantErr: "backend.envEncryptionKey must be 64 hex characters"},
 		{name: "unknown key refused", file: "containerd:\n  adress: x\n", wantErr: "adress"},
 		{name: "bad size", file: "resources:\n  defaults:\n    memory: 12parsecs\n", wantErr: "invalid size"},
 		{name: "bad env duration", env: []string{"CRONIUM_JOBS_KILL_GRACE=soon"}, wantErr: "CRONIUM_JOBS_KILL_GRACE"},

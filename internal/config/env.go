@@ -5,7 +5,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 )
 
@@ -46,11 +45,30 @@ func Keys() [][2]string {
 	return out
 }
 
+// Aliases are the variable names the existing Cronium orchestrator reads,
+// accepted so that an operator can swap it for this agent without rewriting
+// the environment. The agent's own name wins when both are set.
+func Aliases() map[string]string {
+	return map[string]string{
+		"CRONIUM_API_ENDPOINT":       EnvName("backend", "url"),
+		"CRONIUM_API_TOKEN":          EnvName("backend", "token"),
+		"CRONIUM_ORCHESTRATOR_ID":    EnvName("backend", "orchestratorId"),
+		"CRONIUM_ENV_ENCRYPTION_KEY": EnvName("backend", "envEncryptionKey"),
+	}
+}
+
 func applyEnv(cfg *Config, environ []string) error {
 	env := make(map[string]string, len(environ))
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
 			env[k] = v
+		}
+	}
+	for alias, name := range Aliases() {
+		if v, ok := env[alias]; ok {
+			if _, own := env[name]; !own {
+				env[name] = v
+			}
 		}
 	}
 	return walk(reflect.ValueOf(cfg).Elem(), nil, func(path []string, v reflect.Value) error {
@@ -93,9 +111,9 @@ func walk(v reflect.Value, path []string, fn func([]string, reflect.Value) error
 func setFromString(v reflect.Value, s string) error {
 	switch v.Interface().(type) {
 	case Duration:
-		d, err := time.ParseDuration(s)
+		d, err := ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("invalid duration %q: %w", s, err)
+			return err
 		}
 		v.SetInt(int64(d))
 		return nil

@@ -82,13 +82,27 @@ type Duration time.Duration
 
 func (d Duration) String() string { return time.Duration(d).String() }
 
-// UnmarshalYAML accepts a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("invalid duration %q: %w", n.Value, err)
+// ParseDuration reads a Go duration ("30s", "1h30m"); a bare number is
+// seconds, as the existing Cronium orchestrator's settings are written.
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 {
+		return Duration(n * float64(time.Second)), nil
 	}
-	*d = Duration(v)
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q (want e.g. 30s, 5m or a number of seconds)", s)
+	}
+	return Duration(v), nil
+}
+
+// UnmarshalYAML accepts a Go duration string or a number of seconds.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = v
 	return nil
 }
 

@@ -1,0 +1,900 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// apiPrefix is where the internal API lives; a path in the configured
+// backend URL is ignored (contract preamble).
+const apiPrefix = "/api/internal"
+
+// maxResponse bounds what the client reads of one answer.
+const maxResponse = 64 << 20
+
+// timeLayout is RFC 3339 with milliseconds in UTC, as the backend writes
+// its own timestamps; log entries use RFC3339Nano.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// Client speaks the backend's internal API (../shared/contract/backend-api.md).
+// It is safe for concurrent use. Every request carries the bearer token,
+// X-Orchestrator-ID, Accept, User-Agent (and Content-Type with a body).
+// Transport errors, 429 and 5xx are retried with exponential backoff and
+// full jitter, within the caller's context; other answers are final.
+type Client struct {
+	base        url.URL // scheme and host only
+	token       string
+	orchID      string
+	userAgent   string
+	hc          *http.Client
+	maxAttempts int
+	baseDelay   time.Duration
+	maxDelay    time.Duration
+	attemptTO   time.Duration
+	envKey      []byte
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithHTTPClient uses hc instead of the client's own (which does not
+// follow redirects: a 3xx is an APIError).
+func WithHTTPClient(hc *http.Client) ClientOption {
+	return func(c *Client) {
+		if hc != nil {
+			c.hc = hc
+		}
+	}
+}
+
+// WithUserAgentVersion sets the version in "User-Agent: cronium-agent/<v>"
+// (default "dev").
+func WithUserAgentVersion(v string) ClientOption {
+	return func(c *Client) {
+		if v = strings.TrimSpace(v); v != "" {
+			c.userAgent = "cronium-agent/" + v
+		}
+	}
+}
+
+// WithRetry sets how many attempts a request gets (at least 1) and the
+// backoff: attempt n waits a uniformly random time in [0, min(max,
+// base·2ⁿ⁻¹)], at least what a Retry-After header asks (up to max).
+// Defaults: 5 attempts, 200 ms, 10 s.
+func WithRetry(maxAttempts int, base, max time.Duration) ClientOption {
+	return func(c *Client) {
+		c.maxAttempts = maxAttempts
+		if c.maxAttempts < 1 {
+			c.maxAttempts = 1
+		}
+		if base > 0 {
+			c.baseDelay = base
+		}
+		if max > 0 {
+			c.maxDelay = max
+		}
+		if c.maxDelay < c.baseDelay {
+			c.maxDelay = c.baseDelay
+		}
+	}
+}
+
+// WithAttemptTimeout bounds each attempt (default 30 s); the caller's
+// context bounds the whole call.
+func WithAttemptTimeout(d time.Duration) ClientOption {
+	return func(c *Client) {
+		if d > 0 {
+			c.attemptTO = d
+		}
+	}
+}
+
+// WithEnvKey sets the key that decrypts the deployed backend's encrypted
+// environment values in ClaimJobs (32 bytes, see ParseEnvKey).
+func WithEnvKey(key []byte) ClientOption {
+	return func(c *Client) { c.envKey = append([]byte(nil), key...) }
+}
+
+// NewClient returns a client of the backend at baseURL: only its scheme,
+// host and port are used (a path, query or user info is ignored). token is
+// the service token (INTERNAL_API_KEY), orchestratorID the agent's id.
+func NewClient(baseURL, token, orchestratorID string, opts ...ClientOption) (*Client, error) {
+	u, err := url.Parse(strings.TrimSpace(baseURL))
+	if err != nil {
+		return nil, fmt.Errorf("backend URL: %v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("backend URL %q: want http:// or https://", baseURL)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("backend URL %q: no host", baseURL)
+	}
+	if token == "" {
+		return nil, errors.New("backend token is empty")
+	}
+	if strings.ContainsAny(token, "\r\n\x00") {
+		return nil, errors.New("backend token contains a line break")
+	}
+	if orchestratorID == "" || len(orchestratorID) > 256 || strings.ContainsFunc(orchestratorID, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return nil, fmt.Errorf("orchestrator id %q: want 1-256 characters, no control characters", orchestratorID)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	c := &Client{
+		base:      url.URL{Scheme: u.Scheme, Host: u.Host},
+		token:     token,
+		orchID:    orchestratorID,
+		userAgent: "cronium-agent/dev",
+		hc: &http.Client{
+			Transport: tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+		maxAttempts: 5,
+		baseDelay:   200 * time.Millisecond,
+		maxDelay:    10 * time.Second,
+		attemptTO:   30 * time.Second,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.envKey != nil && len(c.envKey) != 32 {
+		return nil, fmt.Errorf("environment encryption key: want 32 bytes, got %d", len(c.envKey))
+	}
+	return c, nil
+}
+
+// BaseURL is the backend's scheme and host, as used.
+func (c *Client) BaseURL() string { return c.base.String() }
+
+// OrchestratorID is the id the client sends.
+func (c *Client) OrchestratorID() string { return c.orchID }
+
+// request is one API call.
+type request struct {
+	method  string
+	segs    []string // path segments after /api/internal, unescaped
+	query   string   // encoded
+	body    any      // nil: no body
+	noRetry bool
+	// dialRetryOnly: a transport error is retried only when no connection
+	// was made (the request cannot have reached the backend).
+	dialRetryOnly bool
+	secret        bool // the answer holds secrets: keep no body in errors
+}
+
+// apiPath escapes each segment (so '/' and spaces in a variable key stay
+// inside their segment) and refuses empty, "." and ".." segments.
+func apiPath(segs []string) (path, raw string, err error) {
+	var p, r strings.Builder
+	p.WriteString(apiPrefix)
+	r.WriteString(apiPrefix)
+	for _, s := range segs {
+		if s == "" || s == "." || s == ".." {
+			return "", "", invalid("path segment %q", s)
+		}
+		p.WriteString("/" + s)
+		r.WriteString("/" + url.PathEscape(s))
+	}
+	return p.String(), r.String(), nil
+}
+
+// do runs the request with retries and returns the body of a 2xx answer.
+func (c *Client) do(ctx context.Context, rq request) ([]byte, error) {
+	path, raw, err := apiPath(rq.segs)
+	if err != nil {
+		return nil, err
+	}
+	var payload []byte
+	if rq.body != nil {
+		if payload, err = json.Marshal(rq.body); err != nil {
+			return nil, invalid("body: %v", err)
+		}
+	}
+	u := c.base
+	u.Path, u.RawPath, u.RawQuery = path, raw, rq.query
+	target := u.String()
+	attempts := c.maxAttempts
+	if rq.noRetry {
+		attempts = 1
+	}
+	for n := 1; ; n++ {
+		body, retryAfter, err := c.once(ctx, rq, target, raw, payload)
+		if err == nil {
+			return body, nil
+		}
+		if n >= attempts || !IsTransient(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		if rq.dialRetryOnly && !isAPIError(err) && !isDialError(err) {
+			return nil, err
+		}
+		if werr := sleep(ctx, c.backoff(n, retryAfter)); werr != nil {
+			return nil, err
+		}
+	}
+}
+
+// backoff is the wait after failed attempt n (1-based): full jitter.
+func (c *Client) backoff(n int, retryAfter time.Duration) time.Duration {
+	ceil := c.maxDelay
+	if n-1 < 30 {
+		if d := c.baseDelay << (n - 1); d > 0 && d < ceil {
+			ceil = d
+		}
+	}
+	d := time.Duration(rand.Int64N(int64(ceil) + 1))
+	if retryAfter > d {
+		d = min(retryAfter, c.maxDelay)
+	}
+	return d
+}
+
+func isAPIError(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae)
+}
+
+// isDialError tells whether a transport error happened before any
+// connection was made.
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// once is one attempt.
+func (c *Client) once(ctx context.Context, rq request, target, path string, payload []byte) ([]byte, time.Duration, error) {
+	actx, cancel := context.WithTimeout(ctx, c.attemptTO)
+	defer cancel()
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(actx, rq.method, target, rd)
+	if err != nil {
+		return nil, 0, invalid("request: %v", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("X-Orchestrator-ID", c.orchID)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, 0, &TransportError{Method: rq.method, Path: path, Err: err}
+	}
+	data, rerr := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	resp.Body.Close()
+	if rerr == nil && len(data) > maxResponse {
+		rerr = fmt.Errorf("answer larger than %d bytes", maxResponse)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		// A write that was answered 2xx is done even if its answer was
+		// cut; a read is tried again.
+		if rerr != nil && rq.method == http.MethodGet {
+			return nil, 0, &TransportError{Method: rq.method, Path: path, Err: rerr}
+		}
+		return data, 0, nil
+	}
+	if rq.secret {
+		data = nil
+	}
+	ae := newAPIError(rq.method, path, resp.StatusCode, data, c.token)
+	return nil, retryAfter(resp), ae
+}
+
+// retryAfter reads a Retry-After of seconds or an HTTP date.
+func retryAfter(resp *http.Response) time.Duration {
+	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	if v == "" || !retryableStatus(resp.StatusCode) {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return time.Until(t)
+	}
+	return 0
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		t = time.Now()
+	}
+	return t.UTC().Format(timeLayout)
+}
+
+// ---- jobs (§2) ----
+
+// ClaimJobs claims up to batchSize jobs of the given backend job types
+// (SCRIPT, HTTP_REQUEST, TOOL_ACTION; none: all) and decodes them one by
+// one (DecodeQueue, with the client's environment key). Only an
+// unreadable envelope is an error; a malformed job is an item with Err.
+func (c *Client) ClaimJobs(ctx context.Context, batchSize int, jobTypes []string) ([]QueueItem, error) {
+	if batchSize < 1 {
+		return nil, invalid("batch size %d", batchSize)
+	}
+	q := "batchSize=" + strconv.Itoa(batchSize)
+	if len(jobTypes) > 0 {
+		esc := make([]string, 0, len(jobTypes))
+		for _, t := range jobTypes {
+			if t = strings.TrimSpace(t); t != "" {
+				esc = append(esc, url.QueryEscape(t))
+			}
+		}
+		if len(esc) > 0 {
+			q += "&jobTypes=" + strings.Join(esc, ",")
+		}
+	}
+	// A claim whose answer was lost is not sent again (it would claim more
+	// jobs while the lost ones stay claimed); the caller polls again.
+	body, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"jobs", "queue"}, query: q, dialRetryOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	items, err := DecodeQueue(body, DecodeOptions{EnvKey: c.envKey})
+	if err != nil {
+		return nil, fmt.Errorf("backend GET %s/jobs/queue: %w", apiPrefix, err)
+	}
+	return items, nil
+}
+
+// Acknowledge tells the backend this agent takes the claimed job. A 403
+// (not claimed by this agent) is ErrNotClaimed: the job must not run.
+func (c *Client) Acknowledge(ctx context.Context, jobID string, at time.Time) error {
+	body := map[string]any{"orchestratorId": c.orchID, "timestamp": stamp(at)}
+	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"jobs", jobID, "acknowledge"}, body: body})
+	if IsStatus(err, http.StatusForbidden) {
+		return fmt.Errorf("%w: %w", ErrNotClaimed, err)
+	}
+	return err
+}
+
+// SetStatus reports a job's status: running, completed or failed (the
+// backend refuses others). The agent uses it for running only; the end of
+// a job goes through Complete or Fail.
+func (c *Client) SetStatus(ctx context.Context, jobID, status, message string) error {
+	switch status {
+	case "running", "completed", "failed":
+	default:
+		return invalid("job status %q (want running, completed or failed)", status)
+	}
+	details := map[string]any{}
+	if message != "" {
+		details["message"] = message
+		if status == "failed" {
+			details["error"] = message
+		}
+	}
+	body := map[string]any{"status": status, "timestamp": stamp(time.Time{}), "details": details}
+	_, err := c.do(ctx, request{method: http.MethodPut, segs: []string{"jobs", jobID, "status"}, body: body})
+	return err
+}
+
+type completionWire struct {
+	Status       string          `json:"status"`
+	ExitCode     int             `json:"exitCode"`
+	Output       Output          `json:"output"`
+	ScriptOutput json.RawMessage `json:"scriptOutput,omitempty"`
+	Condition    *bool           `json:"condition,omitempty"`
+	Metrics      metricsWire     `json:"metrics"`
+	Timestamp    string          `json:"timestamp"`
+}
+
+type metricsWire struct {
+	StartTime string `json:"startTime,omitempty"`
+	EndTime   string `json:"endTime,omitempty"`
+	Duration  int64  `json:"duration"`
+}
+
+func optStamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(timeLayout)
+}
+
+// Complete is the one completing call of a job run (§2.4). Status is
+// completed, failed, timeout or cancelled; ScriptOutput (valid JSON) and
+// Condition are sent only when set; zero metric times are left out and a
+// zero Timestamp is now. Output is sent as given (the caller caps it).
+func (c *Client) Complete(ctx context.Context, jobID string, comp Completion) error {
+	switch comp.Status {
+	case "completed", "failed", "timeout", "cancelled":
+	default:
+		return invalid("completion status %q (want completed, failed, timeout or cancelled)", comp.Status)
+	}
+	if len(comp.ScriptOutput) > 0 && !json.Valid(comp.ScriptOutput) {
+		return invalid("scriptOutput is not valid JSON")
+	}
+	w := completionWire{
+		Status:       comp.Status,
+		ExitCode:     comp.ExitCode,
+		Output:       comp.Output,
+		ScriptOutput: comp.ScriptOutput,
+		Condition:    comp.Condition,
+		Metrics: metricsWire{
+			StartTime: optStamp(comp.Metrics.StartTime),
+			EndTime:   optStamp(comp.Metrics.EndTime),
+			Duration:  comp.Metrics.Duration,
+		},
+		Timestamp: stamp(comp.Timestamp),
+	}
+	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"jobs", jobID, "complete"}, body: w})
+	return err
+}
+
+// Fail fails a job that could not run (§2.5); it is a completing call too.
+// An empty message is sent as "job failed".
+func (c *Client) Fail(ctx context.Context, jobID, message string, exitCode int) error {
+	if strings.TrimSpace(message) == "" {
+		message = "job failed"
+	}
+	body := map[string]any{"error": message, "exitCode": exitCode, "timestamp": stamp(time.Time{})}
+	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"jobs", jobID, "fail"}, body: body})
+	return err
+}
+
+type logEntryWire struct {
+	Seq       uint64 `json:"seq"`
+	Stream    string `json:"stream"`
+	Line      string `json:"line"`
+	Timestamp string `json:"timestamp"`
+}
+
+// SendLogs sends live log lines of a run (§2.6). 404 or 405 is
+// ErrNoLogEndpoint (the backend has none: stop sending to it). No entries,
+// no request.
+func (c *Client) SendLogs(ctx context.Context, jobID, executionID string, entries []LogEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	w := make([]logEntryWire, len(entries))
+	for i, e := range entries {
+		ts := e.Timestamp
+		if ts.IsZero() {
+			ts = time.Now()
+		}
+		w[i] = logEntryWire{Seq: e.Seq, Stream: e.Stream, Line: e.Line, Timestamp: ts.UTC().Format(time.RFC3339Nano)}
+	}
+	body := map[string]any{"executionId": executionID, "entries": w}
+	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"jobs", jobID, "logs"}, body: body})
+	if IsStatus(err, http.StatusNotFound) || IsStatus(err, http.StatusMethodNotAllowed) {
+		return fmt.Errorf("%w: %w", ErrNoLogEndpoint, err)
+	}
+	return err
+}
+
+// Release puts a job this agent claimed but will not run back in the queue.
+func (c *Client) Release(ctx context.Context, jobID, message string) error {
+	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"jobs", jobID, "release"}, body: map[string]any{"message": message}})
+	return err
+}
+
+// Orphaned lists the jobs the backend believes this agent holds (claimed
+// or running): a bare array of raw rows with snake_case or camelCase
+// fields (an object {"jobs":[...]} is read too). Rows without an id are
+// skipped; unreadable timestamps are zero.
+func (c *Client) Orphaned(ctx context.Context) ([]OrphanRow, error) {
+	body, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"jobs", "orphaned"}, query: "orchestratorId=" + url.QueryEscape(c.orchID)})
+	if err != nil {
+		return nil, err
+	}
+	rows, err := DecodeOrphaned(body)
+	if err != nil {
+		return nil, fmt.Errorf("backend GET %s/jobs/orphaned: %w", apiPrefix, err)
+	}
+	return rows, nil
+}
+
+// DecodeOrphaned decodes the body of jobs/orphaned (see Orphaned).
+func DecodeOrphaned(body []byte) ([]OrphanRow, error) {
+	var list []json.RawMessage
+	if err := json.Unmarshal(body, &list); err != nil {
+		var wrapped struct {
+			Jobs []json.RawMessage `json:"jobs"`
+		}
+		if err2 := json.Unmarshal(body, &wrapped); err2 != nil || wrapped.Jobs == nil {
+			return nil, errors.New("not a JSON array of job rows")
+		}
+		list = wrapped.Jobs
+	}
+	rows := make([]OrphanRow, 0, len(list))
+	for _, r := range list {
+		var o obj
+		if json.Unmarshal(r, &o) != nil || o == nil {
+			continue
+		}
+		id := ""
+		if ir, ok := o.get("id"); ok {
+			id, _ = idText(ir)
+		}
+		if id == "" {
+			continue
+		}
+		row := OrphanRow{ID: id}
+		if sr, ok := o.get("status"); ok {
+			row.Status, _ = str(sr)
+		}
+		row.StartedAt = firstTime(o, "started_at", "startedAt")
+		row.ClaimedAt = firstTime(o, "claimed_at", "claimedAt")
+		_ = json.Unmarshal(r, &row.Raw)
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+func firstTime(o obj, keys ...string) time.Time {
+	for _, k := range keys {
+		if r, ok := o.get(k); ok {
+			if t, ok := timeOf(r); ok {
+				return t
+			}
+		}
+	}
+	return time.Time{}
+}
+
+// ---- executions (§3) ----
+
+// CreateExecution creates the execution row; it must happen before the
+// script starts.
+func (c *Client) CreateExecution(ctx context.Context, executionID string, body CreateExecution) error {
+	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"executions", executionID, "create"}, body: body})
+	return err
+}
+
+// UpdateExecution sends the set fields of u. An update with nothing set
+// sends nothing. The type cannot carry completedAt or a status (§3 rule).
+func (c *Client) UpdateExecution(ctx context.Context, executionID string, u ExecutionUpdate) error {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return invalid("execution update: %v", err)
+	}
+	if string(b) == "{}" {
+		return nil
+	}
+	_, err = c.do(ctx, request{method: http.MethodPut, segs: []string{"executions", executionID, "update"}, body: json.RawMessage(b)})
+	return err
+}
+
+// SetExecutionOutput forwards a script's cronium.output() value (any JSON;
+// empty is null) to the execution. It is informational: only the
+// completion's scriptOutput reaches workflows.
+func (c *Client) SetExecutionOutput(ctx context.Context, executionID string, value json.RawMessage) error {
+	if len(bytes.TrimSpace(value)) == 0 {
+		value = json.RawMessage("null")
+	}
+	if !json.Valid(value) {
+		return invalid("output is not valid JSON")
+	}
+	body := map[string]any{"output": value, "timestamp": stamp(time.Time{})}
+	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"executions", executionID, "output"}, body: body})
+	return err
+}
+
+// SetExecutionCondition forwards a script's condition to the execution
+// (the deployed backend ignores it; only the completion's counts).
+func (c *Client) SetExecutionCondition(ctx context.Context, executionID string, value bool) error {
+	body := map[string]any{"condition": value, "timestamp": stamp(time.Time{})}
+	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"executions", executionID, "condition"}, body: body})
+	return err
+}
+
+// ExecutionContext returns the execution's context object as the backend
+// sends it ({"executionId","jobId","eventId","userId","metadata","event",
+// "user"}).
+func (c *Client) ExecutionContext(ctx context.Context, executionID string) (json.RawMessage, error) {
+	body, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"executions", executionID, "context"}})
+	if err != nil {
+		return nil, err
+	}
+	var o map[string]json.RawMessage
+	if json.Unmarshal(body, &o) != nil || o == nil {
+		return nil, fmt.Errorf("backend GET %s/executions/%s/context: not a JSON object", apiPrefix, url.PathEscape(executionID))
+	}
+	return json.RawMessage(bytes.TrimSpace(body)), nil
+}
+
+// ---- variables (§4) ----
+
+// GetVariable reads a user's variable. Unset (404, or a null value) is
+// found == false with no error.
+func (c *Client) GetVariable(ctx context.Context, userID, key string) (string, bool, error) {
+	body, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"variables", userID, key}})
+	if IsStatus(err, http.StatusNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	var o obj
+	if json.Unmarshal(body, &o) != nil || o == nil {
+		return "", false, fmt.Errorf("backend GET variable %q: answer is not a JSON object", key)
+	}
+	r, ok := o.get("value")
+	if !ok {
+		return "", false, nil
+	}
+	return text(r), true, nil
+}
+
+// SetVariable writes a user's variable (values are strings on the wire).
+func (c *Client) SetVariable(ctx context.Context, userID, key, value string) error {
+	_, err := c.do(ctx, request{method: http.MethodPut, segs: []string{"variables", userID, key}, body: map[string]any{"value": value}})
+	return err
+}
+
+// ---- agent health, heartbeat, metrics (§5) ----
+
+// Heartbeat sends the heartbeat and returns the jobs the backend asks to
+// cancel (cancelJobs; the deployed backend never sends any). An empty
+// OrchestratorID is the client's, a zero Timestamp now.
+func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) ([]string, error) {
+	if hb.OrchestratorID == "" {
+		hb.OrchestratorID = c.orchID
+	}
+	if hb.RunningJobs == nil {
+		hb.RunningJobs = []string{}
+	}
+	body := map[string]any{
+		"orchestratorId": hb.OrchestratorID,
+		"timestamp":      stamp(hb.Timestamp),
+		"runningJobs":    hb.RunningJobs,
+		"capacity":       hb.Capacity,
+	}
+	data, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"orchestrator", "heartbeat"}, body: body})
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		CancelJobs []json.RawMessage `json:"cancelJobs"`
+	}
+	if json.Unmarshal(data, &resp) != nil {
+		return nil, nil
+	}
+	var ids []string
+	for _, r := range resp.CancelJobs {
+		if id, ok := idText(r); ok && id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// SendMetrics sends the agent's metrics for the last minute.
+func (c *Client) SendMetrics(ctx context.Context, m AgentMetrics) error {
+	body := map[string]any{"orchestratorId": c.orchID, "timestamp": stamp(time.Time{}), "period": "minute", "metrics": m}
+	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"orchestrator", "metrics"}, body: body})
+	return err
+}
+
+// ReportHealth reports the agent's own health: healthy, degraded or
+// unhealthy.
+func (c *Client) ReportHealth(ctx context.Context, status string, metrics map[string]any, errs []string) error {
+	switch status {
+	case "healthy", "degraded", "unhealthy":
+	default:
+		return invalid("health status %q (want healthy, degraded or unhealthy)", status)
+	}
+	if metrics == nil {
+		metrics = map[string]any{}
+	}
+	if errs == nil {
+		errs = []string{}
+	}
+	body := map[string]any{"orchestratorId": c.orchID, "status": status, "timestamp": stamp(time.Time{}), "metrics": metrics, "errors": errs}
+	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"orchestrator", "health"}, body: body})
+	return err
+}
+
+// BackendHealth probes the backend (GET orchestrator/health): nil when it
+// answers 2xx. One attempt, no retries: it is a probe.
+func (c *Client) BackendHealth(ctx context.Context) error {
+	_, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"orchestrator", "health"}, noRetry: true})
+	return err
+}
+
+// ---- servers (§6) ----
+
+// ServerInfo is a server as servers/{id} describes it.
+type ServerInfo struct {
+	ID       string
+	Name     string
+	Address  string
+	Port     int
+	Username string
+	Online   bool
+	Raw      json.RawMessage // the whole "server" object
+}
+
+// GetServer reads a server's description (no credentials).
+func (c *Client) GetServer(ctx context.Context, serverID string) (*ServerInfo, error) {
+	body, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"servers", serverID}})
+	if err != nil {
+		return nil, err
+	}
+	var w struct {
+		Server json.RawMessage `json:"server"`
+	}
+	var o obj
+	if json.Unmarshal(body, &w) != nil || json.Unmarshal(w.Server, &o) != nil || o == nil {
+		return nil, fmt.Errorf("backend GET server %s: no server object in the answer", serverID)
+	}
+	d := &jobDecoder{}
+	si := &ServerInfo{Raw: append(json.RawMessage(nil), w.Server...)}
+	if r, ok := o.get("id"); ok {
+		si.ID, _ = idText(r)
+	}
+	si.Name = d.stringField("name", o, "name")
+	si.Address = d.stringField("address", o, "address")
+	if si.Address == "" {
+		si.Address = d.stringField("host", o, "host")
+	}
+	if r, ok := o.get("port"); ok {
+		if p, ok := d.integer("port", r, 0); ok && p <= 65535 {
+			si.Port = int(p)
+		}
+	}
+	si.Username = d.stringField("username", o, "username")
+	if r, ok := o.get("online"); ok {
+		si.Online = text(r) == "true"
+	}
+	return si, nil
+}
+
+// ServerCredentials reads a server's SSH credentials as a Server (ID set
+// to serverID). They are secrets: the client never keeps the answer in an
+// error, and Server's String hides them.
+func (c *Client) ServerCredentials(ctx context.Context, serverID string) (*Server, error) {
+	body, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"servers", serverID, "credentials"}, secret: true})
+	if err != nil {
+		return nil, err
+	}
+	var w struct {
+		Credentials json.RawMessage `json:"credentials"`
+	}
+	if json.Unmarshal(body, &w) != nil || isNull(w.Credentials) {
+		return nil, fmt.Errorf("backend GET server %s credentials: no credentials object in the answer", serverID)
+	}
+	d := &jobDecoder{}
+	s := d.server("credentials", w.Credentials)
+	if s == nil {
+		fields := make([]string, len(d.errs))
+		for i, e := range d.errs {
+			fields[i] = e.Error()
+		}
+		return nil, fmt.Errorf("backend GET server %s credentials: %s", serverID, strings.Join(fields, "; "))
+	}
+	if s.ID == "" {
+		s.ID = serverID
+	}
+	return s, nil
+}
+
+// ---- ExecutionUpdate wire form ----
+
+func optMs(d *time.Duration) *int64 {
+	if d == nil {
+		return nil
+	}
+	v := d.Milliseconds()
+	return &v
+}
+
+// MarshalJSON writes the wire body: only the set fields, times in RFC 3339
+// (a zero time is never written), durations in milliseconds. There is no
+// way to make it write completedAt or status.
+func (u ExecutionUpdate) MarshalJSON() ([]byte, error) {
+	type wire struct {
+		StartedAt            string         `json:"startedAt,omitempty"`
+		ExitCode             *int           `json:"exitCode,omitempty"`
+		Output               *string        `json:"output,omitempty"`
+		Error                *string        `json:"error,omitempty"`
+		Metadata             map[string]any `json:"metadata,omitempty"`
+		SetupStartedAt       string         `json:"setupStartedAt,omitempty"`
+		SetupCompletedAt     string         `json:"setupCompletedAt,omitempty"`
+		ExecutionStartedAt   string         `json:"executionStartedAt,omitempty"`
+		ExecutionCompletedAt string         `json:"executionCompletedAt,omitempty"`
+		CleanupStartedAt     string         `json:"cleanupStartedAt,omitempty"`
+		CleanupCompletedAt   string         `json:"cleanupCompletedAt,omitempty"`
+		SetupDuration        *int64         `json:"setupDuration,omitempty"`
+		ExecutionDuration    *int64         `json:"executionDuration,omitempty"`
+		CleanupDuration      *int64         `json:"cleanupDuration,omitempty"`
+		TotalDuration        *int64         `json:"totalDuration,omitempty"`
+		ExecutionMetadata    map[string]any `json:"executionMetadata,omitempty"`
+	}
+	return json.Marshal(wire{
+		StartedAt:            optStamp(u.StartedAt),
+		ExitCode:             u.ExitCode,
+		Output:               u.Output,
+		Error:                u.Error,
+		Metadata:             u.Metadata,
+		SetupStartedAt:       optStamp(u.SetupStartedAt),
+		SetupCompletedAt:     optStamp(u.SetupCompletedAt),
+		ExecutionStartedAt:   optStamp(u.ExecutionStartedAt),
+		ExecutionCompletedAt: optStamp(u.ExecutionCompletedAt),
+		CleanupStartedAt:     optStamp(u.CleanupStartedAt),
+		CleanupCompletedAt:   optStamp(u.CleanupCompletedAt),
+		SetupDuration:        optMs(u.SetupDuration),
+		ExecutionDuration:    optMs(u.ExecutionDuration),
+		CleanupDuration:      optMs(u.CleanupDuration),
+		TotalDuration:        optMs(u.TotalDuration),
+		ExecutionMetadata:    u.ExecutionMetadata,
+	})
+}
+
+// UnmarshalJSON reads the wire body back (for journals that store it).
+// Unknown keys, completedAt and status included, are ignored.
+func (u *ExecutionUpdate) UnmarshalJSON(b []byte) error {
+	var w struct {
+		StartedAt            time.Time      `json:"startedAt"`
+		ExitCode             *int           `json:"exitCode"`
+		Output               *string        `json:"output"`
+		Error                *string        `json:"error"`
+		Metadata             map[string]any `json:"metadata"`
+		SetupStartedAt       time.Time      `json:"setupStartedAt"`
+		SetupCompletedAt     time.Time      `json:"setupCompletedAt"`
+		ExecutionStartedAt   time.Time      `json:"executionStartedAt"`
+		ExecutionCompletedAt time.Time      `json:"executionCompletedAt"`
+		CleanupStartedAt     time.Time      `json:"cleanupStartedAt"`
+		CleanupCompletedAt   time.Time      `json:"cleanupCompletedAt"`
+		SetupDuration        *int64         `json:"setupDuration"`
+		ExecutionDuration    *int64         `json:"executionDuration"`
+		CleanupDuration      *int64         `json:"cleanupDuration"`
+		TotalDuration        *int64         `json:"totalDuration"`
+		ExecutionMetadata    map[string]any `json:"executionMetadata"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	dur := func(p *int64) *time.Duration {
+		if p == nil {
+			return nil
+		}
+		d := time.Duration(*p) * time.Millisecond
+		return &d
+	}
+	*u = ExecutionUpdate{
+		StartedAt: w.StartedAt, ExitCode: w.ExitCode, Output: w.Output, Error: w.Error, Metadata: w.Metadata,
+		SetupStartedAt: w.SetupStartedAt, SetupCompletedAt: w.SetupCompletedAt,
+		ExecutionStartedAt: w.ExecutionStartedAt, ExecutionCompletedAt: w.ExecutionCompletedAt,
+		CleanupStartedAt: w.CleanupStartedAt, CleanupCompletedAt: w.CleanupCompletedAt,
+		SetupDuration: dur(w.SetupDuration), ExecutionDuration: dur(w.ExecutionDuration),
+		CleanupDuration: dur(w.CleanupDuration), TotalDuration: dur(w.TotalDuration),
+		ExecutionMetadata: w.ExecutionMetadata,
+	}
+	return nil
+}
+
+// Ptr returns a pointer to v (for ExecutionUpdate's optional fields).
+func Ptr[T any](v T) *T { return &v }

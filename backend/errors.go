@@ -1,0 +1,180 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Sentinel errors of the client.
+var (
+	// ErrNotClaimed: jobs/{id}/acknowledge answered 403, the job is not
+	// claimed by this agent; it must not run it.
+	ErrNotClaimed = errors.New("the job is not claimed by this agent")
+	// ErrNoLogEndpoint: jobs/{id}/logs answered 404 or 405, the backend
+	// has no live log endpoint (the deployed backend); output reaches it
+	// with the completion only.
+	ErrNoLogEndpoint = errors.New("the backend has no live log endpoint")
+	// ErrInvalidArgument: the call was refused by the client before any
+	// request (empty id, status not allowed, invalid JSON...). Final.
+	ErrInvalidArgument = errors.New("invalid argument")
+)
+
+// APIError is a non-2xx answer of the backend. Message comes from the
+// body's "error", "message" and "details" (the deployed backend answers
+// {"error":"..."}), or is the status text. Body is the start of the raw
+// body. Neither ever holds the service token (it is masked if a backend
+// echoes it).
+type APIError struct {
+	Method  string
+	Path    string
+	Status  int
+	Message string
+	Body    string
+}
+
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	return fmt.Sprintf("backend %s %s: %d %s", e.Method, e.Path, e.Status, msg)
+}
+
+// TransportError is a request that got no HTTP answer (connection refused,
+// reset, timeout, unreadable response).
+type TransportError struct {
+	Method string
+	Path   string
+	Err    error
+}
+
+func (e *TransportError) Error() string {
+	inner := e.Err
+	var ue *url.Error
+	if errors.As(inner, &ue) {
+		inner = ue.Err // the URL is already in Path, without the host
+	}
+	return fmt.Sprintf("backend %s %s: %v", e.Method, e.Path, inner)
+}
+
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// IsStatus tells whether err is (or wraps) an APIError with that status.
+func IsStatus(err error, code int) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == code
+}
+
+// IsTransient tells whether the backend did not give a final answer: a
+// transport error, 429 or a 5xx (after the client's own retries), or the
+// caller's context ending. The caller keeps what it was delivering and
+// tries again later. Everything else (other 4xx, ErrNotClaimed,
+// ErrNoLogEndpoint, ErrInvalidArgument, an unreadable 2xx body) is final.
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrNotClaimed) || errors.Is(err, ErrNoLogEndpoint) {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return retryableStatus(ae.Status)
+	}
+	var te *TransportError
+	if errors.As(err, &te) {
+		return true
+	}
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+func retryableStatus(code int) bool {
+	return code == http.StatusTooManyRequests || code >= 500
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
+}
+
+const maxErrorBody = 4 << 10
+
+// newAPIError builds the error of a non-2xx answer, masking secret.
+func newAPIError(method, path string, status int, body []byte, secret string) *APIError {
+	e := &APIError{Method: method, Path: path, Status: status}
+	e.Message = errorMessage(body)
+	if e.Message == "" {
+		e.Message = http.StatusText(status)
+	}
+	b := body
+	if len(b) > maxErrorBody {
+		b = b[:maxErrorBody]
+	}
+	e.Body = strings.ToValidUTF8(string(b), "\uFFFD")
+	e.Message = mask(e.Message, secret)
+	e.Body = mask(e.Body, secret)
+	return e
+}
+
+// mask hides secret in s (only secrets long enough not to mangle text).
+func mask(s, secret string) string {
+	if len(secret) < 6 {
+		return s
+	}
+	return strings.ReplaceAll(s, secret, "[redacted]")
+}
+
+// errorMessage reads {"error":"..."} / {"message":"..."} / "details"
+// (strings; anything else as compact JSON, and a nested {"message":...}).
+func errorMessage(body []byte) string {
+	var o map[string]json.RawMessage
+	if err := json.Unmarshal(body, &o); err != nil || o == nil {
+		return ""
+	}
+	part := func(k string) string {
+		r, ok := o[k]
+		if !ok || isNull(r) {
+			return ""
+		}
+		if s, ok := str(r); ok {
+			return strings.TrimSpace(s)
+		}
+		var nested map[string]json.RawMessage
+		if json.Unmarshal(r, &nested) == nil {
+			if m, ok := nested["message"]; ok {
+				if s, ok := str(m); ok {
+					return s
+				}
+			}
+		}
+		t := text(r)
+		if len(t) > 500 {
+			t = t[:500] + "..."
+		}
+		return t
+	}
+	var parts []string
+	for _, k := range []string{"error", "message", "details"} {
+		if p := part(k); p != "" && !contains(parts, p) {
+			parts = append(parts, p)
+		}
+	}
+	msg := strings.Join(parts, ": ")
+	if len(msg) > 1000 {
+		msg = msg[:1000] + "..."
+	}
+	return strings.ToValidUTF8(msg, "\uFFFD")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

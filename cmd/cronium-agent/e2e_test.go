@@ -1,0 +1,504 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cronium/cronium-agent/backend/devserver"
+	"github.com/cronium/cronium-agent/internal/testenv"
+)
+
+const e2eToken = "e2e-token"
+
+// devBackend is a development backend on loopback, in the test process.
+type devBackend struct {
+	srv    *devserver.Server
+	http   *http.Server
+	url    string
+	client *devserver.DevClient
+}
+
+func startDevBackend(t *testing.T, addr string, opts ...devserver.Option) *devBackend {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	srv, err := devserver.New(t.TempDir(), e2eToken, append([]devserver.Option{devserver.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler()}
+	go hs.Serve(ln)
+	b := &devBackend{srv: srv, http: hs, url: "http://" + ln.Addr().String()}
+	b.client, err = devserver.NewDevClient(b.url, e2eToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *devBackend) stop() {
+	b.http.Close()
+	b.srv.Close()
+}
+
+// agentProc is `cronium-agent run` as a process, as an operator starts it.
+type agentProc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan error
+}
+
+func startAgent(t *testing.T, backendURL, state string, env ...string) *agentProc {
+	t.Helper()
+	cmd := exec.Command(agentBin, "run")
+	cmd.Env = append(os.Environ(),
+		"CRONIUM_API_ENDPOINT="+backendURL,
+		"CRONIUM_API_TOKEN="+e2eToken,
+		"CRONIUM_CONTAINERD_ADDRESS="+testenv.Address(),
+		"CRONIUM_STATE_DIR="+state,
+		"CRONIUM_JOBS_POLL_INTERVAL=0.1",
+		"CRONIUM_JOBS_POLL_MAX_INTERVAL=0.5",
+		"CRONIUM_JOBS_HEARTBEAT_INTERVAL=0.5",
+		"CRONIUM_JOBS_KILL_GRACE=2s",
+		"CRONIUM_LOG_LEVEL=info",
+	)
+	cmd.Env = append(cmd.Env, env...)
+	a := &agentProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = a.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		a.signal(syscall.SIGKILL)
+		<-a.done
+		// A killed agent leaves its last runs: sweep them as the next start would.
+		r := agent(t, state, "gc")
+		if r.code != 0 {
+			t.Errorf("gc after the agent: %s", r.stderr)
+		}
+		if t.Failed() {
+			t.Logf("agent log:\n%s", a.stderr.String())
+		}
+	})
+	return a
+}
+
+func (a *agentProc) signal(s os.Signal) { _ = a.cmd.Process.Signal(s) }
+
+// wait waits for the agent to exit by itself.
+func (a *agentProc) wait(t *testing.T, within time.Duration) {
+	t.Helper()
+	select {
+	case <-a.done:
+		a.done <- nil // for the cleanup
+	case <-time.After(within):
+		t.Fatalf("agent still running after %s", within)
+	}
+}
+
+func waitJob(t *testing.T, b *devBackend, id string, within time.Duration) devserver.JobView {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	v, err := b.client.Wait(ctx, id, 50*time.Millisecond)
+	if err != nil {
+		t.Fatalf("job %s: %v", id, err)
+	}
+	return v
+}
+
+func submit(t *testing.T, b *devBackend, req devserver.SubmitRequest) string {
+	t.Helper()
+	id, err := b.client.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func exitCode(v devserver.JobView) int {
+	if v.ExitCode == nil {
+		return -999
+	}
+	return *v.ExitCode
+}
+
+// assertOneCompletion checks exactly-once on the backend's side.
+func assertOneCompletion(t *testing.T, b *devBackend) {
+	t.Helper()
+	st, err := b.client.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Duplicates) > 0 {
+		t.Errorf("jobs with more than one completing call: %v", st.Duplicates)
+	}
+}
+
+// assertLogsInOrder checks the live lines of a job: seq 1..n, no gap.
+func assertLogsInOrder(t *testing.T, b *devBackend, id string) []string {
+	t.Helper()
+	entries, err := b.client.Logs(context.Background(), id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for i, e := range entries {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("job %s: entry %d has seq %d", id, i, e.Seq)
+		}
+		lines = append(lines, e.Stream+":"+e.Line)
+	}
+	return lines
+}
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "contract", "fixtures", name))
+	if err != nil {
+		testenv.Unavailable(t, "contract fixture %s: %v", name, err)
+	}
+	return data
+}
+
+func rawJobs(t *testing.T, data []byte) []json.RawMessage {
+	t.Helper()
+	var q struct {
+		Jobs     []json.RawMessage `json:"jobs"`
+		Response struct {
+			Jobs []json.RawMessage `json:"jobs"`
+		} `json:"response"`
+	}
+	if err := json.Unmarshal(data, &q); err != nil {
+		t.Fatal(err)
+	}
+	return append(q.Jobs, q.Response.Jobs...)
+}
+
+func TestE2EFixtures(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	// The HTTP job of the mixed batch posts to 127.0.0.1:18080/hook.
+	hook := make(chan *http.Request, 1)
+	hookBody := make(chan string, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:18080")
+	if err != nil {
+		t.Fatalf("the fixture's hook port: %v", err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		hook <- r
+		hookBody <- string(body)
+		w.Write([]byte(`{"pong":true}`))
+	})}
+	go hs.Serve(ln)
+	defer hs.Close()
+
+	var ids []string
+	for _, f := range []string{"queue-single-bash.json", "queue-mixed-batch.json", "queue-deployed-backend.json", "queue-ssh.json"} {
+		for _, raw := range rawJobs(t, fixture(t, f)) {
+			id, err := b.client.SubmitRaw(context.Background(), raw)
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			ids = append(ids, id)
+		}
+	}
+	var key struct {
+		Key string `json:"encryptionKeyHex"`
+	}
+	json.Unmarshal(fixture(t, "queue-deployed-backend.json"), &key)
+	startAgent(t, b.url, stateDir(t), "CRONIUM_ENV_ENCRYPTION_KEY="+key.Key)
+
+	views := map[string]devserver.JobView{}
+	for _, id := range ids {
+		if id == "job_To0000000004" {
+			continue // a TOOL_ACTION: this agent never asks for one (below)
+		}
+		views[id] = waitJob(t, b, id, 2*time.Minute)
+	}
+	check := func(id, status string, code int, stdoutHas string) devserver.JobView {
+		t.Helper()
+		v, ok := views[id]
+		if !ok {
+			t.Fatalf("job %s not submitted", id)
+		}
+		if v.Status != status || exitCode(v) != code {
+			t.Errorf("%s: status %s exit %d, want %s %d (error %q)", id, v.Status, exitCode(v), status, code, v.Error)
+		}
+		if stdoutHas != "" && (v.Output == nil || !strings.Contains(v.Output.Stdout, stdoutHas)) {
+			t.Errorf("%s: stdout %+v lacks %q", id, v.Output, stdoutHas)
+		}
+		if v.Completions != 1 {
+			t.Errorf("%s: %d completing calls", id, v.Completions)
+		}
+		return v
+	}
+	check("job_Ab3dE6gH9jK2", "completed", 0, "hello from bash")
+	if lines := assertLogsInOrder(t, b, "job_Ab3dE6gH9jK2"); len(lines) != 1 || lines[0] != "stdout:hello from bash" {
+		t.Errorf("live lines %q", lines)
+	}
+	py := check("job_Py0000000001", "completed", 0, "done")
+	var so map[string]any
+	json.Unmarshal(py.ScriptOutput, &so)
+	if so["sum"] != 6.0 || py.Condition == nil || !*py.Condition {
+		t.Errorf("python job: scriptOutput %s condition %v", py.ScriptOutput, py.Condition)
+	}
+	check("job_Nd0000000002", "completed", 0, "items 2")
+	ht := check("job_Ht0000000003", "completed", 0, `{"pong":true}`)
+	_ = ht
+	select {
+	case r := <-hook:
+		if r.Method != "POST" || r.Header.Get("Authorization") != "Bearer abc" || <-hookBody != `{"ping":true}` {
+			t.Errorf("hook got %s %v", r.Method, r.Header)
+		}
+	default:
+		t.Error("the HTTP job's request never reached the hook")
+	}
+	// The agent asks only for the job types it runs: the tool action stays
+	// queued for an agent that can (the runner's unit tests cover one that
+	// arrives anyway).
+	if to, _ := b.client.Job(context.Background(), "job_To0000000004"); to.Status != "queued" || to.Claims != 0 {
+		t.Errorf("tool action job: %s, claimed %d times", to.Status, to.Claims)
+	}
+	bad := check("job_Bad000000005", "failed", 1, "")
+	for _, field := range []string{"timeout", "RUBY"} {
+		if !strings.Contains(bad.Error, field) {
+			t.Errorf("malformed job's error %q does not name %s", bad.Error, field)
+		}
+	}
+	dep := check("job_k8KG9BXzdZ2v", "completed", 0, "hello from env\ntoken length 6")
+	_ = dep
+	for id, v := range views {
+		if strings.HasPrefix(id, "job_") && v.Type == "SCRIPT" && v.WireType == "ssh" && v.Status != "failed" {
+			t.Errorf("ssh job %s: %s", id, v.Status)
+		}
+	}
+	assertOneCompletion(t, b)
+}
+
+func TestE2EWithoutLogEndpoint(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "", devserver.WithoutLogEndpoint())
+	startAgent(t, b.url, stateDir(t))
+	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "for i in $(seq 1 300); do echo line$i; done; echo err >&2"})
+	v := waitJob(t, b, id, time.Minute)
+	if v.Status != "completed" || v.Output == nil || strings.Count(v.Output.Stdout, "\n") != 300 || v.Output.Stderr != "err\n" {
+		t.Errorf("completion without live logs: %s %+v", v.Status, v.Output)
+	}
+	if v.LogLines != 0 {
+		t.Errorf("%d live lines stored by a backend without the endpoint", v.LogLines)
+	}
+}
+
+func TestE2EConcurrencyAndPriority(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	var ids []string
+	for i := range 30 {
+		ids = append(ids, submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "sleep 0.3", Priority: i % 5}))
+	}
+	startAgent(t, b.url, stateDir(t), "CRONIUM_JOBS_MAX_CONCURRENT=3")
+	type span struct {
+		id         string
+		prio       int
+		start, end time.Time
+		created    time.Time
+	}
+	var spans []span
+	for _, id := range ids {
+		v := waitJob(t, b, id, 3*time.Minute)
+		if v.Status != "completed" || v.StartedAt == nil || v.CompletedAt == nil {
+			t.Fatalf("%s: %s", id, v.Status)
+		}
+		spans = append(spans, span{id, v.Priority, *v.StartedAt, *v.CompletedAt, v.CreatedAt})
+	}
+	// Never more than 3 at once: count overlaps at every start.
+	for _, s := range spans {
+		n := 0
+		for _, o := range spans {
+			if !o.start.After(s.start) && o.end.After(s.start) {
+				n++
+			}
+		}
+		if n > 3 {
+			t.Errorf("%d jobs running at %s", n, s.start)
+		}
+	}
+	// Starts follow priority (then age).
+	sorted := append([]span(nil), spans...)
+	for i := 1; i < len(sorted); i++ {
+		for j := i; j > 0 && sorted[j].start.Before(sorted[j-1].start); j-- {
+			sorted[j], sorted[j-1] = sorted[j-1], sorted[j]
+		}
+	}
+	for i := 1; i < len(sorted); i++ {
+		a, c := sorted[i-1], sorted[i]
+		if c.prio > a.prio {
+			t.Errorf("job of priority %d started after one of priority %d", c.prio, a.prio)
+		}
+	}
+	assertOneCompletion(t, b)
+}
+
+func TestE2ECancel(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	startAgent(t, b.url, stateDir(t))
+	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 600"})
+	waitFor(t, 30*time.Second, func() bool {
+		lines, _ := b.client.Logs(context.Background(), id, 0)
+		return len(lines) > 0
+	})
+	at := time.Now()
+	if _, err := b.client.Cancel(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	v := waitJob(t, b, id, 30*time.Second)
+	took := time.Since(at)
+	if v.Status != "cancelled" || exitCode(v) != -2 {
+		t.Errorf("status %s exit %d, want cancelled -2", v.Status, exitCode(v))
+	}
+	if took > 2*time.Second {
+		t.Errorf("cancellation took %s, want at most 2s", took)
+	}
+	assertOneCompletion(t, b)
+}
+
+func TestE2EDrain(t *testing.T) {
+	testenv.Containerd(t)
+	t.Run("running jobs finish, queued ones stay queued", func(t *testing.T) {
+		b := startDevBackend(t, "")
+		a := startAgent(t, b.url, stateDir(t), "CRONIUM_JOBS_MAX_CONCURRENT=2")
+		run1 := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 2; echo finished", Priority: 9})
+		run2 := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 2; echo finished", Priority: 9})
+		waitFor(t, 30*time.Second, func() bool {
+			l1, _ := b.client.Logs(context.Background(), run1, 0)
+			l2, _ := b.client.Logs(context.Background(), run2, 0)
+			return len(l1) > 0 && len(l2) > 0
+		})
+		queued := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo should not run"})
+		a.signal(syscall.SIGTERM)
+		a.wait(t, 30*time.Second)
+		for _, id := range []string{run1, run2} {
+			if v, _ := b.client.Job(context.Background(), id); v.Status != "completed" || v.Output == nil || !strings.Contains(v.Output.Stdout, "finished") {
+				t.Errorf("%s after drain: %s", id, v.Status)
+			}
+		}
+		if v, _ := b.client.Job(context.Background(), queued); v.Status != "queued" {
+			t.Errorf("queued job after drain: %s", v.Status)
+		}
+		assertOneCompletion(t, b)
+	})
+	t.Run("drain timeout cancels", func(t *testing.T) {
+		b := startDevBackend(t, "")
+		a := startAgent(t, b.url, stateDir(t), "CRONIUM_JOBS_DRAIN_TIMEOUT=1s")
+		id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 600"})
+		waitFor(t, 30*time.Second, func() bool { l, _ := b.client.Logs(context.Background(), id, 0); return len(l) > 0 })
+		a.signal(syscall.SIGTERM)
+		a.wait(t, 30*time.Second)
+		if v, _ := b.client.Job(context.Background(), id); v.Status != "cancelled" || exitCode(v) != -2 {
+			t.Errorf("after the drain timeout: %s %d", v.Status, exitCode(v))
+		}
+	})
+	t.Run("second signal stops at once", func(t *testing.T) {
+		b := startDevBackend(t, "")
+		a := startAgent(t, b.url, stateDir(t))
+		id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 600"})
+		waitFor(t, 30*time.Second, func() bool { l, _ := b.client.Logs(context.Background(), id, 0); return len(l) > 0 })
+		a.signal(syscall.SIGTERM)
+		time.Sleep(300 * time.Millisecond)
+		start := time.Now()
+		a.signal(syscall.SIGINT)
+		a.wait(t, 30*time.Second)
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("stopping took %s", took)
+		}
+		if v, _ := b.client.Job(context.Background(), id); v.Status != "cancelled" || v.Completions != 1 {
+			t.Errorf("after the second signal: %s, %d completions", v.Status, v.Completions)
+		}
+	})
+}
+
+func TestE2EWrongTokenIsRetried(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	a := startAgent(t, b.url, stateDir(t), "CRONIUM_BACKEND_TOKEN=wrong")
+	waitFor(t, 20*time.Second, func() bool { return strings.Contains(a.stderr.String(), "401") })
+	if !strings.Contains(a.stderr.String(), "refused the agent's token (401 Unauthorized)") {
+		t.Errorf("401 not reported clearly:\n%s", a.stderr.String())
+	}
+	select {
+	case err := <-a.done:
+		a.done <- err
+		t.Fatalf("agent exited on a 401: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+	if strings.Contains(a.stderr.String(), "wrong") {
+		t.Error("the token appears in the agent's log")
+	}
+}
+
+func TestE2EBackendDownAtStart(t *testing.T) {
+	testenv.Containerd(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	a := startAgent(t, "http://"+addr, stateDir(t))
+	time.Sleep(2 * time.Second)
+	select {
+	case err := <-a.done:
+		a.done <- err
+		t.Fatalf("agent gave up on an unreachable backend: %v\n%s", err, a.stderr.String())
+	default:
+	}
+	b := startDevBackend(t, addr)
+	id := submit(t, b, devserver.SubmitRequest{Runtime: "python", Script: "print('finally')"})
+	if v := waitJob(t, b, id, time.Minute); v.Status != "completed" || !strings.Contains(v.Output.Stdout, "finally") {
+		t.Errorf("job after the backend came up: %s", v.Status)
+	}
+}
+
+func TestE2ERunRefusesWithoutBackend(t *testing.T) {
+	cmd := exec.Command(agentBin, "run")
+	cmd.Env = append(os.Environ(), "CRONIUM_STATE_DIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "set backend.url and backend.token") {
+		t.Errorf("run without a backend: %v %s", err, out)
+	}
+}
+
+func waitFor(t *testing.T, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var _ = fmt.Sprintf

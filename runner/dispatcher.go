@@ -1,0 +1,375 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/runner/httpexec"
+)
+
+// Backend is what the dispatcher needs of the Cronium backend's internal API.
+type Backend interface {
+	ClaimJobs(ctx context.Context, batchSize int, jobTypes []string) ([]backend.QueueItem, error)
+	Acknowledge(ctx context.Context, jobID string, at time.Time) error
+	CreateExecution(ctx context.Context, executionID string, body backend.CreateExecution) error
+	SetStatus(ctx context.Context, jobID, status, message string) error
+	SendLogs(ctx context.Context, jobID, executionID string, entries []backend.LogEntry) error
+	Complete(ctx context.Context, jobID string, c backend.Completion) error
+	Fail(ctx context.Context, jobID, message string, exitCode int) error
+	Release(ctx context.Context, jobID, message string) error
+	Heartbeat(ctx context.Context, hb backend.Heartbeat) ([]string, error)
+	SendMetrics(ctx context.Context, m backend.AgentMetrics) error
+}
+
+// ScriptRunner runs a script job to its end (the containerd executor).
+type ScriptRunner interface {
+	Run(ctx context.Context, req container.Request, onEntry container.EntryFunc) (container.Result, error)
+}
+
+// DispatchConfig holds the dispatcher's knobs.
+type DispatchConfig struct {
+	OrchestratorID  string
+	MaxConcurrent   int
+	PollInterval    time.Duration // between claims while jobs come
+	PollMaxInterval time.Duration // backing off while the queue is empty or the backend is down
+	Heartbeat       time.Duration
+	Metrics         time.Duration
+	DrainTimeout    time.Duration
+	OutputCap       int // per stream, in the completion body
+	KillGrace       time.Duration
+}
+
+// Dispatcher polls the backend, claims as many jobs as it has free slots,
+// runs them and reports everything back, one completing call per job.
+type Dispatcher struct {
+	be      Backend
+	scripts ScriptRunner
+	http    *httpexec.Runner
+	policy  Policy
+	cfg     DispatchConfig
+	log     *slog.Logger
+
+	logsOff atomic.Bool // the backend has no live-log endpoint
+
+	// giveUp ends the retrying of completing calls: closed a while after
+	// a hard stop, when nothing can wait for the backend any longer.
+	giveUp     chan struct{}
+	giveUpOnce sync.Once
+
+	mu      sync.Mutex
+	running map[string]*activeJob
+	freed   chan struct{}
+	wg      sync.WaitGroup
+
+	stats struct {
+		processed, succeeded, failed atomic.Int64
+		totalMillis                  atomic.Int64
+	}
+}
+
+type activeJob struct {
+	cancel context.CancelCauseFunc
+	start  time.Time
+}
+
+// Causes a run is stopped for.
+var (
+	errCancelledByUser = errors.New("cancelled from the backend")
+	errShutdown        = errors.New("the agent is shutting down")
+)
+
+// NewDispatcher wires a dispatcher; scripts must not be nil.
+func NewDispatcher(be Backend, scripts ScriptRunner, policy Policy, cfg DispatchConfig, log *slog.Logger) *Dispatcher {
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 1
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.PollMaxInterval < cfg.PollInterval {
+		cfg.PollMaxInterval = cfg.PollInterval
+	}
+	if cfg.OutputCap <= 0 {
+		cfg.OutputCap = 1 << 20
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Dispatcher{
+		be: be, scripts: scripts, http: httpexec.New(nil), policy: policy, cfg: cfg, log: log,
+		running: map[string]*activeJob{}, freed: make(chan struct{}, 1), giveUp: make(chan struct{}),
+	}
+}
+
+// JobTypes are the backend job types this agent runs, which is all it asks for.
+func JobTypes() []string { return []string{backend.TypeScript, backend.TypeHTTP} }
+
+// Run claims and runs jobs until ctx ends or drain is closed. On drain it
+// stops claiming, lets running jobs finish for up to DrainTimeout, then
+// stops them as cancelled; when ctx ends it stops them at once. Either way
+// every run is reported before Run returns.
+func (d *Dispatcher) Run(ctx context.Context, drain <-chan struct{}) error {
+	// Jobs outlive ctx: they are stopped through their own cancel funcs, so
+	// that each still reports its end.
+	jobsCtx := context.WithoutCancel(ctx)
+	bg, stopBg := context.WithCancel(ctx)
+	defer stopBg()
+	go func() {
+		<-ctx.Done()
+		select {
+		case <-time.After(30 * time.Second):
+		case <-d.allDone():
+		}
+		d.giveUpOnce.Do(func() { close(d.giveUp) })
+	}()
+	go d.every(bg, d.cfg.Heartbeat, d.heartbeat)
+	go d.every(bg, d.cfg.Metrics, d.sendMetrics)
+
+	d.log.Info("dispatcher started", "orchestrator", d.cfg.OrchestratorID, "maxConcurrent", d.cfg.MaxConcurrent, "jobTypes", JobTypes())
+	wait := time.Duration(0)
+	failures := 0
+claim:
+	for {
+		select {
+		case <-ctx.Done():
+			break claim
+		case <-drain:
+			break claim
+		case <-d.freed:
+		case <-time.After(wait):
+		}
+		free := d.cfg.MaxConcurrent - d.runningCount()
+		if free <= 0 {
+			wait = d.cfg.PollMaxInterval // woken by d.freed before that
+			continue
+		}
+		items, err := d.be.ClaimJobs(ctx, free, JobTypes())
+		if err != nil {
+			if ctx.Err() != nil {
+				break claim
+			}
+			failures++
+			wait = min(d.cfg.PollInterval<<min(failures, 6), d.cfg.PollMaxInterval)
+			d.logClaimError(err, wait)
+			continue
+		}
+		failures = 0
+		if len(items) == 0 {
+			// An empty queue: poll less often, up to the maximum.
+			wait = min(max(wait*2, d.cfg.PollInterval), d.cfg.PollMaxInterval)
+			continue
+		}
+		wait = 0
+		for _, it := range items {
+			select {
+			case <-drain:
+				d.release(it, "agent draining before the job started")
+				continue
+			case <-ctx.Done():
+				d.release(it, "agent stopping before the job started")
+				continue
+			default:
+			}
+			d.start(jobsCtx, it)
+		}
+	}
+
+	if ctx.Err() == nil && d.cfg.DrainTimeout > 0 {
+		d.log.Info("draining: no new claims; waiting for running jobs", "running", d.runningCount(), "timeout", d.cfg.DrainTimeout)
+		select {
+		case <-d.allDone():
+		case <-time.After(d.cfg.DrainTimeout):
+			d.log.Warn("drain timeout: stopping running jobs as cancelled", "running", d.runningCount())
+		case <-ctx.Done():
+		}
+	}
+	d.stopAll(errShutdown)
+	d.wg.Wait()
+	return nil
+}
+
+func (d *Dispatcher) logClaimError(err error, retryIn time.Duration) {
+	var apiErr *backend.APIError
+	if errors.As(err, &apiErr) && apiErr.Status == 401 {
+		d.log.Error("the backend refused the agent's token (401 Unauthorized): check backend.token / CRONIUM_API_TOKEN", "retryIn", retryIn)
+		return
+	}
+	d.log.Warn("claiming jobs failed; retrying", "error", err, "retryIn", retryIn)
+}
+
+func (d *Dispatcher) allDone() <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		d.wg.Wait()
+		close(ch)
+	}()
+	return ch
+}
+
+func (d *Dispatcher) runningCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.running)
+}
+
+// RunningJobs lists the ids of the jobs being run, sorted.
+func (d *Dispatcher) RunningJobs() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ids := make([]string, 0, len(d.running))
+	for id := range d.running {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (d *Dispatcher) stopAll(cause error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, j := range d.running {
+		j.cancel(cause)
+	}
+}
+
+// Cancel stops a running job, as a user's cancellation does.
+func (d *Dispatcher) Cancel(jobID string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	j, ok := d.running[jobID]
+	if ok {
+		j.cancel(errCancelledByUser)
+	}
+	return ok
+}
+
+func (d *Dispatcher) release(it backend.QueueItem, why string) {
+	if it.ID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.be.Release(ctx, it.ID, why); err != nil {
+		d.log.Warn("release failed", "job", it.ID, "error", err)
+	}
+}
+
+// start runs one claimed job in its own goroutine, holding a slot.
+func (d *Dispatcher) start(base context.Context, it backend.QueueItem) {
+	if it.Err != nil || it.Job == nil {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			d.failMalformed(it)
+		}()
+		return
+	}
+	ctx, cancel := context.WithCancelCause(base)
+	d.mu.Lock()
+	if _, dup := d.running[it.Job.ID]; dup {
+		d.mu.Unlock()
+		cancel(nil)
+		d.log.Warn("job claimed twice; the running copy continues", "job", it.Job.ID)
+		return
+	}
+	d.running[it.Job.ID] = &activeJob{cancel: cancel, start: time.Now()}
+	d.mu.Unlock()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer func() {
+			cancel(nil)
+			d.mu.Lock()
+			delete(d.running, it.Job.ID)
+			d.mu.Unlock()
+			select {
+			case d.freed <- struct{}{}:
+			default:
+			}
+		}()
+		d.handle(ctx, it.Job)
+	}()
+}
+
+func (d *Dispatcher) failMalformed(it backend.QueueItem) {
+	msg := fmt.Sprintf("malformed job: %v", it.Err)
+	if it.ID == "" {
+		d.log.Error("a queued job could not be decoded, not even its id; it stays claimed", "error", it.Err)
+		return
+	}
+	d.log.Warn("failing malformed job", "job", it.ID, "error", it.Err)
+	d.reportFail(it.ID, msg, 1)
+}
+
+func (d *Dispatcher) every(ctx context.Context, period time.Duration, fn func(context.Context)) {
+	if period <= 0 {
+		return
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		fn(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (d *Dispatcher) heartbeat(ctx context.Context) {
+	running := d.RunningJobs()
+	hb := backend.Heartbeat{
+		OrchestratorID: d.cfg.OrchestratorID,
+		Timestamp:      time.Now().UTC(),
+		RunningJobs:    running,
+		Capacity: backend.Capacity{
+			MaxJobs: d.cfg.MaxConcurrent, CurrentJobs: len(running),
+			AvailableSlots: max(0, d.cfg.MaxConcurrent-len(running)),
+		},
+	}
+	cancelJobs, err := d.be.Heartbeat(ctx, hb)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("heartbeat failed", "error", err)
+		}
+		return
+	}
+	for _, id := range cancelJobs {
+		if d.Cancel(id) {
+			d.log.Info("job cancelled from the backend", "job", id)
+		}
+	}
+}
+
+func (d *Dispatcher) sendMetrics(ctx context.Context) {
+	n := d.stats.processed.Load()
+	avg := 0.0
+	if n > 0 {
+		avg = float64(d.stats.totalMillis.Load()) / float64(n)
+	}
+	m := backend.AgentMetrics{
+		JobsProcessed: n, JobsSucceeded: d.stats.succeeded.Load(), JobsFailed: d.stats.failed.Load(),
+		AverageExecutionTime: avg, ActiveContainers: d.runningCount(),
+	}
+	if err := d.be.SendMetrics(ctx, m); err != nil && ctx.Err() == nil {
+		d.log.Debug("metrics not sent", "error", err)
+	}
+}
+
+// rawJSON returns v, or JSON null for an empty value.
+func rawJSON(v json.RawMessage) json.RawMessage {
+	if len(v) == 0 {
+		return json.RawMessage("null")
+	}
+	return v
+}
