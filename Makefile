@@ -41,6 +41,7 @@ import: build containerd images
 
 demo: import
 	@hack/demo.sh $(AGENT)
+	@hack/demo-agent.sh $(AGENT)
 
 test: import
 	CRONIUM_TEST_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) \

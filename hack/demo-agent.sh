@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The agent as it runs in production, against the development backend: start
+# both, submit a Bash, a Python and a Node.js job through the backend, wait
+# for them, and show what the backend received.
+set -uo pipefail
+AGENT=$(realpath "${1:-bin/cronium-agent}")
+export CRONIUM_CONTAINERD_ADDRESS=${CONTAINERD_ADDRESS:-/run/cronium-containerd/containerd.sock}
+export CRONIUM_STATE_DIR=${STATE_DIR:-/var/lib/cronium-agent}
+DEMO=$(mktemp -d /tmp/cronium-demo.XXXXXX)
+export CRONIUM_BACKEND_TOKEN=demo-$RANDOM$RANDOM
+
+cleanup() {
+	[[ -n ${AGENT_PID:-} ]] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
+	[[ -n ${BACKEND_PID:-} ]] && kill "$BACKEND_PID" 2>/dev/null && wait "$BACKEND_PID" 2>/dev/null
+	rm -rf "$DEMO"
+}
+trap cleanup EXIT
+
+"$AGENT" backend serve --listen 127.0.0.1:0 --data "$DEMO/backend" >"$DEMO/backend.out" 2>"$DEMO/backend.log" &
+BACKEND_PID=$!
+for _ in $(seq 50); do grep -q listening "$DEMO/backend.out" 2>/dev/null && break; sleep 0.1; done
+export CRONIUM_BACKEND_URL=$(grep -o 'http://[0-9.:]*' "$DEMO/backend.out" | head -1)
+[[ -n $CRONIUM_BACKEND_URL ]] || { echo "the development backend did not start:"; cat "$DEMO/backend.log"; exit 1; }
+printf '\n\033[1m== the agent against the development backend at %s\033[0m\n' "$CRONIUM_BACKEND_URL"
+
+CRONIUM_API_ENDPOINT=$CRONIUM_BACKEND_URL CRONIUM_API_TOKEN=$CRONIUM_BACKEND_TOKEN CRONIUM_JOBS_POLL_INTERVAL=0.2 \
+	"$AGENT" run 2>"$DEMO/agent.log" &
+AGENT_PID=$!
+
+bash_id=$("$AGENT" backend submit --runtime bash --env CITY=Lyon -c 'echo "weather report for $CITY"; for i in 1 2 3; do echo "reading $i: $((15 + i))C"; done')
+py_id=$("$AGENT" backend submit --runtime python --input '{"readings": [16, 17, 18]}' -c 'import cronium
+r = cronium.input()["readings"]
+avg = sum(r) / len(r)
+print(f"average of {r} is {avg}")
+cronium.output({"average": avg, "count": len(r)})
+cronium.set_condition(avg > 15)')
+node_id=$("$AGENT" backend submit --runtime node --user demo-user -c 'const cronium = require("cronium");
+(async () => {
+  const runs = (await cronium.getVariable("demo_runs")) || 0;
+  await cronium.setVariable("demo_runs", runs + 1);
+  console.log(`this demo has run ${runs + 1} time(s) on this backend`);
+})();')
+
+for id in "$bash_id" "$py_id" "$node_id"; do
+	printf '\n\033[1m-- job %s\033[0m\n' "$id"
+	"$AGENT" backend logs "$id" -f >/dev/null 2>&1
+	"$AGENT" backend show "$id"
+done
+printf '\n\033[2m(agent log: %s lines; stopping the agent with SIGTERM drains it)\033[0m\n' "$(wc -l <"$DEMO/agent.log")"
