@@ -63,6 +63,7 @@ func (d *Dispatcher) handle(ctx context.Context, job *backend.Job) {
 	}
 	var last outcome
 	var lastExec string
+	var seq uint64
 	for attempt := 1; attempt <= attempts; attempt++ {
 		if attempt > 1 {
 			delay := retryDelay(job.Retry, attempt-1)
@@ -75,7 +76,7 @@ func (d *Dispatcher) handle(ctx context.Context, job *backend.Job) {
 			case <-time.After(delay):
 			}
 		}
-		last, lastExec = d.attempt(ctx, job, attempt, attempts, lastExec)
+		last, lastExec, seq = d.attempt(ctx, job, attempt, attempts, lastExec, seq)
 		if !last.retryable() {
 			break
 		}
@@ -128,8 +129,9 @@ func retryDelay(p *backend.RetryPolicy, n int) time.Duration {
 
 // attempt runs the job once as a new execution. prevExec is the previous
 // attempt's execution id: two attempts in one second would share
-// exec_<job>_<unix seconds>, so the next waits for a new second.
-func (d *Dispatcher) attempt(ctx context.Context, job *backend.Job, n, of int, prevExec string) (outcome, string) {
+// exec_<job>_<unix seconds>, so the next waits for a new second. Live lines
+// are numbered after seq; the last number used is returned.
+func (d *Dispatcher) attempt(ctx context.Context, job *backend.Job, n, of int, prevExec string, seq uint64) (outcome, string, uint64) {
 	start := time.Now()
 	execID := ExecutionID(job.ID, start)
 	for execID == prevExec {
@@ -153,7 +155,7 @@ func (d *Dispatcher) attempt(ctx context.Context, job *backend.Job, n, of int, p
 
 	logs := newLogStream(func(ctx context.Context, entries []backend.LogEntry) error {
 		return d.be.SendLogs(ctx, job.ID, execID, entries)
-	}, &d.logsOff, log)
+	}, &d.logsOff, log, seq)
 	if of > 1 {
 		logs.add("system", fmt.Sprintf("attempt %d of %d", n, of), time.Now().UTC())
 	}
@@ -165,9 +167,9 @@ func (d *Dispatcher) attempt(ctx context.Context, job *backend.Job, n, of int, p
 	default:
 		o = d.runScript(ctx, job, start, logs, stdout, stderr)
 	}
-	logs.close()
+	seq = logs.close()
 	o.stdout, o.stderr = stdout.String(), stderr.String()
-	return o, execID
+	return o, execID, seq
 }
 
 func (d *Dispatcher) runScript(ctx context.Context, job *backend.Job, start time.Time, logs *logStream, stdout, stderr *cappedBuffer) outcome {

@@ -33,8 +33,11 @@ type logStream struct {
 	seq      uint64
 }
 
-func newLogStream(send logSender, disabled *atomic.Bool, log *slog.Logger) *logStream {
-	s := &logStream{send: send, disabled: disabled, log: log, ch: make(chan backend.LogEntry, 4096), done: make(chan struct{})}
+// newLogStream numbers from after seq: a job's attempts continue one
+// sequence, so no backend can take attempt 2's line 1 for a copy of
+// attempt 1's.
+func newLogStream(send logSender, disabled *atomic.Bool, log *slog.Logger, seq uint64) *logStream {
+	s := &logStream{send: send, disabled: disabled, log: log, ch: make(chan backend.LogEntry, 4096), done: make(chan struct{}), seq: seq}
 	go s.loop()
 	return s
 }
@@ -45,10 +48,12 @@ func (s *logStream) add(stream, line string, at time.Time) {
 	s.ch <- backend.LogEntry{Seq: s.seq, Stream: stream, Line: line, Timestamp: at}
 }
 
-// close flushes what is queued and waits for it to be sent.
-func (s *logStream) close() {
+// close flushes what is queued, waits for it to be sent, and returns the
+// last seq used.
+func (s *logStream) close() uint64 {
 	close(s.ch)
 	<-s.done
+	return s.seq
 }
 
 func (s *logStream) loop() {

@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,7 +32,7 @@ type devBackend struct {
 	client *devserver.DevClient
 }
 
-func startDevBackend(t *testing.T, addr string, opts ...devserver.Option) *devBackend {
+func startDevBackend(t testing.TB, addr string, opts ...devserver.Option) *devBackend {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -66,7 +68,7 @@ type agentProc struct {
 	done   chan error
 }
 
-func startAgent(t *testing.T, backendURL, state string, env ...string) *agentProc {
+func startAgent(t testing.TB, backendURL, state string, env ...string) *agentProc {
 	t.Helper()
 	cmd := exec.Command(agentBin, "run")
 	cmd.Env = append(os.Environ(),
@@ -105,7 +107,7 @@ func startAgent(t *testing.T, backendURL, state string, env ...string) *agentPro
 func (a *agentProc) signal(s os.Signal) { _ = a.cmd.Process.Signal(s) }
 
 // wait waits for the agent to exit by itself.
-func (a *agentProc) wait(t *testing.T, within time.Duration) {
+func (a *agentProc) wait(t testing.TB, within time.Duration) {
 	t.Helper()
 	select {
 	case <-a.done:
@@ -514,4 +516,194 @@ func waitFor(t *testing.T, within time.Duration, cond func() bool) {
 	}
 }
 
-var _ = fmt.Sprintf
+
+// BenchmarkE2E measures trivial jobs through the development backend
+// (submitted → completed, as the backend sees it) at concurrency 4, and the
+// agent's resident memory idle and with 8 jobs running.
+func BenchmarkE2E(b *testing.B) {
+	testenv.Containerd(b)
+	be := startDevBackend(b, "")
+	state := testenv.StateDir(b)
+	a := startAgent(b, be.url, state, "CRONIUM_JOBS_MAX_CONCURRENT=4", "CRONIUM_JOBS_POLL_INTERVAL=0.05", "CRONIUM_JOBS_POLL_MAX_INTERVAL=0.1", "CRONIUM_LOG_LEVEL=warn")
+	ctx := context.Background()
+	// Warm up: images remapped, first network made.
+	warm, _ := be.client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "true"})
+	be.client.Wait(ctx, warm, 20*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	idle := rssMiB(a.cmd.Process.Pid)
+
+	// Four clients, each submitting a job and waiting for it to complete
+	// before the next: the agent always has four jobs in hand.
+	b.ResetTimer()
+	start := time.Now()
+	jobs := make(chan struct{})
+	lats := make(chan time.Duration, b.N)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				id, err := be.client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "echo hi"})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				v, err := be.client.Wait(ctx, id, 10*time.Millisecond)
+				if err != nil || v.Status != "completed" || v.CompletedAt == nil {
+					b.Errorf("%s: %v %s", id, err, v.Status)
+					return
+				}
+				lats <- v.CompletedAt.Sub(v.CreatedAt)
+			}
+		}()
+	}
+	for range b.N {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(lats)
+	var lat []time.Duration
+	for l := range lats {
+		lat = append(lat, l)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "jobs/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99-ms")
+	b.ReportMetric(idle, "rss-idle-MiB")
+
+	// Eight at once: a second agent allowed 8, sampled while they sleep.
+	a.signal(syscall.SIGTERM)
+	a.wait(b, time.Minute)
+	a8 := startAgent(b, be.url, state, "CRONIUM_JOBS_MAX_CONCURRENT=8", "CRONIUM_LOG_LEVEL=warn")
+	var eight []string
+	for range 8 {
+		id, _ := be.client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 3"})
+		eight = append(eight, id)
+	}
+	peak := 0.0
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		running := 0
+		for _, id := range eight {
+			if v, err := be.client.Job(ctx, id); err == nil && v.Status == "running" {
+				running++
+			}
+		}
+		peak = max(peak, rssMiB(a8.cmd.Process.Pid))
+		if running == 8 {
+			time.Sleep(500 * time.Millisecond)
+			peak = max(peak, rssMiB(a8.cmd.Process.Pid))
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, id := range eight {
+		be.client.Wait(ctx, id, 50*time.Millisecond)
+	}
+	b.ReportMetric(peak, "rss-8jobs-MiB")
+}
+
+func rssMiB(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func TestE2ERetryPolicy(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	startAgent(t, b.url, stateDir(t))
+	raw := `{"type":"container","priority":5,"attempts":0,
+	  "execution":{"environment":{},"timeout":30000000000,"inputData":{},"variables":{},"target":{"type":"local"},
+	    "script":{"type":"BASH","content":"echo \"try $CRONIUM_EXECUTION_ID\"; exit 3","workingDirectory":""},
+	    "retryPolicy":{"maxAttempts":3,"backoffType":"fixed","backoffDelay":1}},
+	  "metadata":{"eventName":"flaky","triggeredBy":"manual","originalType":"SCRIPT","eventId":7,"userId":"u1"}}`
+	id, err := b.client.SubmitRaw(context.Background(), json.RawMessage(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := waitJob(t, b, id, time.Minute)
+	if v.Status != "failed" || exitCode(v) != 3 || v.Completions != 1 {
+		t.Errorf("after 3 attempts: %s exit %d, %d completions", v.Status, exitCode(v), v.Completions)
+	}
+	if len(v.Executions) != 3 {
+		t.Errorf("executions %v, want one per attempt", v.Executions)
+	}
+	entries, err := b.client.Logs(context.Background(), id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var system []string
+	for _, e := range entries {
+		if e.Stream == "system" {
+			system = append(system, e.Line)
+		}
+	}
+	if strings.Join(system, "|") != "attempt 1 of 3|attempt 2 of 3|attempt 3 of 3" {
+		t.Errorf("system lines %q", system)
+	}
+}
+
+func TestE2ETimeouts(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	startAgent(t, b.url, stateDir(t), "CRONIUM_JOBS_DEFAULT_TIMEOUT=1s", "CRONIUM_JOBS_MAX_TIMEOUT=3s")
+	own := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 60", Timeout: "1s"})
+	clamped := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 60", Timeout: "10m"})
+	for _, tc := range []struct {
+		id  string
+		max time.Duration
+	}{{own, 1500 * time.Millisecond}, {clamped, 3500 * time.Millisecond}} {
+		v := waitJob(t, b, tc.id, time.Minute)
+		if v.Status != "timeout" || exitCode(v) != -1 {
+			t.Errorf("%s: %s exit %d, want timeout -1", tc.id, v.Status, exitCode(v))
+		}
+		if ran := v.CompletedAt.Sub(*v.StartedAt); ran > tc.max+2*time.Second {
+			t.Errorf("%s ran %s, want about %s", tc.id, ran, tc.max)
+		}
+	}
+}
+
+func TestE2ELiveLinesComplete(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	startAgent(t, b.url, stateDir(t))
+	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: `for i in $(seq 1 3000); do echo "out $i"; if (( i % 10 == 0 )); then echo "err $i" >&2; fi; done`})
+	v := waitJob(t, b, id, time.Minute)
+	if v.Status != "completed" {
+		t.Fatalf("status %s", v.Status)
+	}
+	lines := assertLogsInOrder(t, b, id)
+	if len(lines) != 3300 {
+		t.Fatalf("%d live lines, want 3300", len(lines))
+	}
+	out, errs := 0, 0
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "stdout:out "):
+			out++
+			if l != fmt.Sprintf("stdout:out %d", out) {
+				t.Fatalf("stdout line %d is %q", out, l)
+			}
+		case strings.HasPrefix(l, "stderr:err "):
+			errs++
+		}
+	}
+	if out != 3000 || errs != 300 {
+		t.Errorf("%d stdout and %d stderr lines", out, errs)
+	}
+}

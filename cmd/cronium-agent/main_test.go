@@ -46,7 +46,7 @@ type cliResult struct {
 }
 
 // agent runs the binary with the test containerd and a state dir of its own.
-func agent(t *testing.T, state string, args ...string) cliResult {
+func agent(t testing.TB, state string, args ...string) cliResult {
 	t.Helper()
 	cmd := exec.Command(agentBin, args...)
 	cmd.Env = append(os.Environ(),
@@ -66,7 +66,7 @@ func agent(t *testing.T, state string, args ...string) cliResult {
 	return cliResult{code, out.String(), errb.String()}
 }
 
-func stateDir(t *testing.T) string { return testenv.StateDir(t) }
+func stateDir(t testing.TB) string { return testenv.StateDir(t) }
 
 // syncBuffer is written by a child process while the test reads it.
 type syncBuffer struct {
