@@ -50,20 +50,27 @@ func (m *Manager) Sweep(ctx context.Context) (SweepReport, error) {
 		rep.Networks = append(rep.Networks, id)
 	}
 
-	if entries, err := os.ReadDir(netnsDir); err == nil {
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), NetNSPrefix) && !known[e.Name()] && !m.locked(strings.TrimPrefix(e.Name(), NetNSPrefix)) {
-				if err := deleteNetNS(e.Name()); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				rep.NetNS = append(rep.NetNS, e.Name())
-			}
-		}
-	}
+	// Namespaces and bridges that no record names. They are listed before
+	// the records are read again: a setup writes its record before it makes
+	// either, so anything listed here that is still someone's has a record
+	// by the time of the second read.
+	nsEntries, _ := os.ReadDir(netnsDir)
 	links, err := netlink.LinkList()
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list links: %w", err))
+	}
+	for _, id := range recordIDs(m.dir("nets")) {
+		netnsName, bridge := Names(id)
+		known[netnsName], known[bridge] = true, true
+	}
+	for _, e := range nsEntries {
+		if strings.HasPrefix(e.Name(), NetNSPrefix) && !known[e.Name()] {
+			if err := deleteNetNS(e.Name()); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			rep.NetNS = append(rep.NetNS, e.Name())
+		}
 	}
 	for _, l := range links {
 		name := l.Attrs().Name

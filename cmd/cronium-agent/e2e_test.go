@@ -516,7 +516,6 @@ func waitFor(t *testing.T, within time.Duration, cond func() bool) {
 	}
 }
 
-
 // BenchmarkE2E measures trivial jobs through the development backend
 // (submitted → completed, as the backend sees it) at concurrency 4, and the
 // agent's resident memory idle and with 8 jobs running.
