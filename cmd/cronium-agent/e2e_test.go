@@ -706,3 +706,47 @@ func TestE2ELiveLinesComplete(t *testing.T) {
 		t.Errorf("%d stdout and %d stderr lines", out, errs)
 	}
 }
+
+// The agent's heartbeat names its running jobs and its capacity; its
+// metrics count what it processed.
+func TestE2EHeartbeatAndMetrics(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	startAgent(t, b.url, stateDir(t), "CRONIUM_JOBS_MAX_CONCURRENT=2", "CRONIUM_JOBS_METRICS_INTERVAL=0.3", "CRONIUM_ORCHESTRATOR_ID=e2e-orch")
+	running := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 3"})
+	waitFor(t, 30*time.Second, func() bool { l, _ := b.client.Logs(context.Background(), running, 0); return len(l) > 0 })
+	var hb struct {
+		OrchestratorID string   `json:"orchestratorId"`
+		RunningJobs    []string `json:"runningJobs"`
+		Capacity       struct {
+			MaxJobs, CurrentJobs, AvailableSlots int
+		} `json:"capacity"`
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		orchs, _ := b.client.Orchestrators(context.Background())
+		for _, o := range orchs {
+			if o.ID == "e2e-orch" && json.Unmarshal(o.LastHeartbeat, &hb) == nil && len(hb.RunningJobs) == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	if hb.RunningJobs[0] != running || hb.Capacity.MaxJobs != 2 || hb.Capacity.CurrentJobs != 1 || hb.Capacity.AvailableSlots != 1 {
+		t.Errorf("heartbeat %+v", hb)
+	}
+	waitJob(t, b, running, 30*time.Second)
+	waitFor(t, 10*time.Second, func() bool {
+		orchs, _ := b.client.Orchestrators(context.Background())
+		for _, o := range orchs {
+			var m struct {
+				Metrics struct {
+					JobsProcessed, JobsSucceeded int64
+				} `json:"metrics"`
+			}
+			if o.ID == "e2e-orch" && json.Unmarshal(o.LastMetrics, &m) == nil && m.Metrics.JobsProcessed == 1 && m.Metrics.JobsSucceeded == 1 {
+				return true
+			}
+		}
+		return false
+	})
+}
