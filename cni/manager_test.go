@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/cronium/cronium-agent/internal/testenv"
 )
@@ -217,4 +218,25 @@ func BenchmarkNetwork(b *testing.B) {
 	}
 	b.ReportMetric(float64(setup.Microseconds())/float64(b.N)/1000, "setup-ms")
 	b.ReportMetric(float64(teardown.Microseconds())/float64(b.N)/1000, "teardown-ms")
+}
+
+// An agent killed between creating a namespace's file and mounting it
+// leaves a plain file: teardown must still remove everything.
+func TestTeardownWithUnmountedNamespaceFile(t *testing.T) {
+	m := testManager(t, false)
+	ctx := context.Background()
+	n, err := m.Setup(ctx, "job_nettest6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Unmount(n.NetNSPath(), unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if isNetNS(n.NetNSPath()) {
+		t.Fatal("still a namespace after unmount")
+	}
+	if err := m.Teardown(ctx, n); err != nil {
+		t.Fatalf("teardown over a plain namespace file: %v", err)
+	}
+	assertGone(t, m, n)
 }

@@ -48,3 +48,12 @@ func deleteNetNS(name string) error {
 	}
 	return nil
 }
+
+// isNetNS reports whether path is a mounted network namespace.
+func isNetNS(path string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.NSFS_MAGIC || st.Type == unix.PROC_SUPER_MAGIC
+}

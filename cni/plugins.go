@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/containernetworking/cni/libcni"
 )
@@ -84,7 +83,9 @@ func (m *Manager) delNetworks(ctx context.Context, n *Network) error {
 		return nil // nothing was ever added
 	}
 	nsPath := n.NetNSPath()
-	if _, err := os.Stat(nsPath); err != nil {
+	if !isNetNS(nsPath) {
+		// Gone, or only the empty file left by an agent killed between
+		// creating and mounting it (or unmounting and removing it).
 		nsPath = ""
 	}
 	var errs []error
