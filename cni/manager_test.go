@@ -182,7 +182,7 @@ func assertGone(t *testing.T, m *Manager, n *Network) {
 			t.Errorf("rule left in %s", chain)
 		}
 	}
-	links, _ := netlink.LinkList()
+	links, _ := listLinks()
 	for _, l := range links {
 		if l.Attrs().MasterIndex != 0 && strings.HasPrefix(l.Attrs().Name, "veth") {
 			if master, err := netlink.LinkByIndex(l.Attrs().MasterIndex); err == nil && master.Attrs().Name == n.Bridge {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -55,9 +56,9 @@ func (m *Manager) Sweep(ctx context.Context) (SweepReport, error) {
 	// either, so anything listed here that is still someone's has a record
 	// by the time of the second read.
 	nsEntries, _ := os.ReadDir(netnsDir)
-	links, err := netlink.LinkList()
+	links, err := listLinks()
 	if err != nil {
-		errs = append(errs, fmt.Errorf("list links: %w", err))
+		errs = append(errs, err)
 	}
 	for _, id := range recordIDs(m.dir("nets")) {
 		netnsName, bridge := Names(id)
@@ -108,4 +109,21 @@ func (m *Manager) Sweep(ctx context.Context) (SweepReport, error) {
 		errs = append(errs, err)
 	}
 	return rep, errors.Join(errs...)
+}
+
+// listLinks lists the host's interfaces. A dump that links changed under
+// (other jobs starting or ending) is retried; when it keeps changing, no
+// links are returned, so that nothing is removed from a torn list.
+func listLinks() ([]netlink.Link, error) {
+	for attempt := 0; attempt < 10; attempt++ {
+		links, err := netlink.LinkList()
+		if err == nil {
+			return links, nil
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return nil, fmt.Errorf("list links: %w", err)
+		}
+		time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
+	}
+	return nil, nil
 }

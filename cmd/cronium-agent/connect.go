@@ -53,36 +53,27 @@ func connect(ctx context.Context, cfg config.Config) (*containerd.Client, error)
 }
 
 // openExecutor connects to containerd and builds the executor the
-// configuration describes; with jobs it also sets up what runs need (their
-// networks, runtime API and helpers). The returned func releases it all.
-func openExecutor(ctx context.Context, env *cliEnv, cfg config.Config, jobs bool, store ...sidecar.Store) (*container.Executor, func(), error) {
+// configuration describes; with runs it also sets up what runs need (their
+// networks, runtime API backed by store, and helpers). The returned func
+// releases the connection.
+func openExecutor(ctx context.Context, env *cliEnv, cfg config.Config, runs bool, store sidecar.Store) (*container.Executor, func(), error) {
 	client, err := connect(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	var support *jobSupport
-	if jobs {
-		if support, err = newJobSupport(env, cfg, store...); err != nil {
+	var extra []container.Option
+	if runs {
+		if extra, err = runOptions(env, cfg, store); err != nil {
 			client.Close()
 			return nil, nil, err
 		}
 	}
-	release := func() {
-		if support != nil {
-			support.Close()
-		}
-		client.Close()
-	}
-	var extra []container.Option
-	if support != nil {
-		extra = support.opts
-	}
 	ex, err := newExecutor(env, client, cfg, extra...)
 	if err != nil {
-		release()
+		client.Close()
 		return nil, nil, err
 	}
-	return ex, release, nil
+	return ex, func() { client.Close() }, nil
 }
 
 func newExecutor(env *cliEnv, client *containerd.Client, cfg config.Config, extra ...container.Option) (*container.Executor, error) {

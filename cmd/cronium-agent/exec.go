@@ -126,7 +126,7 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
-	ex, closeClient, err := openExecutor(ctx, env, cfg, true)
+	ex, closeClient, err := openExecutor(ctx, env, cfg, true, nil)
 	if err != nil {
 		return err
 	}

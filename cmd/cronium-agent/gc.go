@@ -20,7 +20,7 @@ func runGC(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	ex, closeClient, err := openExecutor(ctx, env, cfg, false)
+	ex, closeClient, err := openExecutor(ctx, env, cfg, false, nil)
 	if err != nil {
 		return err
 	}

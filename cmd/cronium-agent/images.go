@@ -26,7 +26,7 @@ func runImages(ctx context.Context, env *cliEnv, args []string) error {
 	if args[0] == "import" && fs.NArg() == 0 {
 		return &exitError{code: exitUsage, err: fmt.Errorf("no archive given")}
 	}
-	ex, closeClient, err := openExecutor(ctx, env, cfg, false)
+	ex, closeClient, err := openExecutor(ctx, env, cfg, false, nil)
 	if err != nil {
 		return err
 	}

@@ -14,15 +14,6 @@ import (
 	"github.com/cronium/cronium-agent/state"
 )
 
-// jobSupport is what runs need beyond containerd: their networks, the
-// runtime API with its secret and store, and the helpers.
-type jobSupport struct {
-	opts []container.Option
-	net  *cni.Manager
-}
-
-func (s *jobSupport) Close() error { return nil }
-
 func networkConfig(cfg config.Config) cni.Config {
 	return cni.Config{
 		PluginDirs: cfg.Network.PluginDirs,
@@ -33,9 +24,10 @@ func networkConfig(cfg config.Config) cni.Config {
 	}
 }
 
-// newJobSupport builds what runs need; store backs the runtime API (the
-// local file when none is given).
-func newJobSupport(env *cliEnv, cfg config.Config, store ...sidecar.Store) (*jobSupport, error) {
+// runOptions gives runs what they need beyond containerd: their networks,
+// the runtime API with its secret and store (the local file when store is
+// nil), and the helpers.
+func runOptions(env *cliEnv, cfg config.Config, store sidecar.Store) ([]container.Option, error) {
 	nm, err := cni.New(networkConfig(cfg), cni.WithLogger(env.log))
 	if err != nil {
 		return nil, fmt.Errorf("job networks: %w", err)
@@ -49,9 +41,8 @@ func newJobSupport(env *cliEnv, cfg config.Config, store ...sidecar.Store) (*job
 	}
 	// exec runs are short and may run side by side: the store opens its
 	// file per call.
-	var st sidecar.Store = state.NewShared(filepath.Join(cfg.State.Dir, "local.db"))
-	if len(store) > 0 && store[0] != nil {
-		st = store[0]
+	if store == nil {
+		store = state.NewShared(filepath.Join(cfg.State.Dir, "local.db"))
 	}
 	helperDir := filepath.Join(cfg.State.Dir, "helpers", helpers.Version())
 	if err := helpers.WriteTo(helperDir); err != nil {
@@ -61,13 +52,10 @@ func newJobSupport(env *cliEnv, cfg config.Config, store ...sidecar.Store) (*job
 	if err != nil {
 		return nil, fmt.Errorf("find the agent executable for the helper program: %w", err)
 	}
-	api := sidecar.New(secret, st, sidecar.WithLogger(env.log))
-	return &jobSupport{
-		net: nm,
-		opts: []container.Option{
-			container.WithNetwork(nm),
-			container.WithRuntimeAPI(api, cfg.Network.APIPort),
-			container.WithHelpers(helperDir, exe),
-		},
+	api := sidecar.New(secret, store, sidecar.WithLogger(env.log))
+	return []container.Option{
+		container.WithNetwork(nm),
+		container.WithRuntimeAPI(api, cfg.Network.APIPort),
+		container.WithHelpers(helperDir, exe),
 	}, nil
 }

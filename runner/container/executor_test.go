@@ -109,18 +109,16 @@ echo "ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\
 echo ready
 sleep 1
 `
-	r := h.runWith(context.Background(), t, "bash", script, func(e output.Entry) {
+	req := h.request(t, "bash", script)
+	r := h.runRequest(context.Background(), t, req, func(e output.Entry) {
 		if string(e.Data) != "ready" {
 			return
 		}
 		// The host must see the job's process under the mapped uid.
-		procs, _ := filepath.Glob("/sys/fs/cgroup/pids/" + container.CgroupParent + "/*/cgroup.procs")
-		for _, p := range procs {
-			data, _ := os.ReadFile(p)
-			for _, pid := range strings.Fields(string(data)) {
-				if uid := statusField(pid, "Uid:"); uid != "" {
-					hostUID.Store(uid)
-				}
+		data, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids", container.CgroupParent, req.RunID, "cgroup.procs"))
+		for _, pid := range strings.Fields(string(data)) {
+			if uid := statusField(pid, "Uid:"); uid != "" {
+				hostUID.Store(uid)
 			}
 		}
 	})
@@ -178,9 +176,9 @@ func TestForkBombIsContained(t *testing.T) {
 	if !strings.Contains(r.stderr.String(), "Resource temporarily unavailable") {
 		t.Errorf("stderr does not show fork failing at the limit: %.300q", r.stderr.String())
 	}
-	// The classic bash bomb: bash retries failed forks; the limit holds it
-	// until the job ends.
-	bomb := h.run(ctx, t, "bash", `:(){ :|:& };:; wait`, withPids(50), withTimeout(20*time.Second))
+	// Bash retries a failed fork with growing sleeps: 200 background
+	// processes against a limit of 50 keep it retrying until the timeout.
+	bomb := h.run(ctx, t, "bash", `for i in $(seq 200); do sleep 30 & done; wait`, withPids(50), withTimeout(5*time.Second))
 	if bomb.err != nil {
 		t.Fatal(bomb.err)
 	}
@@ -313,18 +311,17 @@ func TestLimits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := map[string]string{}
-			r := h.runWith(context.Background(), t, "bash", "echo ready; sleep 0.5", func(e output.Entry) {
+			req := h.request(t, "bash", "echo ready; sleep 0.5", func(j *runner.Job) { j.Resources = oci.Resources{CPU: tc.cpu, MemoryBytes: tc.mem, Pids: tc.pids} })
+			r := h.runRequest(context.Background(), t, req, func(e output.Entry) {
 				if string(e.Data) != "ready" {
 					return
 				}
 				for _, f := range []string{"cpu/cpu.cfs_quota_us", "memory/memory.limit_in_bytes", "memory/memory.memsw.limit_in_bytes", "pids/pids.max"} {
-					matches, _ := filepath.Glob("/sys/fs/cgroup/" + strings.Replace(f, "/", "/"+container.CgroupParent+"/*/", 1))
-					for _, m := range matches {
-						b, _ := os.ReadFile(m)
-						got[filepath.Base(f)] = strings.TrimSpace(string(b))
-					}
+					ctrl, file, _ := strings.Cut(f, "/")
+					b, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctrl, container.CgroupParent, req.RunID, file))
+					got[file] = strings.TrimSpace(string(b))
 				}
-			}, func(j *runner.Job) { j.Resources = oci.Resources{CPU: tc.cpu, MemoryBytes: tc.mem, Pids: tc.pids} })
+			})
 			if r.err != nil {
 				t.Fatal(r.err)
 			}

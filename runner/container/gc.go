@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/image-spec/identity"
 )
 
@@ -48,6 +49,9 @@ func (e *Executor) GC(ctx context.Context) (GCReport, error) {
 		id := c.ID()
 		dir := filepath.Join(e.runsDir(), id)
 		labels, err := c.Labels(ctx)
+		if errdefs.IsNotFound(err) {
+			continue // removed by its owner since the listing
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("labels of container %s: %w", id, err))
 			live[id] = true
