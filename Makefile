@@ -55,7 +55,8 @@ unit:
 
 bench: import
 	CRONIUM_TEST_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) \
-		go test -run '^$$' -bench . -benchtime 100x ./runner/container/ ./runner/output/
+		go test -run '^$$' -bench . -benchtime 100x ./runner/container/ ./cni/ ./cmd/cronium-agent/
+	go test -run '^$$' -bench . ./runner/output/ ./sidecar/
 
 # Fail when anything of the agent's is left on this host.
 leftovers:
