@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
@@ -97,12 +98,43 @@ func (e *Executor) GC(ctx context.Context) (GCReport, error) {
 		rep.Snapshots = append(rep.Snapshots, key)
 	}
 
-	cg, err := staleCgroups(live)
+	cg, err := e.staleCgroups(ctx)
 	rep.Cgroups = cg
 	if err != nil {
 		errs = append(errs, err)
 	}
 	return rep, errors.Join(errs...)
+}
+
+// staleCgroups removes job cgroups that no container has. The cgroups are
+// listed before the containers, so a run starting meanwhile (its container
+// is made before its cgroup) is seen; one with processes left is busy and
+// stays.
+func (e *Executor) staleCgroups(ctx context.Context) ([]string, error) {
+	dirs := jobCgroupDirs()
+	ctrs, err := e.client.Containers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	exists := map[string]bool{}
+	for _, c := range ctrs {
+		exists[c.ID()] = true
+	}
+	var removed []string
+	var errs []error
+	for _, d := range dirs {
+		if exists[filepath.Base(d)] {
+			continue
+		}
+		if err := os.Remove(d); err != nil {
+			if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.EBUSY) {
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+			}
+			continue
+		}
+		removed = append(removed, d)
+	}
+	return removed, errors.Join(errs...)
 }
 
 // staleSnapshots lists the agent's snapshots that nothing needs: run views
@@ -146,30 +178,23 @@ func (e *Executor) staleSnapshots(ctx context.Context, live map[string]bool) ([]
 	return append(views, remaps...), nil
 }
 
-// staleCgroups removes the job cgroups of runs that are not live.
-func staleCgroups(live map[string]bool) ([]string, error) {
-	var removed []string
-	var errs []error
+// jobCgroupDirs lists the job cgroups on this host, every controller.
+func jobCgroupDirs() []string {
 	parents, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", CgroupParent))
 	if _, err := os.Stat(filepath.Join(cgroupRoot, CgroupParent)); err == nil {
 		parents = append(parents, filepath.Join(cgroupRoot, CgroupParent))
 	}
+	var dirs []string
 	for _, p := range parents {
 		entries, err := os.ReadDir(p)
 		if err != nil {
 			continue
 		}
 		for _, ent := range entries {
-			if !ent.IsDir() || live[ent.Name()] {
-				continue
+			if ent.IsDir() {
+				dirs = append(dirs, filepath.Join(p, ent.Name()))
 			}
-			d := filepath.Join(p, ent.Name())
-			if err := os.Remove(d); err != nil {
-				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
-				continue
-			}
-			removed = append(removed, d)
 		}
 	}
-	return removed, errors.Join(errs...)
+	return dirs
 }
