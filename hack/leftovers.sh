@@ -27,6 +27,13 @@ n=$(find "${CNI_RUN_DIR:-/run/cronium-agent/cni}/nets" "${CNI_RUN_DIR:-/run/cron
 ((n)) && left+=("$n network records or leases")
 n=$(iptables -S 2>/dev/null | grep -c -- '--comment cronium:')
 ((n)) && left+=("$n firewall rules")
+# A shim whose task is gone (containerd lists every live task).
+tasks=$(ctr --address "$ADDR" -n cronium tasks ls -q 2>/dev/null)
+n=0
+for id in $(pgrep -a -f 'containerd-shim-runc-v2 -namespace cronium' | grep -o -- '-id [^ ]*' | cut -d' ' -f2); do
+	grep -qx -- "$id" <<<"$tasks" || n=$((n + 1))
+done
+((n)) && left+=("$n shims without a task")
 if ((${#left[@]})); then
 	echo "leftovers: ${left[*]}" >&2
 	exit 1

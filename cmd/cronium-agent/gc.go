@@ -39,7 +39,7 @@ func runGC(ctx context.Context, env *cliEnv, args []string) error {
 	for _, group := range []struct {
 		what string
 		list []string
-	}{{"container", rep.Containers}, {"snapshot", rep.Snapshots}, {"run directory", rep.RunDirs}, {"cgroup", rep.Cgroups}} {
+	}{{"container", rep.Containers}, {"snapshot", rep.Snapshots}, {"run directory", rep.RunDirs}, {"cgroup", rep.Cgroups}, {"orphan shim of", rep.Shims}} {
 		for _, item := range group.list {
 			fmt.Fprintf(env.stdout, "removed %s %s\n", group.what, item)
 		}

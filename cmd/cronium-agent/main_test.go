@@ -355,3 +355,27 @@ func linkExists(name string) bool {
 	_, err := os.Stat("/sys/class/net/" + name)
 	return err == nil
 }
+
+// A shim whose container is gone (containerd 1.6 can leave one when a task
+// create is interrupted) is killed by gc; a shim of a live container is not.
+func TestGCKillsOrphanShims(t *testing.T) {
+	testenv.Containerd(t)
+	id := "cronium-orphan-" + strconv.Itoa(os.Getpid())
+	fake := exec.Command("bash", "-c", `exec -a containerd-shim-runc-v2 /usr/bin/python3 -c 'import time; time.sleep(120)' -namespace cronium -id `+id)
+	if err := fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- fake.Wait() }()
+	t.Cleanup(func() { fake.Process.Kill() })
+	time.Sleep(200 * time.Millisecond)
+	r := agent(t, stateDir(t), "gc")
+	if r.code != 0 || !strings.Contains(r.stdout, "removed orphan shim of "+id) {
+		t.Errorf("gc: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Error("the orphan shim is still running")
+	}
+}

@@ -1,16 +1,19 @@
 package container
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/image-spec/identity"
 )
@@ -21,11 +24,12 @@ type GCReport struct {
 	Snapshots  []string
 	RunDirs    []string
 	Cgroups    []string
+	Shims      []string
 }
 
 // Empty reports whether the sweep found nothing to remove.
 func (r GCReport) Empty() bool {
-	return len(r.Containers)+len(r.Snapshots)+len(r.RunDirs)+len(r.Cgroups) == 0
+	return len(r.Containers)+len(r.Snapshots)+len(r.RunDirs)+len(r.Cgroups)+len(r.Shims) == 0
 }
 
 // abandonedPrepare is how old an unfinished remap must be before gc takes it
@@ -103,7 +107,73 @@ func (e *Executor) GC(ctx context.Context) (GCReport, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	shims, err := e.orphanShims(ctx)
+	rep.Shims = shims
+	if err != nil {
+		errs = append(errs, err)
+	}
 	return rep, errors.Join(errs...)
+}
+
+// orphanShims kills shims of the agent's namespace whose container is gone
+// (containerd 1.6 can leave one behind when a task create is interrupted).
+// Shims are listed before containers, so a run starting meanwhile is seen.
+func (e *Executor) orphanShims(ctx context.Context) ([]string, error) {
+	ns, ok := namespaces.Namespace(ctx)
+	if !ok {
+		ns = e.client.DefaultNamespace()
+	}
+	shims := shimProcesses(ns)
+	if len(shims) == 0 {
+		return nil, nil
+	}
+	ctrs, err := e.client.Containers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	exists := map[string]bool{}
+	for _, c := range ctrs {
+		exists[c.ID()] = true
+	}
+	var killed []string
+	for id, pid := range shims {
+		if exists[id] {
+			continue
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+			killed = append(killed, id)
+		}
+	}
+	return killed, nil
+}
+
+// shimProcesses maps container id to shim pid for the runc shims of ns.
+func shimProcesses(ns string) map[string]int {
+	out := map[string]int{}
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range cmdlines {
+		data, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(data, []byte("containerd-shim-runc-v2")) {
+			continue
+		}
+		args := strings.Split(string(data), "\x00")
+		var gotNS, id string
+		for i := 0; i+1 < len(args); i++ {
+			switch args[i] {
+			case "-namespace":
+				gotNS = args[i+1]
+			case "-id":
+				id = args[i+1]
+			}
+		}
+		if gotNS != ns || id == "" {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+			out[id] = pid
+		}
+	}
+	return out
 }
 
 // staleCgroups removes job cgroups that no container has. The cgroups are

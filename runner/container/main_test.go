@@ -275,11 +275,22 @@ func (h *harness) assertClean(t testing.TB) {
 		t.Errorf("mounts left below %s", h.stateDir)
 	}
 	// No shim or output logger of a run may outlive it.
+	ids := map[string]bool{}
+	for _, id := range runs {
+		ids[id] = true
+	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		cmd, _ := os.ReadFile(p)
-		if bytes.Contains(cmd, []byte("shim-logger\x00"+h.stateDir)) {
-			t.Errorf("process left: %s", bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))
+		args := strings.Split(string(cmd), "\x00")
+		leaked := bytes.Contains(cmd, []byte("shim-logger\x00"+h.stateDir))
+		for i, a := range args {
+			if a == "-id" && i+1 < len(args) && ids[args[i+1]] {
+				leaked = true
+			}
+		}
+		if leaked {
+			t.Errorf("process left: %s", strings.Join(args, " "))
 		}
 	}
 	if entries, _ := os.ReadDir(filepath.Join(h.stateDir, "runs")); len(entries) > 0 {

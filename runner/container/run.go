@@ -167,7 +167,12 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 
 	ph.mark("container")
 	outPath := filepath.Join(dir, "output")
-	task, err := ctr.NewTask(ctx, cio.LogURI(e.loggerURI(outPath)))
+	// Not cancellable: containerd 1.6 leaves the shim of a task create
+	// cancelled half-way running with nothing to reap it. A cancelled run
+	// stops right after, through the normal kill path.
+	tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	task, err := ctr.NewTask(tctx, cio.LogURI(e.loggerURI(outPath)))
+	tcancel()
 	if err != nil {
 		return Result{}, fmt.Errorf("create task for job %s: %w", req.JobID, err)
 	}
@@ -180,7 +185,10 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	follow := e.follow(ctx, outPath, onEntry)
 	defer follow.stop()
 	res.StartedAt = time.Now()
-	if err := task.Start(ctx); err != nil {
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	err = task.Start(sctx)
+	scancel()
+	if err != nil {
 		return Result{}, fmt.Errorf("start task for job %s: %w", req.JobID, err)
 	}
 
