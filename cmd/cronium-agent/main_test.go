@@ -379,3 +379,37 @@ func TestGCKillsOrphanShims(t *testing.T) {
 		t.Error("the orphan shim is still running")
 	}
 }
+
+// A run whose agent was killed and whose state directory is gone too is
+// removed by any agent's gc: nothing can own it any more.
+func TestGCRemovesRunsOfAVanishedStateDir(t *testing.T) {
+	client := testenv.Containerd(t)
+	gone := stateDir(t)
+	victim := exec.Command(agentBin, "exec", "-c", "echo up; sleep 600")
+	victim.Env = append(os.Environ(), "CRONIUM_CONTAINERD_ADDRESS="+testenv.Address(), "CRONIUM_STATE_DIR="+gone)
+	var out syncBuffer
+	victim.Stdout = &out
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "up") {
+		if time.Now().After(deadline) {
+			t.Fatal("job did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	victim.Process.Signal(syscall.SIGKILL)
+	victim.Wait()
+	if err := os.RemoveAll(gone); err != nil {
+		t.Fatal(err)
+	}
+	r := agent(t, stateDir(t), "gc")
+	if r.code != 0 || !strings.Contains(r.stdout, "removed container cronium-local_") {
+		t.Errorf("gc: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	ctrs, _ := client.Containers(context.Background(), fmt.Sprintf("labels.%q==%q", "io.cronium.state", gone))
+	if len(ctrs) != 0 {
+		t.Errorf("%d containers of the vanished state directory left", len(ctrs))
+	}
+}

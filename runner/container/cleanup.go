@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
@@ -34,11 +35,17 @@ func createRunDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// owned reports whether a live run holds the lock of its directory.
+// startingGrace covers the moment between a run directory's creation and
+// its lock being taken.
+const startingGrace = 30 * time.Second
+
+// owned reports whether a live run holds the lock of its directory (or the
+// directory was made so recently that its run may still be taking it).
 func owned(dir string) bool {
 	f, err := os.Open(filepath.Join(dir, lockFile))
 	if err != nil {
-		return false
+		fi, serr := os.Stat(dir)
+		return serr == nil && time.Since(fi.ModTime()) < startingGrace
 	}
 	defer f.Close()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {

@@ -47,12 +47,13 @@ func (e *Executor) GC(ctx context.Context) (GCReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("list containers: %w", err)
 	}
-	// live holds what must stay: runs whose lock is held, and every run of
-	// another agent (another state directory) sharing this namespace.
+	// live holds the runs whose lock is held. Each run is judged by the lock
+	// in its own agent's state directory (its label), so several agents can
+	// share the namespace, and a run whose agent and state are both gone is
+	// still found.
 	live := map[string]bool{}
 	for _, c := range ctrs {
 		id := c.ID()
-		dir := filepath.Join(e.runsDir(), id)
 		labels, err := c.Labels(ctx)
 		if errdefs.IsNotFound(err) {
 			continue // removed by its owner since the listing
@@ -62,7 +63,11 @@ func (e *Executor) GC(ctx context.Context) (GCReport, error) {
 			live[id] = true
 			continue
 		}
-		if labels[LabelState] != e.stateDir || owned(dir) {
+		dir := filepath.Join(e.runsDir(), id)
+		if st := labels[LabelState]; st != "" {
+			dir = filepath.Join(st, "runs", id)
+		}
+		if owned(dir) {
 			live[id] = true
 			continue
 		}
@@ -227,7 +232,11 @@ func (e *Executor) staleSnapshots(ctx context.Context, live map[string]bool) ([]
 	err = e.client.SnapshotService(e.snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
 		switch info.Labels[LabelAgent] {
 		case "run":
-			if !live[info.Name] && info.Labels[LabelState] == e.stateDir {
+			st := info.Labels[LabelState]
+			if st == "" {
+				st = e.stateDir
+			}
+			if !live[info.Name] && !owned(filepath.Join(st, "runs", info.Name)) {
 				views = append(views, info.Name)
 			}
 		case "remap":
