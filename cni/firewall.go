@@ -11,8 +11,10 @@ import (
 
 // Chains of the agent in the filter table. Every packet a job sends enters
 // them (INPUT and FORWARD jump there for crn+ interfaces) and is dropped
-// unless a rule of its own network accepts it: the runtime API port on its
-// own gateway, and, with egress, forwarding to anything but another job.
+// unless accepted: the runtime API port on an address of the very bridge it
+// came in on (its own gateway: addrtype --limit-iface-in, one rule for all
+// jobs, so a job costs no iptables run), and, for a network with egress,
+// forwarding to anything but another job (a rule of its own).
 const (
 	chainInput   = "CRONIUM-INPUT"
 	chainForward = "CRONIUM-FORWARD"
@@ -55,6 +57,10 @@ func (fw *firewall) ensureChains() error {
 	if err := fw.ensureChain(chainInput, [][]string{{"-j", "DROP"}}); err != nil {
 		return err
 	}
+	// First in the chain, ahead of the DROP, whatever an older agent left.
+	if err := fw.ipt.InsertUnique("filter", chainInput, 1, fw.apiRule()...); err != nil {
+		return fmt.Errorf("runtime API rule in %s: %w", chainInput, err)
+	}
 	if err := fw.ensureChain(chainForward, [][]string{
 		{"-o", BridgePrefix + "+", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
 		{"-j", "DROP"},
@@ -76,11 +82,16 @@ func (fw *firewall) ensureChains() error {
 	return nil
 }
 
+// apiRule accepts TCP to the runtime API port on a local address of the
+// interface the packet arrived on, which for a job is its own gateway only.
+func (fw *firewall) apiRule() []string {
+	return []string{"-p", "tcp", "--dport", strconv.Itoa(fw.port), "-m", "addrtype", "--dst-type", "LOCAL", "--limit-iface-in", "-j", "ACCEPT"}
+}
+
+// rules are the network's own rules: only an egress network has any.
 func (fw *firewall) rules(n *Network) map[string][][]string {
 	tag := []string{"-m", "comment", "--comment", commentTag + n.ID}
-	r := map[string][][]string{
-		chainInput: {append([]string{"-i", n.Bridge, "-d", n.Gateway.String(), "-p", "tcp", "--dport", strconv.Itoa(fw.port), "-j", "ACCEPT"}, tag...)},
-	}
+	r := map[string][][]string{}
 	if n.Egress {
 		r[chainForward] = [][]string{append([]string{"-i", n.Bridge, "!", "-o", BridgePrefix + "+", "-j", "ACCEPT"}, tag...)}
 	}
