@@ -508,18 +508,11 @@ func runBackendShow(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("backend show", flag.ContinueOnError)
 	cf := addDevClientFlags(fs)
 	asJSON := fs.Bool("json", false, "print everything the backend knows, as JSON")
-	pos, err := parseDevFlags(env, fs, args)
+	id, c, err := jobArgs(env, fs, cf, args)
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(fs, pos, "JOB"); err != nil {
-		return err
-	}
-	c, err := cf.client(env)
-	if err != nil {
-		return err
-	}
-	v, err := c.Job(ctx, pos[0])
+	v, err := c.Job(ctx, id)
 	if err != nil {
 		return devClientError(c, err)
 	}
@@ -626,18 +619,10 @@ func runBackendLogs(ctx context.Context, env *cliEnv, args []string) error {
 	follow := fs.Bool("f", false, "follow: keep printing new lines until the job ends")
 	fs.BoolVar(follow, "follow", false, "same as -f")
 	after := fs.Uint64("after", 0, "only lines with a seq above this")
-	pos, err := parseDevFlags(env, fs, args)
+	id, c, err := jobArgs(env, fs, cf, args)
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(fs, pos, "JOB"); err != nil {
-		return err
-	}
-	c, err := cf.client(env)
-	if err != nil {
-		return err
-	}
-	id := pos[0]
 	if *follow {
 		_, err := devFollow(ctx, env, c, id, *after, false)
 		if err != nil && ctx.Err() != nil {
@@ -658,18 +643,11 @@ func runBackendLogs(ctx context.Context, env *cliEnv, args []string) error {
 func runBackendCancel(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("backend cancel", flag.ContinueOnError)
 	cf := addDevClientFlags(fs)
-	pos, err := parseDevFlags(env, fs, args)
+	id, c, err := jobArgs(env, fs, cf, args)
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(fs, pos, "JOB"); err != nil {
-		return err
-	}
-	c, err := cf.client(env)
-	if err != nil {
-		return err
-	}
-	res, err := c.Cancel(ctx, pos[0])
+	res, err := c.Cancel(ctx, id)
 	if err != nil {
 		return devClientError(c, err)
 	}
@@ -679,4 +657,21 @@ func runBackendCancel(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintf(env.stdout, "%s: cancel requested; its agent stops it at its next heartbeat\n", res.ID)
 	}
 	return nil
+}
+
+// jobArgs parses the flags of a subcommand that names one job, and returns
+// the job's id and a client for the backend.
+func jobArgs(env *cliEnv, fs *flag.FlagSet, cf devClientFlags, args []string) (string, *devserver.DevClient, error) {
+	pos, err := parseDevFlags(env, fs, args)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := wantArgs(fs, pos, "JOB"); err != nil {
+		return "", nil, err
+	}
+	c, err := cf.client(env)
+	if err != nil {
+		return "", nil, err
+	}
+	return pos[0], c, nil
 }
