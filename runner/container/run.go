@@ -344,13 +344,17 @@ type follower struct {
 	entries uint64
 	err     error
 	cancel  context.CancelFunc
+	// kick ends the follower's poll waits: once the task is deleted the
+	// file is complete, and the rest is read at once.
+	kick context.CancelFunc
 }
 
 // follow reads the output file as the logger writes it and hands every
 // entry to onEntry. It waits for the file to appear.
 func (e *Executor) follow(ctx context.Context, path string, onEntry EntryFunc) *follower {
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	f := &follower{done: make(chan struct{}), cancel: cancel}
+	pollCtx, kick := context.WithCancel(fctx)
+	f := &follower{done: make(chan struct{}), cancel: cancel, kick: kick}
 	go func() {
 		defer close(f.done)
 		r, err := openWhenCreated(fctx, path)
@@ -359,22 +363,50 @@ func (e *Executor) follow(ctx context.Context, path string, onEntry EntryFunc) *
 			return
 		}
 		defer r.Close()
-		for {
-			ent, err := r.Next(fctx)
-			if errors.Is(err, io.EOF) {
-				return
-			}
-			if err != nil {
-				f.err = err
-				return
-			}
+		deliver := func(ent output.Entry) {
 			f.entries++
 			if onEntry != nil {
 				onEntry(ent)
 			}
 		}
+		for {
+			ent, err := r.Next(pollCtx)
+			switch {
+			case err == nil:
+				deliver(ent)
+				continue
+			case errors.Is(err, io.EOF):
+				return
+			case pollCtx.Err() != nil && fctx.Err() == nil:
+				f.err = drain(fctx, r, deliver)
+				return
+			}
+			f.err = err
+			return
+		}
 	}()
 	return f
+}
+
+// drain reads what is left without poll waits, until the end record.
+func drain(ctx context.Context, r *output.Reader, deliver func(output.Entry)) error {
+	for {
+		ent, err := r.TryNext()
+		switch {
+		case err == nil:
+			deliver(ent)
+		case errors.Is(err, io.EOF):
+			return nil
+		case errors.Is(err, output.ErrNoData):
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		default:
+			return err
+		}
+	}
 }
 
 // stop ends the follower, whatever it is waiting for; safe after wait.
@@ -385,6 +417,7 @@ func (f *follower) stop() {
 
 // wait gives the follower up to d to read the end record.
 func (f *follower) wait(d time.Duration) (uint64, error) {
+	f.kick()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
