@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,7 +44,6 @@ type DispatchConfig struct {
 	Metrics         time.Duration
 	DrainTimeout    time.Duration
 	OutputCap       int // per stream, in the completion body
-	KillGrace       time.Duration
 }
 
 // Dispatcher polls the backend, claims as many jobs as it has free slots,
@@ -364,12 +362,4 @@ func (d *Dispatcher) sendMetrics(ctx context.Context) {
 	if err := d.be.SendMetrics(ctx, m); err != nil && ctx.Err() == nil {
 		d.log.Debug("metrics not sent", "error", err)
 	}
-}
-
-// rawJSON returns v, or JSON null for an empty value.
-func rawJSON(v json.RawMessage) json.RawMessage {
-	if len(v) == 0 {
-		return json.RawMessage("null")
-	}
-	return v
 }

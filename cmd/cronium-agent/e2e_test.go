@@ -268,8 +268,7 @@ func TestE2EFixtures(t *testing.T) {
 		t.Errorf("python job: scriptOutput %s condition %v", py.ScriptOutput, py.Condition)
 	}
 	check("job_Nd0000000002", "completed", 0, "items 2")
-	ht := check("job_Ht0000000003", "completed", 0, `{"pong":true}`)
-	_ = ht
+	check("job_Ht0000000003", "completed", 0, `{"pong":true}`)
 	// Headers arrive as an object from the plan's backend and as an array
 	// from the deployed one.
 	check("job_0v8ktVQQgs4N", "completed", 0, `{"pong":true}`)
@@ -301,11 +300,11 @@ func TestE2EFixtures(t *testing.T) {
 			t.Errorf("malformed job's error %q does not name %s", bad.Error, field)
 		}
 	}
-	dep := check("job_k8KG9BXzdZ2v", "completed", 0, "hello from env\ntoken length 6")
-	_ = dep
-	for id, v := range views {
-		if strings.HasPrefix(id, "job_") && v.Type == "SCRIPT" && v.WireType == "ssh" && v.Status != "failed" {
-			t.Errorf("ssh job %s: %s", id, v.Status)
+	check("job_k8KG9BXzdZ2v", "completed", 0, "hello from env\ntoken length 6")
+	// SSH jobs are refused, alone and with a clear message.
+	for _, id := range []string{"job_Ss0000000006", "job_Ms0000000007"} {
+		if v := check(id, "failed", 1, ""); !strings.Contains(v.Error, "SSH jobs are not supported") {
+			t.Errorf("%s: error %q", id, v.Error)
 		}
 	}
 	assertOneCompletion(t, b)

@@ -110,7 +110,6 @@ func runAgent(parent context.Context, env *cliEnv, args []string) error {
 		Metrics:         time.Duration(cfg.Jobs.MetricsInterval),
 		DrainTimeout:    time.Duration(cfg.Jobs.DrainTimeout),
 		OutputCap:       int(cfg.Jobs.OutputCap),
-		KillGrace:       time.Duration(cfg.Jobs.KillGrace),
 	}, env.log)
 	env.log.Info("cronium-agent running", "version", version, "backend", client.BaseURL(), "orchestrator", orchID)
 	if err := d.Run(ctx, drain); err != nil && !errors.Is(err, context.Canceled) {

@@ -28,7 +28,6 @@ func TestRuntimes(t *testing.T) {
 	type tc struct {
 		name, rt, script string
 		exit             int
-		stdout, stderr   string
 	}
 	var cases []tc
 	scripts := map[string]func(code int) string{
