@@ -92,22 +92,21 @@ func (e *Executor) remove(ctx context.Context, id, dir string) error {
 
 const cgroupRoot = "/sys/fs/cgroup"
 
-// cgroupDirs lists where the job's cgroup lives: one directory per v1
-// controller, or the single v2 directory.
-func cgroupDirs(id string) []string {
-	rel := filepath.Join(CgroupParent, id)
+// cgroupParents lists the agent's parent cgroups: one per v1 controller,
+// or the single v2 one.
+func cgroupParents() []string {
 	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
-		return []string{filepath.Join(cgroupRoot, rel)}
+		return []string{filepath.Join(cgroupRoot, CgroupParent)}
 	}
-	entries, err := os.ReadDir(cgroupRoot)
-	if err != nil {
-		return nil
-	}
+	parents, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", CgroupParent))
+	return parents
+}
+
+// cgroupDirs lists where the job's cgroup lives, every controller.
+func cgroupDirs(id string) []string {
 	var dirs []string
-	for _, ent := range entries {
-		if ent.IsDir() {
-			dirs = append(dirs, filepath.Join(cgroupRoot, ent.Name(), rel))
-		}
+	for _, p := range cgroupParents() {
+		dirs = append(dirs, filepath.Join(p, id))
 	}
 	return dirs
 }

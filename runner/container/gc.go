@@ -259,12 +259,8 @@ func (e *Executor) staleSnapshots(ctx context.Context, live map[string]bool) ([]
 
 // jobCgroupDirs lists the job cgroups on this host, every controller.
 func jobCgroupDirs() []string {
-	parents, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", CgroupParent))
-	if _, err := os.Stat(filepath.Join(cgroupRoot, CgroupParent)); err == nil {
-		parents = append(parents, filepath.Join(cgroupRoot, CgroupParent))
-	}
 	var dirs []string
-	for _, p := range parents {
+	for _, p := range cgroupParents() {
 		entries, err := os.ReadDir(p)
 		if err != nil {
 			continue
