@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -516,14 +517,9 @@ func (s *Server) handleDevLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
-	limit := defaultLogLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be a positive integer, got %q", v))
-			return
-		}
-		limit = min(n, maxLogLimit)
+	limit, ok := positiveQuery(w, q, "limit", defaultLogLimit, maxLogLimit)
+	if !ok {
+		return
 	}
 	page := LogPage{Entries: []LogLine{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -714,4 +710,19 @@ func (s *Server) handleDevStats(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Strings(st.Duplicates)
 	writeJSON(w, http.StatusOK, st)
+}
+
+// positiveQuery reads a positive integer parameter, def when absent and at
+// most max; it answers 400 itself and reports false for anything else.
+func positiveQuery(w http.ResponseWriter, q url.Values, name string, def, max int) (int, bool) {
+	v := q.Get(name)
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s must be a positive integer, got %q", name, v))
+		return 0, false
+	}
+	return min(n, max), true
 }

@@ -30,15 +30,11 @@ type ExecutionView struct {
 }
 
 func loadExec(tx *bolt.Tx, id string) (*ExecutionView, error) {
-	v := tx.Bucket(bExecs).Get([]byte(id))
-	if v == nil {
+	rec, err := load[ExecutionView](tx, bExecs, id)
+	if err == nil && rec == nil {
 		return nil, errf(http.StatusNotFound, "Execution not found")
 	}
-	var e ExecutionView
-	if err := json.Unmarshal(v, &e); err != nil {
-		return nil, err
-	}
-	return &e, nil
+	return rec, err
 }
 
 func saveExec(tx *bolt.Tx, e *ExecutionView) error {

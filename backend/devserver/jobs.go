@@ -28,14 +28,9 @@ func (s *Server) handleQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	batch := defaultBatchSize
-	if v := q.Get("batchSize"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("batchSize must be a positive integer, got %q", v))
-			return
-		}
-		batch = min(n, maxBatchSize)
+	batch, ok := positiveQuery(w, q, "batchSize", defaultBatchSize, maxBatchSize)
+	if !ok {
+		return
 	}
 	var types map[string]bool
 	for t := range strings.SplitSeq(q.Get("jobTypes"), ",") {

@@ -171,15 +171,11 @@ type serverRecord struct {
 }
 
 func loadServer(tx *bolt.Tx, id string) (*serverRecord, error) {
-	v := tx.Bucket(bServers).Get([]byte(id))
-	if v == nil {
+	rec, err := load[serverRecord](tx, bServers, id)
+	if err == nil && rec == nil {
 		return nil, errf(http.StatusNotFound, "Server not found")
 	}
-	var sr serverRecord
-	if err := json.Unmarshal(v, &sr); err != nil {
-		return nil, err
-	}
-	return &sr, nil
+	return rec, err
 }
 
 func (s *Server) viewServer(id string) (*serverRecord, error) {

@@ -179,15 +179,20 @@ func seqKey(seq uint64) []byte {
 }
 
 func loadJob(tx *bolt.Tx, id string) (*jobRecord, error) {
-	v := tx.Bucket(bJobs).Get([]byte(id))
+	return load[jobRecord](tx, bJobs, id)
+}
+
+// load reads the JSON record id of bucket; nil when there is none.
+func load[T any](tx *bolt.Tx, bucket []byte, id string) (*T, error) {
+	v := tx.Bucket(bucket).Get([]byte(id))
 	if v == nil {
 		return nil, nil
 	}
-	var j jobRecord
-	if err := json.Unmarshal(v, &j); err != nil {
+	var rec T
+	if err := json.Unmarshal(v, &rec); err != nil {
 		return nil, err
 	}
-	return &j, nil
+	return &rec, nil
 }
 
 // saveJob writes j and moves its index entries from the state before
