@@ -31,6 +31,26 @@ type Config struct {
 	Registry   Registry   `yaml:"registry"`
 	Network    Network    `yaml:"network"`
 	Backend    Backend    `yaml:"backend"`
+	Journal    Journal    `yaml:"journal"`
+	Admin      Admin      `yaml:"admin"`
+}
+
+// Journal configures the on-disk journal every fact about a run goes
+// through before the backend hears of it.
+type Journal struct {
+	// Budget bounds the journal's data: delivered data goes first, then the
+	// middle of the largest undelivered logs (a marker says how much).
+	Budget ByteSize `yaml:"budget"`
+	// SyncConcurrency is how many jobs' backlogs are delivered at once.
+	SyncConcurrency int `yaml:"syncConcurrency"`
+	// Retain is how long delivered runs stay inspectable (`cronium-agent
+	// jobs`, `logs`) before they are pruned.
+	Retain Duration `yaml:"retain"`
+}
+
+// Admin configures the local inspection socket (root only).
+type Admin struct {
+	Socket string `yaml:"socket"`
 }
 
 // Backend says how to reach the Cronium backend's internal API.
@@ -173,6 +193,8 @@ func Default() Config {
 			RunDir:     "/run/cronium-agent/cni",
 			APIPort:    8081,
 		},
+		Journal: Journal{Budget: 1 * GiB, SyncConcurrency: 4, Retain: Duration(24 * time.Hour)},
+		Admin:   Admin{Socket: "/run/cronium-agent/admin.sock"},
 	}
 }
 
@@ -248,6 +270,10 @@ func (c Config) Validate() error {
 	check(c.Jobs.MaxConcurrent > 0, "jobs.maxConcurrent must be positive")
 	check(c.Jobs.PollInterval > 0 && c.Jobs.PollMaxInterval >= c.Jobs.PollInterval, "jobs.pollInterval must be positive and at most jobs.pollMaxInterval")
 	check(c.Jobs.OutputCap >= 4*KiB, "jobs.outputCap must be at least 4KiB")
+	check(c.Journal.Budget >= 1*MiB, "journal.budget must be at least 1MiB")
+	check(c.Journal.SyncConcurrency > 0, "journal.syncConcurrency must be positive")
+	check(c.Journal.Retain >= 0, "journal.retain is negative")
+	check(c.Admin.Socket != "", "admin.socket is empty")
 	if c.Backend.EnvEncryptionKey != "" {
 		if b, err := hex.DecodeString(c.Backend.EnvEncryptionKey); err != nil || len(b) != 32 {
 			errs = append(errs, errors.New("backend.envEncryptionKey must be 64 hex characters (a 32-byte AES key)"))
