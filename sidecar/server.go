@@ -205,7 +205,7 @@ func (s *Server) Start(ctx context.Context, exec Execution, ln net.Listener) (*S
 	if s.rateN > 0 && s.ratePer > 0 {
 		sess.limiter = newSlidingWindow(s.rateN, s.ratePer)
 	}
-	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	base, cancel := context.WithCancel(context.WithValue(context.WithoutCancel(ctx), executionKey{}, exec.ExecutionID))
 	sess.cancel = cancel
 	sess.http = &http.Server{
 		Handler:           http.HandlerFunc(sess.serveHTTP),
@@ -319,4 +319,14 @@ func (s *Server) Live() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.live)
+}
+
+type executionKey struct{}
+
+// ExecutionOf returns the execution a Store call is made for: the contexts
+// the runtime API passes to its Store carry it, so that a store can file a
+// variable write with the run that made it.
+func ExecutionOf(ctx context.Context) (string, bool) {
+	id, ok := ctx.Value(executionKey{}).(string)
+	return id, ok && id != ""
 }

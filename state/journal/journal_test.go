@@ -505,3 +505,26 @@ func TestWriteContext(t *testing.T) {
 		t.Fatalf("Append returned %v, stream exists: %v", err, ok)
 	}
 }
+
+func TestApplyAllOrNothing(t *testing.T) {
+	ctx := context.Background()
+	j := openTest(t)
+	if err := j.Apply(ctx, OpAppend("s1", Item{Kind: "logs", Payload: []byte(`{"n":1}`)}), OpPut("run", "r1", map[string]int{"entries": 1})); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.CloseStream(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	// The second op fails (closed stream): the first must not be kept.
+	err := j.Apply(ctx, OpPut("run", "r1", map[string]int{"entries": 2}), OpAppend("s1", Item{Kind: "logs", Payload: []byte(`{"n":2}`)}))
+	if !errors.Is(err, ErrStreamClosed) {
+		t.Fatalf("err = %v, want ErrStreamClosed", err)
+	}
+	var rec map[string]int
+	if _, err := j.GetRecord(ctx, "run", "r1", &rec); err != nil || rec["entries"] != 1 {
+		t.Fatalf("record after a failed Apply = %v, %v; want entries 1", rec, err)
+	}
+	if err := j.Apply(ctx, OpAppend("", Item{Kind: "x"})); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("invalid op: %v", err)
+	}
+}

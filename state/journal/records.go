@@ -13,15 +13,23 @@ import (
 // previous one, and returns when it is durable. Kinds name what records are
 // ("job", "run", ...).
 func (j *Journal) PutRecord(ctx context.Context, kind, id string, value any) error {
-	if err := checkRecordKey(kind, id); err != nil {
+	apply, err := preparePut(kind, id, value)
+	if err != nil {
 		return err
+	}
+	return j.write(ctx, apply)
+}
+
+func preparePut(kind, id string, value any) (func(t *txn) error, error) {
+	if err := checkRecordKey(kind, id); err != nil {
+		return nil, err
 	}
 	raw, err := json.Marshal(value)
 	if err != nil {
-		return fmt.Errorf("journal: record %s/%s: %w", kind, id, err)
+		return nil, fmt.Errorf("journal: record %s/%s: %w", kind, id, err)
 	}
 	k := []byte(id)
-	return j.write(ctx, func(t *txn) error {
+	return func(t *txn) error {
 		b, err := t.tx.Bucket(bucketRecords).CreateBucketIfNotExists([]byte(kind))
 		if err != nil {
 			return err
@@ -37,7 +45,7 @@ func (j *Journal) PutRecord(ctx context.Context, kind, id string, value any) err
 		t.tot.RecordBytes += int64(len(k) + len(raw))
 		t.totDirty = true
 		return nil
-	})
+	}, nil
 }
 
 // GetRecord decodes the record kind/id into out and reports whether it
@@ -71,24 +79,7 @@ func (j *Journal) GetRecord(ctx context.Context, kind, id string, out any) (bool
 // DeleteRecord deletes the record kind/id if it exists, and returns when
 // that is durable.
 func (j *Journal) DeleteRecord(ctx context.Context, kind, id string) error {
-	if err := checkRecordKey(kind, id); err != nil {
-		return err
-	}
-	k := []byte(id)
-	return j.write(ctx, func(t *txn) error {
-		b := t.tx.Bucket(bucketRecords).Bucket([]byte(kind))
-		if b == nil {
-			return nil
-		}
-		old := b.Get(k)
-		if old == nil {
-			return nil
-		}
-		t.tot.Records--
-		t.tot.RecordBytes -= int64(len(k) + len(old))
-		t.totDirty = true
-		return b.Delete(k)
-	})
+	return j.Apply(ctx, OpDelete(kind, id))
 }
 
 // ListRecords calls fn with each record of a kind, by id, until fn returns

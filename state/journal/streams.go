@@ -172,37 +172,48 @@ func storedItem(k, v []byte) (StoredItem, error) {
 // The items of one call are committed together; a writer with several at hand
 // (a log reader with a backlog) passes them in one call for throughput.
 func (j *Journal) Append(ctx context.Context, stream string, items ...Item) (firstSeq uint64, err error) {
-	if err := checkName("stream", stream, maxNameLen); err != nil {
+	apply, err := prepareAppend(stream, items, &firstSeq)
+	if err != nil {
 		return 0, err
 	}
-	if len(items) == 0 {
-		return 0, fmt.Errorf("%w: no items", ErrInvalid)
+	if err := j.write(ctx, apply); err != nil {
+		return 0, err
 	}
-	at := j.cfg.now().UnixNano()
+	return firstSeq, nil
+}
+
+// prepareAppend checks and encodes items outside the transaction; the
+// returned function appends them and sets *firstSeq.
+func prepareAppend(stream string, items []Item, firstSeq *uint64) (func(t *txn) error, error) {
+	if err := checkName("stream", stream, maxNameLen); err != nil {
+		return nil, err
+	}
+	if len(items) == 0 {
+		return nil, fmt.Errorf("%w: no items", ErrInvalid)
+	}
 	vals := make([][]byte, len(items))
 	logs := make([]bool, len(items))
 	for i, it := range items {
 		if err := checkName("item kind", it.Kind, maxKindLen); err != nil {
-			return 0, err
+			return nil, err
 		}
 		if it.Kind == MarkerKind {
-			return 0, fmt.Errorf("%w: kind %q is reserved", ErrInvalid, MarkerKind)
+			return nil, fmt.Errorf("%w: kind %q is reserved", ErrInvalid, MarkerKind)
 		}
 		if it.Size < 0 {
-			return 0, fmt.Errorf("%w: negative size", ErrInvalid)
+			return nil, fmt.Errorf("%w: negative size", ErrInvalid)
 		}
 		if len(it.Payload) > 0 && !json.Valid(it.Payload) {
-			return 0, fmt.Errorf("%w: payload of a %q item is not JSON", ErrInvalid, it.Kind)
+			return nil, fmt.Errorf("%w: payload of a %q item is not JSON", ErrInvalid, it.Kind)
 		}
 		size := it.Size
 		if size == 0 {
 			size = len(it.Payload)
 		}
-		vals[i] = encodeItem(at, 0, it.Kind, size, it.Payload)
 		logs[i] = it.Kind == LogKind
+		vals[i] = encodeItem(0, 0, it.Kind, size, it.Payload)
 	}
-	keys := make([]byte, keyLen*len(items))
-	err = j.write(ctx, func(t *txn) error {
+	return func(t *txn) error {
 		s, err := t.stream(stream, true)
 		if err != nil {
 			return err
@@ -214,24 +225,21 @@ func (j *Journal) Append(ctx context.Context, stream string, items ...Item) (fir
 		if err != nil {
 			return err
 		}
+		// The append time is the commit's: items of one transaction share it.
+		at := t.j.cfg.now().UnixNano()
 		seq := uint64(s.st.LastSeq)
-		firstSeq = seq + 1
+		*firstSeq = seq + 1
 		for i, v := range vals {
 			seq++
-			k := keys[keyLen*i : keyLen*(i+1)]
-			binary.BigEndian.PutUint64(k, seq)
-			if err := b.Put(k, v); err != nil {
+			binary.BigEndian.PutUint64(v[1:9], uint64(at))
+			if err := b.Put(seqKey(seq), v); err != nil {
 				return err
 			}
 			t.account(s, 1, int64(keyLen+len(v)), true, logs[i])
 		}
 		s.st.LastSeq = int64(seq)
 		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return firstSeq, nil
+	}, nil
 }
 
 // Pending returns up to limit (all if limit <= 0) undelivered items of a
@@ -388,10 +396,18 @@ func (t *txn) splitMarker(s *streamTx, b *bolt.Bucket, k []byte, upto uint64) er
 // CloseStream records that no more items will be appended to a stream
 // (after its completing item). Closing a closed stream is a no-op.
 func (j *Journal) CloseStream(ctx context.Context, stream string) error {
-	if err := checkName("stream", stream, maxNameLen); err != nil {
+	apply, err := prepareClose(stream)
+	if err != nil {
 		return err
 	}
-	return j.write(ctx, func(t *txn) error {
+	return j.write(ctx, apply)
+}
+
+func prepareClose(stream string) (func(t *txn) error, error) {
+	if err := checkName("stream", stream, maxNameLen); err != nil {
+		return nil, err
+	}
+	return func(t *txn) error {
 		s, err := t.stream(stream, false)
 		if err != nil {
 			return err
@@ -403,7 +419,7 @@ func (j *Journal) CloseStream(ctx context.Context, stream string) error {
 			s.st.Closed, s.st.ClosedAt, s.dirty = 1, t.j.cfg.now().UnixNano(), true
 		}
 		return nil
-	})
+	}, nil
 }
 
 // Stream describes one stream; false if it does not exist (never appended

@@ -1,0 +1,415 @@
+package syncer_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/devserver"
+	"github.com/cronium/cronium-agent/state"
+	"github.com/cronium/cronium-agent/state/journal"
+	"github.com/cronium/cronium-agent/state/syncer"
+)
+
+const token = "syncer-test"
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// devBackend is the development backend on loopback; it can go away and
+// come back on the same address, as a backend through an outage does.
+type devBackend struct {
+	t    testing.TB
+	srv  *devserver.Server
+	addr string
+	mu   sync.Mutex
+	hs   *http.Server
+	dev  *devserver.DevClient
+}
+
+func startBackend(t testing.TB) *devBackend {
+	t.Helper()
+	srv, err := devserver.New(t.TempDir(), token, devserver.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &devBackend{t: t, srv: srv, addr: "127.0.0.1:0"}
+	b.up()
+	if b.dev, err = devserver.NewDevClient("http://"+b.addr, token); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		b.down()
+		srv.Close()
+	})
+	return b
+}
+
+func (b *devBackend) up() {
+	b.t.Helper()
+	ln, err := net.Listen("tcp", b.addr)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.addr = ln.Addr().String()
+	b.mu.Lock()
+	b.hs = &http.Server{Handler: b.srv.Handler()}
+	hs := b.hs
+	b.mu.Unlock()
+	go hs.Serve(ln)
+}
+
+func (b *devBackend) down() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.hs != nil {
+		b.hs.Close()
+		b.hs = nil
+	}
+}
+
+func (b *devBackend) client(t testing.TB) *backend.Client {
+	c, err := backend.NewClient("http://"+b.addr, token, "orch-syncer-test", backend.WithRetry(1, 10*time.Millisecond, 10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// claim submits n jobs to the backend and claims them, as an agent does.
+func (b *devBackend) claim(t testing.TB, c *backend.Client, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		if _, err := b.dev.Submit(ctx, devserver.SubmitRequest{Script: "true"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	for len(ids) < n {
+		items, err := c.ClaimJobs(ctx, n-len(ids), []string{backend.TypeScript})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			ids = append(ids, it.ID)
+		}
+	}
+	return ids
+}
+
+func openJobs(t testing.TB, path string, opts ...journal.Option) (*state.Jobs, *journal.Journal) {
+	t.Helper()
+	key := make([]byte, 32)
+	j, err := journal.Open(path, append([]journal.Option{journal.WithSecretKey(key)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	jobs, err := state.NewJobs(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jobs, j
+}
+
+func item(t testing.TB, kind string, v any) journal.Item {
+	t.Helper()
+	it, err := state.Item(kind, v, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
+
+func logItem(t testing.TB, exec string, from, n uint64) journal.Item {
+	t.Helper()
+	entries := make([]backend.LogEntry, 0, n)
+	for s := from; s < from+n; s++ {
+		entries = append(entries, backend.LogEntry{Seq: s, Stream: "stdout", Line: fmt.Sprintf("line %d", s), Timestamp: time.Now().UTC()})
+	}
+	it, err := state.Item(state.KindLogs, state.LogsItem{ExecutionID: exec, Entries: entries}, state.LogsSize(entries))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
+
+// journalRun journals a whole run of a job as the runner does: execution,
+// running, lines batches of perBatch lines, output, condition, a variable,
+// the completion.
+func journalRun(t testing.TB, jobs *state.Jobs, id string, lines, perBatch uint64) {
+	t.Helper()
+	ctx := context.Background()
+	jb, err := jobs.Claim(ctx, &backend.Job{ID: id, OriginalType: backend.TypeScript})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := "exec_" + id + "_1"
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(jb.Update(ctx, func(p *state.Progress) { p.State, p.Attempt, p.ExecutionID = state.Running, 1, exec },
+		item(t, state.KindExecution, state.ExecutionItem{ExecutionID: exec, JobID: id, Attempt: 1}),
+		item(t, state.KindStatus, state.StatusItem{Status: "running", At: time.Now().UTC()})))
+	for s := uint64(1); s <= lines; s += perBatch {
+		must(jb.Update(ctx, nil, logItem(t, exec, s, min(perBatch, lines-s+1))))
+	}
+	cond := true
+	must(jb.Update(ctx, nil,
+		item(t, state.KindOutput, state.OutputItem{ExecutionID: exec, Output: []byte(`{"ok":1}`), At: time.Now().UTC()}),
+		item(t, state.KindCondition, state.ConditionItem{ExecutionID: exec, Condition: true, At: time.Now().UTC()}),
+		item(t, state.KindVariable, state.VariableItem{UserID: "user_1", Key: "k-" + id, Value: "v"})))
+	now := time.Now().UTC()
+	must(jb.Finish(ctx, func(p *state.Progress) { p.State = state.Finished }, item(t, state.KindComplete, backend.Completion{
+		Status: "completed", Output: backend.Output{Stdout: "out"}, Condition: &cond,
+		Metrics: backend.RunMetrics{StartTime: now, EndTime: now}, Timestamp: now,
+	})))
+}
+
+func runSyncer(t testing.TB, s *syncer.Syncer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := s.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+func flush(t testing.TB, s *syncer.Syncer, within time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkJob asserts what the backend holds of a job: completed once, with
+// lines 1..lines in order.
+func checkJob(t testing.TB, b *devBackend, id string, lines uint64) {
+	t.Helper()
+	ctx := context.Background()
+	v, err := b.dev.Job(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Status != "completed" || len(v.CompletionCalls) != 1 {
+		t.Fatalf("job %s: status %s with %d completing calls, want completed once", id, v.Status, len(v.CompletionCalls))
+	}
+	if v.Condition == nil || !*v.Condition {
+		t.Errorf("job %s: condition %v, want true", id, v.Condition)
+	}
+	logs, err := b.dev.Logs(ctx, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(logs)) != lines {
+		t.Fatalf("job %s: %d lines, want %d", id, len(logs), lines)
+	}
+	for i, l := range logs {
+		if l.Seq != uint64(i+1) || l.Line != fmt.Sprintf("line %d", i+1) {
+			t.Fatalf("job %s: line %d is seq %d %q", id, i+1, l.Seq, l.Line)
+		}
+	}
+}
+
+func TestDeliversEachJobInOrderOnce(t *testing.T) {
+	b := startBackend(t)
+	c := b.client(t)
+	ids := b.claim(t, c, 3)
+	jobs, j := openJobs(t, filepath.Join(t.TempDir(), "journal.db"))
+	s := syncer.New(j, c, syncer.WithLogger(quiet))
+	jobs.OnAppend(s.Notify)
+	runSyncer(t, s)
+	for _, id := range ids {
+		journalRun(t, jobs, id, 1200, 100)
+	}
+	flush(t, s, time.Minute)
+	for _, id := range ids {
+		checkJob(t, b, id, 1200)
+		v, _, err := c.GetVariable(context.Background(), "user_1", "k-"+id)
+		if err != nil || v != "v" {
+			t.Errorf("variable of %s = %q, %v", id, v, err)
+		}
+	}
+	u, err := j.Usage(context.Background())
+	if err != nil || u.PendingItems != 0 {
+		t.Fatalf("pending after flush: %+v, %v", u, err)
+	}
+}
+
+func TestOutageQueuesThenDrainsAndNothingIsSentTwice(t *testing.T) {
+	b := startBackend(t)
+	c := b.client(t)
+	ids := b.claim(t, c, 2)
+	path := filepath.Join(t.TempDir(), "journal.db")
+	key := make([]byte, 32)
+	j, err := journal.Open(path, journal.WithSecretKey(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, _ := state.NewJobs(j)
+	b.down()
+	s := syncer.New(j, c, syncer.WithLogger(quiet), syncer.WithRetry(20*time.Millisecond, 100*time.Millisecond))
+	jobs.OnAppend(s.Notify)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	for _, id := range ids {
+		journalRun(t, jobs, id, 3000, 500)
+	}
+	// Jobs go on being journaled while nothing reaches the backend.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Reachable() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.Reachable() {
+		t.Fatal("syncer still believes the backend reachable")
+	}
+	if _, msg := s.Contact(); msg == "" {
+		t.Error("no last error while unreachable")
+	}
+	b.up()
+	flush(t, s, time.Minute)
+	for _, id := range ids {
+		checkJob(t, b, id, 3000)
+	}
+	cancel()
+	<-done
+	j.Close()
+
+	// A restart with the same journal finds nothing to send.
+	jobs2, j2 := openJobs(t, path)
+	_ = jobs2
+	s2 := syncer.New(j2, c, syncer.WithLogger(quiet))
+	runSyncer(t, s2)
+	flush(t, s2, 10*time.Second)
+	for _, id := range ids {
+		checkJob(t, b, id, 3000)
+	}
+}
+
+func TestBacklogFromBeforeARestartIsDelivered(t *testing.T) {
+	b := startBackend(t)
+	c := b.client(t)
+	ids := b.claim(t, c, 1)
+	path := filepath.Join(t.TempDir(), "journal.db")
+	jobs, j := openJobs(t, path)
+	journalRun(t, jobs, ids[0], 700, 70)
+	j.Close()
+	_, j2 := openJobs(t, path)
+	s := syncer.New(j2, c, syncer.WithLogger(quiet))
+	runSyncer(t, s)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if v, err := b.dev.Job(context.Background(), ids[0]); err == nil && v.Done() {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	checkJob(t, b, ids[0], 700)
+}
+
+func TestDroppedLinesAreAnnounced(t *testing.T) {
+	b := startBackend(t)
+	c := b.client(t)
+	ids := b.claim(t, c, 1)
+	jobs, j := openJobs(t, filepath.Join(t.TempDir(), "journal.db"), journal.WithBudget(64<<10), journal.WithKeepLogs(2, 2))
+	journalRun(t, jobs, ids[0], 2000, 50)
+	rep, err := j.Prune(context.Background())
+	if err != nil || rep.DroppedItems == 0 {
+		t.Fatalf("prune dropped nothing: %+v, %v", rep, err)
+	}
+	s := syncer.New(j, c, syncer.WithLogger(quiet))
+	s.Notify(mustStream(t, jobs, ids[0]))
+	runSyncer(t, s)
+	flush(t, s, 30*time.Second)
+	logs, err := b.dev.Logs(context.Background(), ids[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The head, one notice, the tail: each part without a gap.
+	n := -1
+	for i, l := range logs {
+		if l.Stream == "system" {
+			n = i
+		}
+	}
+	if n < 1 || n > len(logs)-2 {
+		t.Fatalf("no notice between head and tail in %d lines", len(logs))
+	}
+	head, notice, tail := logs[:n], logs[n], logs[n+1:]
+	for i, l := range head {
+		if l.Seq != uint64(i+1) {
+			t.Fatalf("head line %d has seq %d", i, l.Seq)
+		}
+	}
+	for i, l := range tail {
+		if l.Seq != tail[0].Seq+uint64(i) {
+			t.Fatalf("tail line %d has seq %d", i, l.Seq)
+		}
+	}
+	if tail[len(tail)-1].Seq != 2000 || len(head) < 100 || len(tail) < 100 {
+		t.Errorf("head %d lines, tail %d lines ending at %d", len(head), len(tail), tail[len(tail)-1].Seq)
+	}
+	gap := tail[0].Seq - head[len(head)-1].Seq - 1
+	want := fmt.Sprintf("[... %d log lines", gap)
+	if notice.Seq != tail[0].Seq-1 || !strings.HasPrefix(notice.Line, want) {
+		t.Errorf("notice = %+v, want seq %d starting %q", notice, tail[0].Seq-1, want)
+	}
+	v, _ := b.dev.Job(context.Background(), ids[0])
+	if v.Status != "completed" || len(v.CompletionCalls) != 1 {
+		t.Errorf("status %s, %d completions", v.Status, len(v.CompletionCalls))
+	}
+}
+
+func mustStream(t testing.TB, jobs *state.Jobs, id string) string {
+	t.Helper()
+	p, ok, err := jobs.Get(context.Background(), id)
+	if err != nil || !ok {
+		t.Fatalf("job %s not journaled: %v", id, err)
+	}
+	return p.Stream
+}
+
+// BenchmarkBacklogDrain measures the delivery of a 100 000-line backlog
+// (one job, journaled in 500-line batches while the backend was away) to
+// the development backend on loopback, through the backend client.
+func BenchmarkBacklogDrain(b *testing.B) {
+	const lines = 100000
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		be := startBackend(b)
+		c := be.client(b)
+		ids := be.claim(b, c, 1)
+		jobs, j := openJobs(b, filepath.Join(b.TempDir(), "journal.db"))
+		journalRun(b, jobs, ids[0], lines, 500)
+		s := syncer.New(j, c, syncer.WithLogger(quiet))
+		b.StartTimer()
+		start := time.Now()
+		runSyncer(b, s)
+		flush(b, s, 5*time.Minute)
+		b.ReportMetric(time.Since(start).Seconds(), "s/100k-lines")
+		b.StopTimer()
+		checkJob(b, be, ids[0], lines)
+	}
+}
