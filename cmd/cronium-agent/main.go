@@ -56,6 +56,9 @@ type cliEnv struct {
 func commands() []command {
 	return []command{
 		{"run", "run the agent: take jobs from the Cronium backend and report them back", runAgent},
+		{"status", "show the running agent's backend, backlog, running jobs and journal (status [--json])", runStatus},
+		{"jobs", "list the running agent's recent jobs and their delivery (jobs [--limit N] [--json])", runJobs},
+		{"logs", "print a job's log from the running agent's journal (logs [-f] JOB); stdout lines as they are, others prefixed [stderr] / [system]", runLogs},
 		{"exec", "run one script job in a container and stream its output", runExec},
 		{"backend", "the development backend and its operator commands (serve, submit, jobs, show, logs, cancel)", runBackend},
 		{"images", "import and list runtime images (images import ARCHIVE..., images list)", runImages},
@@ -115,7 +118,8 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nEvery command takes --config FILE (default /etc/cronium/agent.yaml); every key can also be set by a CRONIUM_* variable.")
+	fmt.Fprintln(w, "\nstatus, jobs and logs ask the running agent through its admin socket (admin.socket, root only).")
+	fmt.Fprintln(w, "Every command takes --config FILE (default /etc/cronium/agent.yaml); every key can also be set by a CRONIUM_* variable.")
 }
 
 func logLevel(environ []string) slog.Level {

@@ -145,11 +145,13 @@ func (c *Client) explain(err error) error {
 		return fmt.Errorf("%w (nothing answers on %s): %w", ErrNotRunning, c.path, op.Err)
 	case dial && errors.Is(err, syscall.EACCES):
 		return fmt.Errorf("no access to %s: the admin socket is root's (run as root): %w", c.path, op.Err)
-	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		// The agent drops the connections of users other than root.
-		return fmt.Errorf("the agent on %s hung up without answering (it answers root only): %w", c.path, err)
+	case dial, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("admin socket %s: %w", c.path, err)
 	}
-	return fmt.Errorf("admin socket %s: %w", c.path, err)
+	// Connected, and then no answer. The agent drops the connections of
+	// users other than root unread, which net/http reports as EOF, a reset
+	// or a closed idle connection, as the race goes.
+	return fmt.Errorf("the agent on %s hung up without answering (it answers only root; or it stopped): %w", c.path, err)
 }
 
 // statusError is an answer other than 200.

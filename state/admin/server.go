@@ -178,12 +178,13 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	s.all(w, r, id, after, lines)
 }
 
-// all writes every line there is now, after the first page lines, as one
-// JSON array, without holding the whole log in memory.
+// all writes every line there is now, the first page lines included, as
+// one JSON array, without holding the whole log in memory.
 func (s *Server) all(w http.ResponseWriter, r *http.Request, id string, after uint64, lines []LogLine) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := newEncoder(w)
-	sep := "["
+	io.WriteString(w, "[")
+	sep := ""
 	for {
 		for _, l := range lines {
 			io.WriteString(w, sep)
@@ -197,9 +198,6 @@ func (s *Server) all(w http.ResponseWriter, r *http.Request, id string, after ui
 		if lines, _, err = s.src.Logs(r.Context(), id, after, logPage); err != nil {
 			s.abort(r, err)
 		}
-	}
-	if sep == "[" {
-		io.WriteString(w, sep)
 	}
 	io.WriteString(w, "]\n")
 }
