@@ -57,6 +57,7 @@ bench: import
 	CRONIUM_TEST_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) \
 		go test -run '^$$' -bench . -benchtime 100x ./runner/container/ ./cni/ ./cmd/cronium-agent/
 	go test -run '^$$' -bench . ./runner/output/ ./sidecar/
+	go test -run '^$$' -bench . -benchtime 3x ./state/journal/ ./state/syncer/
 
 # Fail when anything of the agent's is left on this host.
 leftovers:

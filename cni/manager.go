@@ -19,6 +19,8 @@ import (
 	"sync"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/version"
 )
 
 // Name prefixes: bridges are crn-<hash>, namespaces cronium-<id>.
@@ -104,7 +106,12 @@ func New(cfg Config, opts ...Option) (*Manager, error) {
 	if err := m.checkPlugins(); err != nil {
 		return nil, err
 	}
-	m.cni = libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, m.dir("cache"), nil)
+	// An explicit exec: libcni makes its default one lazily, on first use,
+	// which races when networks are set up concurrently.
+	m.cni = libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, m.dir("cache"), &invoke.DefaultExec{
+		RawExec:       &invoke.RawExec{Stderr: os.Stderr},
+		PluginDecoder: version.PluginDecoder{},
+	})
 	m.subs = &subnets{dir: m.dir("subnets"), pool: cfg.Pool}
 	fw, err := newFirewall(cfg.APIPort)
 	if err != nil {

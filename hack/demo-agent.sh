@@ -23,9 +23,12 @@ export CRONIUM_BACKEND_URL=$(grep -o 'http://[0-9.:]*' "$DEMO/backend.out" | hea
 [[ -n $CRONIUM_BACKEND_URL ]] || { echo "the development backend did not start:"; cat "$DEMO/backend.log"; exit 1; }
 printf '\n\033[1m== the agent against the development backend at %s\033[0m\n' "$CRONIUM_BACKEND_URL"
 
-CRONIUM_API_ENDPOINT=$CRONIUM_BACKEND_URL CRONIUM_API_TOKEN=$CRONIUM_BACKEND_TOKEN CRONIUM_JOBS_POLL_INTERVAL=0.2 \
-	"$AGENT" run 2>"$DEMO/agent.log" &
-AGENT_PID=$!
+start_agent() {
+	CRONIUM_API_ENDPOINT=$CRONIUM_BACKEND_URL CRONIUM_API_TOKEN=$CRONIUM_BACKEND_TOKEN CRONIUM_JOBS_POLL_INTERVAL=0.2 \
+		"$AGENT" run 2>>"$DEMO/agent.log" &
+	AGENT_PID=$!
+}
+start_agent
 
 bash_id=$("$AGENT" backend submit --runtime bash --env CITY=Lyon -c 'echo "weather report for $CITY"; for i in 1 2 3; do echo "reading $i: $((15 + i))C"; done')
 py_id=$("$AGENT" backend submit --runtime python --input '{"readings": [16, 17, 18]}' -c 'import cronium
@@ -46,4 +49,15 @@ for id in "$bash_id" "$py_id" "$node_id"; do
 	"$AGENT" backend logs "$id" -f >/dev/null 2>&1
 	"$AGENT" backend show "$id"
 done
+
+printf '\n\033[1m== crash recovery: the agent is killed (SIGKILL) while a job prints; a new agent takes it over\033[0m\n'
+slow_id=$("$AGENT" backend submit --runtime bash -c 'for i in $(seq 1 8); do echo "tick $i"; sleep 0.5; done')
+for _ in $(seq 100); do "$AGENT" backend logs "$slow_id" 2>/dev/null | grep -q "tick 2" && break; sleep 0.1; done
+kill -KILL "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+echo "agent killed after: $("$AGENT" backend logs "$slow_id" 2>/dev/null | tail -1)"
+start_agent
+"$AGENT" backend logs "$slow_id" -f >/dev/null 2>&1
+"$AGENT" backend show "$slow_id"
+printf '\n\033[1m-- what the agent journaled (cronium-agent jobs, through its admin socket)\033[0m\n'
+"$AGENT" jobs --limit 5
 printf '\n\033[2m(agent log: %s lines; stopping the agent with SIGTERM drains it)\033[0m\n' "$(wc -l <"$DEMO/agent.log")"

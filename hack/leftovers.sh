@@ -34,6 +34,11 @@ for id in $(pgrep -a -f 'containerd-shim-runc-v2 -namespace cronium' | grep -o -
 	grep -qx -- "$id" <<<"$tasks" || n=$((n + 1))
 done
 ((n)) && left+=("$n shims without a task")
+# Private containerds of tests (internal/testenv.PrivateContainerd).
+n=$(find /var/lib /run -maxdepth 1 -name 'cronium-test-containerd-*' 2>/dev/null | wc -l)
+((n)) && left+=("$n private test containerd directories")
+n=$(pgrep -c -f -- '--config /run/cronium-test-containerd-' || true)
+((n)) && left+=("$n private test containerds")
 if ((${#left[@]})); then
 	echo "leftovers: ${left[*]}" >&2
 	exit 1

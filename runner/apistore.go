@@ -3,95 +3,148 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/sidecar"
+	"github.com/cronium/cronium-agent/state"
 )
 
-// VariableBackend is what the runtime API needs of the backend.
-type VariableBackend interface {
+// VariableReader is what the runtime API reads from the backend.
+type VariableReader interface {
 	GetVariable(ctx context.Context, userID, key string) (string, bool, error)
-	SetVariable(ctx context.Context, userID, key, value string) error
-	SetExecutionOutput(ctx context.Context, executionID string, value json.RawMessage) error
-	SetExecutionCondition(ctx context.Context, executionID string, value bool) error
 }
 
-// BackendStore serves the runtime API from the backend: variables through
-// its variables endpoints (with the last known values kept, for reads while
-// it is unreachable), output and condition forwarded to the execution
-// (they also reach it in the completing call, which is what counts).
-type BackendStore struct {
-	be  VariableBackend
-	log *slog.Logger
+// JournalStore serves the runtime API for jobs from the backend: what a
+// script sets (output, condition, variables) is journaled in its job's
+// stream, before the API answers, and reaches the backend through the
+// syncer in order with the job's other reports; variables are read from the
+// backend, except those this agent wrote and has not delivered yet (a
+// script reads its own writes), and while it is unreachable the last value
+// seen is served.
+type JournalStore struct {
+	jobs *state.Jobs
+	be   VariableReader
+	log  *slog.Logger
 
 	mu    sync.Mutex
-	cache map[[2]string]cachedVar
+	known map[[2]string]knownVar
 }
 
-type cachedVar struct {
+type knownVar struct {
 	value string
 	found bool
+	// pendingUntil: a write not yet delivered overrides the backend's
+	// value until then.
+	pendingUntil time.Time
 }
 
-// NewBackendStore returns a store over be.
-func NewBackendStore(be VariableBackend, log *slog.Logger) *BackendStore {
+// pendingWindow bounds how long a journaled write overrides what the
+// backend says: the syncer delivers it long before, unless the backend is
+// down, when the backend is not asked anyway.
+const pendingWindow = time.Minute
+
+// NewJournalStore returns the runtime API's store for jobs in jobs.
+func NewJournalStore(jobs *state.Jobs, be VariableReader, log *slog.Logger) *JournalStore {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &BackendStore{be: be, log: log, cache: map[[2]string]cachedVar{}}
+	return &JournalStore{jobs: jobs, be: be, log: log, known: map[[2]string]knownVar{}}
 }
 
-// GetVariable reads from the backend; while it is unreachable the last
-// value this agent saw is served (or none).
-func (s *BackendStore) GetVariable(ctx context.Context, userID, key string) (string, bool, error) {
-	v, found, err := s.be.GetVariable(ctx, userID, key)
+var errNoRun = errors.New("no running job has this execution")
+
+func (s *JournalStore) job(ctx context.Context, executionID string) (*state.Job, error) {
+	if executionID == "" {
+		executionID, _ = sidecar.ExecutionOf(ctx)
+	}
+	jb := s.jobs.ByExecution(executionID)
+	if jb == nil {
+		return nil, fmt.Errorf("%w: %s", errNoRun, executionID)
+	}
+	return jb, nil
+}
+
+// GetVariable reads a variable.
+func (s *JournalStore) GetVariable(ctx context.Context, userID, key string) (string, bool, error) {
 	k := [2]string{userID, key}
+	s.mu.Lock()
+	kv, ok := s.known[k]
+	s.mu.Unlock()
+	if ok && time.Now().Before(kv.pendingUntil) {
+		return kv.value, kv.found, nil
+	}
+	v, found, err := s.be.GetVariable(ctx, userID, key)
 	if err == nil {
 		s.mu.Lock()
-		s.cache[k] = cachedVar{v, found}
+		if cur := s.known[k]; !time.Now().Before(cur.pendingUntil) {
+			s.known[k] = knownVar{value: v, found: found}
+		}
 		s.mu.Unlock()
 		return v, found, nil
 	}
 	if !backend.IsTransient(err) {
 		return "", false, err
 	}
-	s.mu.Lock()
-	c, ok := s.cache[k]
-	s.mu.Unlock()
 	s.log.Warn("backend unreachable; serving the last known variable value", "user", userID, "cached", ok)
-	return c.value, ok && c.found, nil
+	return kv.value, ok && kv.found, nil
 }
 
-// SetVariable writes through to the backend.
-func (s *BackendStore) SetVariable(ctx context.Context, userID, key, value string) error {
-	if err := s.be.SetVariable(ctx, userID, key, value); err != nil {
+// SetVariable journals a variable write in the writing job's stream.
+func (s *JournalStore) SetVariable(ctx context.Context, userID, key, value string) error {
+	jb, err := s.job(ctx, "")
+	if err != nil {
+		return err
+	}
+	it, err := state.Item(state.KindVariable, state.VariableItem{UserID: userID, Key: key, Value: value}, 0)
+	if err != nil {
+		return err
+	}
+	if err := jb.Update(context.WithoutCancel(ctx), nil, it); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.cache[[2]string{userID, key}] = cachedVar{value, true}
+	s.known[[2]string{userID, key}] = knownVar{value: value, found: true, pendingUntil: time.Now().Add(pendingWindow)}
 	s.mu.Unlock()
 	return nil
 }
 
-// SetOutput forwards the output to the execution; a failure is logged, not
-// returned: the completing call carries the output anyway.
-func (s *BackendStore) SetOutput(ctx context.Context, executionID string, value json.RawMessage) error {
-	s.forward(ctx, executionID, "output", func(ctx context.Context) error { return s.be.SetExecutionOutput(ctx, executionID, value) })
-	return nil
-}
-
-// SetCondition forwards the condition, as SetOutput does.
-func (s *BackendStore) SetCondition(ctx context.Context, executionID string, value bool) error {
-	s.forward(ctx, executionID, "condition", func(ctx context.Context) error { return s.be.SetExecutionCondition(ctx, executionID, value) })
-	return nil
-}
-
-func (s *BackendStore) forward(ctx context.Context, executionID, what string, call func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := call(ctx); err != nil {
-		s.log.Warn("forwarding to the backend failed; the completion carries it", "execution", executionID, "what", what, "error", err)
+// SetOutput journals the execution's output: in its progress (the
+// completion carries it) and as an item for the execution.
+func (s *JournalStore) SetOutput(ctx context.Context, executionID string, value json.RawMessage) error {
+	jb, err := s.job(ctx, executionID)
+	if err != nil {
+		return err
 	}
+	it, err := state.Item(state.KindOutput, state.OutputItem{ExecutionID: executionID, Output: value, At: time.Now().UTC()}, 0)
+	if err != nil {
+		return err
+	}
+	return jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) {
+		if p.ExecutionID == executionID {
+			p.Output = append(json.RawMessage(nil), value...)
+		}
+	}, it)
+}
+
+// SetCondition journals the execution's condition, as SetOutput does.
+func (s *JournalStore) SetCondition(ctx context.Context, executionID string, value bool) error {
+	jb, err := s.job(ctx, executionID)
+	if err != nil {
+		return err
+	}
+	it, err := state.Item(state.KindCondition, state.ConditionItem{ExecutionID: executionID, Condition: value, At: time.Now().UTC()}, 0)
+	if err != nil {
+		return err
+	}
+	return jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) {
+		if p.ExecutionID == executionID {
+			c := value
+			p.Condition = &c
+		}
+	}, it)
 }

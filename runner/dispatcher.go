@@ -13,25 +13,36 @@ import (
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/httpexec"
+	"github.com/cronium/cronium-agent/state"
+	"github.com/cronium/cronium-agent/state/journal"
 )
 
-// Backend is what the dispatcher needs of the Cronium backend's internal API.
+type journalItem = journal.Item
+
+// Backend is what the dispatcher itself asks of the Cronium backend's
+// internal API. Everything it reports goes through the journal instead
+// (state.Jobs), which the syncer delivers.
 type Backend interface {
 	ClaimJobs(ctx context.Context, batchSize int, jobTypes []string) ([]backend.QueueItem, error)
 	Acknowledge(ctx context.Context, jobID string, at time.Time) error
-	CreateExecution(ctx context.Context, executionID string, body backend.CreateExecution) error
-	SetStatus(ctx context.Context, jobID, status, message string) error
-	SendLogs(ctx context.Context, jobID, executionID string, entries []backend.LogEntry) error
-	Complete(ctx context.Context, jobID string, c backend.Completion) error
-	Fail(ctx context.Context, jobID, message string, exitCode int) error
 	Release(ctx context.Context, jobID, message string) error
+	Orphaned(ctx context.Context) ([]backend.OrphanRow, error)
 	Heartbeat(ctx context.Context, hb backend.Heartbeat) ([]string, error)
 	SendMetrics(ctx context.Context, m backend.AgentMetrics) error
 }
 
-// ScriptRunner runs a script job to its end (the containerd executor).
+// ScriptRunner runs a script job to its end (the containerd executor), or
+// takes over one a previous agent process started.
 type ScriptRunner interface {
 	Run(ctx context.Context, req container.Request, onEntry container.EntryFunc) (container.Result, error)
+	Adopt(ctx context.Context, req container.Request, startedAt time.Time, skip uint64, onEntry container.EntryFunc) (container.Result, error)
+}
+
+// Delivery is the syncer as the dispatcher sees it: claims pause while the
+// backend cannot take what is already journaled.
+type Delivery interface {
+	Reachable() bool
+	Backlog() int
 }
 
 // DispatchConfig holds the dispatcher's knobs.
@@ -44,24 +55,27 @@ type DispatchConfig struct {
 	Metrics         time.Duration
 	DrainTimeout    time.Duration
 	OutputCap       int // per stream, in the completion body
+	// Fault, when set, is called at named points of a job's life
+	// (fault-injection tests kill the agent there).
+	Fault func(point string)
 }
 
 // Dispatcher polls the backend, claims as many jobs as it has free slots,
 // runs them and reports everything back, one completing call per job.
 type Dispatcher struct {
-	be      Backend
-	scripts ScriptRunner
-	http    *httpexec.Runner
-	policy  Policy
-	cfg     DispatchConfig
-	log     *slog.Logger
+	be       Backend
+	jobs     *state.Jobs
+	delivery Delivery
+	scripts  ScriptRunner
+	http     *httpexec.Runner
+	policy   Policy
+	cfg      DispatchConfig
+	log      *slog.Logger
 
-	logsOff atomic.Bool // the backend has no live-log endpoint
-
-	// giveUp ends the retrying of completing calls: closed a while after
-	// a hard stop, when nothing can wait for the backend any longer.
-	giveUp     chan struct{}
-	giveUpOnce sync.Once
+	// stopped ends the retrying of journal writes at a hard stop: the
+	// next start recovers what they were about.
+	stopped     chan struct{}
+	stoppedOnce sync.Once
 
 	mu      sync.Mutex
 	running map[string]*activeJob
@@ -75,8 +89,10 @@ type Dispatcher struct {
 }
 
 type activeJob struct {
-	cancel context.CancelCauseFunc
-	start  time.Time
+	cancel    context.CancelCauseFunc
+	start     time.Time
+	execution string
+	attempt   int
 }
 
 // Causes a run is stopped for.
@@ -85,8 +101,8 @@ var (
 	errShutdown        = errors.New("the agent is shutting down")
 )
 
-// NewDispatcher wires a dispatcher; scripts must not be nil.
-func NewDispatcher(be Backend, scripts ScriptRunner, policy Policy, cfg DispatchConfig, log *slog.Logger) *Dispatcher {
+// NewDispatcher wires a dispatcher; scripts and jobs must not be nil.
+func NewDispatcher(be Backend, jobs *state.Jobs, delivery Delivery, scripts ScriptRunner, policy Policy, cfg DispatchConfig, log *slog.Logger) *Dispatcher {
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = 1
 	}
@@ -102,11 +118,16 @@ func NewDispatcher(be Backend, scripts ScriptRunner, policy Policy, cfg Dispatch
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.Fault == nil {
+		cfg.Fault = func(string) {}
+	}
 	return &Dispatcher{
-		be: be, scripts: scripts, http: httpexec.New(nil), policy: policy, cfg: cfg, log: log,
-		running: map[string]*activeJob{}, freed: make(chan struct{}, 1), giveUp: make(chan struct{}),
+		be: be, jobs: jobs, delivery: delivery, scripts: scripts, http: httpexec.New(nil), policy: policy, cfg: cfg, log: log,
+		running: map[string]*activeJob{}, freed: make(chan struct{}, 1), stopped: make(chan struct{}),
 	}
 }
+
+func (d *Dispatcher) fault(point string) { d.cfg.Fault(point) }
 
 // JobTypes are the backend job types this agent runs, which is all it asks for.
 func JobTypes() []string { return []string{backend.TypeScript, backend.TypeHTTP} }
@@ -127,7 +148,7 @@ func (d *Dispatcher) Run(ctx context.Context, drain <-chan struct{}) error {
 		case <-time.After(30 * time.Second):
 		case <-d.allDone():
 		}
-		d.giveUpOnce.Do(func() { close(d.giveUp) })
+		d.stoppedOnce.Do(func() { close(d.stopped) })
 	}()
 	go d.every(bg, d.cfg.Heartbeat, d.heartbeat)
 	go d.every(bg, d.cfg.Metrics, d.sendMetrics)
@@ -135,6 +156,7 @@ func (d *Dispatcher) Run(ctx context.Context, drain <-chan struct{}) error {
 	d.log.Info("dispatcher started", "orchestrator", d.cfg.OrchestratorID, "maxConcurrent", d.cfg.MaxConcurrent, "jobTypes", JobTypes())
 	wait := time.Duration(0)
 	failures := 0
+	reconciled := false
 claim:
 	for {
 		select {
@@ -149,6 +171,23 @@ claim:
 		if free <= 0 {
 			wait = d.cfg.PollMaxInterval // woken by d.freed before that
 			continue
+		}
+		if d.delivery != nil && !d.delivery.Reachable() && d.delivery.Backlog() > 0 {
+			// The backend does not take what is journaled: no new work
+			// until it does.
+			wait = d.cfg.PollInterval
+			continue
+		}
+		if !reconciled {
+			// Before any claim: a job the backend lists as ours that this
+			// process claimed itself must not be taken for an orphan.
+			if err := d.reconcile(ctx); err != nil {
+				failures++
+				wait = min(d.cfg.PollInterval<<min(failures, 6), d.cfg.PollMaxInterval)
+				d.logClaimError(err, wait)
+				continue
+			}
+			reconciled = true
 		}
 		items, err := d.be.ClaimJobs(ctx, free, JobTypes())
 		if err != nil {
@@ -250,14 +289,19 @@ func (d *Dispatcher) Cancel(jobID string) bool {
 	return ok
 }
 
+// release gives back a job claimed but never journaled, straight away: the
+// backend just answered the claim.
 func (d *Dispatcher) release(it backend.QueueItem, why string) {
-	if it.ID == "" {
-		return
+	if it.ID != "" {
+		d.releaseNow(it.ID, why)
 	}
+}
+
+func (d *Dispatcher) releaseNow(jobID, why string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := d.be.Release(ctx, it.ID, why); err != nil {
-		d.log.Warn("release failed", "job", it.ID, "error", err)
+	if err := d.be.Release(ctx, jobID, why); err != nil {
+		d.log.Warn("release failed", "job", jobID, "error", err)
 	}
 }
 
@@ -271,15 +315,23 @@ func (d *Dispatcher) start(base context.Context, it backend.QueueItem) {
 		}()
 		return
 	}
+	job := it.Job
+	if !d.spawn(base, job.ID, func(ctx context.Context) { d.handle(ctx, job) }) {
+		d.log.Warn("job claimed twice; the running copy continues", "job", job.ID)
+	}
+}
+
+// spawn runs fn for a job in its own goroutine, holding a slot; false if the
+// job already runs.
+func (d *Dispatcher) spawn(base context.Context, jobID string, fn func(ctx context.Context)) bool {
 	ctx, cancel := context.WithCancelCause(base)
 	d.mu.Lock()
-	if _, dup := d.running[it.Job.ID]; dup {
+	if _, dup := d.running[jobID]; dup {
 		d.mu.Unlock()
 		cancel(nil)
-		d.log.Warn("job claimed twice; the running copy continues", "job", it.Job.ID)
-		return
+		return false
 	}
-	d.running[it.Job.ID] = &activeJob{cancel: cancel, start: time.Now()}
+	d.running[jobID] = &activeJob{cancel: cancel, start: time.Now()}
 	d.mu.Unlock()
 	d.wg.Add(1)
 	go func() {
@@ -287,15 +339,45 @@ func (d *Dispatcher) start(base context.Context, it backend.QueueItem) {
 		defer func() {
 			cancel(nil)
 			d.mu.Lock()
-			delete(d.running, it.Job.ID)
+			delete(d.running, jobID)
 			d.mu.Unlock()
+			d.jobs.Forget(jobID)
 			select {
 			case d.freed <- struct{}{}:
 			default:
 			}
 		}()
-		d.handle(ctx, it.Job)
+		fn(ctx)
 	}()
+	return true
+}
+
+// setRunning records the attempt a running job is at (status, heartbeat).
+func (d *Dispatcher) setRunning(jobID, execution string, attempt int, start time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if j := d.running[jobID]; j != nil {
+		j.execution, j.attempt, j.start = execution, attempt, start
+	}
+}
+
+// RunningJob is a job being run, for inspection.
+type RunningJob struct {
+	JobID, ExecutionID string
+	Attempt            int
+	StartedAt          time.Time
+}
+
+// Running lists the jobs being run, by id.
+func (d *Dispatcher) Running() []RunningJob {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]RunningJob, 0, len(d.running))
+	for id, j := range d.running {
+		out = append(out, RunningJob{JobID: id, ExecutionID: j.execution, Attempt: j.attempt, StartedAt: j.start})
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].JobID < out[b].JobID })
+	return out
 }
 
 func (d *Dispatcher) failMalformed(it backend.QueueItem) {
@@ -305,7 +387,9 @@ func (d *Dispatcher) failMalformed(it backend.QueueItem) {
 		return
 	}
 	d.log.Warn("failing malformed job", "job", it.ID, "error", it.Err)
-	d.reportFail(it.ID, msg, 1)
+	if err := d.jobs.FailUnreadable(context.Background(), it.ID, msg, 1); err != nil {
+		d.log.Error("journaling the failure of a malformed job failed", "job", it.ID, "error", err)
+	}
 }
 
 func (d *Dispatcher) every(ctx context.Context, period time.Duration, fn func(context.Context)) {

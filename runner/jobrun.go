@@ -13,6 +13,7 @@ import (
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/httpexec"
 	"github.com/cronium/cronium-agent/runner/output"
+	"github.com/cronium/cronium-agent/state"
 )
 
 // maxAttempts bounds a job's retry policy, whatever it asks.
@@ -37,13 +38,22 @@ func (o outcome) retryable() bool {
 	return o.status == "failed" || o.status == "timeout"
 }
 
-// handle runs a claimed job: acknowledge, then each attempt as its own
-// execution, then exactly one completing call.
+// handle runs a claimed job: journal it, acknowledge, then each attempt as
+// its own execution, then exactly one completing item.
 func (d *Dispatcher) handle(ctx context.Context, job *backend.Job) {
 	log := d.log.With("job", job.ID)
+	jb, err := d.jobs.Claim(context.WithoutCancel(ctx), job)
+	if err != nil {
+		// Nothing can be promised about a job the journal does not hold.
+		log.Error("journaling the claimed job failed; giving it back", "error", err)
+		d.releaseNow(job.ID, "the agent could not journal the job: "+err.Error())
+		return
+	}
+	d.fault("claimed")
 	if err := d.acknowledge(ctx, job.ID); err != nil {
 		if errors.Is(err, backend.ErrNotClaimed) {
 			log.Warn("the backend says the job is not claimed by this agent; not running it")
+			d.endJob(jb, func(p *state.Progress) { p.State = state.Released })
 			return
 		}
 		log.Warn("acknowledge failed; running the job anyway", "error", err)
@@ -53,35 +63,48 @@ func (d *Dispatcher) handle(ctx context.Context, job *backend.Job) {
 	}
 	if msg := unsupported(job); msg != "" {
 		log.Warn("refusing job", "reason", msg)
-		d.reportFail(job.ID, msg, 1)
+		d.finish(jb, outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: msg, start: time.Now(), end: time.Now()})
 		return
 	}
+	d.runAttempts(ctx, jb, 1, nil)
+}
 
-	attempts := 1
+// attempts is how many times the job may run.
+func attempts(job *backend.Job) int {
 	if job.Retry != nil && job.Retry.MaxAttempts > 1 {
-		attempts = min(job.Retry.MaxAttempts, maxAttempts)
+		return min(job.Retry.MaxAttempts, maxAttempts)
 	}
+	return 1
+}
+
+// runAttempts runs attempts from..N; with resume, attempt `from` is one a
+// previous agent process started, adopted instead of started again.
+func (d *Dispatcher) runAttempts(ctx context.Context, jb *state.Job, from int, resume *resumed) {
+	job := jb.Backend()
+	of := attempts(job)
 	var last outcome
-	var lastExec string
-	var seq uint64
-	for attempt := 1; attempt <= attempts; attempt++ {
-		if attempt > 1 {
+	for attempt := from; attempt <= of; attempt++ {
+		if attempt > from || (resume == nil && attempt > 1) {
 			delay := retryDelay(job.Retry, attempt-1)
-			log.Info("retrying failed run", "attempt", attempt, "of", attempts, "in", delay)
+			d.log.Info("retrying failed run", "job", job.ID, "attempt", attempt, "of", of, "in", delay)
 			select {
 			case <-ctx.Done():
 				last = outcome{status: "cancelled", exitCode: -2, start: time.Now(), end: time.Now()}
-				attempt = attempts // report the cancellation below
+				attempt = of // report the cancellation below
 				continue
 			case <-time.After(delay):
 			}
 		}
-		last, lastExec, seq = d.attempt(ctx, job, attempt, attempts, lastExec, seq)
+		if attempt == from && resume != nil {
+			last = d.resume(ctx, jb, resume)
+		} else {
+			last = d.attempt(ctx, jb, attempt, of)
+		}
 		if !last.retryable() {
 			break
 		}
 	}
-	d.finish(job, last)
+	d.finish(jb, last)
 }
 
 func (d *Dispatcher) acknowledge(ctx context.Context, jobID string) error {
@@ -127,52 +150,115 @@ func retryDelay(p *backend.RetryPolicy, n int) time.Duration {
 	return min(base<<min(n-1, 10), time.Hour)
 }
 
-// attempt runs the job once as a new execution. prevExec is the previous
-// attempt's execution id: two attempts in one second would share
-// exec_<job>_<unix seconds>, so the next waits for a new second. Live lines
-// are numbered after seq; the last number used is returned.
-func (d *Dispatcher) attempt(ctx context.Context, job *backend.Job, n, of int, prevExec string, seq uint64) (outcome, string, uint64) {
+// run is one attempt in progress: what its output goes to.
+type run struct {
+	jb             *state.Job
+	exec           string
+	logs           *logStream
+	stdout, stderr *cappedBuffer
+	// skip: output entries up to it are already journaled (a run adopted
+	// after a restart reads its output file from the start again).
+	skip    uint64
+	entries uint64
+}
+
+func (d *Dispatcher) newRun(jb *state.Job, exec string, skip uint64) *run {
+	return &run{
+		jb: jb, exec: exec, skip: skip,
+		logs:   newLogStream(jb, exec, d.log.With("job", jb.Backend().ID, "execution", exec), d.fault),
+		stdout: newCappedBuffer(d.cfg.OutputCap), stderr: newCappedBuffer(d.cfg.OutputCap),
+	}
+}
+
+// entry takes the run's next output entry.
+func (r *run) entry(e output.Entry) {
+	r.entries++
+	buf := r.stdout
+	if e.Stream == output.Stderr {
+		buf = r.stderr
+	}
+	buf.Write(e.Data)
+	if !e.Fragment {
+		buf.Write([]byte{'\n'})
+	}
+	if r.entries > r.skip {
+		r.logs.add(e.Stream.String(), string(e.Data), e.Time.UTC(), r.entries)
+	}
+}
+
+func (r *run) system(line string) { r.logs.add("system", line, time.Now().UTC(), 0) }
+
+// end closes the run's log and fills in the outcome's output: the captured
+// streams and what the script set through the runtime API, as journaled.
+func (r *run) end(o outcome) outcome {
+	r.logs.close()
+	o.stdout, o.stderr = r.stdout.String(), r.stderr.String()
+	if p := r.jb.Progress(); p.ExecutionID == r.exec {
+		if p.Output != nil {
+			o.scriptOutput = p.Output
+		}
+		if p.Condition != nil {
+			c := *p.Condition
+			o.condition = &c
+		}
+	}
+	return o
+}
+
+// attempt runs the job once as a new execution. Two attempts in one second
+// would share exec_<job>_<unix seconds>, so the next waits for a new second.
+func (d *Dispatcher) attempt(ctx context.Context, jb *state.Job, n, of int) outcome {
+	job := jb.Backend()
+	prev := jb.Progress().ExecutionID
 	start := time.Now()
 	execID := ExecutionID(job.ID, start)
-	for execID == prevExec {
+	for execID == prev {
 		time.Sleep(time.Until(start.Truncate(time.Second).Add(time.Second)))
 		start = time.Now()
 		execID = ExecutionID(job.ID, start)
 	}
-	log := d.log.With("job", job.ID, "execution", execID)
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	if err := d.be.CreateExecution(rctx, execID, backend.CreateExecution{JobID: job.ID}); err != nil {
-		log.Warn("creating the execution on the backend failed", "error", err)
+	var req container.Request
+	var reqErr error
+	if job.OriginalType == backend.TypeScript {
+		req, reqErr = d.policy.Request(scriptJob(job), start)
 	}
 	msg := "running"
 	if of > 1 {
 		msg = fmt.Sprintf("attempt %d of %d", n, of)
 	}
-	if err := d.be.SetStatus(rctx, job.ID, "running", msg); err != nil {
-		log.Warn("reporting running failed", "error", err)
+	items, err := itemsOf(
+		itemOf{state.KindExecution, state.ExecutionItem{ExecutionID: execID, JobID: job.ID, Attempt: n}},
+		itemOf{state.KindStatus, state.StatusItem{Status: "running", Message: msg, At: start.UTC()}},
+	)
+	if err == nil {
+		err = jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) {
+			p.State, p.Attempt, p.Attempts, p.AttemptStart = state.Running, n, of, start.UTC()
+			p.RunID, p.ExecutionID, p.StartedAt, p.Entries = req.RunID, execID, time.Time{}, 0
+			p.Output, p.Condition = nil, nil
+		}, items...)
 	}
-	cancel()
-
-	logs := newLogStream(func(ctx context.Context, entries []backend.LogEntry) error {
-		return d.be.SendLogs(ctx, job.ID, execID, entries)
-	}, &d.logsOff, log, seq)
+	if err != nil {
+		return outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: "the agent could not journal the run: " + err.Error(), start: start, end: time.Now()}
+	}
+	d.setRunning(job.ID, execID, n, start)
+	r := d.newRun(jb, execID, 0)
 	if of > 1 {
-		logs.add("system", fmt.Sprintf("attempt %d of %d", n, of), time.Now().UTC())
+		r.system(fmt.Sprintf("attempt %d of %d", n, of))
 	}
-	stdout, stderr := newCappedBuffer(d.cfg.OutputCap), newCappedBuffer(d.cfg.OutputCap)
 	var o outcome
-	switch job.OriginalType {
-	case backend.TypeHTTP:
-		o = d.runHTTP(ctx, job, logs, stdout, stderr)
+	switch {
+	case job.OriginalType == backend.TypeHTTP:
+		o = d.runHTTP(ctx, jb, r)
+	case reqErr != nil:
+		o = outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: reqErr.Error(), start: start, end: time.Now()}
 	default:
-		o = d.runScript(ctx, job, start, logs, stdout, stderr)
+		o = d.runScript(ctx, jb, r, req)
 	}
-	seq = logs.close()
-	o.stdout, o.stderr = stdout.String(), stderr.String()
-	return o, execID, seq
+	return r.end(o)
 }
 
-func (d *Dispatcher) runScript(ctx context.Context, job *backend.Job, start time.Time, logs *logStream, stdout, stderr *cappedBuffer) outcome {
+// scriptJob is the runner's view of a SCRIPT job.
+func scriptJob(job *backend.Job) Job {
 	rj := Job{
 		ID: job.ID, EventID: job.Metadata.EventID, UserID: job.Metadata.UserID,
 		Runtime: job.Script.Runtime, Script: []byte(job.Script.Content), Env: job.Environment,
@@ -183,99 +269,133 @@ func (d *Dispatcher) runScript(ctx context.Context, job *backend.Job, start time
 	if r := job.Resources; r != nil {
 		rj.Resources = oci.Resources{CPU: r.CPU, MemoryBytes: r.Memory, Pids: r.Pids}
 	}
-	req, err := d.policy.Request(rj, start)
-	if err != nil {
-		return outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: err.Error(), start: start, end: time.Now()}
+	return rj
+}
+
+type itemOf struct {
+	kind string
+	v    any
+}
+
+func itemsOf(list ...itemOf) ([]journalItem, error) {
+	out := make([]journalItem, 0, len(list))
+	for _, l := range list {
+		it, err := state.Item(l.kind, l.v, 0)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, it)
 	}
-	res, err := d.scripts.Run(ctx, req, func(e output.Entry) {
-		buf := stdout
-		if e.Stream == output.Stderr {
-			buf = stderr
+	return out, nil
+}
+
+// onPhase journals the script's start (its timeout counts from it after a
+// restart) and marks the fault-injection points.
+func (d *Dispatcher) onPhase(jb *state.Job) func(container.Phase, time.Time) error {
+	return func(ph container.Phase, at time.Time) error {
+		switch ph {
+		case container.PhaseNetwork:
+			d.fault("network")
+		case container.PhaseStarting:
+			return jb.Update(context.Background(), func(p *state.Progress) { p.StartedAt = at.UTC() })
+		case container.PhaseExited:
+			d.fault("exited")
 		}
-		buf.Write(e.Data)
-		if !e.Fragment {
-			buf.Write([]byte{'\n'})
-		}
-		logs.add(e.Stream.String(), string(e.Data), e.Time.UTC())
-	})
+		return nil
+	}
+}
+
+func (d *Dispatcher) runScript(ctx context.Context, jb *state.Job, r *run, req container.Request) outcome {
+	req.OnPhase = d.onPhase(jb)
+	res, err := d.scripts.Run(ctx, req, r.entry)
 	if err != nil && res.StartedAt.IsZero() {
-		return outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: err.Error(), start: start, end: time.Now()}
+		return outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: err.Error(), start: req.Execution.StartTime, end: time.Now()}
 	}
+	return d.scriptOutcome(ctx, r, req, res, err)
+}
+
+// scriptOutcome turns an executor result into the attempt's outcome.
+func (d *Dispatcher) scriptOutcome(ctx context.Context, r *run, req container.Request, res container.Result, err error) outcome {
 	o := outcome{
 		status: string(res.Status), exitCode: res.BackendExitCode(),
 		start: res.StartedAt, end: res.FinishedAt,
 	}
 	if o.status == string(container.StatusCancelled) {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, errCancelledByUser) {
-			logs.add("system", "stopped: "+cause.Error(), time.Now().UTC())
+			r.system("stopped: " + cause.Error())
 		}
+	}
+	if res.Lost {
+		r.system(res.LostReason)
+		r.stderr.Write([]byte("cronium-agent: " + res.LostReason + "\n"))
 	}
 	if res.OOMKilled {
 		line := fmt.Sprintf("killed: out of memory (limit %d MiB)", res.MemoryLimit>>20)
-		logs.add("system", line, time.Now().UTC())
-		stderr.Write([]byte(line + "\n"))
+		r.system(line)
+		r.stderr.Write([]byte(line + "\n"))
 	}
 	if res.Status == container.StatusTimeout {
-		line := fmt.Sprintf("timed out after %s", req.Timeout)
-		logs.add("system", line, time.Now().UTC())
+		r.system(fmt.Sprintf("timed out after %s", req.Timeout))
 	}
 	if err != nil {
 		// The script ran but the agent lost part of the run (its output).
-		stderr.Write([]byte("cronium-agent: " + err.Error() + "\n"))
-		if o.status == string(container.StatusCompleted) {
+		r.stderr.Write([]byte("cronium-agent: " + err.Error() + "\n"))
+		if o.status == string(container.StatusCompleted) || o.status == "" {
 			o.status, o.exitCode = "failed", 1
 		}
-	}
-	if res.HasOutput {
-		o.scriptOutput = res.Output
-	}
-	if res.HasCondition {
-		c := res.Condition
-		o.condition = &c
 	}
 	return o
 }
 
-func (d *Dispatcher) runHTTP(ctx context.Context, job *backend.Job, logs *logStream, stdout, stderr *cappedBuffer) outcome {
+func (d *Dispatcher) runHTTP(ctx context.Context, jb *state.Job, r *run) outcome {
+	job := jb.Backend()
 	timeout := job.Timeout
 	if timeout <= 0 {
 		timeout = d.policy.DefaultTimeout
 	}
 	timeout = min(timeout, d.policy.MaxTimeout)
 	start := time.Now()
+	// Journaled as started: after a crash the request is not sent again
+	// (it may have reached its target already).
+	if err := jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) { p.StartedAt = start.UTC() }); err != nil {
+		return outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: "the agent could not journal the run: " + err.Error(), start: start, end: time.Now()}
+	}
 	h := job.HTTP
 	res, err := d.http.Do(ctx, httpexec.Request{Method: h.Method, URL: h.URL, Headers: h.Headers, Body: h.Body}, timeout)
 	o := outcome{start: start, end: time.Now()}
+	now := func() time.Time { return time.Now().UTC() }
 	switch {
 	case ctx.Err() != nil:
 		o.status, o.exitCode = "cancelled", -2
 	case res.TimedOut:
 		o.status, o.exitCode = "timeout", -1
-		stderr.Write([]byte(err.Error() + "\n"))
-		logs.add("stderr", err.Error(), time.Now().UTC())
+		r.stderr.Write([]byte(err.Error() + "\n"))
+		r.logs.add("stderr", err.Error(), now(), 0)
 	case err != nil:
 		o.status, o.exitCode = "failed", 1
-		stderr.Write([]byte(err.Error() + "\n"))
-		logs.add("stderr", err.Error(), time.Now().UTC())
+		r.stderr.Write([]byte(err.Error() + "\n"))
+		r.logs.add("stderr", err.Error(), now(), 0)
 	default:
-		stdout.Write(res.Body)
+		r.stdout.Write(res.Body)
 		for _, line := range strings.Split(strings.TrimSuffix(string(res.Body), "\n"), "\n") {
-			logs.add("stdout", line, time.Now().UTC())
+			r.logs.add("stdout", line, now(), 0)
 		}
 		o.status, o.exitCode = "completed", 0
 		if res.StatusCode >= 400 {
 			o.status, o.exitCode = "failed", 1
-			stderr.Write([]byte(res.Status + "\n"))
+			r.stderr.Write([]byte(res.Status + "\n"))
 		}
 		// The response is the step's output, for workflows that use it.
 		so, _ := json.Marshal(map[string]any{"statusCode": res.StatusCode, "body": string(res.Body), "truncated": res.Truncated})
 		o.scriptOutput = so
+		// It goes to the progress too, where the completion reads it from.
+		_ = jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) { p.Output = so })
 	}
 	return o
 }
 
-// finish sends the job's one completing call.
-func (d *Dispatcher) finish(job *backend.Job, o outcome) {
+// finish journals the job's one completing item; the syncer delivers it.
+func (d *Dispatcher) finish(jb *state.Job, o outcome) {
 	d.stats.processed.Add(1)
 	d.stats.totalMillis.Add(o.end.Sub(o.start).Milliseconds())
 	if o.status == "completed" {
@@ -283,50 +403,54 @@ func (d *Dispatcher) finish(job *backend.Job, o outcome) {
 	} else {
 		d.stats.failed.Add(1)
 	}
+	var it journalItem
+	var err error
 	if o.neverRan {
-		d.reportFail(job.ID, o.errMsg, o.exitCode)
+		it, err = state.Item(state.KindFail, state.FailItem{Error: o.errMsg, ExitCode: o.exitCode}, 0)
+	} else {
+		it, err = state.Item(state.KindComplete, backend.Completion{
+			Status:       o.status,
+			ExitCode:     o.exitCode,
+			Output:       backend.Output{Stdout: o.stdout, Stderr: o.stderr},
+			ScriptOutput: o.scriptOutput,
+			Condition:    o.condition,
+			Metrics:      backend.RunMetrics{StartTime: o.start.UTC(), EndTime: o.end.UTC(), Duration: o.end.Sub(o.start).Milliseconds()},
+			Timestamp:    time.Now().UTC(),
+		}, 0)
+	}
+	if err != nil {
+		d.log.Error("encode the job's completion", "job", jb.Backend().ID, "error", err)
 		return
 	}
-	c := backend.Completion{
-		Status:       o.status,
-		ExitCode:     o.exitCode,
-		Output:       backend.Output{Stdout: o.stdout, Stderr: o.stderr},
-		ScriptOutput: o.scriptOutput,
-		Condition:    o.condition,
-		Metrics:      backend.RunMetrics{StartTime: o.start.UTC(), EndTime: o.end.UTC(), Duration: o.end.Sub(o.start).Milliseconds()},
-		Timestamp:    time.Now().UTC(),
-	}
-	d.deliver(job.ID, "complete", func(ctx context.Context) error { return d.be.Complete(ctx, job.ID, c) })
+	code := o.exitCode
+	d.endJob(jb, func(p *state.Progress) {
+		p.State, p.Status, p.ExitCode = state.Finished, o.status, &code
+		if o.neverRan {
+			p.Status = "failed"
+		}
+	}, it)
+	d.fault("finished")
 }
 
-func (d *Dispatcher) reportFail(jobID, msg string, exitCode int) {
-	d.deliver(jobID, "fail", func(ctx context.Context) error { return d.be.Fail(ctx, jobID, msg, exitCode) })
-}
-
-// deliver retries a completing call while the backend is unreachable: it
-// must not be lost because one round of retries ran out. It is sent once:
-// a final (4xx) answer ends the attempts.
-func (d *Dispatcher) deliver(jobID, what string, call func(context.Context) error) {
-	delay := time.Second
-	deadline := time.Now().Add(24 * time.Hour)
+// endJob journals a job's last item and closes its stream, retrying a
+// failing disk: the completion must not be lost while the agent runs.
+func (d *Dispatcher) endJob(jb *state.Job, fn func(*state.Progress), items ...journalItem) {
+	delay := 100 * time.Millisecond
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err := call(ctx)
-		cancel()
+		err := jb.Finish(context.Background(), func(p *state.Progress) {
+			fn(p)
+			p.FinishedAt = time.Now().UTC()
+		}, items...)
 		if err == nil {
 			return
 		}
-		if !backend.IsTransient(err) || time.Now().After(deadline) {
-			d.log.Error("the backend refused the job's completing call", "job", jobID, "call", what, "error", err)
-			return
-		}
-		d.log.Warn("completing call not delivered yet; retrying", "job", jobID, "call", what, "error", err, "retryIn", delay)
+		d.log.Error("journaling the end of a job failed; retrying", "job", jb.Backend().ID, "error", err, "retryIn", delay)
 		select {
 		case <-time.After(delay):
-		case <-d.giveUp:
-			d.log.Error("agent stopped before the backend took the job's completing call", "job", jobID, "call", what)
+		case <-d.stopped:
+			d.log.Error("agent stopped before the end of the job was journaled; the next start recovers it", "job", jb.Backend().ID)
 			return
 		}
-		delay = min(delay*2, time.Minute)
+		delay = min(delay*2, 10*time.Second)
 	}
 }

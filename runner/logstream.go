@@ -2,81 +2,90 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/state"
 )
 
-// Live log batching, as the contract asks: a batch goes out at 100 ms, 500
-// lines or 256 KiB, whichever comes first.
+// Live log batching, as the contract asks of live lines: a batch is
+// journaled at 100 ms, 500 lines or 256 KiB, whichever comes first, and the
+// syncer sends it on.
 const (
 	logFlushEvery = 100 * time.Millisecond
 	logMaxLines   = 500
 	logMaxBytes   = 256 << 10
 )
 
-// logSender delivers a batch of a run's live lines.
-type logSender func(ctx context.Context, entries []backend.LogEntry) error
-
-// logStream numbers a run's lines (seq from 1, across every stream, system
-// lines included) and sends them in batches. Adding never blocks for long:
-// a slow backend delays the batches, not the job.
-type logStream struct {
-	send     logSender
-	disabled *atomic.Bool // shared: a backend without the endpoint is told once
-	log      *slog.Logger
-	ch       chan backend.LogEntry
-	done     chan struct{}
-	seq      uint64
+// logLine is a numbered line with the count of output entries it accounts
+// for (0 for the agent's own lines).
+type logLine struct {
+	entry backend.LogEntry
+	file  uint64
 }
 
-// newLogStream numbers from after seq: a job's attempts continue one
-// sequence, so no backend can take attempt 2's line 1 for a copy of
-// attempt 1's.
-func newLogStream(send logSender, disabled *atomic.Bool, log *slog.Logger, seq uint64) *logStream {
-	s := &logStream{send: send, disabled: disabled, log: log, ch: make(chan backend.LogEntry, 4096), done: make(chan struct{}), seq: seq}
+// logStream numbers a run's lines (seq across every stream and attempt,
+// system lines included) and journals them in batches, each batch in the
+// same transaction as the job's progress (last seq, output entries
+// journaled), so that a run adopted after a crash continues without a gap
+// or a duplicate. Adding never blocks for long: the journal is local.
+type logStream struct {
+	jb   *state.Job
+	exec string
+	log  *slog.Logger
+	// fault is called after each journaled batch ("logs").
+	fault func(string)
+	ch    chan logLine
+	done  chan struct{}
+	seq   uint64
+}
+
+func newLogStream(jb *state.Job, exec string, log *slog.Logger, fault func(string)) *logStream {
+	s := &logStream{jb: jb, exec: exec, log: log, fault: fault, ch: make(chan logLine, 4096), done: make(chan struct{}), seq: jb.Progress().LogSeq}
 	go s.loop()
 	return s
 }
 
-// add numbers and queues one line. Only the run's own goroutine calls it.
-func (s *logStream) add(stream, line string, at time.Time) {
+// add numbers and queues one of the agent's own lines or, with file > 0,
+// the file-th output entry of the run. Only the run's goroutines call it,
+// one at a time.
+func (s *logStream) add(stream, line string, at time.Time, file uint64) {
 	s.seq++
-	s.ch <- backend.LogEntry{Seq: s.seq, Stream: stream, Line: line, Timestamp: at}
+	s.ch <- logLine{entry: backend.LogEntry{Seq: s.seq, Stream: stream, Line: line, Timestamp: at}, file: file}
 }
 
-// close flushes what is queued, waits for it to be sent, and returns the
-// last seq used.
-func (s *logStream) close() uint64 {
+// close journals what is queued and returns when it is durable.
+func (s *logStream) close() {
 	close(s.ch)
 	<-s.done
-	return s.seq
 }
 
 func (s *logStream) loop() {
 	defer close(s.done)
 	tick := time.NewTicker(logFlushEvery)
 	defer tick.Stop()
-	var batch []backend.LogEntry
-	size := 0
+	var (
+		batch []backend.LogEntry
+		size  int
+		file  uint64
+	)
 	flush := func() {
 		if len(batch) > 0 {
-			s.deliver(batch)
+			s.journal(batch, file)
 		}
 		batch, size = nil, 0
 	}
 	for {
 		select {
-		case e, ok := <-s.ch:
+		case l, ok := <-s.ch:
 			if !ok {
 				flush()
 				return
 			}
-			batch = append(batch, e)
-			size += len(e.Line) + 64
+			batch = append(batch, l.entry)
+			size += len(l.entry.Line) + 48
+			file = max(file, l.file)
 			if len(batch) >= logMaxLines || size >= logMaxBytes {
 				flush()
 			}
@@ -86,27 +95,27 @@ func (s *logStream) loop() {
 	}
 }
 
-// deliver sends a batch, retrying transient failures a few times; the full
-// output still reaches the backend in the completing call if it cannot.
-func (s *logStream) deliver(batch []backend.LogEntry) {
-	if s.disabled.Load() {
+// journal writes a batch; a failing disk is retried a while, then the
+// batch is given up (the completion still carries the output).
+func (s *logStream) journal(batch []backend.LogEntry, file uint64) {
+	it, err := state.Item(state.KindLogs, state.LogsItem{ExecutionID: s.exec, Entries: batch}, state.LogsSize(batch))
+	if err != nil {
+		s.log.Error("encode log batch", "error", err)
 		return
 	}
-	delay := 200 * time.Millisecond
+	last := batch[len(batch)-1].Seq
+	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := s.send(ctx, batch)
-		cancel()
-		switch {
-		case err == nil:
+		err = s.jb.Update(context.Background(), func(p *state.Progress) {
+			p.LogSeq = max(p.LogSeq, last)
+			p.Entries = max(p.Entries, file)
+		}, it)
+		if err == nil {
+			s.fault("logs")
 			return
-		case errors.Is(err, backend.ErrNoLogEndpoint):
-			if s.disabled.CompareAndSwap(false, true) {
-				s.log.Info("the backend has no live log endpoint; output reaches it with the completion only")
-			}
-			return
-		case !backend.IsTransient(err) || attempt >= 5:
-			s.log.Warn("live log lines not delivered; the completion carries the output", "lines", len(batch), "error", err)
+		}
+		if attempt == 5 {
+			s.log.Error("journaling live log lines failed; the completion still carries the output", "lines", len(batch), "error", err)
 			return
 		}
 		time.Sleep(delay)

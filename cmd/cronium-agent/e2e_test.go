@@ -27,7 +27,9 @@ const e2eToken = "e2e-token"
 // devBackend is a development backend on loopback, in the test process.
 type devBackend struct {
 	srv    *devserver.Server
+	mu     sync.Mutex
 	http   *http.Server
+	addr   string
 	url    string
 	client *devserver.DevClient
 }
@@ -41,13 +43,9 @@ func startDevBackend(t testing.TB, addr string, opts ...devserver.Option) *devBa
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: srv.Handler()}
-	go hs.Serve(ln)
-	b := &devBackend{srv: srv, http: hs, url: "http://" + ln.Addr().String()}
+	b := &devBackend{srv: srv, addr: addr}
+	b.up(t)
+	b.url = "http://" + b.addr
 	b.client, err = devserver.NewDevClient(b.url, e2eToken)
 	if err != nil {
 		t.Fatal(err)
@@ -56,8 +54,33 @@ func startDevBackend(t testing.TB, addr string, opts ...devserver.Option) *devBa
 	return b
 }
 
+// up serves the backend (again, on the same address after down).
+func (b *devBackend) up(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.addr = ln.Addr().String()
+	hs := &http.Server{Handler: b.srv.Handler()}
+	b.mu.Lock()
+	b.http = hs
+	b.mu.Unlock()
+	go hs.Serve(ln)
+}
+
+// down makes the backend unreachable, as an outage does; its data stays.
+func (b *devBackend) down() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.http != nil {
+		b.http.Close()
+		b.http = nil
+	}
+}
+
 func (b *devBackend) stop() {
-	b.http.Close()
+	b.down()
 	b.srv.Close()
 }
 
@@ -76,6 +99,7 @@ func startAgent(t testing.TB, backendURL, state string, env ...string) *agentPro
 		"CRONIUM_API_TOKEN="+e2eToken,
 		"CRONIUM_CONTAINERD_ADDRESS="+testenv.Address(),
 		"CRONIUM_STATE_DIR="+state,
+		"CRONIUM_ADMIN_SOCKET="+filepath.Join(state, "admin.sock"),
 		"CRONIUM_JOBS_POLL_INTERVAL=0.1",
 		"CRONIUM_JOBS_POLL_MAX_INTERVAL=0.5",
 		"CRONIUM_JOBS_HEARTBEAT_INTERVAL=0.5",

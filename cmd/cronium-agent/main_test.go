@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,7 +28,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	agentBin = filepath.Join(dir, "cronium-agent")
-	build := exec.Command("go", "build", "-o", agentBin, ".")
+	// The test binary has the fault-injection hook (CRONIUM_FAULT_KILL_AT);
+	// the shipped one does not.
+	build := exec.Command("go", "build", "-tags", "faultinject", "-o", agentBin, ".")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build cronium-agent:", err)
@@ -69,22 +70,7 @@ func agent(t testing.TB, state string, args ...string) cliResult {
 func stateDir(t testing.TB) string { return testenv.StateDir(t) }
 
 // syncBuffer is written by a child process while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.Buffer
 
 func TestExec(t *testing.T) {
 	testenv.Containerd(t)

@@ -7,13 +7,33 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/runner"
+	"github.com/cronium/cronium-agent/sidecar"
+	"github.com/cronium/cronium-agent/state"
+	"github.com/cronium/cronium-agent/state/admin"
+	"github.com/cronium/cronium-agent/state/journal"
+	"github.com/cronium/cronium-agent/state/syncer"
 )
+
+// openJournal opens the jobs journal in the state directory, sealed with
+// a key of its own kept beside it (0600).
+func openJournal(cfg config.Config) (*journal.Journal, error) {
+	key, err := sidecar.LoadOrCreateSecret(filepath.Join(cfg.State.Dir, "journal.key"))
+	if err != nil {
+		return nil, fmt.Errorf("journal key: %w", err)
+	}
+	j, err := journal.Open(filepath.Join(cfg.State.Dir, "journal.db"), journal.WithSecretKey(key), journal.WithBudget(int64(cfg.Journal.Budget)))
+	if err != nil {
+		return nil, fmt.Errorf("open the journal: %w", err)
+	}
+	return j, nil
+}
 
 // runAgent is the agent proper: it takes jobs from the backend until told
 // to stop. The first SIGTERM or SIGINT drains (no new claims, running jobs
@@ -78,13 +98,61 @@ func runAgent(parent context.Context, env *cliEnv, args []string) error {
 		return &exitError{code: exitUsage, err: err}
 	}
 
-	ex, release, err := openExecutor(ctx, env, cfg, true, runner.NewBackendStore(client, env.log))
+	jr, err := openJournal(cfg)
+	if err != nil {
+		return err
+	}
+	defer jr.Close()
+	jobs, err := state.NewJobs(jr)
+	if err != nil {
+		return err
+	}
+	fault := faultHook(env)
+	sy := syncer.New(jr, client, syncer.WithConcurrency(cfg.Journal.SyncConcurrency), syncer.WithLogger(env.log), syncer.WithFault(fault))
+	jobs.OnAppend(sy.Notify)
+	syncCtx, stopSync := context.WithCancel(context.WithoutCancel(parent))
+	syncDone := make(chan struct{})
+	go func() {
+		defer close(syncDone)
+		if err := sy.Run(syncCtx); err != nil {
+			env.log.Error("journal delivery stopped", "error", err)
+		}
+	}()
+	defer func() {
+		stopSync()
+		<-syncDone
+	}()
+	go func() {
+		if err := jobs.Maintain(syncCtx, time.Duration(cfg.Journal.Retain), env.log); err != nil && syncCtx.Err() == nil {
+			env.log.Error("journal maintenance stopped", "error", err)
+		}
+	}()
+
+	ex, release, err := openExecutor(ctx, env, cfg, true, runner.NewJournalStore(jobs, client, env.log))
 	if err != nil {
 		return err
 	}
 	defer release()
-	// What a previous agent left (it was killed, or the host lost power)
-	// goes first; then the runtime images are remapped before any job needs them.
+	d := runner.NewDispatcher(client, jobs, sy, ex, runner.PolicyFromConfig(cfg), runner.DispatchConfig{
+		OrchestratorID:  orchID,
+		MaxConcurrent:   cfg.Jobs.MaxConcurrent,
+		PollInterval:    time.Duration(cfg.Jobs.PollInterval),
+		PollMaxInterval: time.Duration(cfg.Jobs.PollMaxInterval),
+		Heartbeat:       time.Duration(cfg.Jobs.HeartbeatInterval),
+		Metrics:         time.Duration(cfg.Jobs.MetricsInterval),
+		DrainTimeout:    time.Duration(cfg.Jobs.DrainTimeout),
+		OutputCap:       int(cfg.Jobs.OutputCap),
+		Fault:           fault,
+	}, env.log)
+	// What a previous agent process left running is taken over first, so
+	// that the sweep below finds it owned again.
+	if n, err := d.Recover(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		env.log.Info("recovered unfinished jobs from the journal", "jobs", n)
+	}
+	// Then what nothing owns any more (the runs of a host that restarted)
+	// goes; then the runtime images are remapped before any job needs them.
 	if rep, err := ex.GC(ctx); err != nil {
 		env.log.Warn("start-up sweep incomplete", "error", err)
 	} else if !rep.Empty() {
@@ -101,20 +169,36 @@ func runAgent(parent context.Context, env *cliEnv, args []string) error {
 		}
 	}
 
-	d := runner.NewDispatcher(client, ex, runner.PolicyFromConfig(cfg), runner.DispatchConfig{
-		OrchestratorID:  orchID,
-		MaxConcurrent:   cfg.Jobs.MaxConcurrent,
-		PollInterval:    time.Duration(cfg.Jobs.PollInterval),
-		PollMaxInterval: time.Duration(cfg.Jobs.PollMaxInterval),
-		Heartbeat:       time.Duration(cfg.Jobs.HeartbeatInterval),
-		Metrics:         time.Duration(cfg.Jobs.MetricsInterval),
-		DrainTimeout:    time.Duration(cfg.Jobs.DrainTimeout),
-		OutputCap:       int(cfg.Jobs.OutputCap),
-	}, env.log)
-	env.log.Info("cronium-agent running", "version", version, "backend", client.BaseURL(), "orchestrator", orchID)
+	insp := runner.NewInspector(d, jobs, sy)
+	insp.Version, insp.OrchestratorID, insp.Backend = version, orchID, client.BaseURL()
+	adm, err := admin.Listen(cfg.Admin.Socket, insp, admin.WithLogger(env.log))
+	if err != nil {
+		return err
+	}
+	admCtx, stopAdmin := context.WithCancel(context.WithoutCancel(parent))
+	admDone := make(chan struct{})
+	go func() {
+		defer close(admDone)
+		if err := adm.Serve(admCtx); err != nil {
+			env.log.Warn("admin socket stopped", "error", err)
+		}
+	}()
+	defer func() {
+		stopAdmin()
+		<-admDone
+	}()
+
+	env.log.Info("cronium-agent running", "version", version, "backend", client.BaseURL(), "orchestrator", orchID, "journal", jr.Path())
 	if err := d.Run(ctx, drain); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
+	// What the last jobs reported goes out now if the backend takes it;
+	// what it does not take is delivered by the next start.
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := sy.Flush(fctx); err != nil {
+		env.log.Warn("reports left in the journal for the next start", "error", err)
+	}
+	fcancel()
 	wctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := ex.Wait(wctx); err != nil {

@@ -24,6 +24,12 @@ func createRunDir(dir string) (*os.File, error) {
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
+	return lockRunDir(dir)
+}
+
+// lockRunDir takes the lock of an existing run directory, as createRunDir
+// does; it fails while another process holds it.
+func lockRunDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create run lock: %w", err)
@@ -116,11 +122,40 @@ func cgroupDirs(id string) []string {
 func removeCgroups(id string) error {
 	var errs []error
 	for _, d := range cgroupDirs(id) {
-		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+		if err := removeCgroup(d); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// cgroupKillAttempts bounds the waits for killed processes to leave a cgroup.
+const cgroupKillAttempts = 50
+
+// removeCgroup removes one cgroup directory. Processes still in it are
+// what is left of a task that vanished (its shim was killed, and with it
+// whatever would have reaped the job): they are killed first.
+func removeCgroup(dir string) error {
+	for attempt := 0; ; attempt++ {
+		err := os.Remove(dir)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if !errors.Is(err, syscall.EBUSY) || attempt == cgroupKillAttempts {
+			return fmt.Errorf("remove cgroup %s: %w", dir, err)
+		}
+		killCgroup(dir)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func killCgroup(dir string) {
+	data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	for _, f := range strings.Fields(string(data)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 // oomKilled reports whether the kernel's OOM killer killed a process of the

@@ -124,11 +124,7 @@ func (e *Executor) GC(ctx context.Context) (GCReport, error) {
 // (containerd 1.6 can leave one behind when a task create is interrupted).
 // Shims are listed before containers, so a run starting meanwhile is seen.
 func (e *Executor) orphanShims(ctx context.Context) ([]string, error) {
-	ns, ok := namespaces.Namespace(ctx)
-	if !ok {
-		ns = e.client.DefaultNamespace()
-	}
-	shims := shimProcesses(ns)
+	shims := shimProcesses(e.namespace(ctx))
 	if len(shims) == 0 {
 		return nil, nil
 	}
@@ -150,6 +146,14 @@ func (e *Executor) orphanShims(ctx context.Context) ([]string, error) {
 		}
 	}
 	return killed, nil
+}
+
+// namespace is the containerd namespace calls on ctx are made in.
+func (e *Executor) namespace(ctx context.Context) string {
+	if ns, ok := namespaces.Namespace(ctx); ok {
+		return ns
+	}
+	return e.client.DefaultNamespace()
 }
 
 // shimProcesses maps container id to shim pid for the runc shims of ns.

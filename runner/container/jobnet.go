@@ -30,6 +30,9 @@ type netSetup struct {
 	err  error
 }
 
+// netID is the id of a run's network.
+func netID(runID string) string { return strings.TrimPrefix(runID, "cronium-") }
+
 func (e *Executor) startNetwork(ctx context.Context, id string) *netSetup {
 	s := &netSetup{done: make(chan struct{})}
 	if e.net == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,6 +33,10 @@ import (
 
 func TestMain(m *testing.M) {
 	testenv.MainWithShimLogger()
+	if spec := os.Getenv(childEnv); spec != "" {
+		// A separate agent process running one job, for a test to kill.
+		os.Exit(runChild(spec))
+	}
 	os.Exit(m.Run())
 }
 
@@ -52,11 +57,21 @@ type harness struct {
 // harnessConfig selects what a harness's runs get.
 type harnessConfig struct {
 	egress bool
+	// client is the containerd the harness uses (default: the test one),
+	// runtimes the runtime images it must hold.
+	client   *containerd.Client
+	runtimes []string
 }
 
 type harnessOpt func(*harnessConfig)
 
 func withEgress() harnessOpt { return func(c *harnessConfig) { c.egress = true } }
+
+// onDaemon runs the harness's jobs on a private containerd, which holds
+// the bash image only.
+func onDaemon(c *containerd.Client) harnessOpt {
+	return func(hc *harnessConfig) { hc.client, hc.runtimes = c, []string{"bash"} }
+}
 
 // newHarness builds an executor as the agent does: every run gets its own
 // network, runtime API and helpers.
@@ -66,55 +81,86 @@ func newHarness(t testing.TB, opts ...container.Option) *harness {
 
 func newHarnessWith(t testing.TB, hopts []harnessOpt, opts ...container.Option) *harness {
 	t.Helper()
-	var hc harnessConfig
+	hc := harnessConfig{runtimes: []string{"bash", "python", "node"}}
 	for _, o := range hopts {
 		o(&hc)
 	}
-	client := testenv.Containerd(t)
+	client := hc.client
+	if client == nil {
+		client = testenv.Containerd(t)
+	}
 	state := testenv.StateDir(t)
-	ncfg := cni.DefaultConfig()
-	ncfg.Egress = hc.egress
-	nm, err := cni.New(ncfg)
-	if err != nil {
-		testenv.Unavailable(t, "job networks: %v", err)
-	}
-	secret, err := sidecar.LoadOrCreateSecret(filepath.Join(state, "runtime-api.key"))
-	if err != nil {
+	if err := helpers.WriteTo(filepath.Join(state, "helpers")); err != nil {
 		t.Fatal(err)
 	}
-	store, err := cstate.OpenLocal(filepath.Join(state, "local.db"))
+	a, err := newAgent(client, state, "local.db", hc.egress, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
+	if errors.Is(err, errNoNetworks) {
+		testenv.Unavailable(t, "%v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
-	helperDir := filepath.Join(state, "helpers")
-	if err := helpers.WriteTo(helperDir); err != nil {
-		t.Fatal(err)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := sidecar.New(secret, store, sidecar.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	opts = append([]container.Option{
-		container.WithKillGrace(2 * time.Second),
-		container.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		container.WithNetwork(nm),
-		container.WithRuntimeAPI(api, ncfg.APIPort),
-		container.WithHelpers(helperDir, exe),
-	}, opts...)
-	ex, err := container.New(client, state, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{client: client, ex: ex, stateDir: state, policy: runner.PolicyFromConfig(config.Default()), net: nm, secret: secret, api: api}
-	for _, rt := range []string{"bash", "python", "node"} {
+	t.Cleanup(func() { a.store.Close() })
+	h := &harness{client: client, ex: a.ex, stateDir: state, policy: runner.PolicyFromConfig(config.Default()), net: a.net, secret: a.secret, api: a.api}
+	for _, rt := range hc.runtimes {
 		if _, err := client.GetImage(context.Background(), h.policy.Images[rt]); err != nil {
 			testenv.Unavailable(t, "runtime image %s not imported (make import): %v", h.policy.Images[rt], err)
 		}
 	}
 	t.Cleanup(func() { h.assertClean(t) })
 	return h
+}
+
+// agent is an executor built as the agent builds it, on a state directory
+// whose helpers are written: the harness's, or a child process's on the
+// harness's state directory.
+type agent struct {
+	ex     *container.Executor
+	net    *cni.Manager
+	secret []byte
+	api    *sidecar.Server
+	store  *cstate.Local
+}
+
+// errNoNetworks is wrapped when job networks cannot be made on this host.
+var errNoNetworks = errors.New("job networks")
+
+// newAgent builds the executor; db names its runtime API store (a bbolt
+// file only one process may open).
+func newAgent(client *containerd.Client, state, db string, egress bool, log *slog.Logger, opts ...container.Option) (*agent, error) {
+	ncfg := cni.DefaultConfig()
+	ncfg.Egress = egress
+	nm, err := cni.New(ncfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errNoNetworks, err)
+	}
+	secret, err := sidecar.LoadOrCreateSecret(filepath.Join(state, "runtime-api.key"))
+	if err != nil {
+		return nil, err
+	}
+	store, err := cstate.OpenLocal(filepath.Join(state, db))
+	if err != nil {
+		return nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	api := sidecar.New(secret, store, sidecar.WithLogger(log))
+	opts = append([]container.Option{
+		container.WithKillGrace(2 * time.Second),
+		container.WithLogger(log),
+		container.WithNetwork(nm),
+		container.WithRuntimeAPI(api, ncfg.APIPort),
+		container.WithHelpers(filepath.Join(state, "helpers"), exe),
+	}, opts...)
+	ex, err := container.New(client, state, opts...)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return &agent{ex: ex, net: nm, secret: secret, api: api, store: store}, nil
 }
 
 // result is a finished run with its captured streams.
@@ -175,12 +221,16 @@ func (h *harness) request(t testing.TB, rt, script string, opts ...jobOpt) conta
 // runRequest runs a prepared request, collecting its output.
 func (h *harness) runRequest(ctx context.Context, t testing.TB, req container.Request, onEntry func(output.Entry)) *result {
 	t.Helper()
-	h.mu.Lock()
-	h.runIDs = append(h.runIDs, req.RunID)
-	h.mu.Unlock()
+	h.track(req.RunID)
 	r := &result{req: req}
+	r.Result, r.err = h.ex.Run(ctx, req, r.collector(onEntry))
+	return r
+}
+
+// collector records every entry into r; onEntry (optional) sees each too.
+func (r *result) collector(onEntry func(output.Entry)) container.EntryFunc {
 	var mu sync.Mutex
-	r.Result, r.err = h.ex.Run(ctx, req, func(e output.Entry) {
+	return func(e output.Entry) {
 		mu.Lock()
 		defer mu.Unlock()
 		r.entries = append(r.entries, output.Entry{Seq: e.Seq, Stream: e.Stream, Time: e.Time, Fragment: e.Fragment})
@@ -195,8 +245,14 @@ func (h *harness) runRequest(ctx context.Context, t testing.TB, req container.Re
 		if onEntry != nil {
 			onEntry(e)
 		}
-	})
-	return r
+	}
+}
+
+// track adds a run to those assertClean checks.
+func (h *harness) track(runID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.runIDs = append(h.runIDs, runID)
 }
 
 func randomSuffix() string {

@@ -16,7 +16,6 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/cio"
-	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cronium/cronium-agent/cni"
@@ -41,6 +40,13 @@ type Request struct {
 	Timeout   time.Duration
 	// Execution is what the runtime API serves the run (ids, input, context).
 	Execution sidecar.Execution
+	// OnPhase, when set, is called synchronously as the run reaches each
+	// Phase, so that the caller can journal it first. An error it returns
+	// at PhaseNetwork or PhaseStarting aborts the run before the script
+	// starts (everything is removed and the error returned, with a zero
+	// StartedAt); one at PhaseExited is returned with the result, the run
+	// being over anyway.
+	OnPhase func(p Phase, at time.Time) error `json:"-"`
 }
 
 // Status is how a run ended.
@@ -72,6 +78,13 @@ type Result struct {
 	// Condition is the workflow condition the script set, if any.
 	Condition    bool
 	HasCondition bool
+	// Lost says that the run's task vanished with its exit status (a host
+	// restart, a killed shim, containerd losing its state): the run is
+	// reported failed, with the output captured up to then, ExitCode 255
+	// (containerd's "unknown exit status"; not -1, which the backend reads
+	// as a timeout) and LostReason saying what happened.
+	Lost       bool
+	LostReason string
 }
 
 // BackendExitCode is the exit code as the Cronium backend understands it:
@@ -101,22 +114,11 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if err != nil {
 		return Result{}, err
 	}
-	network := e.startNetwork(ctx, strings.TrimPrefix(req.RunID, "cronium-"))
-	var session *sidecar.Session
-	// Cleanup runs on a context of its own: a cancelled run must still be removed.
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
-		defer cancel()
-		ph.mark("capture")
-		if session != nil {
-			err = errorsJoinCleanup(err, session.Close())
-		}
-		err = errorsJoinCleanup(err, e.remove(cctx, req.RunID, dir))
-		lock.Close()
-		e.teardownLater(req.RunID, network)
-		ph.mark("cleanup")
-		e.log.Debug("run phases", "container", req.RunID, "ms", ph.String())
-	}()
+	j := &job{req: req, dir: dir, lock: lock, network: e.startNetwork(ctx, netID(req.RunID)), ph: ph}
+	defer func() { err = e.release(ctx, j, err) }()
+	if err := req.phase(PhaseNetwork, time.Now()); err != nil {
+		return Result{}, err
+	}
 
 	ph.mark("dir")
 	img, err := e.images.Ensure(ctx, req.Image)
@@ -140,15 +142,15 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 		return Result{}, fmt.Errorf("job %s: %w", req.JobID, err)
 	}
 	ph.mark("snapshot")
-	n, err := network.wait(ctx)
+	n, err := j.network.wait(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("network for job %s: %w", req.JobID, err)
 	}
 	ph.mark("network")
-	if session, err = e.serveAPI(ctx, n, req.Execution); err != nil {
+	if j.session, err = e.serveAPI(ctx, n, req.Execution); err != nil {
 		return Result{}, fmt.Errorf("job %s: %w", req.JobID, err)
 	}
-	spec, err := e.spec(req, dir, imgSpec.Config.Env, n, session)
+	spec, err := e.spec(req, dir, imgSpec.Config.Env, n, j.session)
 	if err != nil {
 		return Result{}, err
 	}
@@ -182,56 +184,113 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 		return Result{}, fmt.Errorf("wait for task of job %s: %w", req.JobID, err)
 	}
 
-	follow := e.follow(ctx, outPath, onEntry)
+	follow := e.follow(ctx, outPath, 0, onEntry)
 	defer follow.stop()
-	res.StartedAt = time.Now()
+	startedAt := time.Now()
+	// The caller journals the start before the script can do anything.
+	if err := req.phase(PhaseStarting, startedAt); err != nil {
+		return Result{}, err
+	}
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	err = task.Start(sctx)
 	scancel()
 	if err != nil {
 		return Result{}, fmt.Errorf("start task for job %s: %w", req.JobID, err)
 	}
-
 	ph.mark("start")
-	status, exit := e.await(ctx, task, exitCh, req.Timeout)
+	w := e.watch(ctx, req.RunID, task, exitCh, startedAt.Add(req.Timeout))
+	return e.finish(ctx, j, attached{watch: w, startedAt: startedAt, cgroups: spec.Linux.CgroupsPath, follow: follow})
+}
+
+// job is what one run holds from its start (or adoption) to its removal.
+type job struct {
+	req     Request
+	dir     string
+	lock    *os.File
+	network *netSetup
+	session *sidecar.Session
+	ph      *phases
+}
+
+// release removes everything of the run and adds what went wrong doing so
+// to err. It runs on a context of its own: a cancelled run must still be
+// removed, and across a containerd restart.
+func (e *Executor) release(ctx context.Context, j *job, err error) error {
+	j.ph.mark("capture")
+	if j.session != nil {
+		err = errorsJoinCleanup(err, j.session.Close())
+	}
+	cerr := e.call(ctx, j.req.RunID, "remove the run", func(lostAt time.Time) time.Time { return lostAt.Add(cleanupWait) },
+		func(ctx context.Context) error { return e.remove(ctx, j.req.RunID, j.dir) })
+	err = errorsJoinCleanup(err, cerr)
+	j.lock.Close()
+	e.teardownLater(j.req.RunID, j.network)
+	j.ph.mark("cleanup")
+	e.log.Debug("run phases", "container", j.req.RunID, "ms", j.ph.String())
+	return err
+}
+
+// attached is a run whose task exists and has started: Run's, or one
+// taken over by Adopt.
+type attached struct {
+	watch     *taskWatch
+	startedAt time.Time
+	cgroups   string // the task's cgroups path, for OOM detection
+	follow    *follower
+}
+
+// finish is the end of every run, started or adopted: it waits for the
+// task's exit (the timeout counted from startedAt, cancellation through
+// ctx), collects the result, deletes the task and reads the output to its
+// end record.
+func (e *Executor) finish(ctx context.Context, j *job, a attached) (Result, error) {
+	req := j.req
+	res := Result{StartedAt: a.startedAt}
+	status, err := e.await(ctx, a.watch, a.startedAt.Add(req.Timeout))
 	res.FinishedAt = time.Now()
-	code, _, exitErr := exit.Result()
-	if exitErr != nil {
-		return res, fmt.Errorf("exit status of job %s: %w", req.JobID, exitErr)
+	if errors.Is(err, errTaskLost) {
+		e.log.Warn("the job's task vanished while it ran", "container", req.RunID, "error", err)
+		return e.lost(ctx, req, a.follow.path, a.startedAt, lostWhileRunning, a.follow.rest)
 	}
-	res.ExitCode = int(code)
-	res.Status = status
-	if session != nil {
-		// The token stops working the moment the script is gone.
-		if err := session.Close(); err != nil {
-			e.log.Warn("close runtime API", "container", req.RunID, "error", err)
-		}
-		res.Output, res.HasOutput = session.Output()
-		res.Condition, res.HasCondition = session.Condition()
-		session = nil
+	if err != nil {
+		return res, fmt.Errorf("exit status of job %s: %w", req.JobID, err)
 	}
-	if e.oomKilled(spec.Linux.CgroupsPath) {
+	res.Status, res.ExitCode = status, int(a.watch.exit.ExitCode())
+	// An error here is the caller's (it could not journal the exit): the
+	// run is over all the same, so it is reported with the result.
+	phaseErr := req.phase(PhaseExited, res.FinishedAt)
+	j.collectAPI(e, &res)
+	if e.oomKilled(a.cgroups) {
 		res.OOMKilled = true
 		res.MemoryLimit = req.Resources.MemoryBytes
 	}
 	if res.Status == StatusCompleted && res.ExitCode != 0 {
 		res.Status = StatusFailed
 	}
-
-	ph.mark("exit")
-	// Deleting the task closes the output pipes; the shim then waits for the
-	// logger to write its end record and exit, so the follower can finish.
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if _, err := task.Delete(dctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-		return res, fmt.Errorf("delete task of job %s: %w", req.JobID, err)
+	j.ph.mark("exit")
+	if err := a.watch.delete(); err != nil {
+		return res, errors.Join(phaseErr, fmt.Errorf("delete task of job %s: %w", req.JobID, err))
 	}
-	ph.mark("delete")
-	res.Entries, err = follow.wait(e.endWait)
+	j.ph.mark("delete")
+	res.Entries, err = a.follow.wait(e.endWait)
 	if err != nil {
-		return res, fmt.Errorf("output of job %s: %w", req.JobID, err)
+		return res, errors.Join(phaseErr, fmt.Errorf("output of job %s: %w", req.JobID, err))
 	}
-	return res, nil
+	return res, phaseErr
+}
+
+// collectAPI ends the run's runtime API and takes what the script set.
+func (j *job) collectAPI(e *Executor, res *Result) {
+	if j.session == nil {
+		return
+	}
+	// The token stops working the moment the script is gone.
+	if err := j.session.Close(); err != nil {
+		e.log.Warn("close runtime API", "container", j.req.RunID, "error", err)
+	}
+	res.Output, res.HasOutput = j.session.Output()
+	res.Condition, res.HasCondition = j.session.Condition()
+	j.session = nil
 }
 
 // spec writes the run's files (script, hosts) and builds its OCI spec.
@@ -300,38 +359,38 @@ func validate(req Request) error {
 	return nil
 }
 
-// await waits for the task to exit, enforcing the timeout and cancellation:
-// SIGTERM to every process of the job, the grace period, then SIGKILL.
-func (e *Executor) await(ctx context.Context, task containerd.Task, exitCh <-chan containerd.ExitStatus, timeout time.Duration) (Status, containerd.ExitStatus) {
-	timer := time.NewTimer(timeout)
+// await waits for the task to exit, enforcing the deadline (one already
+// past stops the job at once) and cancellation: SIGTERM to every process of
+// the job, the grace period, then SIGKILL.
+func (e *Executor) await(ctx context.Context, w *taskWatch, deadline time.Time) (Status, error) {
+	// An exit already known wins over a deadline already past: an adopted
+	// task that ended while nobody watched ended by itself.
+	if w.exited() {
+		return StatusCompleted, w.err
+	}
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	var status Status
 	select {
-	case st := <-exitCh:
-		return StatusCompleted, st
+	case <-w.done:
+		return StatusCompleted, w.err
 	case <-timer.C:
 		status = StatusTimeout
 	case <-ctx.Done():
 		status = StatusCancelled
 	}
-	kctx := context.WithoutCancel(ctx)
-	e.log.Info("stopping job", "container", task.ID(), "reason", status, "grace", e.killGrace)
-	// The script is pid 1 of its namespace and ignores SIGTERM unless it
-	// handles it, so the signal goes to every process of the job.
-	if err := task.Kill(kctx, syscall.SIGTERM, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-		e.log.Warn("SIGTERM failed", "container", task.ID(), "error", err)
-	}
+	e.log.Info("stopping job", "container", w.id, "reason", status, "grace", e.killGrace)
+	w.kill(syscall.SIGTERM)
 	grace := time.NewTimer(e.killGrace)
 	defer grace.Stop()
 	select {
-	case st := <-exitCh:
-		return status, st
+	case <-w.done:
+		return status, w.err
 	case <-grace.C:
 	}
-	if err := task.Kill(kctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-		e.log.Warn("SIGKILL failed", "container", task.ID(), "error", err)
-	}
-	return status, <-exitCh
+	w.kill(syscall.SIGKILL)
+	<-w.done
+	return status, w.err
 }
 
 // loggerURI is the shim-side logger: `<agent> shim-logger <file>`.
@@ -340,21 +399,37 @@ func (e *Executor) loggerURI(outPath string) *url.URL {
 }
 
 type follower struct {
-	done    chan struct{}
-	entries uint64
-	err     error
-	cancel  context.CancelFunc
+	path   string
+	sink   *sink
+	done   chan struct{}
+	err    error
+	cancel context.CancelFunc
 	// kick ends the follower's poll waits: once the task is deleted the
 	// file is complete, and the rest is read at once.
 	kick context.CancelFunc
 }
 
+// sink counts the entries read from an output file and hands those after
+// the first skip (which the caller already has) to onEntry.
+type sink struct {
+	skip    uint64
+	read    uint64
+	onEntry EntryFunc
+}
+
+func (s *sink) deliver(ent output.Entry) {
+	s.read++
+	if s.read > s.skip && s.onEntry != nil {
+		s.onEntry(ent)
+	}
+}
+
 // follow reads the output file as the logger writes it and hands every
-// entry to onEntry. It waits for the file to appear.
-func (e *Executor) follow(ctx context.Context, path string, onEntry EntryFunc) *follower {
+// entry after the first skip to onEntry. It waits for the file to appear.
+func (e *Executor) follow(ctx context.Context, path string, skip uint64, onEntry EntryFunc) *follower {
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	pollCtx, kick := context.WithCancel(fctx)
-	f := &follower{done: make(chan struct{}), cancel: cancel, kick: kick}
+	f := &follower{path: path, sink: &sink{skip: skip, onEntry: onEntry}, done: make(chan struct{}), cancel: cancel, kick: kick}
 	go func() {
 		defer close(f.done)
 		r, err := openWhenCreated(fctx, path)
@@ -363,22 +438,16 @@ func (e *Executor) follow(ctx context.Context, path string, onEntry EntryFunc) *
 			return
 		}
 		defer r.Close()
-		deliver := func(ent output.Entry) {
-			f.entries++
-			if onEntry != nil {
-				onEntry(ent)
-			}
-		}
 		for {
 			ent, err := r.Next(pollCtx)
 			switch {
 			case err == nil:
-				deliver(ent)
+				f.sink.deliver(ent)
 				continue
 			case errors.Is(err, io.EOF):
 				return
 			case pollCtx.Err() != nil && fctx.Err() == nil:
-				f.err = drain(fctx, r, deliver)
+				f.err = drain(fctx, r, f.sink.deliver)
 				return
 			}
 			f.err = err
@@ -386,6 +455,40 @@ func (e *Executor) follow(ctx context.Context, path string, onEntry EntryFunc) *
 		}
 	}()
 	return f
+}
+
+// rest stops following and delivers what the file holds beyond what was
+// read, without waiting for an end record: the logger of a vanished task
+// may never write one. It returns how many entries the file holds.
+func (f *follower) rest() (uint64, error) {
+	f.stop()
+	return readAvailable(f.path, max(f.sink.read, f.sink.skip), f.sink.onEntry)
+}
+
+// readAvailable delivers the entries on file after the first skip, up to
+// the end record or, lacking one, the last complete record, and returns
+// how many the file holds. A missing file holds none.
+func readAvailable(path string, skip uint64, onEntry EntryFunc) (uint64, error) {
+	r, err := output.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	s := &sink{skip: skip, onEntry: onEntry}
+	for {
+		ent, err := r.TryNext()
+		switch {
+		case err == nil:
+			s.deliver(ent)
+		case errors.Is(err, io.EOF), errors.Is(err, output.ErrNoData):
+			return s.read, nil
+		default:
+			return s.read, err
+		}
+	}
 }
 
 // drain reads what is left without poll waits, until the end record.
@@ -425,10 +528,10 @@ func (f *follower) wait(d time.Duration) (uint64, error) {
 	case <-t.C:
 		f.cancel()
 		<-f.done
-		return f.entries, fmt.Errorf("output capture did not finish within %s: %w", d, f.err)
+		return f.sink.read, fmt.Errorf("output capture did not finish within %s: %w", d, f.err)
 	}
 	f.cancel()
-	return f.entries, f.err
+	return f.sink.read, f.err
 }
 
 func openWhenCreated(ctx context.Context, path string) (*output.Reader, error) {

@@ -1,0 +1,72 @@
+package container
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+)
+
+// LostReasons.
+const (
+	lostWhileRunning = "the job's container task disappeared while it ran (its shim was killed, or containerd lost it); its exit status is unknown"
+	lostWhileDown    = "the job's container task was lost while the agent was down (host restart, or its shim killed?); its exit status is unknown"
+)
+
+// leftoverWait bounds awaitLeftovers.
+const leftoverWait = 10 * time.Second
+
+// lost reports a run whose task vanished with its exit status: the output
+// in outPath, which read delivers and counts, is all there is.
+func (e *Executor) lost(ctx context.Context, req Request, outPath string, startedAt time.Time, reason string, read func() (uint64, error)) (Result, error) {
+	e.awaitLeftovers(ctx, req.RunID, outPath)
+	entries, err := read()
+	res := Result{
+		Status:     StatusFailed,
+		ExitCode:   containerd.UnknownExitStatus,
+		Lost:       true,
+		LostReason: reason,
+		StartedAt:  startedAt,
+		FinishedAt: time.Now(),
+		Entries:    entries,
+	}
+	if err != nil {
+		return res, fmt.Errorf("output of job %s: %w", req.JobID, err)
+	}
+	return res, nil
+}
+
+// awaitLeftovers waits, for a bounded time, until no shim process of a
+// vanished task and no output logger of it is left. When a shim dies,
+// containerd forgets the task at once but cleans up after it with one more
+// shim process (runc delete: the job's processes are killed, its root file
+// system unmounted); the logger then writes what the job's pipes still
+// held and exits. Removing the run before would leave a mount behind and
+// lose output. After a host restart there is neither, and nothing to wait.
+func (e *Executor) awaitLeftovers(ctx context.Context, runID, outPath string) {
+	ns := e.namespace(ctx)
+	deadline := time.Now().Add(leftoverWait)
+	for shimProcesses(ns)[runID] != 0 || loggerRunning(outPath) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			e.log.Warn("processes of a vanished task are still running; removing the run anyway", "container", runID)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// loggerRunning reports whether an output logger writes outPath.
+func loggerRunning(outPath string) bool {
+	needle := []byte("shim-logger\x00" + outPath + "\x00")
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range cmdlines {
+		if data, err := os.ReadFile(p); err == nil && bytes.Contains(data, needle) {
+			return true
+		}
+	}
+	return false
+}
