@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/image-spec/identity"
+	"google.golang.org/grpc"
 )
 
 // GCReport lists what a sweep removed.
@@ -124,7 +125,7 @@ func (e *Executor) GC(ctx context.Context) (GCReport, error) {
 // (containerd 1.6 can leave one behind when a task create is interrupted).
 // Shims are listed before containers, so a run starting meanwhile is seen.
 func (e *Executor) orphanShims(ctx context.Context) ([]string, error) {
-	shims := shimProcesses(e.namespace(ctx))
+	shims := shimProcesses(e.namespace(ctx), e.address())
 	if len(shims) == 0 {
 		return nil, nil
 	}
@@ -156,8 +157,25 @@ func (e *Executor) namespace(ctx context.Context) string {
 	return e.client.DefaultNamespace()
 }
 
-// shimProcesses maps container id to shim pid for the runc shims of ns.
-func shimProcesses(ns string) map[string]int {
+// address is the socket of the containerd the executor talks to, as its
+// shims name it (-address); "" when the client does not say.
+func (e *Executor) address() string {
+	cc, ok := e.client.Conn().(*grpc.ClientConn)
+	if !ok {
+		return ""
+	}
+	t := cc.Target()
+	if rest, ok := strings.CutPrefix(t, "unix://"); ok {
+		return rest
+	}
+	return strings.TrimPrefix(t, "unix:")
+}
+
+// shimProcesses maps container id to shim pid for the runc shims of ns
+// serving the containerd at address: the shims of another containerd on
+// the host (another agent's, with the same namespace name) are not ours to
+// judge.
+func shimProcesses(ns, address string) map[string]int {
 	out := map[string]int{}
 	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range cmdlines {
@@ -166,16 +184,18 @@ func shimProcesses(ns string) map[string]int {
 			continue
 		}
 		args := strings.Split(string(data), "\x00")
-		var gotNS, id string
+		var gotNS, gotAddr, id string
 		for i := 0; i+1 < len(args); i++ {
 			switch args[i] {
 			case "-namespace":
 				gotNS = args[i+1]
+			case "-address":
+				gotAddr = args[i+1]
 			case "-id":
 				id = args[i+1]
 			}
 		}
-		if gotNS != ns || id == "" {
+		if gotNS != ns || id == "" || (address != "" && filepath.Clean(gotAddr) != filepath.Clean(address)) {
 			continue
 		}
 		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {

@@ -50,7 +50,7 @@ func (e *Executor) lost(ctx context.Context, req Request, outPath string, starte
 func (e *Executor) awaitLeftovers(ctx context.Context, runID, outPath string) {
 	ns := e.namespace(ctx)
 	deadline := time.Now().Add(leftoverWait)
-	for shimProcesses(ns)[runID] != 0 || loggerRunning(outPath) {
+	for shimProcesses(ns, e.address())[runID] != 0 || loggerRunning(outPath) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			e.log.Warn("processes of a vanished task are still running; removing the run anyway", "container", runID)
 			return
