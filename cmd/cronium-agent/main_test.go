@@ -347,22 +347,37 @@ func linkExists(name string) bool {
 func TestGCKillsOrphanShims(t *testing.T) {
 	testenv.Containerd(t)
 	id := "cronium-orphan-" + strconv.Itoa(os.Getpid())
-	fake := exec.Command("bash", "-c", `exec -a containerd-shim-runc-v2 /usr/bin/python3 -c 'import time; time.sleep(120)' -namespace cronium -id `+id)
+	// A shim names its namespace, container and daemon, as real ones do.
+	fake := exec.Command("bash", "-c", `exec -a containerd-shim-runc-v2 /usr/bin/python3 -c 'import time; time.sleep(120)' -namespace cronium -address `+testenv.Address()+` -id `+id)
 	if err := fake.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- fake.Wait() }()
 	t.Cleanup(func() { fake.Process.Kill() })
+	// Another containerd's shim, in a namespace of the same name: another
+	// agent's, not this one's to judge.
+	other := exec.Command("bash", "-c", `exec -a containerd-shim-runc-v2 /usr/bin/python3 -c 'import time; time.sleep(120)' -namespace cronium -address /run/another-containerd/containerd.sock -id `+id+`-other`)
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	otherExited := make(chan error, 1)
+	go func() { otherExited <- other.Wait() }()
+	t.Cleanup(func() { other.Process.Kill() })
 	time.Sleep(200 * time.Millisecond)
 	r := agent(t, stateDir(t), "gc")
-	if r.code != 0 || !strings.Contains(r.stdout, "removed orphan shim of "+id) {
+	if r.code != 0 || !strings.Contains(r.stdout, "removed orphan shim of "+id+"\n") || strings.Contains(r.stdout, id+"-other") {
 		t.Errorf("gc: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	select {
 	case <-exited:
 	case <-time.After(5 * time.Second):
 		t.Error("the orphan shim is still running")
+	}
+	select {
+	case <-otherExited:
+		t.Error("gc killed another containerd's shim")
+	default:
 	}
 }
 
