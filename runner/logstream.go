@@ -16,6 +16,11 @@ const (
 	logFlushEvery = 100 * time.Millisecond
 	logMaxLines   = 500
 	logMaxBytes   = 256 << 10
+	// Under heavy output a batch takes what else is queued too, up to
+	// these: one journal write (one fsync) for all of it. The syncer still
+	// sends the backend batches of the contract's size.
+	journalMaxLines = 16384
+	journalMaxBytes = 4 << 20
 )
 
 // logLine is a numbered line with the count of output entries it accounts
@@ -76,6 +81,11 @@ func (s *logStream) loop() {
 		}
 		batch, size = nil, 0
 	}
+	add := func(l logLine) {
+		batch = append(batch, l.entry)
+		size += len(l.entry.Line) + 48
+		file = max(file, l.file)
+	}
 	for {
 		select {
 		case l, ok := <-s.ch:
@@ -83,11 +93,26 @@ func (s *logStream) loop() {
 				flush()
 				return
 			}
-			batch = append(batch, l.entry)
-			size += len(l.entry.Line) + 48
-			file = max(file, l.file)
+			add(l)
 			if len(batch) >= logMaxLines || size >= logMaxBytes {
+				closed := false
+			more:
+				for len(batch) < journalMaxLines && size < journalMaxBytes {
+					select {
+					case l, ok := <-s.ch:
+						if !ok {
+							closed = true
+							break more
+						}
+						add(l)
+					default:
+						break more
+					}
+				}
 				flush()
+				if closed {
+					return
+				}
 			}
 		case <-tick.C:
 			flush()

@@ -299,3 +299,51 @@ func agentEnv(t *testing.T, env []string, args ...string) cliResult {
 	}
 	return agent(t, t.TempDir(), args...)
 }
+
+// BenchmarkE2EJournal measures, through the agent binary, a job printing
+// about 100 MiB (1 Mi lines) while the backend is away: how fast its output
+// goes into the journal (script start to completion journaled, the
+// script's own printing included), then how long the backend takes to
+// receive the whole backlog once it is back.
+func BenchmarkE2EJournal(b *testing.B) {
+	testenv.Containerd(b)
+	const lines = 1 << 20
+	for i := 0; i < b.N; i++ {
+		be := startDevBackend(b, "")
+		state := testenv.StateDir(b)
+		startAgent(b, be.url, state, "CRONIUM_LOG_LEVEL=warn")
+		ctx := context.Background()
+		id, err := be.client.Submit(ctx, devserver.SubmitRequest{Runtime: "python",
+			Script: fmt.Sprintf("import sys\nline = 'x' * 99\nw = sys.stdout.write\nfor i in range(%d):\n    w('%%07d %%s\\n' %% (i, line))\n", lines)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := admin.Dial(filepath.Join(state, "admin.sock"))
+		waitFor(b, time.Minute, func() bool {
+			js, err := c.Jobs(ctx, 1)
+			return err == nil && len(js) == 1 && js[0].State == "running"
+		})
+		be.down()
+		var job admin.JobSummary
+		waitFor(b, 5*time.Minute, func() bool {
+			js, err := c.Jobs(ctx, 1)
+			if err == nil && len(js) == 1 {
+				job = js[0]
+			}
+			return job.State == "finished"
+		})
+		capture := job.FinishedAt.Sub(job.StartedAt)
+		st, _ := c.Status(ctx)
+		be.up(b)
+		start := time.Now()
+		v, err := be.client.Wait(ctx, id, 50*time.Millisecond)
+		drained := time.Since(start)
+		if err != nil || v.Status != "completed" || v.LogLines != lines {
+			b.Fatalf("job: %v %s, %d lines on the backend", err, v.Status, v.LogLines)
+		}
+		mib := float64(lines*108) / (1 << 20)
+		b.ReportMetric(mib/capture.Seconds(), "journal-MiB/s")
+		b.ReportMetric(drained.Seconds(), "drain-s")
+		b.ReportMetric(float64(st.Journal.UsedBytes)/(1<<20), "journal-used-MiB")
+	}
+}

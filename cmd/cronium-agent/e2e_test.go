@@ -528,7 +528,7 @@ func TestE2ERunRefusesWithoutBackend(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, within time.Duration, cond func() bool) {
+func waitFor(t testing.TB, within time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {

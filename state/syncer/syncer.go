@@ -386,14 +386,8 @@ func (s *Syncer) deliver(ctx context.Context, jobID string, items []journal.Stor
 		var exec string
 		var entries []backend.LogEntry
 		exec, entries, n, err = s.logBatch(items, i)
-		if err == nil && len(entries) > 0 && !s.logsOff.Load() {
-			err = s.be.SendLogs(cctx, jobID, exec, entries)
-			if errors.Is(err, backend.ErrNoLogEndpoint) {
-				if s.logsOff.CompareAndSwap(false, true) {
-					s.log.Info("the backend has no live log endpoint; output reaches it with the completion only")
-				}
-				err = nil
-			}
+		if err == nil {
+			err = s.sendLogs(cctx, jobID, exec, entries)
 		}
 	case state.KindExecution:
 		var p state.ExecutionItem
@@ -455,6 +449,31 @@ func (s *Syncer) deliver(ctx context.Context, jobID string, items []journal.Stor
 	s.contact()
 	s.log.Warn("the backend refused a report; it is not sent again", "job", jobID, "kind", it.Kind, "error", err)
 	return n, nil
+}
+
+// sendLogs sends entries in batches of the contract's size (a journal item
+// may hold more: the runner journals what it has at once). A crash between
+// two batches sends the first again, which the backend keeps once by seq.
+func (s *Syncer) sendLogs(ctx context.Context, jobID, exec string, entries []backend.LogEntry) error {
+	for len(entries) > 0 && !s.logsOff.Load() {
+		n, size := 0, 0
+		for n < len(entries) && n < maxBatchLines && (n == 0 || size+len(entries[n].Line)+48 <= maxBatchBytes) {
+			size += len(entries[n].Line) + 48
+			n++
+		}
+		err := s.be.SendLogs(ctx, jobID, exec, entries[:n])
+		if errors.Is(err, backend.ErrNoLogEndpoint) {
+			if s.logsOff.CompareAndSwap(false, true) {
+				s.log.Info("the backend has no live log endpoint; output reaches it with the completion only")
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		entries = entries[n:]
+	}
+	return nil
 }
 
 type badItem struct{ error }

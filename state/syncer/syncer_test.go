@@ -333,7 +333,7 @@ func TestDroppedLinesAreAnnounced(t *testing.T) {
 	b := startBackend(t)
 	c := b.client(t)
 	ids := b.claim(t, c, 1)
-	jobs, j := openJobs(t, filepath.Join(t.TempDir(), "journal.db"), journal.WithBudget(64<<10), journal.WithKeepLogs(2, 2))
+	jobs, j := openJobs(t, filepath.Join(t.TempDir(), "journal.db"), journal.WithBudget(16<<10), journal.WithKeepLogs(2, 2))
 	journalRun(t, jobs, ids[0], 2000, 50)
 	rep, err := j.Prune(context.Background())
 	if err != nil || rep.DroppedItems == 0 {
