@@ -220,11 +220,12 @@ func Item(kind string, v any, size int) (journal.Item, error) {
 	return journal.Item{Kind: kind, Payload: raw, Size: size}, nil
 }
 
-// LogsSize is the size a batch of log lines counts for in the budget.
+// LogsSize is the size of a batch of log lines as a drop marker reports it:
+// the bytes of output (the budget itself counts stored bytes).
 func LogsSize(entries []backend.LogEntry) int {
 	n := 0
 	for _, e := range entries {
-		n += len(e.Line) + 48
+		n += len(e.Line)
 	}
 	return n
 }

@@ -28,7 +28,10 @@ func openJournal(cfg config.Config) (*journal.Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal key: %w", err)
 	}
-	j, err := journal.Open(filepath.Join(cfg.State.Dir, "journal.db"), journal.WithSecretKey(key), journal.WithBudget(int64(cfg.Journal.Budget)))
+	// Head and tail are kept as two log items each: under heavy output an
+	// item holds up to 16 Ki lines, so more would keep most of a big log.
+	j, err := journal.Open(filepath.Join(cfg.State.Dir, "journal.db"), journal.WithSecretKey(key),
+		journal.WithBudget(int64(cfg.Journal.Budget)), journal.WithKeepLogs(2, 2))
 	if err != nil {
 		return nil, fmt.Errorf("open the journal: %w", err)
 	}
