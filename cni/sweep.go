@@ -22,13 +22,20 @@ type SweepReport struct {
 // Sweep tears down every network no live process owns, then removes
 // namespaces and bridges of ours that no record names. It runs at agent
 // start and in `cronium-agent gc`.
-func (m *Manager) Sweep(ctx context.Context) (SweepReport, error) {
+//
+// keep names networks to leave alone though no process holds them: those of
+// runs a stopped agent's journal will adopt at its next start.
+func (m *Manager) Sweep(ctx context.Context, keep ...string) (SweepReport, error) {
 	var rep SweepReport
 	var errs []error
 	known := map[string]bool{} // netns and bridge names of live networks
+	for _, id := range keep {
+		netnsName, bridge := Names(id)
+		known[netnsName], known[bridge] = true, true
+	}
 	for _, id := range recordIDs(m.dir("nets")) {
 		netnsName, bridge := Names(id)
-		if m.locked(id) {
+		if known[netnsName] || m.locked(id) {
 			known[netnsName], known[bridge] = true, true
 			continue
 		}

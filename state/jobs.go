@@ -356,3 +356,21 @@ func (s *Jobs) Live(jobID string) *Job {
 	defer s.mu.Unlock()
 	return s.live[jobID]
 }
+
+// UnfinishedRuns lists the runs the journal j holds as begun and not
+// ended: those the agent adopts at its next start. It needs no key (the
+// progress records are not sealed), for `cronium-agent gc`.
+func UnfinishedRuns(ctx context.Context, j *journal.Journal) ([]string, error) {
+	var runs []string
+	err := j.ListRecords(ctx, recordProgress, func(id string, raw json.RawMessage) error {
+		var p Progress
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return fmt.Errorf("progress of job %s: %w", id, err)
+		}
+		if p.State == Running && p.RunID != "" {
+			runs = append(runs, p.RunID)
+		}
+		return nil
+	})
+	return runs, err
+}

@@ -218,6 +218,29 @@ func TestE2EJobEndsWhileAgentIsDown(t *testing.T) {
 	}
 }
 
+// gc after an agent was killed leaves the runs its journal will adopt; the
+// next start then completes them whole.
+func TestE2EGCSparesAdoptableRuns(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	state := stateDir(t)
+	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: printer(40, "0.1", 0)})
+	first := startAgent(t, b.url, state)
+	waitLines(t, b, id, 5)
+	first.signal(syscall.SIGKILL)
+	first.waitDead(t, 10*time.Second)
+	r := agent(t, state, "gc")
+	if r.code != 0 || !strings.Contains(r.stdout, "kept run cronium-"+id) || strings.Contains(r.stdout, "removed") {
+		t.Fatalf("gc after the agent was killed: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	startAgent(t, b.url, state)
+	v := waitJob(t, b, id, time.Minute)
+	if v.Status != "completed" || v.Completions != 1 {
+		t.Errorf("job: %s, %d completing calls", v.Status, v.Completions)
+	}
+	assertNumbered(t, b, id, 40)
+}
+
 func TestE2EJournalBudget(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")

@@ -116,8 +116,9 @@ func startAgent(t testing.TB, backendURL, state string, env ...string) *agentPro
 	t.Cleanup(func() {
 		a.signal(syscall.SIGKILL)
 		<-a.done
-		// A killed agent leaves its last runs: sweep them as the next start would.
-		r := agent(t, state, "gc")
+		// A killed agent leaves its last runs: remove them, those its
+		// journal would take over included.
+		r := agent(t, state, "gc", "--all")
 		if r.code != 0 {
 			t.Errorf("gc after the agent: %s", r.stderr)
 		}

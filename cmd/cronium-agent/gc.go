@@ -5,14 +5,23 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/internal/config"
+	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/state"
+	"github.com/cronium/cronium-agent/state/journal"
 )
 
 func runGC(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("gc", flag.ContinueOnError)
 	cfgPath := configFlag(fs)
+	all := fs.Bool("all", false, "also remove the runs a stopped agent's journal would take over at its next start")
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
@@ -25,8 +34,19 @@ func runGC(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer closeClient()
-	rep, err := ex.GC(ctx)
-	nrep, nerr := sweepNetworks(ctx, env, cfg)
+	var keep []string
+	if !*all {
+		if keep, err = adoptableRuns(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	nets := make([]string, len(keep))
+	for i, id := range keep {
+		fmt.Fprintf(env.stdout, "kept run %s: the agent's journal takes it over at its next start (--all removes it)\n", id)
+		nets[i] = container.NetworkOf(id)
+	}
+	rep, err := ex.GC(ctx, container.KeepRuns(keep...))
+	nrep, nerr := sweepNetworks(ctx, env, cfg, nets...)
 	err = errors.Join(err, nerr)
 	for _, group := range []struct {
 		what string
@@ -44,17 +64,36 @@ func runGC(ctx context.Context, env *cliEnv, args []string) error {
 			fmt.Fprintf(env.stdout, "removed %s %s\n", group.what, item)
 		}
 	}
-	if rep.Empty() && len(nrep.Networks)+len(nrep.NetNS)+len(nrep.Bridges) == 0 && err == nil {
+	if rep.Empty() && len(nrep.Networks)+len(nrep.NetNS)+len(nrep.Bridges) == 0 && len(keep) == 0 && err == nil {
 		fmt.Fprintln(env.stdout, "nothing to remove")
 	}
 	return err
 }
 
-// sweepNetworks removes job networks no running job owns.
-func sweepNetworks(ctx context.Context, env *cliEnv, cfg config.Config) (cni.SweepReport, error) {
+// sweepNetworks removes job networks no running job owns, but keep.
+func sweepNetworks(ctx context.Context, env *cliEnv, cfg config.Config, keep ...string) (cni.SweepReport, error) {
 	m, err := cni.New(networkConfig(cfg), cni.WithLogger(env.log))
 	if err != nil {
 		return cni.SweepReport{}, err
 	}
-	return m.Sweep(ctx)
+	return m.Sweep(ctx, keep...)
+}
+
+// adoptableRuns lists the runs a stopped agent's journal would adopt. A
+// running agent holds the journal, and its runs are locked anyway: then
+// there is nothing to add.
+func adoptableRuns(ctx context.Context, cfg config.Config) ([]string, error) {
+	path := filepath.Join(cfg.State.Dir, "journal.db")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	j, err := journal.Open(path, journal.WithOpenTimeout(500*time.Millisecond))
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	return state.UnfinishedRuns(ctx, j)
 }

@@ -37,12 +37,29 @@ func (r GCReport) Empty() bool {
 // for the leftover of a crashed agent rather than one still being made.
 const abandonedPrepare = time.Hour
 
+// GCOption changes what GC takes for live.
+type GCOption func(live map[string]bool)
+
+// KeepRuns makes GC leave the named runs alone though no process holds
+// them: runs a stopped agent's journal will adopt at its next start.
+func KeepRuns(ids ...string) GCOption {
+	return func(live map[string]bool) {
+		for _, id := range ids {
+			live[id] = true
+		}
+	}
+}
+
 // GC removes everything labelled as the agent's that no live run owns: a run
-// is live while a process holds the lock of its run directory. Remapped image
-// snapshots stay while their image exists.
-func (e *Executor) GC(ctx context.Context) (GCReport, error) {
+// is live while a process holds the lock of its run directory (or an option
+// says so). Remapped image snapshots stay while their image exists.
+func (e *Executor) GC(ctx context.Context, opts ...GCOption) (GCReport, error) {
 	var rep GCReport
 	var errs []error
+	kept := map[string]bool{}
+	for _, o := range opts {
+		o(kept)
+	}
 
 	ctrs, err := e.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelAgent))
 	if err != nil {
@@ -53,8 +70,14 @@ func (e *Executor) GC(ctx context.Context) (GCReport, error) {
 	// share the namespace, and a run whose agent and state are both gone is
 	// still found.
 	live := map[string]bool{}
+	for id := range kept {
+		live[id] = true
+	}
 	for _, c := range ctrs {
 		id := c.ID()
+		if kept[id] {
+			continue
+		}
 		labels, err := c.Labels(ctx)
 		if errdefs.IsNotFound(err) {
 			continue // removed by its owner since the listing

@@ -33,6 +33,9 @@ type netSetup struct {
 // netID is the id of a run's network.
 func netID(runID string) string { return strings.TrimPrefix(runID, "cronium-") }
 
+// NetworkOf is the id of a run's network (cni), for sweeps told to keep it.
+func NetworkOf(runID string) string { return netID(runID) }
+
 func (e *Executor) startNetwork(ctx context.Context, id string) *netSetup {
 	s := &netSetup{done: make(chan struct{})}
 	if e.net == nil {

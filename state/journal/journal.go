@@ -74,8 +74,9 @@ type config struct {
 	keepHead int
 	keepTail int
 
-	schema   uint64
-	upgrades map[uint64]upgradeStep
+	schema      uint64
+	upgrades    map[uint64]upgradeStep
+	openTimeout time.Duration
 }
 
 // WithSecretKey sets the 32-byte AES-256 key of Seal and Unseal. The key is
@@ -83,6 +84,10 @@ type config struct {
 func WithSecretKey(key []byte) Option {
 	return func(c *config) { c.key, c.hasKey = append([]byte(nil), key...), true }
 }
+
+// WithOpenTimeout sets how long Open waits for the file while another
+// process has it open (default 5 s).
+func WithOpenTimeout(d time.Duration) Option { return func(c *config) { c.openTimeout = d } }
 
 // WithBudget sets the disk budget of Prune in stored bytes (default 1 GiB).
 func WithBudget(bytes int64) Option { return func(c *config) { c.budget = bytes } }
@@ -139,6 +144,8 @@ func Open(path string, opts ...Option) (*Journal, error) {
 		keepTail: DefaultKeepLogs,
 		schema:   SchemaVersion,
 		upgrades: upgrades,
+
+		openTimeout: openTimeout,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -170,7 +177,7 @@ func Open(path string, opts ...Option) (*Journal, error) {
 	}
 
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: openTimeout,
+		Timeout: cfg.openTimeout,
 		// The freelist is rebuilt on open instead of written on every
 		// commit: commits stay cheap however large the file grows.
 		NoFreelistSync: true,
