@@ -79,7 +79,8 @@ func (s *logStream) loop() {
 		if len(batch) > 0 {
 			s.journal(batch, file)
 		}
-		batch, size = nil, 0
+		// The batch was encoded and written: its array serves the next one.
+		batch, size = batch[:0], 0
 	}
 	add := func(l logLine) {
 		batch = append(batch, l.entry)
