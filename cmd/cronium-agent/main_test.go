@@ -30,7 +30,11 @@ func TestMain(m *testing.M) {
 	agentBin = filepath.Join(dir, "cronium-agent")
 	// The test binary has the fault-injection hook (CRONIUM_FAULT_KILL_AT);
 	// the shipped one does not.
-	build := exec.Command("go", "build", "-tags", "faultinject", "-o", agentBin, ".")
+	args := []string{"build", "-tags", "faultinject", "-o", agentBin}
+	if os.Getenv("CRONIUM_TEST_RACE") != "" {
+		args = append(args, "-race") // the agent under test with the race detector
+	}
+	build := exec.Command("go", append(args, ".")...)
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build cronium-agent:", err)
