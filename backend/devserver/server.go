@@ -28,6 +28,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // DBFile is the name of the bbolt file in the data directory.
@@ -82,7 +83,7 @@ func New(dataDir, token string, opts ...Option) (*Server, error) {
 	path := filepath.Join(dataDir, DBFile)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("devserver: %s is in use by another process", path)
 		}
 		return nil, fmt.Errorf("devserver: open %s: %w", path, err)

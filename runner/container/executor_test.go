@@ -280,13 +280,8 @@ func TestLongRunsAreNumbered(t *testing.T) {
 			t.Fatalf("entry %d has no timestamp", i)
 		}
 	}
-	var outs, errs []string
-	for _, l := range strings.Split(strings.TrimSpace(r.stdout.String()), "\n") {
-		outs = append(outs, l)
-	}
-	for _, l := range strings.Split(strings.TrimSpace(r.stderr.String()), "\n") {
-		errs = append(errs, l)
-	}
+	outs := strings.Split(strings.TrimSpace(r.stdout.String()), "\n")
+	errs := strings.Split(strings.TrimSpace(r.stderr.String()), "\n")
 	for i := range 500 {
 		if outs[i] != "o"+strconv.Itoa(i+1) || errs[i] != "e"+strconv.Itoa(i+1) {
 			t.Fatalf("line %d: %q %q", i, outs[i], errs[i])
