@@ -338,6 +338,26 @@ func (d *jobDecoder) float(field string, r json.RawMessage) (float64, bool) {
 	return f, true
 }
 
+// intField decodes an optional integer field of o (see integer); false
+// when it is absent or bad.
+func (d *jobDecoder) intField(field string, o obj, key string, min int64) (int64, bool) {
+	r, ok := o.get(key)
+	if !ok {
+		return 0, false
+	}
+	return d.integer(field, r, min)
+}
+
+// floatField decodes an optional non-negative number field of o (see
+// float); false when it is absent or bad.
+func (d *jobDecoder) floatField(field string, o obj, key string) (float64, bool) {
+	r, ok := o.get(key)
+	if !ok {
+		return 0, false
+	}
+	return d.float(field, r)
+}
+
 // describe shows a scalar's value (strings quoted and shortened) or the
 // kind of a composite value, for fields that are never secret.
 func describe(r json.RawMessage) string {
@@ -431,18 +451,11 @@ func decodeJob(raw json.RawMessage, aead cipher.AEAD) QueueItem {
 			d.bad("type", `want "container" or "ssh", got %s`, quote(s))
 		}
 	}
-	if r, ok := top.get("priority"); ok {
-		if n, ok := d.integer("priority", r, math.MinInt32); ok {
-			if n > math.MaxInt32 {
-				n = math.MaxInt32
-			}
-			job.Priority = int(n)
-		}
+	if n, ok := d.intField("priority", top, "priority", math.MinInt32); ok {
+		job.Priority = int(min(n, math.MaxInt32))
 	}
-	if r, ok := top.get("attempts"); ok {
-		if n, ok := d.integer("attempts", r, 0); ok {
-			job.Attempts = int(min(n, math.MaxInt32))
-		}
+	if n, ok := d.intField("attempts", top, "attempts", 0); ok {
+		job.Attempts = int(min(n, math.MaxInt32))
 	}
 	job.CreatedAt = d.timeField("createdAt", top, "createdAt")
 	job.ScheduledFor = d.timeField("scheduledFor", top, "scheduledFor")
@@ -564,11 +577,7 @@ func (d *jobDecoder) metadata(job *Job, meta obj, raw json.RawMessage) {
 			d.bad("metadata.userId", "want a string, got %s", describe(r))
 		}
 	}
-	if r, ok := meta.get("logId"); ok {
-		if n, ok := d.integer("metadata.logId", r, math.MinInt64); ok {
-			m.LogID = n
-		}
-	}
+	m.LogID, _ = d.intField("metadata.logId", meta, "logId", math.MinInt64)
 	if r, ok := meta.get("multiServer"); ok {
 		switch strings.ToLower(text(r)) {
 		case "true", "1":
@@ -616,13 +625,11 @@ func (d *jobDecoder) server(field string, r json.RawMessage) *Server {
 	if s.Host == "" {
 		d.bad(field+".host", "missing")
 	}
-	if r, ok := o.get("port"); ok {
-		if p, ok := d.integer(field+".port", r, 0); ok {
-			if p > 65535 {
-				d.bad(field+".port", "out of range: %d", p)
-			} else {
-				s.Port = int(p)
-			}
+	if p, ok := d.intField(field+".port", o, "port", 0); ok {
+		if p > 65535 {
+			d.bad(field+".port", "out of range: %d", p)
+		} else {
+			s.Port = int(p)
 		}
 	}
 	s.Username = d.stringField(field+".username", o, "username")
@@ -948,18 +955,10 @@ func (d *jobDecoder) resources(r json.RawMessage) *Resources {
 		return nil
 	}
 	res := &Resources{}
-	if r, ok := o.get("cpuLimit"); ok {
-		res.CPU, _ = d.float(f+".cpuLimit", r)
-	}
-	if r, ok := o.get("memoryLimit"); ok {
-		res.Memory, _ = d.integer(f+".memoryLimit", r, 0)
-	}
-	if r, ok := o.get("diskLimit"); ok {
-		res.Disk, _ = d.integer(f+".diskLimit", r, 0)
-	}
-	if r, ok := o.get("pidsLimit"); ok {
-		res.Pids, _ = d.integer(f+".pidsLimit", r, 0)
-	}
+	res.CPU, _ = d.floatField(f+".cpuLimit", o, "cpuLimit")
+	res.Memory, _ = d.intField(f+".memoryLimit", o, "memoryLimit", 0)
+	res.Disk, _ = d.intField(f+".diskLimit", o, "diskLimit", 0)
+	res.Pids, _ = d.intField(f+".pidsLimit", o, "pidsLimit", 0)
 	return res
 }
 
@@ -970,10 +969,8 @@ func (d *jobDecoder) retry(r json.RawMessage) *RetryPolicy {
 		return nil
 	}
 	p := &RetryPolicy{}
-	if r, ok := o.get("maxAttempts"); ok {
-		if n, ok := d.integer(f+".maxAttempts", r, 0); ok {
-			p.MaxAttempts = int(min(n, math.MaxInt32))
-		}
+	if n, ok := d.intField(f+".maxAttempts", o, "maxAttempts", 0); ok {
+		p.MaxAttempts = int(min(n, math.MaxInt32))
 	}
 	if r, ok := o.get("backoffType"); ok {
 		s, _ := str(r)
@@ -984,13 +981,11 @@ func (d *jobDecoder) retry(r json.RawMessage) *RetryPolicy {
 			d.bad(f+".backoffType", "want exponential, linear or fixed, got %s", describe(r))
 		}
 	}
-	if r, ok := o.get("backoffDelay"); ok {
-		if s, ok := d.float(f+".backoffDelay", r); ok {
-			if s > (math.MaxInt64/float64(time.Second))-1 {
-				d.bad(f+".backoffDelay", "too large")
-			} else {
-				p.Delay = time.Duration(s * float64(time.Second))
-			}
+	if s, ok := d.floatField(f+".backoffDelay", o, "backoffDelay"); ok {
+		if s > (math.MaxInt64/float64(time.Second))-1 {
+			d.bad(f+".backoffDelay", "too large")
+		} else {
+			p.Delay = time.Duration(s * float64(time.Second))
 		}
 	}
 	return p

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -159,7 +160,7 @@ func errorMessage(body []byte) string {
 	}
 	var parts []string
 	for _, k := range []string{"error", "message", "details"} {
-		if p := part(k); p != "" && !contains(parts, p) {
+		if p := part(k); p != "" && !slices.Contains(parts, p) {
 			parts = append(parts, p)
 		}
 	}
@@ -168,13 +169,4 @@ func errorMessage(body []byte) string {
 		msg = msg[:1000] + "..."
 	}
 	return strings.ToValidUTF8(msg, "\uFFFD")
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -96,12 +96,9 @@ func (s *Server) handleAcknowledge(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	orch := body.OrchestratorID
-	if orch == "" {
-		orch = strings.TrimSpace(r.Header.Get("X-Orchestrator-ID"))
-	}
-	if orch == "" {
-		writeError(w, http.StatusBadRequest, "orchestratorId is required")
+	orch, err := orchestratorOf(r, body.OrchestratorID)
+	if err != nil {
+		fail(w, err)
 		return
 	}
 	now := s.now()
@@ -409,16 +406,13 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 // handleOrphaned lists the raw rows of the jobs an orchestrator holds (§2.8),
 // as a bare array in snake_case like the deployed backend's DB rows.
 func (s *Server) handleOrphaned(w http.ResponseWriter, r *http.Request) {
-	orch := r.URL.Query().Get("orchestratorId")
-	if orch == "" {
-		orch = strings.TrimSpace(r.Header.Get("X-Orchestrator-ID"))
-	}
-	if orch == "" {
-		writeError(w, http.StatusBadRequest, "orchestratorId is required")
+	orch, err := orchestratorOf(r, r.URL.Query().Get("orchestratorId"))
+	if err != nil {
+		fail(w, err)
 		return
 	}
 	rows := []map[string]any{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		return forPrefix(tx.Bucket(bActive), orchPrefix(orch), func(k, _ []byte) error {
 			j, err := loadJob(tx, string(k[len(orch)+1:]))
 			if err != nil || j == nil {

@@ -42,6 +42,8 @@ func (s *Server) updateOrch(tx *bolt.Tx, id string, fn func(o *OrchestratorView)
 	return b.Put([]byte(id), v)
 }
 
+// orchestratorOf is the orchestrator id given in the body (or query), else
+// the X-Orchestrator-ID header; neither is a 400.
 func orchestratorOf(r *http.Request, fromBody string) (string, error) {
 	if fromBody != "" {
 		return fromBody, nil
