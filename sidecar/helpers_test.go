@@ -199,33 +199,27 @@ type reply struct {
 // do sends a request; token "" sends no Authorization header.
 func (e *env) do(t testing.TB, method, url, token string, body io.Reader) reply {
 	t.Helper()
-	req, err := http.NewRequest(method, url, body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := http.Header{}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		h.Set("Authorization", "Bearer "+token)
 	}
-	res, err := e.hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reply{res.StatusCode, res.Header, string(b)}
+	return e.send(t, method, url, h, body)
 }
 
 // doRaw sends a GET-like request with a verbatim Authorization header.
 func (e *env) doRaw(t testing.TB, method, url, auth string) reply {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
+	return e.send(t, method, url, http.Header{"Authorization": {auth}}, nil)
+}
+
+// send sends a request with the headers h and reads the whole reply.
+func (e *env) send(t testing.TB, method, url string, h http.Header, body io.Reader) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", auth)
+	req.Header = h
 	res, err := e.hc.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -152,13 +152,9 @@ func (e *Executor) orphanShims(ctx context.Context) ([]string, error) {
 	if len(shims) == 0 {
 		return nil, nil
 	}
-	ctrs, err := e.client.Containers(ctx)
+	exists, err := e.containerIDs(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
-	}
-	exists := map[string]bool{}
-	for _, c := range ctrs {
-		exists[c.ID()] = true
+		return nil, err
 	}
 	var killed []string
 	for id, pid := range shims {
@@ -170,6 +166,20 @@ func (e *Executor) orphanShims(ctx context.Context) ([]string, error) {
 		}
 	}
 	return killed, nil
+}
+
+// containerIDs is the set of ids of every container of ctx's namespace,
+// the agent's or not.
+func (e *Executor) containerIDs(ctx context.Context) (map[string]bool, error) {
+	ctrs, err := e.client.Containers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	ids := make(map[string]bool, len(ctrs))
+	for _, c := range ctrs {
+		ids[c.ID()] = true
+	}
+	return ids, nil
 }
 
 // namespace is the containerd namespace calls on ctx are made in.
@@ -234,13 +244,9 @@ func shimProcesses(ns, address string) map[string]int {
 // stays.
 func (e *Executor) staleCgroups(ctx context.Context) ([]string, error) {
 	dirs := jobCgroupDirs()
-	ctrs, err := e.client.Containers(ctx)
+	exists, err := e.containerIDs(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
-	}
-	exists := map[string]bool{}
-	for _, c := range ctrs {
-		exists[c.ID()] = true
+		return nil, err
 	}
 	var removed []string
 	var errs []error

@@ -447,25 +447,52 @@ type helperScripts struct {
 	wrongID, unset string
 }
 
+// varSyntax is how a runtime's scripts spell the variable checks.
+type varSyntax struct {
+	prelude, end string
+	// pre is the first write of v_zero (7), which the loop over helperVars
+	// overwrites.
+	pre string
+	// the function names, snake_case first, then camelCase (bash: dotted)
+	setFns, getFns [2]string
+	// setLine and getLine spell one check: a write of v and a read of v by fn
+	setLine, getLine func(check, fn string, v helperVar) string
+}
+
+// scripts builds the set and get scripts (see helperScripts): set writes
+// helperVars, alternating the name styles; get reads them and
+// helperMissingVar with both.
+func (x varSyntax) scripts() (set, get string) {
+	var s, g strings.Builder
+	s.WriteString(x.prelude + x.pre)
+	for i, v := range helperVars {
+		s.WriteString(x.setLine("set:"+v.name, x.setFns[i%2], v))
+	}
+	s.WriteString(x.end)
+	g.WriteString(x.prelude)
+	for _, v := range append(append([]helperVar(nil), helperVars...), helperMissingVar) {
+		g.WriteString(x.getLine("get_snake:"+v.name, x.getFns[0], v))
+		g.WriteString(x.getLine("get_camel:"+v.name, x.getFns[1], v))
+	}
+	g.WriteString(x.end)
+	return s.String(), g.String()
+}
+
 func helperScriptsFor(rt string) helperScripts {
-	reads := append(append([]helperVar(nil), helperVars...), helperMissingVar)
 	switch rt {
 	case "python":
-		var set, get strings.Builder
-		set.WriteString(pyPrelude)
-		set.WriteString("chk('set_pre:v_zero', cronium.setVariable, 'v_zero', 7)\n")
-		for i, v := range helperVars {
-			fn := "set_variable"
-			if i%2 == 1 {
-				fn = "setVariable"
-			}
-			fmt.Fprintf(&set, "chk('set:%s', cronium.%s, %q, json.loads(%q))\n", v.name, fn, v.key, v.value)
-		}
-		get.WriteString(pyPrelude)
-		for _, v := range reads {
-			fmt.Fprintf(&get, "chk('get_snake:%s', cronium.get_variable, %q)\n", v.name, v.key)
-			fmt.Fprintf(&get, "chk('get_camel:%s', cronium.getVariable, %q)\n", v.name, v.key)
-		}
+		set, get := varSyntax{
+			prelude: pyPrelude,
+			pre:     "chk('set_pre:v_zero', cronium.setVariable, 'v_zero', 7)\n",
+			setFns:  [2]string{"set_variable", "setVariable"},
+			getFns:  [2]string{"get_variable", "getVariable"},
+			setLine: func(check, fn string, v helperVar) string {
+				return fmt.Sprintf("chk('%s', cronium.%s, %q, json.loads(%q))\n", check, fn, v.key, v.value)
+			},
+			getLine: func(check, fn string, v helperVar) string {
+				return fmt.Sprintf("chk('%s', cronium.%s, %q)\n", check, fn, v.key)
+			},
+		}.scripts()
 		return helperScripts{
 			io: pyPrelude + `
 chk('input', cronium.input)
@@ -478,8 +505,8 @@ chk('output2', cronium.output, json.loads(env['HT_OUT_LAST']))
 chk('cond1', cronium.set_condition if camel else cronium.setCondition, first_cond)
 chk('cond2', cronium.setCondition if camel else cronium.set_condition, last_cond)
 `,
-			set: set.String(),
-			get: get.String(),
+			set: set,
+			get: get,
 			wrongID: pyPrelude + `
 env['CRONIUM_EXECUTION_ID'] = 'exec_other'
 chk('input', cronium.input)
@@ -515,23 +542,19 @@ chk('context', cronium.context)
 `,
 		}
 	case "node":
-		var set, get strings.Builder
-		set.WriteString(nodePrelude)
-		set.WriteString("  await chk('set_pre:v_zero', cronium.setVariable, 'v_zero', 7);\n")
-		for i, v := range helperVars {
-			fn := "set_variable"
-			if i%2 == 1 {
-				fn = "setVariable"
-			}
-			fmt.Fprintf(&set, "  await chk('set:%s', cronium.%s, %q, JSON.parse(%q));\n", v.name, fn, v.key, v.value)
-		}
-		set.WriteString(nodeEnd)
-		get.WriteString(nodePrelude)
-		for _, v := range reads {
-			fmt.Fprintf(&get, "  await chk('get_snake:%s', cronium.get_variable, %q);\n", v.name, v.key)
-			fmt.Fprintf(&get, "  await chk('get_camel:%s', cronium.getVariable, %q);\n", v.name, v.key)
-		}
-		get.WriteString(nodeEnd)
+		set, get := varSyntax{
+			prelude: nodePrelude,
+			end:     nodeEnd,
+			pre:     "  await chk('set_pre:v_zero', cronium.setVariable, 'v_zero', 7);\n",
+			setFns:  [2]string{"set_variable", "setVariable"},
+			getFns:  [2]string{"get_variable", "getVariable"},
+			setLine: func(check, fn string, v helperVar) string {
+				return fmt.Sprintf("  await chk('%s', cronium.%s, %q, JSON.parse(%q));\n", check, fn, v.key, v.value)
+			},
+			getLine: func(check, fn string, v helperVar) string {
+				return fmt.Sprintf("  await chk('%s', cronium.%s, %q);\n", check, fn, v.key)
+			},
+		}.scripts()
 		calls := `  await chk('input', cronium.input);
   await chk('output', cronium.output, { x: 1 });
   await chk('get_variable', cronium.get_variable, 'k');
@@ -553,8 +576,8 @@ chk('context', cronium.context)
   await chk('cond1', camel ? cronium.set_condition : cronium.setCondition, env.HT_COND_FIRST === 'true');
   await chk('cond2', camel ? cronium.setCondition : cronium.set_condition, env.HT_COND_LAST === 'true');
 ` + nodeEnd,
-			set:     set.String(),
-			get:     get.String(),
+			set:     set,
+			get:     get,
 			wrongID: nodePrelude + "  env.CRONIUM_EXECUTION_ID = 'exec_other';\n" + calls + nodeEnd,
 			unset: `'use strict';
 delete process.env.CRONIUM_RUNTIME_API;
@@ -569,26 +592,23 @@ try {
 ` + strings.Replace(nodePrelude, "'use strict';\nconst cronium = require('cronium');\n", "const cronium = loaded;\n", 1) + calls + nodeEnd,
 		}
 	case "bash":
-		var set, get strings.Builder
-		set.WriteString(bashPrelude)
-		set.WriteString("chk set_pre:v_zero cronium.setVariable v_zero 7\n")
-		for i, v := range helperVars {
-			fn := "cronium_set_variable"
-			if i%2 == 1 {
-				fn = "cronium.setVariable"
-			}
-			arg := v.value
-			var s string
-			if json.Unmarshal([]byte(v.value), &s) == nil {
-				arg = s // strings are passed as their text
-			}
-			fmt.Fprintf(&set, "chk set:%s %s '%s' '%s'\n", v.name, fn, v.key, arg)
-		}
-		get.WriteString(bashPrelude)
-		for _, v := range reads {
-			fmt.Fprintf(&get, "chk get_snake:%s cronium_get_variable '%s'\n", v.name, v.key)
-			fmt.Fprintf(&get, "chk get_camel:%s cronium.getVariable '%s'\n", v.name, v.key)
-		}
+		set, get := varSyntax{
+			prelude: bashPrelude,
+			pre:     "chk set_pre:v_zero cronium.setVariable v_zero 7\n",
+			setFns:  [2]string{"cronium_set_variable", "cronium.setVariable"},
+			getFns:  [2]string{"cronium_get_variable", "cronium.getVariable"},
+			setLine: func(check, fn string, v helperVar) string {
+				arg := v.value
+				var s string
+				if json.Unmarshal([]byte(v.value), &s) == nil {
+					arg = s // strings are passed as their text
+				}
+				return fmt.Sprintf("chk %s %s '%s' '%s'\n", check, fn, v.key, arg)
+			},
+			getLine: func(check, fn string, v helperVar) string {
+				return fmt.Sprintf("chk %s %s '%s'\n", check, fn, v.key)
+			},
+		}.scripts()
 		calls := `chkerr input cronium_input
 chkerr input_dotted cronium.input
 chkerr output cronium_output '{"x":1}'
@@ -619,8 +639,8 @@ else
   chk cond2 cronium_set_condition "$HT_COND_LAST"
 fi
 `,
-			set:     set.String(),
-			get:     get.String(),
+			set:     set,
+			get:     get,
 			wrongID: bashPrelude + "CRONIUM_EXECUTION_ID=exec_other\n" + calls,
 			unset: bashPrelude + `unset CRONIUM_RUNTIME_API
 if source "$BASH_ENV" 2>/dev/null; then echo 'CHK import 0 -1 '; else echo 'CHK import 1 -1 '; fi
