@@ -100,7 +100,7 @@ func (s *JournalStore) SetVariable(ctx context.Context, userID, key, value strin
 	if err != nil {
 		return err
 	}
-	it, err := state.Item(state.KindVariable, state.VariableItem{UserID: userID, Key: key, Value: value}, 0)
+	it, err := state.Item(state.KindVariable, state.VariableItem{UserID: userID, Key: key, Value: value})
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (s *JournalStore) SetOutput(ctx context.Context, executionID string, value 
 	if err != nil {
 		return err
 	}
-	it, err := state.Item(state.KindOutput, state.OutputItem{ExecutionID: executionID, Output: value, At: time.Now().UTC()}, 0)
+	it, err := state.Item(state.KindOutput, state.OutputItem{ExecutionID: executionID, Output: value, At: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ func (s *JournalStore) SetCondition(ctx context.Context, executionID string, val
 	if err != nil {
 		return err
 	}
-	it, err := state.Item(state.KindCondition, state.ConditionItem{ExecutionID: executionID, Condition: value, At: time.Now().UTC()}, 0)
+	it, err := state.Item(state.KindCondition, state.ConditionItem{ExecutionID: executionID, Condition: value, At: time.Now().UTC()})
 	if err != nil {
 		return err
 	}

@@ -258,18 +258,6 @@ func (d *Dispatcher) runningCount() int {
 	return len(d.running)
 }
 
-// RunningJobs lists the ids of the jobs being run, sorted.
-func (d *Dispatcher) RunningJobs() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	ids := make([]string, 0, len(d.running))
-	for id := range d.running {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
-}
-
 func (d *Dispatcher) stopAll(cause error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -409,7 +397,10 @@ func (d *Dispatcher) every(ctx context.Context, period time.Duration, fn func(co
 }
 
 func (d *Dispatcher) heartbeat(ctx context.Context) {
-	running := d.RunningJobs()
+	var running []string
+	for _, r := range d.Running() {
+		running = append(running, r.JobID)
+	}
 	hb := backend.Heartbeat{
 		OrchestratorID: d.cfg.OrchestratorID,
 		Timestamp:      time.Now().UTC(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cronium/cronium-agent/state"
@@ -24,6 +25,9 @@ type Inspector struct {
 	d        *Dispatcher
 	jobs     *state.Jobs
 	delivery DeliveryStatus
+
+	mu      sync.Mutex
+	cursors map[string]logCursor // per job being followed
 }
 
 // NewInspector returns the admin socket's source for an agent.
@@ -60,8 +64,8 @@ func (in *Inspector) Jobs(ctx context.Context, limit int) ([]admin.JobSummary, e
 	}
 	out := make([]admin.JobSummary, 0, len(list))
 	for _, p := range list {
-		if live, ok, _ := in.jobs.Get(ctx, p.JobID); ok {
-			p = live
+		if live := in.jobs.Live(p.JobID); live != nil {
+			p = live.Progress()
 		}
 		s := admin.JobSummary{
 			JobID: p.JobID, ExecutionID: p.ExecutionID, Attempt: p.Attempt, State: string(p.State),
@@ -82,7 +86,7 @@ func (in *Inspector) Jobs(ctx context.Context, limit int) ([]admin.JobSummary, e
 
 // Logs returns a job's journaled lines after seq `after`. Lines the journal
 // pruned after delivering them are no longer there; lines its budget
-// dropped show as one system line.
+// dropped show as one system line, as the backend gets them.
 func (in *Inspector) Logs(ctx context.Context, jobID string, after uint64, limit int) ([]admin.LogLine, bool, error) {
 	p, ok, err := in.jobs.Get(ctx, jobID)
 	if err != nil {
@@ -92,63 +96,136 @@ func (in *Inspector) Logs(ctx context.Context, jobID string, after uint64, limit
 		return nil, false, fmt.Errorf("%w: %s", admin.ErrUnknownJob, jobID)
 	}
 	complete := p.State == state.Finished || p.State == state.Released
+	// A follower asks again and again for what came after its last line:
+	// it resumes reading at the item where the last call stopped instead
+	// of decoding the whole stream each time.
+	c := in.cursor(jobID, after)
+	from := c.item
 	var out []admin.LogLine
-	var from uint64
-	var marker *admin.LogLine // numbered by the line after the gap, as the syncer does
 	for {
 		items, err := in.jobs.Journal().Read(ctx, p.Stream, from, 256)
 		if err != nil {
 			return nil, false, err
 		}
 		for _, it := range items {
-			lines, err := logLines(it)
+			lines, err := c.lines(it)
 			if err != nil {
 				return nil, false, err
 			}
-			if it.Kind == journal.MarkerKind && len(lines) == 1 {
-				marker = &lines[0]
-				continue
-			}
-			if marker != nil && len(lines) > 0 && lines[0].Seq > 1 {
-				marker.Seq = lines[0].Seq - 1
-				lines = append([]admin.LogLine{*marker}, lines...)
-				marker = nil
-			}
+			var taken int
 			for _, l := range lines {
 				if l.Seq > after {
 					out = append(out, l)
-					if limit > 0 && len(out) >= limit {
-						return out, false, nil
-					}
+				}
+				taken++
+				if limit > 0 && len(out) >= limit {
+					break
 				}
 			}
+			if taken < len(lines) || (limit > 0 && len(out) >= limit) {
+				if taken == len(lines) {
+					c.done(it, lines)
+				}
+				in.keep(jobID, c, out, after)
+				return out, false, nil
+			}
+			c.done(it, lines)
+		}
+		if len(items) > 0 {
+			from = items[len(items)-1].LastSeq
 		}
 		if len(items) < 256 {
+			if complete {
+				in.forget(jobID)
+			} else {
+				in.keep(jobID, c, out, after)
+			}
 			return out, complete, nil
 		}
-		from = items[len(items)-1].LastSeq
 	}
 }
 
-func logLines(it journal.StoredItem) ([]admin.LogLine, error) {
-	switch it.Kind {
-	case state.KindLogs:
-		var p state.LogsItem
-		if err := json.Unmarshal(it.Payload, &p); err != nil {
-			return nil, fmt.Errorf("log item %d: %w", it.Seq, err)
-		}
-		out := make([]admin.LogLine, len(p.Entries))
-		for i, e := range p.Entries {
-			out[i] = admin.LogLine{Seq: e.Seq, Stream: e.Stream, Line: e.Line, Time: e.Timestamp}
-		}
-		return out, nil
-	case journal.MarkerKind:
-		var m journal.DropMarker
-		if err := json.Unmarshal(it.Payload, &m); err != nil {
-			return nil, fmt.Errorf("drop marker %d: %w", it.Seq, err)
-		}
-		return []admin.LogLine{{Stream: "system", Time: it.AppendedAt,
-			Line: fmt.Sprintf("[... %d log batches (%d bytes) dropped: the journal reached its disk budget while the backend was unreachable ...]", m.Items, m.Bytes)}}, nil
+// logCursor is where reading a job's stream got to: every line of the items
+// up to item has a seq up to upTo. A drop marker waits in marker for the
+// line after the gap, which numbers it.
+type logCursor struct {
+	item, upTo, prev uint64
+	marker           *journal.StoredItem
+}
+
+// cursor returns where to start reading for lines after `after`.
+func (in *Inspector) cursor(jobID string, after uint64) logCursor {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if c, ok := in.cursors[jobID]; ok && c.upTo <= after {
+		return c
 	}
-	return nil, nil
+	return logCursor{}
+}
+
+// keep remembers c for the next call, which asks for lines after the last
+// one returned.
+func (in *Inspector) keep(jobID string, c logCursor, out []admin.LogLine, after uint64) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.cursors == nil {
+		in.cursors = map[string]logCursor{}
+	}
+	if len(out) > 0 {
+		after = out[len(out)-1].Seq
+	}
+	if c.upTo <= after {
+		in.cursors[jobID] = c
+	}
+}
+
+func (in *Inspector) forget(jobID string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	delete(in.cursors, jobID)
+}
+
+// lines decodes one item into log lines; a drop marker yields its notice
+// with the next log item.
+func (c *logCursor) lines(it journal.StoredItem) ([]admin.LogLine, error) {
+	switch it.Kind {
+	case journal.MarkerKind:
+		c.marker = &it
+		return nil, nil
+	case state.KindLogs:
+	default:
+		return nil, nil
+	}
+	var p state.LogsItem
+	if err := json.Unmarshal(it.Payload, &p); err != nil {
+		return nil, fmt.Errorf("log item %d: %w", it.Seq, err)
+	}
+	out := make([]admin.LogLine, 0, len(p.Entries)+1)
+	if c.marker != nil && len(p.Entries) > 0 {
+		var m journal.DropMarker
+		if err := json.Unmarshal(c.marker.Payload, &m); err != nil {
+			return nil, fmt.Errorf("drop marker %d: %w", c.marker.Seq, err)
+		}
+		if e, ok := state.DropNotice(m, c.prev, p.Entries[0].Seq, c.marker.AppendedAt); ok {
+			out = append(out, admin.LogLine{Seq: e.Seq, Stream: e.Stream, Line: e.Line, Time: e.Timestamp})
+		}
+	}
+	for _, e := range p.Entries {
+		out = append(out, admin.LogLine{Seq: e.Seq, Stream: e.Stream, Line: e.Line, Time: e.Timestamp})
+	}
+	return out, nil
+}
+
+// done records that every line of it was handed out (or skipped).
+func (c *logCursor) done(it journal.StoredItem, lines []admin.LogLine) {
+	if it.Kind == journal.MarkerKind {
+		return // read again next time, until the line after it numbers it
+	}
+	if c.marker == nil {
+		c.item = it.LastSeq
+	}
+	if n := len(lines); n > 0 {
+		c.upTo, c.prev, c.marker = lines[n-1].Seq, lines[n-1].Seq, nil
+		c.item = it.LastSeq
+	}
 }

@@ -66,7 +66,7 @@ func (d *Dispatcher) handle(ctx context.Context, job *backend.Job) {
 		d.finish(jb, outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: msg, start: time.Now(), end: time.Now()})
 		return
 	}
-	d.runAttempts(ctx, jb, 1, nil)
+	d.runAttempts(ctx, jb, 1)
 }
 
 // attempts is how many times the job may run.
@@ -77,14 +77,14 @@ func attempts(job *backend.Job) int {
 	return 1
 }
 
-// runAttempts runs attempts from..N; with resume, attempt `from` is one a
-// previous agent process started, adopted instead of started again.
-func (d *Dispatcher) runAttempts(ctx context.Context, jb *state.Job, from int, resume *resumed) {
+// runAttempts runs attempts from..N, each after the first waiting its
+// retry delay, and journals the job's end.
+func (d *Dispatcher) runAttempts(ctx context.Context, jb *state.Job, from int) {
 	job := jb.Backend()
 	of := attempts(job)
 	var last outcome
 	for attempt := from; attempt <= of; attempt++ {
-		if attempt > from || (resume == nil && attempt > 1) {
+		if attempt > 1 {
 			delay := retryDelay(job.Retry, attempt-1)
 			d.log.Info("retrying failed run", "job", job.ID, "attempt", attempt, "of", of, "in", delay)
 			select {
@@ -95,11 +95,7 @@ func (d *Dispatcher) runAttempts(ctx context.Context, jb *state.Job, from int, r
 			case <-time.After(delay):
 			}
 		}
-		if attempt == from && resume != nil {
-			last = d.resume(ctx, jb, resume)
-		} else {
-			last = d.attempt(ctx, jb, attempt, of)
-		}
+		last = d.attempt(ctx, jb, attempt, of)
 		if !last.retryable() {
 			break
 		}
@@ -226,16 +222,17 @@ func (d *Dispatcher) attempt(ctx context.Context, jb *state.Job, n, of int) outc
 	if of > 1 {
 		msg = fmt.Sprintf("attempt %d of %d", n, of)
 	}
-	items, err := itemsOf(
-		itemOf{state.KindExecution, state.ExecutionItem{ExecutionID: execID, JobID: job.ID, Attempt: n}},
-		itemOf{state.KindStatus, state.StatusItem{Status: "running", Message: msg, At: start.UTC()}},
-	)
+	created, err := state.Item(state.KindExecution, state.ExecutionItem{ExecutionID: execID, JobID: job.ID, Attempt: n})
+	if err != nil {
+		return outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: err.Error(), start: start, end: time.Now()}
+	}
+	running, err := state.Item(state.KindStatus, state.StatusItem{Status: "running", Message: msg, At: start.UTC()})
 	if err == nil {
 		err = jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) {
 			p.State, p.Attempt, p.Attempts, p.AttemptStart = state.Running, n, of, start.UTC()
 			p.RunID, p.ExecutionID, p.StartedAt, p.Entries = req.RunID, execID, time.Time{}, 0
 			p.Output, p.Condition = nil, nil
-		}, items...)
+		}, created, running)
 	}
 	if err != nil {
 		return outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: "the agent could not journal the run: " + err.Error(), start: start, end: time.Now()}
@@ -270,23 +267,6 @@ func scriptJob(job *backend.Job) Job {
 		rj.Resources = oci.Resources{CPU: r.CPU, MemoryBytes: r.Memory, Pids: r.Pids}
 	}
 	return rj
-}
-
-type itemOf struct {
-	kind string
-	v    any
-}
-
-func itemsOf(list ...itemOf) ([]journalItem, error) {
-	out := make([]journalItem, 0, len(list))
-	for _, l := range list {
-		it, err := state.Item(l.kind, l.v, 0)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, it)
-	}
-	return out, nil
 }
 
 // onPhase journals the script's start (its timeout counts from it after a
@@ -388,8 +368,6 @@ func (d *Dispatcher) runHTTP(ctx context.Context, jb *state.Job, r *run) outcome
 		// The response is the step's output, for workflows that use it.
 		so, _ := json.Marshal(map[string]any{"statusCode": res.StatusCode, "body": string(res.Body), "truncated": res.Truncated})
 		o.scriptOutput = so
-		// It goes to the progress too, where the completion reads it from.
-		_ = jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) { p.Output = so })
 	}
 	return o
 }
@@ -406,7 +384,7 @@ func (d *Dispatcher) finish(jb *state.Job, o outcome) {
 	var it journalItem
 	var err error
 	if o.neverRan {
-		it, err = state.Item(state.KindFail, state.FailItem{Error: o.errMsg, ExitCode: o.exitCode}, 0)
+		it, err = state.Item(state.KindFail, state.FailItem{Error: o.errMsg, ExitCode: o.exitCode})
 	} else {
 		it, err = state.Item(state.KindComplete, backend.Completion{
 			Status:       o.status,
@@ -416,7 +394,7 @@ func (d *Dispatcher) finish(jb *state.Job, o outcome) {
 			Condition:    o.condition,
 			Metrics:      backend.RunMetrics{StartTime: o.start.UTC(), EndTime: o.end.UTC(), Duration: o.end.Sub(o.start).Milliseconds()},
 			Timestamp:    time.Now().UTC(),
-		}, 0)
+		})
 	}
 	if err != nil {
 		d.log.Error("encode the job's completion", "job", jb.Backend().ID, "error", err)

@@ -124,7 +124,7 @@ func (s *logStream) loop() {
 // journal writes a batch; a failing disk is retried a while, then the
 // batch is given up (the completion still carries the output).
 func (s *logStream) journal(batch []backend.LogEntry, file uint64) {
-	it, err := state.Item(state.KindLogs, state.LogsItem{ExecutionID: s.exec, Entries: batch}, state.LogsSize(batch))
+	it, err := state.Item(state.KindLogs, state.LogsItem{ExecutionID: s.exec, Entries: batch})
 	if err != nil {
 		s.log.Error("encode log batch", "error", err)
 		return

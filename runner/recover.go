@@ -85,9 +85,9 @@ func (d *Dispatcher) resumeAttempts(ctx context.Context, jb *state.Job, rs *resu
 	case o.status == notStartedStatus && p.Attempt <= 1:
 		d.releaseJob(jb, "the agent restarted before the job's script started")
 	case o.status == notStartedStatus:
-		d.runAttempts(ctx, jb, p.Attempt, nil)
+		d.runAttempts(ctx, jb, p.Attempt)
 	case o.retryable() && p.Attempt < attempts(jb.Backend()):
-		d.runAttempts(ctx, jb, p.Attempt+1, nil)
+		d.runAttempts(ctx, jb, p.Attempt+1)
 	default:
 		d.finish(jb, o)
 	}
@@ -150,14 +150,13 @@ func (d *Dispatcher) resume(ctx context.Context, jb *state.Job, rs *resumed) out
 
 // releaseJob journals the release of a job that will not run here.
 func (d *Dispatcher) releaseJob(jb *state.Job, why string) {
-	it, err := state.Item(state.KindRelease, state.ReleaseItem{Message: why}, 0)
+	it, err := state.Item(state.KindRelease, state.ReleaseItem{Message: why})
 	if err != nil {
 		d.log.Error("encode release", "error", err)
 		return
 	}
 	d.log.Info("releasing job", "job", jb.Backend().ID, "reason", why)
 	d.endJob(jb, func(p *state.Progress) { p.State = state.Released }, it)
-	d.jobs.Forget(jb.Backend().ID)
 }
 
 // reconcile compares what the backend believes this agent holds

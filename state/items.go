@@ -202,20 +202,24 @@ type ReleaseItem struct {
 	Message string `json:"message"`
 }
 
-// Item encodes v as a journal item of kind; size is the content's size as
-// the budget counts it (log bytes), 0 for the payload's length.
-func Item(kind string, v any, size int) (journal.Item, error) {
+// Item encodes v as a journal item of kind. A value that encodes itself
+// (json.Marshaler) is called directly: json.Marshal would validate and
+// compact its output once more, which for log batches was a third of their
+// cost. A log batch counts its bytes of output as the item's size.
+func Item(kind string, v any) (journal.Item, error) {
 	var raw []byte
 	var err error
-	if l, ok := v.(LogsItem); ok {
-		// Directly: json.Marshal would validate and compact what
-		// MarshalJSON wrote once more, a third of the cost of a batch.
-		raw, err = l.MarshalJSON()
+	if m, ok := v.(json.Marshaler); ok {
+		raw, err = m.MarshalJSON()
 	} else {
 		raw, err = json.Marshal(v)
 	}
 	if err != nil {
 		return journal.Item{}, fmt.Errorf("encode %s item: %w", kind, err)
+	}
+	size := 0
+	if l, ok := v.(LogsItem); ok {
+		size = LogsSize(l.Entries)
 	}
 	return journal.Item{Kind: kind, Payload: raw, Size: size}, nil
 }
@@ -228,4 +232,20 @@ func LogsSize(entries []backend.LogEntry) int {
 		n += len(e.Line)
 	}
 	return n
+}
+
+// DropNotice is the system line standing for log lines the journal's budget
+// dropped (marker m), given the seqs of the held lines around the gap (0
+// when not known). It takes the gap's last seq, so that it sorts where the
+// lines were; without the next line's seq there is no seq to give it.
+func DropNotice(m journal.DropMarker, prev, next uint64, at time.Time) (backend.LogEntry, bool) {
+	if next < 2 {
+		return backend.LogEntry{}, false
+	}
+	what := fmt.Sprintf("%d log batches", m.Items)
+	if prev > 0 && next > prev {
+		what = fmt.Sprintf("%d log lines", next-prev-1)
+	}
+	line := fmt.Sprintf("[... %s (%d bytes) dropped: the backend was unreachable and the agent's journal reached its disk budget ...]", what, m.Bytes)
+	return backend.LogEntry{Seq: next - 1, Stream: "system", Line: line, Timestamp: at.UTC()}, true
 }

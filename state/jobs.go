@@ -142,7 +142,7 @@ func (s *Jobs) Forget(jobID string) {
 // FailUnreadable journals the completing call of a job that cannot be run
 // (its payload did not decode): a stream of its own with one fail item.
 func (s *Jobs) FailUnreadable(ctx context.Context, jobID, msg string, exitCode int) error {
-	it, err := Item(KindFail, FailItem{Error: msg, ExitCode: exitCode}, 0)
+	it, err := Item(KindFail, FailItem{Error: msg, ExitCode: exitCode})
 	if err != nil {
 		return err
 	}

@@ -245,7 +245,7 @@ func TestE2EJournalBudget(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
 	state := stateDir(t)
-	a := startAgent(t, b.url, state, "CRONIUM_JOURNAL_BUDGET=2MiB")
+	startAgent(t, b.url, state, "CRONIUM_JOURNAL_BUDGET=2MiB")
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "sleep 1; for i in $(seq 1 200000); do echo \"line $i of the output that will not fit\"; done; echo last"})
 	waitFor(t, time.Minute, func() bool {
 		v, err := b.client.Job(context.Background(), id)
@@ -280,7 +280,6 @@ func TestE2EJournalBudget(t *testing.T) {
 		t.Errorf("all %d lines kept under a 2 MiB budget", len(logs))
 	}
 	t.Logf("budget: %d of 200001 lines kept; %s", len(logs), notice)
-	_ = a
 }
 
 func TestE2EAdminCommands(t *testing.T) {

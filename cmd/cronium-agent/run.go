@@ -113,23 +113,10 @@ func runAgent(parent context.Context, env *cliEnv, args []string) error {
 	fault := faultHook(env)
 	sy := syncer.New(jr, client, syncer.WithConcurrency(cfg.Journal.SyncConcurrency), syncer.WithLogger(env.log), syncer.WithFault(fault))
 	jobs.OnAppend(sy.Notify)
-	syncCtx, stopSync := context.WithCancel(context.WithoutCancel(parent))
-	syncDone := make(chan struct{})
-	go func() {
-		defer close(syncDone)
-		if err := sy.Run(syncCtx); err != nil {
-			env.log.Error("journal delivery stopped", "error", err)
-		}
-	}()
-	defer func() {
-		stopSync()
-		<-syncDone
-	}()
-	go func() {
-		if err := jobs.Maintain(syncCtx, time.Duration(cfg.Journal.Retain), env.log); err != nil && syncCtx.Err() == nil {
-			env.log.Error("journal maintenance stopped", "error", err)
-		}
-	}()
+	defer background(parent, env, "journal delivery", sy.Run)()
+	defer background(parent, env, "journal maintenance", func(ctx context.Context) error {
+		return jobs.Maintain(ctx, time.Duration(cfg.Journal.Retain), env.log)
+	})()
 
 	ex, release, err := openExecutor(ctx, env, cfg, true, runner.NewJournalStore(jobs, client, env.log))
 	if err != nil {
@@ -178,18 +165,7 @@ func runAgent(parent context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	admCtx, stopAdmin := context.WithCancel(context.WithoutCancel(parent))
-	admDone := make(chan struct{})
-	go func() {
-		defer close(admDone)
-		if err := adm.Serve(admCtx); err != nil {
-			env.log.Warn("admin socket stopped", "error", err)
-		}
-	}()
-	defer func() {
-		stopAdmin()
-		<-admDone
-	}()
+	defer background(parent, env, "admin socket", adm.Serve)()
 
 	env.log.Info("cronium-agent running", "version", version, "backend", client.BaseURL(), "orchestrator", orchID, "journal", jr.Path())
 	if err := d.Run(ctx, drain); err != nil && !errors.Is(err, context.Canceled) {
@@ -209,4 +185,21 @@ func runAgent(parent context.Context, env *cliEnv, args []string) error {
 	}
 	env.log.Info("cronium-agent stopped")
 	return nil
+}
+
+// background runs fn until the returned stop is called; stop waits for it
+// to return. A failure before that is logged.
+func background(parent context.Context, env *cliEnv, what string, fn func(context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			env.log.Error(what+" stopped", "error", err)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }

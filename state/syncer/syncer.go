@@ -535,50 +535,35 @@ func (s *Syncer) logBatch(items []journal.StoredItem, i int) (string, []backend.
 	return exec, entries, n, nil
 }
 
-// dropNotice builds the system line standing for dropped log items. Its seq
-// is the one right before the next held log line's (the budget always keeps
-// a stream's last log items, so there is one; a page may end before it,
-// and then the notice is only logged).
+// dropNotice is the system line standing for the marker items[j], and the
+// execution of the held line after the gap; false when that line is not in
+// the page (the budget always keeps a stream's last log items, so a later
+// page has it).
 func dropNotice(items []journal.StoredItem, j int, m journal.DropMarker, at time.Time) (backend.LogEntry, string, bool) {
-	what := fmt.Sprintf("%d log batches", m.Items)
-	for k := j - 1; k >= 0; k-- {
-		if items[k].Kind != state.KindLogs {
-			continue
-		}
-		var p state.LogsItem
-		if json.Unmarshal(items[k].Payload, &p) == nil && len(p.Entries) > 0 {
-			prev := p.Entries[len(p.Entries)-1].Seq
-			if next, ok := nextLogSeq(items, j); ok && next > prev {
-				what = fmt.Sprintf("%d log lines", next-prev-1)
-			}
-		}
-		break
+	var prev uint64
+	if p, ok := logItem(items, j, -1); ok {
+		prev = p.Entries[len(p.Entries)-1].Seq
 	}
-	line := fmt.Sprintf("[... %s (%d bytes) dropped: the backend was unreachable and the agent's journal reached its disk budget ...]", what, m.Bytes)
-	for k := j + 1; k < len(items); k++ {
-		if items[k].Kind != state.KindLogs {
-			continue
-		}
-		var p state.LogsItem
-		if json.Unmarshal(items[k].Payload, &p) != nil || len(p.Entries) == 0 || p.Entries[0].Seq < 2 {
-			break
-		}
-		return backend.LogEntry{Seq: p.Entries[0].Seq - 1, Stream: "system", Line: line, Timestamp: at.UTC()}, p.ExecutionID, true
+	next, ok := logItem(items, j, +1)
+	if !ok {
+		return backend.LogEntry{}, "", false
 	}
-	return backend.LogEntry{}, "", false
+	e, ok := state.DropNotice(m, prev, next.Entries[0].Seq, at)
+	return e, next.ExecutionID, ok
 }
 
-// nextLogSeq is the seq of the first log line after items[j].
-func nextLogSeq(items []journal.StoredItem, j int) (uint64, bool) {
-	for k := j + 1; k < len(items); k++ {
+// logItem decodes the nearest log item before (step -1) or after (+1)
+// items[j]; false if there is none with lines.
+func logItem(items []journal.StoredItem, j, step int) (state.LogsItem, bool) {
+	for k := j + step; k >= 0 && k < len(items); k += step {
 		if items[k].Kind != state.KindLogs {
 			continue
 		}
 		var p state.LogsItem
 		if json.Unmarshal(items[k].Payload, &p) != nil || len(p.Entries) == 0 {
-			return 0, false
+			return state.LogsItem{}, false
 		}
-		return p.Entries[0].Seq, true
+		return p, true
 	}
-	return 0, false
+	return state.LogsItem{}, false
 }

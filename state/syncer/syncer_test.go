@@ -123,7 +123,7 @@ func openJobs(t testing.TB, path string, opts ...journal.Option) (*state.Jobs, *
 
 func item(t testing.TB, kind string, v any) journal.Item {
 	t.Helper()
-	it, err := state.Item(kind, v, 0)
+	it, err := state.Item(kind, v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func logItem(t testing.TB, exec string, from, n uint64) journal.Item {
 	for s := from; s < from+n; s++ {
 		entries = append(entries, backend.LogEntry{Seq: s, Stream: "stdout", Line: fmt.Sprintf("line %d", s), Timestamp: time.Now().UTC()})
 	}
-	it, err := state.Item(state.KindLogs, state.LogsItem{ExecutionID: exec, Entries: entries}, state.LogsSize(entries))
+	it, err := state.Item(state.KindLogs, state.LogsItem{ExecutionID: exec, Entries: entries})
 	if err != nil {
 		t.Fatal(err)
 	}
