@@ -27,7 +27,7 @@ const maxResponse = 64 << 20
 // its own timestamps; log entries use RFC3339Nano.
 const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
-// Client speaks the backend's internal API (../shared/contract/backend-api.md).
+// Client speaks the backend's internal API (docs/backend-contract.md).
 // It is safe for concurrent use. Every request carries the bearer token,
 // X-Orchestrator-ID, Accept, User-Agent (and Content-Type with a body).
 // Transport errors, 429 and 5xx are retried with exponential backoff and

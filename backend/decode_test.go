@@ -9,40 +9,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cronium/cronium-agent/internal/contracttest"
 )
 
-// The fixtures are copies of ../shared/contract/fixtures (the contract
-// lives outside the repository); TestFixturesMatchContract keeps them equal.
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func TestFixturesMatchContract(t *testing.T) {
-	dir := filepath.Join("..", "..", "shared", "contract", "fixtures")
-	names, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	if len(names) == 0 {
-		t.Skip("contract fixtures not found at " + dir)
-	}
-	for _, n := range names {
-		want, err := os.ReadFile(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := fixture(t, filepath.Base(n)); !bytes.Equal(got, want) {
-			t.Errorf("testdata/%s differs from the contract's fixture: copy it again", filepath.Base(n))
-		}
-	}
+	return contracttest.Fixture(t, name)
 }
 
 func decodeOK(t *testing.T, body []byte, opts DecodeOptions) []QueueItem {
@@ -702,4 +679,51 @@ func FuzzDecodeQueue(f *testing.F) {
 		}
 		_, _ = DecodeOrphaned(body)
 	})
+}
+
+// The deployed backend's SSH jobs: credentials in clear, environment values
+// encrypted, ids as strings, the multi-server target repeated in servers.
+func TestDecodeDeployedSSH(t *testing.T) {
+	// The fixture's note gives the throw-away key it was captured with.
+	key, err := ParseEnvKey("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := decodeOK(t, fixture(t, "queue-deployed-ssh.json"), DecodeOptions{EnvKey: key})
+	if len(items) != 2 || items[0].Err != nil || items[1].Err != nil {
+		t.Fatalf("items %+v", items)
+	}
+	one, multi := items[0].Job, items[1].Job
+	if one.Type != WireSSH || one.Target.ServerID != "3" || one.Metadata.EventID != "40" || one.Metadata.MultiServer {
+		t.Errorf("single-server job %v", one)
+	}
+	if got := one.Environment["REMOTE_GREETING"]; got != "hello over ssh" {
+		t.Errorf("REMOTE_GREETING decrypted to %q", got)
+	}
+	s := one.Target.Server
+	if s == nil || s.ID != "3" || s.Host != "127.0.0.1" || s.Port != 57827 || s.Username != "cronium-remote" ||
+		!strings.HasPrefix(s.PrivateKey, "-----BEGIN OPENSSH PRIVATE KEY-----\n") ||
+		!strings.HasSuffix(s.PrivateKey, "-----END OPENSSH PRIVATE KEY-----\n") || s.Password != "" {
+		t.Errorf("serverDetails %v (key %d bytes)", s, len(s.PrivateKey))
+	}
+	if one.Script.WorkingDirectory != "" {
+		t.Errorf("workingDirectory %q", one.Script.WorkingDirectory)
+	}
+	if !multi.Metadata.MultiServer || len(multi.Metadata.Servers) != 2 || multi.Target.ServerID != "3" {
+		t.Fatalf("multi-server job %v", multi)
+	}
+	if a, b := multi.Metadata.Servers[0], multi.Metadata.Servers[1]; a.ID != "3" || a.PrivateKey != s.PrivateKey ||
+		b.ID != "4" || b.Password != "cronium-remote-pw" || b.PrivateKey != "" {
+		t.Errorf("servers %v / %v", a, b)
+	}
+	for _, it := range items {
+		for _, v := range []any{it, it.Job, it.Job.Target, it.Job.Metadata.Servers} {
+			out := fmt.Sprintf("%+v %#v", v, v)
+			for _, secret := range []string{"BEGIN OPENSSH", "cronium-remote-pw"} {
+				if strings.Contains(out, secret) {
+					t.Errorf("%T shows a secret: %s", v, out)
+				}
+			}
+		}
+	}
 }

@@ -1,5 +1,5 @@
 // Package backend speaks the Cronium backend's internal API
-// (../shared/contract/backend-api.md): a client for the agent, the
+// (docs/backend-contract.md): a client for the agent, the
 // decoding of queued jobs, and (in devserver) a development backend that
 // implements the same contract.
 package backend

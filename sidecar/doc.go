@@ -1,5 +1,5 @@
 // Package sidecar serves each running job its runtime API
-// (../shared/contract/runtime-api.md): one HTTP listener per execution,
+// (docs/runtime-api.md): one HTTP listener per execution,
 // authenticated by an HS256 token (JWT) that is valid only for that
 // execution and only while it runs.
 //

@@ -1,6 +1,6 @@
 // Package devserver is the development backend: an HTTP server that
 // implements the Cronium backend's internal API as the contract
-// (../shared/contract/backend-api.md) plans it, with the deployed backend's
+// (docs/backend-contract.md) plans it, with the deployed backend's
 // quirks fixed, plus a small operator API under /api/dev/ to submit jobs and
 // read back what an agent reported. Everything is kept in a bbolt file, so a
 // restart keeps the state.

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cronium/cronium-agent/internal/contracttest"
 )
 
 const testToken = "dev-token"
@@ -391,33 +393,13 @@ func TestBuiltJobWireShape(t *testing.T) {
 	}
 }
 
-// loadFixture finds the contract's fixture file (the shared tree, or the
-// copy in testdata when the tests run without it).
-func loadFixture(t *testing.T, name string) []byte {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		if b, err := os.ReadFile(filepath.Join(d, "shared", "contract", "fixtures", name)); err == nil {
-			return b
-		}
-		if filepath.Dir(d) == d {
-			break
-		}
-	}
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatalf("fixture %s not found in shared/contract/fixtures above %s nor in testdata", name, dir)
-	}
-	return b
-}
-
 func TestRawFixtureJobsRoundTrip(t *testing.T) {
 	e := newTestEnv(t)
 	for _, name := range []string{"queue-mixed-batch.json", "queue-single-bash.json", "queue-ssh.json"} {
 		var fx struct {
 			Jobs []json.RawMessage `json:"jobs"`
 		}
-		decode(t, loadFixture(t, name), &fx)
+		decode(t, contracttest.Fixture(t, name), &fx)
 		want := map[string][]byte{}
 		var order []string
 		for _, raw := range fx.Jobs {

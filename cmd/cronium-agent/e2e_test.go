@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/backend/devserver"
+	"github.com/cronium/cronium-agent/internal/contracttest"
 	"github.com/cronium/cronium-agent/internal/testenv"
 )
 
@@ -200,11 +201,7 @@ func assertLogsInOrder(t *testing.T, b *devBackend, id string) []string {
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "contract", "fixtures", name))
-	if err != nil {
-		testenv.Unavailable(t, "contract fixture %s: %v", name, err)
-	}
-	return data
+	return contracttest.Fixture(t, name)
 }
 
 func rawJobs(t *testing.T, data []byte) []json.RawMessage {
@@ -243,7 +240,7 @@ func TestE2EFixtures(t *testing.T) {
 	defer hs.Close()
 
 	var ids []string
-	for _, f := range []string{"queue-single-bash.json", "queue-mixed-batch.json", "queue-deployed-backend.json", "queue-ssh.json"} {
+	for _, f := range []string{"queue-single-bash.json", "queue-mixed-batch.json", "queue-deployed-backend.json", "queue-ssh.json", "queue-deployed-ssh.json"} {
 		for _, raw := range rawJobs(t, fixture(t, f)) {
 			id, err := b.client.SubmitRaw(context.Background(), raw)
 			if err != nil {
@@ -327,7 +324,7 @@ func TestE2EFixtures(t *testing.T) {
 	}
 	check("job_k8KG9BXzdZ2v", "completed", 0, "hello from env\ntoken length 6")
 	// SSH jobs are refused, alone and with a clear message.
-	for _, id := range []string{"job_Ss0000000006", "job_Ms0000000007"} {
+	for _, id := range []string{"job_Ss0000000006", "job_Ms0000000007", "job_4lLF0cVNiS9B", "job_mchwSOS8251b"} {
 		if v := check(id, "failed", 1, ""); !strings.Contains(v.Error, "SSH jobs are not supported") {
 			t.Errorf("%s: error %q", id, v.Error)
 		}

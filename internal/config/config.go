@@ -38,65 +38,49 @@ type Config struct {
 // Journal configures the on-disk journal every fact about a run goes
 // through before the backend hears of it.
 type Journal struct {
-	// Budget bounds the journal's data: delivered data goes first, then the
-	// middle of the largest undelivered logs (a marker says how much).
-	Budget ByteSize `yaml:"budget"`
-	// SyncConcurrency is how many jobs' backlogs are delivered at once.
-	SyncConcurrency int `yaml:"syncConcurrency"`
-	// Retain is how long delivered runs stay inspectable (`cronium-agent
-	// jobs`, `logs`) before they are pruned.
-	Retain Duration `yaml:"retain"`
+	Budget          ByteSize `yaml:"budget" doc:"Bounds the journal's data on disk: delivered data goes first, then the middle of the largest undelivered logs, replaced by a line saying how much was dropped."`
+	SyncConcurrency int      `yaml:"syncConcurrency" doc:"How many jobs' backlogs are delivered to the backend at once."`
+	Retain          Duration `yaml:"retain" doc:"How long delivered runs stay inspectable (cronium-agent jobs, logs) before they are pruned."`
 }
 
 // Admin configures the local inspection socket (root only).
 type Admin struct {
-	Socket string `yaml:"socket"`
+	Socket string `yaml:"socket" doc:"The admin socket (mode 0600, root only) that status, jobs and logs read."`
 }
 
 // Backend says how to reach the Cronium backend's internal API.
 type Backend struct {
-	// URL: only scheme, host and port are used.
-	URL string `yaml:"url"`
-	// Token is the service token (the backend's INTERNAL_API_KEY). A secret.
-	Token string `yaml:"token"`
-	// OrchestratorID overrides the id generated once and kept in state.dir.
-	OrchestratorID string `yaml:"orchestratorId"`
-	// EnvEncryptionKey (64 hex characters) decrypts environment values the
-	// deployed backend sends encrypted. A secret.
-	EnvEncryptionKey string `yaml:"envEncryptionKey"`
+	URL              string `yaml:"url" doc:"The backend's base URL; only scheme, host and port are used."`
+	Token            string `yaml:"token" doc:"The service token (the backend's INTERNAL_API_KEY). A secret: prefer the environment variable."`
+	OrchestratorID   string `yaml:"orchestratorId" doc:"Overrides the agent id generated once and kept in state.dir."`
+	EnvEncryptionKey string `yaml:"envEncryptionKey" doc:"64 hex characters: decrypts the environment values the deployed backend sends encrypted. A secret."`
 }
 
 // Network configures the per-job networks and the runtime API.
 type Network struct {
-	// Pool is carved into one /30 per running job.
-	Pool string `yaml:"pool"`
-	// Egress lets jobs reach the outside (default route and masquerading);
-	// the host's own services stay closed to them either way.
-	Egress bool `yaml:"egress"`
-	// PluginDirs are searched for the CNI plugins.
-	PluginDirs []string `yaml:"pluginDirs"`
-	// RunDir keeps leases and locks; it must be cleared by a reboot.
-	RunDir string `yaml:"runDir"`
-	// APIPort is where each job's runtime API listens on its gateway.
-	APIPort int `yaml:"apiPort"`
+	Pool       string   `yaml:"pool" doc:"IPv4 prefix carved into one /30 per running job."`
+	Egress     bool     `yaml:"egress" doc:"Lets jobs reach the outside (default route and masquerading); the host's own services and other jobs stay closed to them either way."`
+	PluginDirs []string `yaml:"pluginDirs" doc:"Where the CNI plugins (bridge, host-local, loopback) are looked for."`
+	RunDir     string   `yaml:"runDir" doc:"Leases, subnets and locks of the job networks; must be a directory a reboot clears."`
+	APIPort    int      `yaml:"apiPort" doc:"Port of each job's runtime API on its gateway address."`
 }
 
 // Containerd says how to reach containerd and how jobs are created there.
 type Containerd struct {
-	Address     string `yaml:"address"`
-	Namespace   string `yaml:"namespace"`
-	Snapshotter string `yaml:"snapshotter"`
-	Runtime     string `yaml:"runtime"`
+	Address     string `yaml:"address" doc:"containerd's socket."`
+	Namespace   string `yaml:"namespace" doc:"containerd namespace of the agent's images, containers and snapshots."`
+	Snapshotter string `yaml:"snapshotter" doc:"Snapshotter of the jobs' root filesystems."`
+	Runtime     string `yaml:"runtime" doc:"containerd runtime (shim) that runs job tasks."`
 }
 
 // State is where the agent keeps its files.
 type State struct {
-	Dir string `yaml:"dir"`
+	Dir string `yaml:"dir" doc:"Where the agent keeps its journal, keys, run directories and id."`
 }
 
 // Runtime configures one script runtime.
 type Runtime struct {
-	Image string `yaml:"image"`
+	Image string `yaml:"image" doc:"Image that runs this runtime's scripts; images import tags runtime images :latest."`
 }
 
 // Runtimes holds the image of each supported runtime.
@@ -108,30 +92,25 @@ type Runtimes struct {
 
 // Jobs holds limits that apply to every job.
 type Jobs struct {
-	DefaultTimeout Duration `yaml:"defaultTimeout"`
-	MaxTimeout     Duration `yaml:"maxTimeout"`
-	KillGrace      Duration `yaml:"killGrace"`
-	// MaxConcurrent is how many jobs run at once.
-	MaxConcurrent int `yaml:"maxConcurrent"`
-	// PollInterval is the wait between claims while jobs come; an empty
-	// queue or an unreachable backend stretches it up to PollMaxInterval.
-	PollInterval    Duration `yaml:"pollInterval"`
-	PollMaxInterval Duration `yaml:"pollMaxInterval"`
-	// DrainTimeout is how long SIGTERM lets running jobs finish.
-	DrainTimeout      Duration `yaml:"drainTimeout"`
-	HeartbeatInterval Duration `yaml:"heartbeatInterval"`
-	MetricsInterval   Duration `yaml:"metricsInterval"`
-	// OutputCap bounds stdout and stderr each in the completing call.
-	OutputCap ByteSize `yaml:"outputCap"`
+	DefaultTimeout    Duration `yaml:"defaultTimeout" doc:"Timeout of a job that names none."`
+	MaxTimeout        Duration `yaml:"maxTimeout" doc:"Longest timeout a job may ask for; longer ones are lowered to it."`
+	KillGrace         Duration `yaml:"killGrace" doc:"Time between SIGTERM and SIGKILL when a job times out or is cancelled."`
+	MaxConcurrent     int      `yaml:"maxConcurrent" doc:"How many jobs run at once; the agent never claims more than its free slots."`
+	PollInterval      Duration `yaml:"pollInterval" doc:"Wait between claims while jobs come."`
+	PollMaxInterval   Duration `yaml:"pollMaxInterval" doc:"An empty queue or an unreachable backend stretches the wait between claims up to this."`
+	DrainTimeout      Duration `yaml:"drainTimeout" doc:"How long SIGTERM lets running jobs finish before they are cancelled."`
+	HeartbeatInterval Duration `yaml:"heartbeatInterval" doc:"Period of the heartbeat (running jobs and capacity; its answer may cancel jobs)."`
+	MetricsInterval   Duration `yaml:"metricsInterval" doc:"Period of the metrics report."`
+	OutputCap         ByteSize `yaml:"outputCap" doc:"Bound on stdout and on stderr each in the completing call; head and tail are kept around a marker."`
 }
 
 // Limits is one set of per-job resource values.
 type Limits struct {
-	CPU       float64  `yaml:"cpu"`
-	Memory    ByteSize `yaml:"memory"`
-	Pids      int64    `yaml:"pids"`
-	Tmp       ByteSize `yaml:"tmp"`
-	Workspace ByteSize `yaml:"workspace"`
+	CPU       float64  `yaml:"cpu" doc:"CPUs (fractions allowed)."`
+	Memory    ByteSize `yaml:"memory" doc:"Memory, swap included."`
+	Pids      int64    `yaml:"pids" doc:"Processes and threads."`
+	Tmp       ByteSize `yaml:"tmp" doc:"Size of the job's /tmp (tmpfs)."`
+	Workspace ByteSize `yaml:"workspace" doc:"Size of the job's /workspace (tmpfs, its working directory)."`
 }
 
 // Resources holds the values a job gets when it asks for none, and the
@@ -143,16 +122,14 @@ type Resources struct {
 
 // UserNS is the subordinate id range every job's user namespace maps to.
 type UserNS struct {
-	HostUID uint32 `yaml:"hostUID"`
-	HostGID uint32 `yaml:"hostGID"`
-	Size    uint32 `yaml:"size"`
+	HostUID uint32 `yaml:"hostUID" doc:"First host uid of the range every job's user namespace maps to."`
+	HostGID uint32 `yaml:"hostGID" doc:"First host gid of that range."`
+	Size    uint32 `yaml:"size" doc:"Number of ids mapped (container 0..size-1); jobs run as 1000:1000 inside."`
 }
 
 // Registry configures image pulls.
 type Registry struct {
-	// PlainHTTP lists registry hosts reached over plain HTTP; loopback
-	// registries always are.
-	PlainHTTP []string `yaml:"plainHTTP"`
+	PlainHTTP []string `yaml:"plainHTTP" doc:"Registry hosts reached over plain HTTP; loopback registries always are."`
 }
 
 // Default returns the configuration used when no file or variable says otherwise.

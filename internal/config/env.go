@@ -38,7 +38,7 @@ func snake(s string) string {
 // Keys lists every configuration key with its environment variable, in file order.
 func Keys() [][2]string {
 	var out [][2]string
-	walk(reflect.ValueOf(&Config{}).Elem(), nil, func(path []string, _ reflect.Value) error {
+	walk(reflect.ValueOf(&Config{}).Elem(), nil, func(path []string, _ reflect.StructField, _ reflect.Value) error {
 		out = append(out, [2]string{strings.Join(path, "."), EnvName(path...)})
 		return nil
 	})
@@ -71,7 +71,7 @@ func applyEnv(cfg *Config, environ []string) error {
 			}
 		}
 	}
-	return walk(reflect.ValueOf(cfg).Elem(), nil, func(path []string, v reflect.Value) error {
+	return walk(reflect.ValueOf(cfg).Elem(), nil, func(path []string, _ reflect.StructField, v reflect.Value) error {
 		name := EnvName(path...)
 		s, ok := env[name]
 		if !ok {
@@ -85,7 +85,7 @@ func applyEnv(cfg *Config, environ []string) error {
 }
 
 // walk calls fn for every leaf field with its yaml path.
-func walk(v reflect.Value, path []string, fn func([]string, reflect.Value) error) error {
+func walk(v reflect.Value, path []string, fn func([]string, reflect.StructField, reflect.Value) error) error {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
@@ -101,7 +101,7 @@ func walk(v reflect.Value, path []string, fn func([]string, reflect.Value) error
 			}
 			continue
 		}
-		if err := fn(p, fv); err != nil {
+		if err := fn(p, f, fv); err != nil {
 			return err
 		}
 	}

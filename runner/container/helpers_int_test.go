@@ -14,7 +14,7 @@ import (
 
 // Integration tests of the helper libraries (runtimes/helpers) inside real
 // jobs: every helper function in both name styles, in every runtime, against
-// the job's own runtime API (contract: shared/contract/runtime-api.md, 3, 4).
+// the job's own runtime API (docs/runtime-api.md: endpoints and helper libraries).
 //
 // A script reports what it saw as one line per check:
 //

@@ -2,7 +2,7 @@
 // (the agent binary started under the name "cronium"). The bash helper
 // library (cronium.sh) calls it for every operation, so bash scripts need no
 // curl or jq in their image. It speaks the job's runtime API
-// (../shared/contract/runtime-api.md, sections 3 and 4) with the same
+// (docs/runtime-api.md, "Endpoints" and "Helper libraries") with the same
 // semantics as the Python and Node.js helpers.
 //
 // Subcommands (each also accepted in the snake_case and camelCase spellings,

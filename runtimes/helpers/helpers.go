@@ -1,5 +1,5 @@
 // Package helpers holds the helper libraries every job gets at /cronium/lib
-// (../shared/contract/runtime-api.md, section 4): cronium.py (on
+// (docs/runtime-api.md, "Helper libraries"): cronium.py (on
 // PYTHONPATH), cronium.js (on NODE_PATH) and cronium.sh (BASH_ENV). They are
 // embedded in the agent binary; the agent writes them once per content into a
 // directory named by Version and mounts it read-only into each job. The bash

@@ -1,5 +1,5 @@
 // Package fakeapi is an in-memory runtime API (the job side of
-// ../shared/contract/runtime-api.md, section 3) for testing the helpers: it
+// docs/runtime-api.md, "Endpoints") for testing the helpers: it
 // checks the bearer token and execution id, keeps input, output, variables,
 // condition and context, records every request, and can be told to fail the
 // next requests. For tests only.
