@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/cronium/cronium-agent/runtimes/helpercli"
+	"github.com/cronium/cronium-agent/runtimes/jobinit"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -71,8 +72,12 @@ func commands() []command {
 func main() {
 	// Mounted into every job as /cronium/bin/cronium, this binary is the
 	// helper program the bash helper calls.
-	if filepath.Base(os.Args[0]) == "cronium" {
+	switch filepath.Base(os.Args[0]) {
+	case "cronium":
 		os.Exit(helpercli.Main(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	case jobinit.Name:
+		// Mounted as /cronium/bin/cronium-init, it is PID 1 of every job.
+		os.Exit(jobinit.Main(os.Args[1:], os.Stderr))
 	}
 	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ()}
 	env.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(env.environ)}))

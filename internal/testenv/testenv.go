@@ -15,6 +15,7 @@ import (
 
 	"github.com/cronium/cronium-agent/runner/output"
 	"github.com/cronium/cronium-agent/runtimes/helpercli"
+	"github.com/cronium/cronium-agent/runtimes/jobinit"
 )
 
 // Namespace is the containerd namespace tests use: the agent's own, so that
@@ -76,8 +77,11 @@ func Containerd(tb testing.TB) *containerd.Client {
 // helper program mounted into jobs (run as /cronium/bin/cronium). Call it
 // first in TestMain; it returns false when the binary was started as a test.
 func MainWithShimLogger() bool {
-	if filepath.Base(os.Args[0]) == "cronium" {
+	switch filepath.Base(os.Args[0]) {
+	case "cronium":
 		os.Exit(helpercli.Main(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	case jobinit.Name:
+		os.Exit(jobinit.Main(os.Args[1:], os.Stderr))
 	}
 	if len(os.Args) == 3 && os.Args[1] == "shim-logger" {
 		if err := output.RunShimLogger(context.Background(), os.Args[2]); err != nil {

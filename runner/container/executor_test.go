@@ -299,9 +299,10 @@ func TestLimits(t *testing.T) {
 		mem, pids                 int64
 		wantQuota, wantMem, wantP string
 	}{
-		{"defaults", 0, 0, 0, "50000", "536870912", "100"},
-		{"requested", 1.5, 100 << 20, 33, "150000", "104857600", "33"},
-		{"clamped to the maxima", 64, 1 << 40, 1 << 20, "200000", "4294967296", "1024"},
+		// pids: the job's, plus the init's threads.
+		{"defaults", 0, 0, 0, "50000", "536870912", "108"},
+		{"requested", 1.5, 100 << 20, 33, "150000", "104857600", "41"},
+		{"clamped to the maxima", 64, 1 << 40, 1 << 20, "200000", "4294967296", "1032"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := map[string]string{}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/cni"
+	"github.com/cronium/cronium-agent/runtimes/jobinit"
 	"github.com/cronium/cronium-agent/sidecar"
 )
 
@@ -19,6 +20,12 @@ import (
 const (
 	HelperLibDir = "/cronium/lib"
 	HelperBin    = "/cronium/bin/cronium"
+	// InitBin is PID 1 of every job: the same binary as HelperBin, which
+	// acts as the init under this name (package jobinit).
+	InitBin = "/cronium/bin/" + jobinit.Name
+	// InitPids is added to a job's pids limit for the init: the Go runtime
+	// runs on 6 threads there, each counted as a pid.
+	InitPids = 8
 	RuntimeAPI   = "http://runtime-api:%d"
 )
 

@@ -244,8 +244,15 @@ func (w *taskWatch) exited() bool {
 // kill sends sig to every process of the job (the script is pid 1 of its
 // namespace and ignores SIGTERM unless it handles it).
 func (w *taskWatch) kill(sig syscall.Signal) {
+	// The job's init forwards a catchable signal to the script's process
+	// group; sent to every process, the script would get it twice (and a
+	// trap run twice). SIGKILL goes to all: nothing of the job may outlive it.
+	var opts []containerd.KillOpts
+	if sig == syscall.SIGKILL {
+		opts = append(opts, containerd.WithKillAll)
+	}
 	err := w.e.call(w.ctx, w.id, "signal "+sig.String(), w.until, func(ctx context.Context) error {
-		return w.current().Kill(ctx, sig, containerd.WithKillAll)
+		return w.current().Kill(ctx, sig, opts...)
 	})
 	if err != nil && !errdefs.IsNotFound(err) {
 		w.e.log.Warn("signalling the job failed", "container", w.id, "signal", sig.String(), "error", err)

@@ -307,10 +307,15 @@ func (e *Executor) spec(req Request, dir string, imageEnv []string, n *cni.Netwo
 		{Source: scriptPath, Destination: req.Runtime.ScriptPath()},
 		{Source: hostsPath, Destination: "/etc/hosts"},
 	}
+	args, res := req.Runtime.Args(), req.Resources
 	if e.helperDir != "" {
 		files = append(files,
 			oci.FileMount{Source: e.helperDir, Destination: HelperLibDir},
-			oci.FileMount{Source: e.helperBin, Destination: HelperBin, Exec: true})
+			oci.FileMount{Source: e.helperBin, Destination: HelperBin, Exec: true},
+			oci.FileMount{Source: e.helperBin, Destination: InitBin, Exec: true})
+		args = append([]string{InitBin}, args...)
+		// The init's own threads are not the job's to pay for.
+		res.Pids += InitPids
 	}
 	var apiURL, token string
 	if session != nil {
@@ -323,9 +328,9 @@ func (e *Executor) spec(req Request, dir string, imageEnv []string, n *cni.Netwo
 	job := oci.Job{
 		ID:           req.RunID,
 		Hostname:     req.Hostname,
-		Args:         req.Runtime.Args(),
+		Args:         args,
 		Env:          env,
-		Resources:    req.Resources,
+		Resources:    res,
 		Files:        files,
 		CgroupParent: CgroupParent,
 		IDMap:        e.idmap,
