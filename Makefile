@@ -55,9 +55,11 @@ unit:
 
 bench: import
 	CRONIUM_TEST_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) \
-		go test -run '^$$' -bench . -skip BenchmarkE2EJournal -benchtime 100x ./runner/container/ ./cni/ ./cmd/cronium-agent/
+		go test -run '^$$' -bench . -skip 'BenchmarkE2EJournal|BenchmarkIdleClaimLatency' -benchtime 100x ./runner/container/ ./cni/ ./cmd/cronium-agent/
 	CRONIUM_TEST_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) \
 		go test -run '^$$' -bench BenchmarkE2EJournal -benchtime 1x -count 3 ./cmd/cronium-agent/
+	CRONIUM_TEST_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) \
+		go test -run '^$$' -bench BenchmarkIdleClaimLatency -benchtime 10x ./cmd/cronium-agent/
 	go test -run '^$$' -bench . ./runner/output/ ./sidecar/
 	go test -run '^$$' -bench . -benchtime 3x ./state/journal/ ./state/syncer/
 

@@ -100,7 +100,8 @@ func ParseEnvKey(s string) ([]byte, error) {
 // envelope is an error; every job is then decoded on its own, and a
 // malformed one becomes a QueueItem with Err set (a *DecodeError naming
 // every bad field) and Job nil, so the caller can fail it alone. A job id
-// that appears twice in one batch is kept once (the first).
+// that appears twice in one batch is kept once (the first), its Repeats
+// counting the copies dropped.
 func DecodeQueue(body []byte, opts DecodeOptions) ([]QueueItem, error) {
 	var aead cipher.AEAD
 	if opts.EnvKey != nil {
@@ -130,14 +131,15 @@ func DecodeQueue(body []byte, opts DecodeOptions) ([]QueueItem, error) {
 		return nil, errors.New(`queue response: "jobs" is not an array`)
 	}
 	items := make([]QueueItem, 0, len(jobs))
-	seen := make(map[string]bool, len(jobs))
+	seen := make(map[string]int, len(jobs)) // index in items
 	for _, raw := range jobs {
 		it := decodeJob(raw, aead)
 		if it.ID != "" {
-			if seen[it.ID] {
+			if i, dup := seen[it.ID]; dup {
+				items[i].Repeats++
 				continue
 			}
-			seen[it.ID] = true
+			seen[it.ID] = len(items)
 		}
 		items = append(items, it)
 	}

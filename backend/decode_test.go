@@ -622,9 +622,12 @@ func TestDecodeEnvelope(t *testing.T) {
 		t.Errorf("null jobs: %v %v", items, err)
 	}
 	// A job that is not an object, and a duplicate id.
-	items = decodeOK(t, queueOf(t, 7, job(nil, nil), job(nil, nil), "x"), DecodeOptions{})
+	items = decodeOK(t, queueOf(t, 7, job(nil, nil), job(nil, nil), "x", job(nil, nil)), DecodeOptions{})
 	if len(items) != 3 || items[0].Err == nil || items[0].ID != "" || items[1].Job == nil || items[2].Err == nil {
 		t.Errorf("items %+v", items)
+	}
+	if items[1].Repeats != 2 || items[0].Repeats != 0 || items[2].Repeats != 0 {
+		t.Errorf("repeats %d %d %d, want the duplicate counted twice", items[0].Repeats, items[1].Repeats, items[2].Repeats)
 	}
 }
 

@@ -127,6 +127,9 @@ type QueueItem struct {
 	ID  string // empty only when even the id is unreadable
 	Job *Job
 	Err error
+	// Repeats counts the further copies of this job in the same batch,
+	// dropped by the decoder: a backend bug worth a log line.
+	Repeats int
 }
 
 // LogEntry is one live log line (§2.6).

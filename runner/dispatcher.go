@@ -50,7 +50,7 @@ type DispatchConfig struct {
 	OrchestratorID  string
 	MaxConcurrent   int
 	PollInterval    time.Duration // between claims while jobs come
-	PollMaxInterval time.Duration // backing off while the queue is empty or the backend is down
+	PollMaxInterval time.Duration // backing off while the backend fails
 	Heartbeat       time.Duration
 	Metrics         time.Duration
 	DrainTimeout    time.Duration
@@ -201,12 +201,25 @@ claim:
 		}
 		failures = 0
 		if len(items) == 0 {
-			// An empty queue: poll less often, up to the maximum.
-			wait = min(max(wait*2, d.cfg.PollInterval), d.cfg.PollMaxInterval)
+			// An empty queue is polled at the base interval: a new job is
+			// claimed within it (a claim is one cheap GET for the backend).
+			wait = d.cfg.PollInterval
 			continue
 		}
 		wait = 0
-		for _, it := range items {
+		if len(items) > free {
+			d.log.Warn("the backend handed out more jobs than asked for; releasing the rest unstarted",
+				"asked", free, "got", len(items))
+		}
+		for i, it := range items {
+			if it.Repeats > 0 {
+				d.log.Warn("the backend listed a job more than once in one batch; running it once", "job", it.ID, "copies", it.Repeats+1)
+			}
+			if i >= free {
+				// Never started: jobs.maxConcurrent holds whatever the backend sends.
+				d.release(it, "agent has no free slot for it (the backend sent more jobs than asked for)")
+				continue
+			}
 			select {
 			case <-drain:
 				d.release(it, "agent draining before the job started")

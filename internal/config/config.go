@@ -96,8 +96,8 @@ type Jobs struct {
 	MaxTimeout        Duration `yaml:"maxTimeout" doc:"Longest timeout a job may ask for; longer ones are lowered to it."`
 	KillGrace         Duration `yaml:"killGrace" doc:"Time between SIGTERM and SIGKILL when a job times out or is cancelled."`
 	MaxConcurrent     int      `yaml:"maxConcurrent" doc:"How many jobs run at once; the agent never claims more than its free slots."`
-	PollInterval      Duration `yaml:"pollInterval" doc:"Wait between claims while jobs come."`
-	PollMaxInterval   Duration `yaml:"pollMaxInterval" doc:"An empty queue or an unreachable backend stretches the wait between claims up to this."`
+	PollInterval      Duration `yaml:"pollInterval" doc:"Wait between claims, also while the queue is empty: an idle agent claims a new job within it, at the cost of one GET of the queue per interval for the backend."`
+	PollMaxInterval   Duration `yaml:"pollMaxInterval" doc:"While the backend fails (unreachable, 5xx, refusing the token) the wait between claims doubles up to this."`
 	DrainTimeout      Duration `yaml:"drainTimeout" doc:"How long SIGTERM lets running jobs finish before they are cancelled."`
 	HeartbeatInterval Duration `yaml:"heartbeatInterval" doc:"Period of the heartbeat (running jobs and capacity; its answer may cancel jobs)."`
 	MetricsInterval   Duration `yaml:"metricsInterval" doc:"Period of the metrics report."`
