@@ -161,7 +161,10 @@ func TestVariableKeys(t *testing.T) {
 		{"raw slash", "dir/name", "dir/name"},
 		{"unicode", url.PathEscape("clé ✓/ü"), "clé ✓/ü"},
 		{"space and percent", url.PathEscape("50% off"), "50% off"},
-		{"dot dot", "..", ".."},
+		{"dots inside", "a.b..c", "a.b..c"},
+		{"three dots", "...", "..."},
+		{"dot prefix", "%2eenv", ".env"},
+		{"dot dot in a path", "a/..", "a/.."},
 		{"255 bytes", long, long},
 		{"256 bytes", long + "k", ""},
 		{"empty", "", ""},
@@ -184,6 +187,39 @@ func TestVariableKeys(t *testing.T) {
 			k, _ := json.Marshal(tt.key)
 			expect(t, get, 200, `{"success":true,"data":{"key":`+string(k)+`,"value":"`+val+`"}}`)
 		})
+	}
+}
+
+// The keys "." and "..", however encoded, are refused before the store sees
+// them: the backend refuses them, so a write accepted here would be lost
+// (and served back from a cache meanwhile).
+func TestVariableDotKeys(t *testing.T) {
+	e := newEnv(t)
+	s := e.start(t, testExec("job1"))
+	tests := []struct{ escaped, key string }{
+		{".", "."},
+		{"..", ".."},
+		{"%2e", "."},
+		{"%2E", "."},
+		{"%2e%2e", ".."},
+		{"%2E%2e", ".."},
+		{"%2E%2E", ".."},
+		{".%2e", ".."},
+		{"%2e.", ".."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.escaped, func(t *testing.T) {
+			u := s.url("/variables/" + tt.escaped)
+			k, _ := json.Marshal(tt.key)
+			want := "variable key " + string(k) + " is reserved"
+			expectError(t, e.do(t, "PUT", u, s.Token(), strings.NewReader(`{"value":"lost"}`)), 400, want)
+			expectError(t, e.do(t, "GET", u, s.Token(), nil), 400, want)
+		})
+	}
+	e.store.mu.Lock()
+	defer e.store.mu.Unlock()
+	if len(e.store.vars) != 0 {
+		t.Fatalf("the store got %v", e.store.vars)
 	}
 }
 

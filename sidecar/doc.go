@@ -28,5 +28,27 @@
 //     same persisted secret) accepts the token the job already holds.
 //   - Keys in /variables/{key} are taken from the escaped path, everything
 //     after "variables/", and unescaped once: "a%2Fb" and "a/b" both name the
-//     key "a/b".
+//     key "a/b". The keys "." and ".." (however percent-encoded: "%2e",
+//     "%2E%2e", ...) are refused with 400, for GET and PUT alike: the
+//     backend's variable URLs carry the key as a path segment, where they are
+//     dot-segments, so it refuses them and a write accepted here would be
+//     lost. Keys that merely contain dots ("...", ".env", "a/..") are keys.
+//   - Each listener holds at most 64 connections at once (WithMaxConns); one
+//     over the bound is accepted and closed at once with a reset, not left
+//     queued, so that the job's own calls fail fast (the helpers retry
+//     transport errors) instead of waiting behind its surplus connections,
+//     and one job can take no more than 64 of the agent's file descriptors.
+//     A connection must send its request headers within 5 s and is closed
+//     after 10 s idle (WithConnTimeouts), so that idle connections give
+//     their slots back. Refused connections are logged at most once per 10 s
+//     per execution, with their count.
+//   - Requests without a valid token (missing, malformed, wrongly signed,
+//     expired, or of an execution that is not running) are limited per
+//     listener, that is per job: 60 a minute (sliding window,
+//     WithAuthFailureLimit) are answered 401; the ones beyond get 429 with
+//     Retry-After until the window slides, as calls over the rate limit do.
+//     The token is checked first, so a valid token is never refused for
+//     them. They are logged at most once per 10 s per execution: one line
+//     with how many were refused (and how many of those got 429) and the
+//     last reason; the remainder when the execution ends.
 package sidecar

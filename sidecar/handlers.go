@@ -192,22 +192,18 @@ func (sess *Session) handle(c *call) (route, string) {
 	// Authentication: a valid token of a live execution.
 	raw, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
-		c.header().Set("WWW-Authenticate", `Bearer realm="cronium-runtime"`)
-		c.fail(http.StatusUnauthorized, "missing bearer token")
+		sess.unauthorized(c, `Bearer realm="cronium-runtime"`, "missing bearer token", "missing bearer token")
 		return rt, ""
 	}
 	cl, err := sess.srv.verify(raw)
 	if err != nil {
-		c.header().Set("WWW-Authenticate", `Bearer realm="cronium-runtime", error="invalid_token"`)
-		c.fail(http.StatusUnauthorized, tokenMessage(err))
-		sess.srv.log.Info("runtime api: token refused", "execution", sess.exec.ExecutionID, "reason", err.Error())
+		sess.unauthorized(c, challengeInvalid, tokenMessage(err), err.Error())
 		return rt, ""
 	}
 	owner := sess.srv.lookup(cl.ExecutionID)
 	if owner == nil {
-		c.header().Set("WWW-Authenticate", `Bearer realm="cronium-runtime", error="invalid_token"`)
-		c.fail(http.StatusUnauthorized, "token revoked: its execution is not running")
-		sess.srv.log.Info("runtime api: token of an execution that is not running", "execution", sess.exec.ExecutionID, "tokenExecution", cl.ExecutionID)
+		sess.unauthorized(c, challengeInvalid, "token revoked: its execution is not running",
+			"token of execution "+cl.ExecutionID+", which is not running")
 		return rt, cl.ExecutionID
 	}
 
@@ -250,6 +246,11 @@ func (sess *Session) handle(c *call) (route, string) {
 			c.fail(http.StatusBadRequest, "variable key is not validly URL-encoded")
 		case len(key) == 0 || len(key) > maxKeyLength:
 			c.fail(http.StatusBadRequest, fmt.Sprintf("variable key must be 1 to %d bytes, got %d", maxKeyLength, len(key)))
+		case key == "." || key == "..":
+			// The backend's variable URLs carry the key as a path segment,
+			// where "." and ".." are dot-segments: it refuses them, so a
+			// write accepted here would be lost.
+			c.fail(http.StatusBadRequest, fmt.Sprintf("variable key %q is reserved: \".\" and \"..\" (also percent-encoded) cannot name a variable", key))
 		case r.Method == http.MethodGet:
 			sess.getVariable(c, key)
 		default:
@@ -259,6 +260,30 @@ func (sess *Session) handle(c *call) (route, string) {
 		c.fail(http.StatusNotImplemented, "tool actions are not supported by this agent")
 	}
 	return rt, cl.ExecutionID
+}
+
+const challengeInvalid = `Bearer realm="cronium-runtime", error="invalid_token"`
+
+// unauthorized answers a request without a valid token: 401 with the
+// challenge and msg, or 429 once this listener has answered its budget of
+// such requests (the job is probing, not calling). Either way it is counted
+// for the session's next log line (reason says why; never the token).
+func (sess *Session) unauthorized(c *call, challenge, msg, reason string) {
+	now := sess.srv.now()
+	allowed, wait := true, time.Duration(0)
+	if sess.authFails != nil {
+		allowed, wait = sess.authFails.allow(now)
+	}
+	if allowed {
+		c.header().Set("WWW-Authenticate", challenge)
+		c.fail(http.StatusUnauthorized, msg)
+	} else {
+		c.header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		c.fail(http.StatusTooManyRequests, fmt.Sprintf("too many requests without a valid token: more than %d in %s", sess.srv.authFailN, sess.srv.authFailPer))
+	}
+	if t, ok := sess.authLog.add(now, reason, !allowed); ok {
+		sess.logAuthRefused(t)
+	}
 }
 
 // bearer extracts the token of an "Authorization: Bearer <token>" header

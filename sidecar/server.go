@@ -20,15 +20,41 @@ const (
 	DefaultRateLimit        = 1000
 	DefaultRatePeriod       = time.Minute
 	DefaultMaxBody    int64 = 10 << 20
+
+	// DefaultMaxConns bounds the connections one execution holds open on its
+	// runtime API: each is a file descriptor of the agent's. The helpers use
+	// one connection per call, so 64 leaves a job room for dozens of
+	// parallel callers while a job cannot take more than 64 of the agent's
+	// descriptors, however many processes it runs.
+	DefaultMaxConns = 64
+
+	// DefaultReadHeaderTimeout bounds the wait for a request's headers,
+	// from the connection's accept (or its first byte once idle): over the
+	// job's local bridge they arrive in microseconds, so a connection that
+	// sends nothing is closed after 5 s instead of holding its slot.
+	DefaultReadHeaderTimeout = 5 * time.Second
+	// DefaultIdleTimeout closes a kept-alive connection idle that long, so
+	// that idle connections do not keep their slots (DefaultMaxConns). The
+	// helpers never reuse a connection; a script's own keep-alive client
+	// dials again, as it does for any server's idle timeout.
+	DefaultIdleTimeout = 10 * time.Second
+
+	// DefaultAuthFailLimit is how many requests without a valid token one
+	// listener answers 401 per DefaultAuthFailPeriod (sliding window); the
+	// ones beyond get 429 until the window slides.
+	DefaultAuthFailLimit  = 60
+	DefaultAuthFailPeriod = time.Minute
+
+	// refusalLogInterval: refused connections and requests without a valid
+	// token are logged at most once per interval per session, with a count.
+	refusalLogInterval = 10 * time.Second
 )
 
 // Timeouts of every session's http.Server.
 const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 2 * time.Minute // a 10 MiB body over a local bridge or an SSH forward
-	writeTimeout      = 2 * time.Minute // store calls may wait on the backend
-	idleTimeout       = 2 * time.Minute
-	maxHeaderBytes    = 64 << 10
+	readTimeout    = 2 * time.Minute // a 10 MiB body over a local bridge or an SSH forward
+	writeTimeout   = 2 * time.Minute // store calls may wait on the backend
+	maxHeaderBytes = 64 << 10
 )
 
 // Server issues runtime tokens and serves one Session per running execution.
@@ -42,6 +68,12 @@ type Server struct {
 	ratePer time.Duration
 	maxBody int64
 	parser  *jwt.Parser
+
+	maxConns      int
+	headerTimeout time.Duration
+	idleTimeout   time.Duration
+	authFailN     int
+	authFailPer   time.Duration
 
 	mu   sync.RWMutex
 	live map[string]*Session // by execution id
@@ -86,6 +118,34 @@ func WithMaxBody(n int64) Option {
 	}
 }
 
+// WithMaxConns bounds the connections each execution may hold open on its
+// listener at once (default DefaultMaxConns); a connection beyond the bound
+// is closed at once with a reset. n <= 0 removes the bound.
+func WithMaxConns(n int) Option {
+	return func(s *Server) { s.maxConns = n }
+}
+
+// WithConnTimeouts sets how long a connection may take to send a request's
+// headers (default DefaultReadHeaderTimeout) and may stay idle between
+// requests (default DefaultIdleTimeout); a value <= 0 keeps its default.
+func WithConnTimeouts(readHeader, idle time.Duration) Option {
+	return func(s *Server) {
+		if readHeader > 0 {
+			s.headerTimeout = readHeader
+		}
+		if idle > 0 {
+			s.idleTimeout = idle
+		}
+	}
+}
+
+// WithAuthFailureLimit lets each listener answer n requests without a valid
+// token per period with 401 (sliding window; default 60 per minute); the
+// ones beyond are answered 429. n <= 0 or per <= 0 disables the limit.
+func WithAuthFailureLimit(n int, per time.Duration) Option {
+	return func(s *Server) { s.authFailN, s.authFailPer = n, per }
+}
+
 // New returns a Server that signs tokens with secret (at least SecretSize
 // bytes; with a shorter one the Server fails closed: IssueToken and Start
 // return an error and no token is accepted) and keeps data in store.
@@ -99,6 +159,12 @@ func New(secret []byte, store Store, opts ...Option) *Server {
 		ratePer: DefaultRatePeriod,
 		maxBody: DefaultMaxBody,
 		live:    make(map[string]*Session),
+
+		maxConns:      DefaultMaxConns,
+		headerTimeout: DefaultReadHeaderTimeout,
+		idleTimeout:   DefaultIdleTimeout,
+		authFailN:     DefaultAuthFailLimit,
+		authFailPer:   DefaultAuthFailPeriod,
 	}
 	for _, o := range opts {
 		o(s)
@@ -127,6 +193,12 @@ type Session struct {
 	cancel  context.CancelFunc
 	stop    func() bool // stops the AfterFunc on Start's ctx; guarded by mu
 	served  chan struct{}
+
+	// authFails limits the requests without a valid token on this
+	// listener; nil when unlimited.
+	authFails *slidingWindow
+	authLog   logThrottle // requests without a valid token
+	connLog   logThrottle // connections over the bound
 
 	// gate is held for reading by every request in flight; Close takes it
 	// for writing, so that it returns only once no handler is running.
@@ -201,18 +273,26 @@ func (s *Server) Start(ctx context.Context, exec Execution, ln net.Listener) (*S
 		context: ctxData,
 		ln:      ln,
 		served:  make(chan struct{}),
+		authLog: logThrottle{every: refusalLogInterval},
+		connLog: logThrottle{every: refusalLogInterval},
 	}
 	if s.rateN > 0 && s.ratePer > 0 {
 		sess.limiter = newSlidingWindow(s.rateN, s.ratePer)
+	}
+	if s.authFailN > 0 && s.authFailPer > 0 {
+		sess.authFails = newSlidingWindow(s.authFailN, s.authFailPer)
+	}
+	if s.maxConns > 0 {
+		sess.ln = newLimitListener(ln, s.maxConns, sess.connRefused)
 	}
 	base, cancel := context.WithCancel(context.WithValue(context.WithoutCancel(ctx), executionKey{}, exec.ExecutionID))
 	sess.cancel = cancel
 	sess.http = &http.Server{
 		Handler:           http.HandlerFunc(sess.serveHTTP),
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: s.headerTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
+		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
@@ -243,6 +323,23 @@ func (sess *Session) serve() {
 		sess.srv.log.Warn("runtime api stopped serving", "execution", sess.exec.ExecutionID, "err", err)
 		go sess.Close()
 	}
+}
+
+// connRefused notes a connection closed over the bound.
+func (sess *Session) connRefused() {
+	if t, ok := sess.connLog.add(sess.srv.now(), "", false); ok {
+		sess.logConnRefused(t)
+	}
+}
+
+func (sess *Session) logConnRefused(t tally) {
+	sess.srv.log.Warn("runtime api: connections refused over the per-job bound",
+		"execution", sess.exec.ExecutionID, "refused", t.count, "maxConns", sess.srv.maxConns)
+}
+
+func (sess *Session) logAuthRefused(t tally) {
+	sess.srv.log.Info("runtime api: requests without a valid token refused",
+		"execution", sess.exec.ExecutionID, "refused", t.count, "rateLimited", t.limited, "lastReason", t.reason)
 }
 
 // lookup returns the live Session of an execution, if any.
@@ -309,6 +406,12 @@ func (sess *Session) Close() error {
 			stop()
 		}
 		<-sess.served
+		if t, ok := sess.connLog.flush(); ok {
+			sess.logConnRefused(t)
+		}
+		if t, ok := sess.authLog.flush(); ok {
+			sess.logAuthRefused(t)
+		}
 		sess.srv.log.Debug("runtime api closed", "execution", sess.exec.ExecutionID)
 	})
 	return sess.closeErr
