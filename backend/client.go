@@ -813,9 +813,10 @@ func optMs(d *time.Duration) *int64 {
 
 // MarshalJSON writes the wire body: only the set fields, times in RFC 3339
 // (a zero time is never written), durations in milliseconds. There is no
-// way to make it write completedAt or status.
+// way to make it write completedAt or a status other than "running".
 func (u ExecutionUpdate) MarshalJSON() ([]byte, error) {
 	type wire struct {
+		Status               string         `json:"status,omitempty"`
 		StartedAt            string         `json:"startedAt,omitempty"`
 		ExitCode             *int           `json:"exitCode,omitempty"`
 		Output               *string        `json:"output,omitempty"`
@@ -833,7 +834,12 @@ func (u ExecutionUpdate) MarshalJSON() ([]byte, error) {
 		TotalDuration        *int64         `json:"totalDuration,omitempty"`
 		ExecutionMetadata    map[string]any `json:"executionMetadata,omitempty"`
 	}
+	status := ""
+	if u.Running {
+		status = "running"
+	}
 	return json.Marshal(wire{
+		Status:               status,
 		StartedAt:            optStamp(u.StartedAt),
 		ExitCode:             u.ExitCode,
 		Output:               u.Output,
@@ -854,9 +860,11 @@ func (u ExecutionUpdate) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads the wire body back (for journals that store it).
-// Unknown keys, completedAt and status included, are ignored.
+// Unknown keys, completedAt and any status but "running" included, are
+// ignored.
 func (u *ExecutionUpdate) UnmarshalJSON(b []byte) error {
 	var w struct {
+		Status               string         `json:"status"`
 		StartedAt            time.Time      `json:"startedAt"`
 		ExitCode             *int           `json:"exitCode"`
 		Output               *string        `json:"output"`
@@ -885,6 +893,7 @@ func (u *ExecutionUpdate) UnmarshalJSON(b []byte) error {
 		return &d
 	}
 	*u = ExecutionUpdate{
+		Running:   w.Status == "running",
 		StartedAt: w.StartedAt, ExitCode: w.ExitCode, Output: w.Output, Error: w.Error, Metadata: w.Metadata,
 		SetupStartedAt: w.SetupStartedAt, SetupCompletedAt: w.SetupCompletedAt,
 		ExecutionStartedAt: w.ExecutionStartedAt, ExecutionCompletedAt: w.ExecutionCompletedAt,

@@ -651,6 +651,16 @@ func TestUpdateExecution(t *testing.T) {
 	if string(b) != `{"startedAt":"2026-11-20T10:00:00.000Z","cleanupDuration":20}` {
 		t.Errorf("round trip %s", b)
 	}
+
+	// "running" is the one status an update carries (the start of a run).
+	if err := c.UpdateExecution(context.Background(), "exec_1", ExecutionUpdate{Running: true, StartedAt: ts}); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, bodyMap(t, rec.last(t)), map[string]any{"status": "running", "startedAt": "2026-11-20T09:00:00.123Z"})
+	u = ExecutionUpdate{}
+	if err := json.Unmarshal([]byte(`{"status":"running","exitCode":0}`), &u); err != nil || !u.Running || u.ExitCode == nil {
+		t.Errorf("running round trip: %+v, %v", u, err)
+	}
 }
 
 func TestHeartbeatCancelJobs(t *testing.T) {

@@ -210,10 +210,14 @@ type OrphanRow struct {
 
 // ExecutionUpdate is the body of executions/{id}/update (§3). Every field
 // is optional: zero times, nil pointers and nil maps are not sent. It has
-// no completedAt and no status on purpose: on the deployed backend either
-// makes the update a completing call (§3 rule); the end of a run goes
-// through jobs/{id}/complete only. Its JSON form is the wire body.
+// no completedAt and no free status on purpose: on the deployed backend
+// either makes the update a completing call (§3 rule); the end of a run
+// goes through jobs/{id}/complete only. Its JSON form is the wire body.
 type ExecutionUpdate struct {
+	// Running sends status "running", the one status an update may carry:
+	// a bool so that no terminal status can be written by mistake.
+	Running bool
+
 	StartedAt time.Time
 	ExitCode  *int
 	Output    *string

@@ -103,7 +103,7 @@ func (in *Inspector) Logs(ctx context.Context, jobID string, after uint64, limit
 	from := c.item
 	var out []admin.LogLine
 	for {
-		items, err := in.jobs.Journal().Read(ctx, p.Stream, from, 256)
+		items, err := in.jobs.Journal().ReadPage(ctx, p.Stream, from, journal.Page{Items: 256, Bytes: 8 << 20})
 		if err != nil {
 			return nil, false, err
 		}
@@ -134,7 +134,7 @@ func (in *Inspector) Logs(ctx context.Context, jobID string, after uint64, limit
 		if len(items) > 0 {
 			from = items[len(items)-1].LastSeq
 		}
-		if len(items) < 256 {
+		if len(items) == 0 { // a short page may be cut by its byte bound
 			if complete {
 				in.forget(jobID)
 			} else {

@@ -32,6 +32,12 @@ type outcome struct {
 	// missing, bad spec): the job is failed through jobs/{id}/fail.
 	neverRan bool
 	errMsg   string
+	// For the execution's end update: the executor that ran the attempt,
+	// when the removal of what its run created ended (zero: none), and
+	// whether a restarted agent adopted the run.
+	executor string
+	cleaned  time.Time
+	adopted  bool
 }
 
 func (o outcome) retryable() bool {
@@ -99,8 +105,24 @@ func (d *Dispatcher) runAttempts(ctx context.Context, jb *state.Job, from int) {
 		if !last.retryable() {
 			break
 		}
+		if attempt < of {
+			d.endExecution(ctx, jb, last)
+		}
 	}
 	d.finish(jb, last)
+}
+
+// endExecution journals the end update of an attempt that is retried: the
+// next attempt is an execution of its own. (The last attempt's end is
+// journaled with the completion, in one transaction.)
+func (d *Dispatcher) endExecution(ctx context.Context, jb *state.Job, o outcome) {
+	items, err := endItems(jb.Progress(), o)
+	if err == nil && len(items) > 0 {
+		err = jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) { p.ExecutionEnded = true }, items...)
+	}
+	if err != nil {
+		d.log.Error("journaling the end of an execution failed; its row keeps only its start", "job", jb.Backend().ID, "error", err)
+	}
 }
 
 func (d *Dispatcher) acknowledge(ctx context.Context, jobID string) error {
@@ -231,6 +253,7 @@ func (d *Dispatcher) attempt(ctx context.Context, jb *state.Job, n, of int) outc
 		err = jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) {
 			p.State, p.Attempt, p.Attempts, p.AttemptStart = state.Running, n, of, start.UTC()
 			p.RunID, p.ExecutionID, p.StartedAt, p.Entries = req.RunID, execID, time.Time{}, 0
+			p.ExecutionEnded = false
 			p.Output, p.Condition = nil, nil
 		}, created, running)
 	}
@@ -251,6 +274,7 @@ func (d *Dispatcher) attempt(ctx context.Context, jb *state.Job, n, of int) outc
 	default:
 		o = d.runScript(ctx, jb, r, req)
 	}
+	o.executor = executorOf(job)
 	return r.end(o)
 }
 
@@ -270,14 +294,21 @@ func scriptJob(job *backend.Job) Job {
 }
 
 // onPhase journals the script's start (its timeout counts from it after a
-// restart) and marks the fault-injection points.
+// restart) with the execution's start update, in one transaction: a crash
+// cannot leave one without the other, and the update's times are the
+// journaled ones. It also marks the fault-injection points.
 func (d *Dispatcher) onPhase(jb *state.Job) func(container.Phase, time.Time) error {
 	return func(ph container.Phase, at time.Time) error {
 		switch ph {
 		case container.PhaseNetwork:
 			d.fault("network")
 		case container.PhaseStarting:
-			return jb.Update(context.Background(), func(p *state.Progress) { p.StartedAt = at.UTC() })
+			p := jb.Progress()
+			it, err := startItem(p.ExecutionID, p.AttemptStart, at)
+			if err != nil {
+				return err
+			}
+			return jb.Update(context.Background(), func(p *state.Progress) { p.StartedAt = at.UTC() }, it)
 		case container.PhaseExited:
 			d.fault("exited")
 		}
@@ -291,7 +322,9 @@ func (d *Dispatcher) runScript(ctx context.Context, jb *state.Job, r *run, req c
 	if err != nil && res.StartedAt.IsZero() {
 		return outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: err.Error(), start: req.Execution.StartTime, end: time.Now()}
 	}
-	return d.scriptOutcome(ctx, r, req, res, err)
+	o := d.scriptOutcome(ctx, r, req, res, err)
+	o.cleaned = time.Now() // Run returns once the run's leftovers are removed
+	return o
 }
 
 // scriptOutcome turns an executor result into the attempt's outcome.
@@ -335,9 +368,15 @@ func (d *Dispatcher) runHTTP(ctx context.Context, jb *state.Job, r *run) outcome
 	}
 	timeout = min(timeout, d.policy.MaxTimeout)
 	start := time.Now()
-	// Journaled as started: after a crash the request is not sent again
-	// (it may have reached its target already).
-	if err := jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) { p.StartedAt = start.UTC() }); err != nil {
+	// Journaled as started, with the execution's start update: after a
+	// crash the request is not sent again (it may have reached its target
+	// already).
+	p := jb.Progress()
+	it, err := startItem(p.ExecutionID, p.AttemptStart, start)
+	if err == nil {
+		err = jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) { p.StartedAt = start.UTC() }, it)
+	}
+	if err != nil {
 		return outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: "the agent could not journal the run: " + err.Error(), start: start, end: time.Now()}
 	}
 	h := job.HTTP
@@ -372,7 +411,9 @@ func (d *Dispatcher) runHTTP(ctx context.Context, jb *state.Job, r *run) outcome
 	return o
 }
 
-// finish journals the job's one completing item; the syncer delivers it.
+// finish journals the job's one completing item, after the end update of
+// its last execution when that is not journaled yet; the syncer delivers
+// them in that order.
 func (d *Dispatcher) finish(jb *state.Job, o outcome) {
 	d.stats.processed.Add(1)
 	d.stats.totalMillis.Add(o.end.Sub(o.start).Milliseconds())
@@ -400,13 +441,19 @@ func (d *Dispatcher) finish(jb *state.Job, o outcome) {
 		d.log.Error("encode the job's completion", "job", jb.Backend().ID, "error", err)
 		return
 	}
+	items, err := endItems(jb.Progress(), o)
+	if err != nil {
+		// The completion matters more than the execution's row.
+		d.log.Error("encode the execution's end update", "job", jb.Backend().ID, "error", err)
+	}
 	code := o.exitCode
 	d.endJob(jb, func(p *state.Progress) {
 		p.State, p.Status, p.ExitCode = state.Finished, o.status, &code
 		if o.neverRan {
 			p.Status = "failed"
 		}
-	}, it)
+		p.ExecutionEnded = p.ExecutionEnded || len(items) > 0
+	}, append(items, it)...)
 	d.fault("finished")
 }
 

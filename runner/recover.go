@@ -79,6 +79,14 @@ func (d *Dispatcher) Recover(base context.Context) (int, error) {
 // resumeAttempts continues a recovered job at its journaled attempt.
 func (d *Dispatcher) resumeAttempts(ctx context.Context, jb *state.Job, rs *resumed) {
 	p := rs.p
+	if p.ExecutionEnded && p.Attempt < attempts(jb.Backend()) {
+		// The attempt ended, was reported and its run removed; the agent
+		// stopped while it waited to retry. (Only a retried attempt's end
+		// is journaled on its own: a last one's goes with the completion.)
+		rs.owned()
+		d.runAttempts(ctx, jb, p.Attempt+1)
+		return
+	}
 	o := d.resume(ctx, jb, rs)
 	rs.owned()
 	switch {
@@ -87,6 +95,7 @@ func (d *Dispatcher) resumeAttempts(ctx context.Context, jb *state.Job, rs *resu
 	case o.status == notStartedStatus:
 		d.runAttempts(ctx, jb, p.Attempt)
 	case o.retryable() && p.Attempt < attempts(jb.Backend()):
+		d.endExecution(ctx, jb, o)
 		d.runAttempts(ctx, jb, p.Attempt+1)
 	default:
 		d.finish(jb, o)
@@ -105,7 +114,7 @@ func (d *Dispatcher) resume(ctx context.Context, jb *state.Job, rs *resumed) out
 		msg := "the agent restarted while the HTTP request was in flight; it is not sent again (it may have reached its target)"
 		r.system(msg)
 		r.stderr.Write([]byte(msg + "\n"))
-		return r.end(outcome{status: "failed", exitCode: 1, start: p.StartedAt, end: time.Now()})
+		return r.end(outcome{status: "failed", exitCode: 1, start: p.StartedAt, end: time.Now(), executor: executorHTTP})
 	}
 	req, err := d.policy.Request(scriptJob(job), p.AttemptStart)
 	if err != nil {
@@ -133,6 +142,7 @@ func (d *Dispatcher) resume(ctx context.Context, jb *state.Job, rs *resumed) out
 		startedAt = p.AttemptStart
 	}
 	res, err := d.scripts.Adopt(ctx, req, startedAt, 0, r.entry)
+	cleaned := time.Now() // Adopt returns once the run's leftovers are removed
 	switch {
 	case errors.Is(err, container.ErrNotStarted):
 		r.logs.close()
@@ -142,10 +152,17 @@ func (d *Dispatcher) resume(ctx context.Context, jb *state.Job, rs *resumed) out
 	}
 	if p.StartedAt.IsZero() && err == nil {
 		// Started by the previous process after all (its start record was
-		// not journaled): now it is.
-		_ = jb.Update(context.WithoutCancel(ctx), func(pp *state.Progress) { pp.StartedAt = res.StartedAt.UTC() })
+		// not journaled): now it is, with the execution's start update
+		// that went with it.
+		var items []journalItem
+		if it, ierr := startItem(p.ExecutionID, p.AttemptStart, res.StartedAt); ierr == nil {
+			items = append(items, it)
+		}
+		_ = jb.Update(context.WithoutCancel(ctx), func(pp *state.Progress) { pp.StartedAt = res.StartedAt.UTC() }, items...)
 	}
-	return r.end(d.scriptOutcome(ctx, r, req, res, err))
+	o := d.scriptOutcome(ctx, r, req, res, err)
+	o.executor, o.cleaned, o.adopted = executorContainer, cleaned, true
+	return r.end(o)
 }
 
 // releaseJob journals the release of a job that will not run here.

@@ -13,15 +13,16 @@ import (
 // Kinds of the items of a job's outbox stream. The syncer turns each into
 // the backend call named beside it, in stream order.
 const (
-	KindExecution = "execution" // executions/{id}/create
-	KindStatus    = "status"    // jobs/{id}/status (running)
-	KindLogs      = journal.LogKind
-	KindOutput    = "output"    // executions/{id}/output
-	KindCondition = "condition" // executions/{id}/condition
-	KindVariable  = "variable"  // variables/{user}/{key}
-	KindComplete  = "complete"  // jobs/{id}/complete: the completing call
-	KindFail      = "fail"      // jobs/{id}/fail: the completing call of a job that never ran
-	KindRelease   = "release"   // jobs/{id}/release
+	KindExecution       = "execution"        // executions/{id}/create
+	KindExecutionUpdate = "execution-update" // executions/{id}/update
+	KindStatus          = "status"           // jobs/{id}/status (running)
+	KindLogs            = journal.LogKind
+	KindOutput          = "output"    // executions/{id}/output
+	KindCondition       = "condition" // executions/{id}/condition
+	KindVariable        = "variable"  // variables/{user}/{key}
+	KindComplete        = "complete"  // jobs/{id}/complete: the completing call
+	KindFail            = "fail"      // jobs/{id}/fail: the completing call of a job that never ran
+	KindRelease         = "release"   // jobs/{id}/release
 )
 
 // ExecutionItem creates the execution a run's other items refer to.
@@ -29,6 +30,15 @@ type ExecutionItem struct {
 	ExecutionID string `json:"executionId"`
 	JobID       string `json:"jobId"`
 	Attempt     int    `json:"attempt"`
+}
+
+// ExecutionUpdateItem fills in an execution's row: its start (status
+// running, the phase times) or its end (exit code, output, durations). The
+// update is journaled in its wire form, so a redelivery after a crash sends
+// the very same body: its times are the journaled ones.
+type ExecutionUpdateItem struct {
+	ExecutionID string                  `json:"executionId"`
+	Update      backend.ExecutionUpdate `json:"update"`
 }
 
 // StatusItem reports a status transition (only "running" goes to the backend

@@ -49,6 +49,9 @@ type Progress struct {
 	// StartedAt is when the current attempt's script was started: its
 	// timeout counts from it. Zero: not started.
 	StartedAt time.Time `json:"startedAt,omitzero"`
+	// ExecutionEnded: the current execution's end update is journaled (at
+	// most one per execution; set with the item, cleared by a new attempt).
+	ExecutionEnded bool `json:"executionEnded,omitempty"`
 	// LogSeq is the last live-log seq used, across attempts.
 	LogSeq uint64 `json:"logSeq"`
 	// Entries counts the current run's output entries already journaled.

@@ -189,6 +189,15 @@ func (c *DevClient) Execution(ctx context.Context, id string) (ExecutionView, er
 	return out, err
 }
 
+// Executions returns a job's execution rows, in the order they were created.
+func (c *DevClient) Executions(ctx context.Context, jobID string) ([]ExecutionView, error) {
+	var out struct {
+		Executions []ExecutionView `json:"executions"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/dev/jobs/"+url.PathEscape(jobID)+"/executions", nil, &out)
+	return out.Executions, err
+}
+
 // RegisterServer registers an SSH server and returns its id.
 func (c *DevClient) RegisterServer(ctx context.Context, s backend.Server) (string, error) {
 	var out struct {

@@ -596,6 +596,36 @@ func (s *Server) handleDevExecution(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, e)
 }
 
+// handleDevJobExecutions lists a job's executions, in the order they were
+// created, read in one snapshot.
+func (s *Server) handleDevJobExecutions(w http.ResponseWriter, r *http.Request) {
+	out := []ExecutionView{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		j, err := loadJob(tx, r.PathValue("id"))
+		if err == nil && j == nil {
+			err = errJobNotFound
+		}
+		if err != nil {
+			return err
+		}
+		for _, id := range j.Executions {
+			e, err := load[ExecutionView](tx, bExecs, id)
+			if err != nil {
+				return err
+			}
+			if e != nil {
+				out = append(out, *e)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"executions": out})
+}
+
 // handleDevServerAdd registers (or replaces) an SSH server.
 func (s *Server) handleDevServerAdd(w http.ResponseWriter, r *http.Request) {
 	var sv backend.Server

@@ -12,14 +12,18 @@ import (
 
 // ExecutionView is an execution (one run of a job) as the dev backend holds it.
 type ExecutionView struct {
-	ID         string    `json:"id"`
-	JobID      string    `json:"jobId"`
-	ServerID   *int64    `json:"serverId,omitempty"`
-	ServerName string    `json:"serverName,omitempty"`
-	CreatedAt  time.Time `json:"createdAt"`
-	UpdatedAt  time.Time `json:"updatedAt"`
+	ID         string `json:"id"`
+	JobID      string `json:"jobId"`
+	ServerID   *int64 `json:"serverId,omitempty"`
+	ServerName string `json:"serverName,omitempty"`
+	// Status is queued when created, running once an update says so, and
+	// final once its job completes: the backend sets that itself, since an
+	// update never carries a terminal status (§3 rule).
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
 	// Fields holds the last value of every field an update sent, except
-	// metadata and executionMetadata, which are merged into their own maps.
+	// status, metadata and executionMetadata (merged into their own maps).
 	Fields            map[string]json.RawMessage `json:"fields,omitempty"`
 	Metadata          map[string]json.RawMessage `json:"metadata,omitempty"`
 	ExecutionMetadata map[string]json.RawMessage `json:"executionMetadata,omitempty"`
@@ -27,6 +31,34 @@ type ExecutionView struct {
 	Output            json.RawMessage            `json:"output,omitempty"`
 	Outputs           int                        `json:"outputs"`
 	Condition         *bool                      `json:"condition,omitempty"`
+}
+
+// ExitCode is the exit code an update reported, or nil.
+func (e ExecutionView) ExitCode() *int {
+	var n int
+	if v, ok := e.Fields["exitCode"]; !ok || json.Unmarshal(v, &n) != nil {
+		return nil
+	}
+	return &n
+}
+
+// Duration is a duration field an update reported (setupDuration,
+// executionDuration, cleanupDuration, totalDuration: milliseconds).
+func (e ExecutionView) Duration(field string) (time.Duration, bool) {
+	var ms float64
+	if v, ok := e.Fields[field]; !ok || json.Unmarshal(v, &ms) != nil {
+		return 0, false
+	}
+	return time.Duration(ms * float64(time.Millisecond)), true
+}
+
+// Time is a time field an update reported (startedAt, setupStartedAt, ...).
+func (e ExecutionView) Time(field string) (time.Time, bool) {
+	var t time.Time
+	if v, ok := e.Fields[field]; !ok || json.Unmarshal(v, &t) != nil {
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 func loadExec(tx *bolt.Tx, id string) (*ExecutionView, error) {
@@ -107,7 +139,7 @@ func (s *Server) handleExecCreate(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		out = &ExecutionView{ID: id, JobID: body.JobID, ServerID: serverID, ServerName: body.ServerName, CreatedAt: now, UpdatedAt: now}
+		out = &ExecutionView{ID: id, JobID: body.JobID, ServerID: serverID, ServerName: body.ServerName, Status: StatusQueued, CreatedAt: now, UpdatedAt: now}
 		return saveExec(tx, out)
 	})
 	if err != nil {
@@ -157,6 +189,13 @@ func (s *Server) handleExecUpdate(w http.ResponseWriter, r *http.Request) {
 		}
 		for k, v := range body {
 			switch k {
+			case "status":
+				var st string
+				_ = json.Unmarshal(v, &st) // checked above
+				// A late update never takes a finished execution back.
+				if !Terminal(e.Status) {
+					e.Status = st
+				}
 			case "metadata", "executionMetadata":
 				var m map[string]json.RawMessage
 				_ = json.Unmarshal(v, &m)
@@ -221,10 +260,10 @@ func checkExecUpdate(body map[string]json.RawMessage) error {
 			if err := json.Unmarshal(v, &n); err != nil {
 				return bad("exitCode must be an integer, got %s", v)
 			}
-		case k == "error":
+		case k == "error" || k == "output":
 			var str *string
 			if err := json.Unmarshal(v, &str); err != nil {
-				return bad("error must be a string")
+				return bad("%s must be a string", k)
 			}
 		case k == "metadata" || k == "executionMetadata":
 			var m map[string]json.RawMessage
@@ -234,6 +273,51 @@ func checkExecUpdate(body map[string]json.RawMessage) error {
 		}
 	}
 	return nil
+}
+
+// settleExecutions gives the executions of a job that just completed their
+// final status, as the backend's own bookkeeping: the last one (the run the
+// completion reports) takes the job's status; an earlier one (an attempt
+// that was retried) the status its reported exit code means. An earlier
+// one that never started and reported nothing is left as it is.
+func settleExecutions(tx *bolt.Tx, j *jobRecord, now time.Time) error {
+	for i, id := range j.Executions {
+		e, err := load[ExecutionView](tx, bExecs, id)
+		if err != nil {
+			return err
+		}
+		if e == nil || Terminal(e.Status) {
+			continue
+		}
+		switch code := e.ExitCode(); {
+		case i == len(j.Executions)-1:
+			e.Status = j.Status
+		case code != nil:
+			e.Status = statusOfExit(*code)
+		case e.Status == StatusRunning:
+			e.Status = StatusFailed
+		default:
+			continue
+		}
+		e.UpdatedAt = now
+		if err := saveExec(tx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// statusOfExit is the status an exit code means to the backend (§2.4).
+func statusOfExit(code int) string {
+	switch code {
+	case 0:
+		return StatusCompleted
+	case -1:
+		return StatusTimeout
+	case -2:
+		return StatusCancelled
+	}
+	return StatusFailed
 }
 
 func (s *Server) handleExecOutput(w http.ResponseWriter, r *http.Request) {

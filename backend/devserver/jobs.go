@@ -274,7 +274,7 @@ func (s *Server) handleFail(w http.ResponseWriter, r *http.Request) {
 func (s *Server) complete(w http.ResponseWriter, r *http.Request, endpoint string, raw []byte, set func(j *jobRecord)) {
 	now := s.now()
 	compact := compactJSON(raw)
-	j, err := s.updateJob(r.PathValue("id"), func(j *jobRecord) error {
+	record := func(j *jobRecord) error {
 		set(j)
 		j.CompletedAt = ptr(now)
 		j.Completions = append(j.Completions, CompletionCall{Endpoint: endpoint, ReceivedAt: now, Body: compact})
@@ -287,6 +287,16 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, endpoint strin
 		}
 		j.event(now, endpoint, detail)
 		return nil
+	}
+	// The executions are settled in the same transaction: whoever sees the
+	// job completed sees its executions final.
+	var j *jobRecord
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		if j, err = updateJobTx(tx, r.PathValue("id"), record); err != nil {
+			return err
+		}
+		return settleExecutions(tx, j, now)
 	})
 	if err != nil {
 		fail(w, err)

@@ -151,6 +151,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET", dev+"jobs/{id}", s.handleDevJob)
 	handle("GET", dev+"jobs/{id}/logs", s.handleDevLogs)
 	handle("POST", dev+"jobs/{id}/cancel", s.handleDevCancel)
+	handle("GET", dev+"jobs/{id}/executions", s.handleDevJobExecutions)
 	handle("GET", dev+"executions/{id}", s.handleDevExecution)
 	handle("POST", dev+"servers", s.handleDevServerAdd)
 	handle("GET", dev+"servers", s.handleDevServers)

@@ -2,6 +2,7 @@ package devserver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -755,7 +756,7 @@ func TestExecutions(t *testing.T) {
 		`{"completedAt":"2026-11-27T12:00:00Z"}`,
 		`{"status":"completed"}`, `{"status":"FAILED"}`, `{"status":"timeout"}`, `{"status":"cancelled"}`,
 		`{"executionStartedAt":"0001-01-01T00:00:00Z"}`, `{"startedAt":"yesterday"}`,
-		`{"totalDuration":"5"}`, `{"metadata":[1]}`, `{"exitCode":1.5}`,
+		`{"totalDuration":"5"}`, `{"metadata":[1]}`, `{"exitCode":1.5}`, `{"output":{"a":1}}`, `{"error":3}`, `{"status":1}`,
 	} {
 		if code, body := e.call("PUT", p+"/update", "a", bad); code != 400 {
 			t.Errorf("update %s: %d %s", bad, code, body)
@@ -778,7 +779,7 @@ func TestExecutions(t *testing.T) {
 
 	var ev ExecutionView
 	decode(t, e.must(200, "GET", "/api/dev/executions/"+exec, "", nil), &ev)
-	if ev.JobID != id || ev.ServerID == nil || *ev.ServerID != 7 || ev.Updates != 2 || string(ev.Metadata["a"]) != "1" ||
+	if ev.JobID != id || ev.Status != StatusRunning || ev.ServerID == nil || *ev.ServerID != 7 || ev.Updates != 2 || string(ev.Metadata["a"]) != "1" ||
 		string(ev.Metadata["b"]) != "2" || string(ev.Fields["exitCode"]) != "0" || string(ev.Output) != `{"sum":6}` ||
 		ev.Condition == nil || *ev.Condition || string(ev.ExecutionMetadata["image"]) != `"bash"` {
 		t.Errorf("execution: %+v", ev)
@@ -798,6 +799,110 @@ func TestExecutions(t *testing.T) {
 	}
 	if code, _ := e.call("GET", "/api/internal/executions/exec_none/context", "a", nil); code != 404 {
 		t.Errorf("context of an unknown execution: %d", code)
+	}
+}
+
+// An execution's status is queued when created, running once an update
+// says so, and final once its job completes: the backend's own business,
+// since no update may carry a terminal one.
+func TestExecutionStatus(t *testing.T) {
+	type exec struct {
+		updates []string // update bodies, in order
+		want    string   // status once the job completed
+	}
+	for _, tc := range []struct {
+		name     string
+		endpoint string // complete or fail
+		body     string
+		execs    []exec
+	}{
+		{"completed run", "complete", `{"status":"completed","exitCode":0}`, []exec{
+			{[]string{`{"status":"running","startedAt":"2026-11-27T12:00:00Z"}`, `{"exitCode":0,"totalDuration":12}`}, "completed"},
+		}},
+		{"retried: earlier attempts take their exit code's status", "complete", `{"status":"failed","exitCode":3}`, []exec{
+			{[]string{`{"status":"running"}`, `{"exitCode":3}`}, "failed"},
+			{[]string{`{"status":"running"}`, `{"exitCode":-1}`}, "timeout"},
+			{[]string{`{"status":"running"}`, `{"exitCode":0}`}, "completed"},
+			{[]string{`{"status":"running"}`}, "failed"}, // started, never reported its end
+			{nil, "queued"}, // never started, reported nothing
+			{[]string{`{"status":"running"}`, `{"exitCode":3}`}, "failed"}, // the last: the job's status
+		}},
+		{"timed out", "complete", `{"status":"timeout","exitCode":-1}`, []exec{
+			{[]string{`{"status":"running"}`, `{"exitCode":-1}`}, "timeout"},
+		}},
+		{"failed before it started", "fail", `{"error":"image missing","exitCode":1}`, []exec{
+			{[]string{`{"exitCode":1,"setupDuration":5}`}, "failed"},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			id := e.submit(SubmitRequest{Script: "true"})
+			var ids []string
+			for i, x := range tc.execs {
+				ex := fmt.Sprintf("exec_%s_%d", id, 1764244800+i)
+				ids = append(ids, ex)
+				e.must(201, "POST", "/api/internal/executions/"+ex+"/create", "a", `{"jobId":"`+id+`"}`)
+				var ev ExecutionView
+				decode(t, e.must(200, "GET", "/api/dev/executions/"+ex, "", nil), &ev)
+				if ev.Status != StatusQueued {
+					t.Errorf("%s created with status %q", ex, ev.Status)
+				}
+				for _, u := range x.updates {
+					e.must(200, "PUT", "/api/internal/executions/"+ex+"/update", "a", u)
+				}
+			}
+			e.must(200, "POST", "/api/internal/jobs/"+id+"/"+tc.endpoint, "a", tc.body)
+			// A late start update never takes a finished execution back.
+			e.must(200, "PUT", "/api/internal/executions/"+ids[len(ids)-1]+"/update", "a", `{"status":"running"}`)
+
+			c, err := NewDevClient(e.ts.URL, testToken)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Executions(context.Background(), id)
+			if err != nil || len(got) != len(tc.execs) {
+				t.Fatalf("executions: %d, %v", len(got), err)
+			}
+			for i, ev := range got {
+				if ev.ID != ids[i] || ev.Status != tc.execs[i].want {
+					t.Errorf("execution %d: %s %q, want %s %q", i, ev.ID, ev.Status, ids[i], tc.execs[i].want)
+				}
+				if _, ok := ev.Fields["status"]; ok {
+					t.Errorf("execution %d keeps status among its fields", i)
+				}
+			}
+		})
+	}
+
+	e := newTestEnv(t)
+	c, _ := NewDevClient(e.ts.URL, testToken)
+	if _, err := c.Executions(context.Background(), "job_None00000000"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("executions of an unknown job: %v", err)
+	}
+}
+
+func TestExecutionViewFields(t *testing.T) {
+	ev := ExecutionView{Fields: map[string]json.RawMessage{
+		"exitCode": []byte(`-1`), "setupDuration": []byte(`812`), "executionStartedAt": []byte(`"2026-11-27T12:00:00.250Z"`),
+		"cleanupDuration": []byte(`"x"`),
+	}}
+	if c := ev.ExitCode(); c == nil || *c != -1 {
+		t.Errorf("exit code %v", c)
+	}
+	if d, ok := ev.Duration("setupDuration"); !ok || d != 812*time.Millisecond {
+		t.Errorf("setupDuration %s %v", d, ok)
+	}
+	if _, ok := ev.Duration("cleanupDuration"); ok {
+		t.Error("a malformed duration read")
+	}
+	if _, ok := ev.Duration("totalDuration"); ok {
+		t.Error("an absent duration read")
+	}
+	if at, ok := ev.Time("executionStartedAt"); !ok || !at.Equal(time.Date(2026, 11, 27, 12, 0, 0, 250e6, time.UTC)) {
+		t.Errorf("executionStartedAt %s %v", at, ok)
+	}
+	if (ExecutionView{}).ExitCode() != nil {
+		t.Error("exit code of an execution that reported none")
 	}
 }
 

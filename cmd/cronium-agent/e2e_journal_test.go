@@ -177,6 +177,18 @@ func TestE2ECrashAtEachPhase(t *testing.T) {
 			if v.Output == nil || strings.Count(v.Output.Stdout, "\n") != n {
 				t.Errorf("completion stdout: %+v", v.Output)
 			}
+			// The run the completion reports has its start and its end,
+			// from the journal, whichever process sent them.
+			if execs := executions(t, b, id); len(execs) == 0 {
+				t.Error("no execution")
+			} else {
+				last := execs[len(execs)-1]
+				_, started := last.Time("executionStartedAt")
+				_, ended := last.Time("executionCompletedAt")
+				if last.Status != tc.status || last.ExitCode() == nil || *last.ExitCode() != tc.exit || !started || !ended || last.Updates < 2 {
+					t.Errorf("last execution %s: %s exit %v, %d updates, fields %v", last.ID, last.Status, last.ExitCode(), last.Updates, last.Fields)
+				}
+			}
 			assertNumbered(t, b, id, n)
 			second.signal(syscall.SIGTERM)
 			second.wait(t, time.Minute)

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -291,6 +292,12 @@ func TestE2EFixtures(t *testing.T) {
 	}
 	check("job_Nd0000000002", "completed", 0, "items 2")
 	check("job_Ht0000000003", "completed", 0, `{"pong":true}`)
+	// An HTTP request is an execution too, with the same updates.
+	if execs := executions(t, b, "job_Ht0000000003"); len(execs) != 1 {
+		t.Errorf("HTTP job: %d executions", len(execs))
+	} else {
+		assertExecution(t, execs[0], "completed", 0, "http")
+	}
 	// Headers arrive as an object from the plan's backend and as an array
 	// from the deployed one.
 	check("job_0v8ktVQQgs4N", "completed", 0, `{"pong":true}`)
@@ -663,6 +670,9 @@ func TestE2ERetryPolicy(t *testing.T) {
 	if len(v.Executions) != 3 {
 		t.Errorf("executions %v, want one per attempt", v.Executions)
 	}
+	for _, ex := range executions(t, b, id) {
+		assertExecution(t, ex, "failed", 3, "container")
+	}
 	entries, err := b.client.Logs(context.Background(), id, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -696,6 +706,135 @@ func TestE2ETimeouts(t *testing.T) {
 			t.Errorf("%s ran %s, want about %s", tc.id, ran, tc.max)
 		}
 	}
+}
+
+// executions returns a job's execution rows on the dev backend.
+func executions(t *testing.T, b *devBackend, id string) []devserver.ExecutionView {
+	t.Helper()
+	execs, err := b.client.Executions(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return execs
+}
+
+// assertExecution checks an execution row as the agent's two updates leave
+// it: the status the backend gave it, the exit code, every phase time, the
+// durations matching the times and adding up, the executor, and no field
+// that would complete the job again (§3 rule).
+func assertExecution(t *testing.T, ex devserver.ExecutionView, status string, code int, executor string) {
+	t.Helper()
+	if ex.Status != status || ex.ExitCode() == nil || *ex.ExitCode() != code {
+		t.Errorf("%s: status %q exit %v, want %s %d", ex.ID, ex.Status, ex.ExitCode(), status, code)
+	}
+	if ex.Updates != 2 {
+		t.Errorf("%s: %d updates, want a start and an end", ex.ID, ex.Updates)
+	}
+	if _, ok := ex.Fields["completedAt"]; ok {
+		t.Errorf("%s: an update carried completedAt", ex.ID)
+	}
+	if got := string(ex.ExecutionMetadata["executorType"]); got != `"`+executor+`"` {
+		t.Errorf("%s: executorType %s, want %s", ex.ID, got, executor)
+	}
+	times := map[string]time.Time{}
+	fields := []string{"startedAt", "setupStartedAt", "setupCompletedAt", "executionStartedAt", "executionCompletedAt"}
+	if executor == "container" {
+		fields = append(fields, "cleanupStartedAt", "cleanupCompletedAt")
+	}
+	for _, f := range fields {
+		at, ok := ex.Time(f)
+		if !ok {
+			t.Errorf("%s: no %s", ex.ID, f)
+		}
+		times[f] = at
+	}
+	durations := map[string]time.Duration{}
+	for _, f := range []string{"setupDuration", "executionDuration", "cleanupDuration", "totalDuration"} {
+		d, ok := ex.Duration(f)
+		if !ok && (f != "cleanupDuration" || executor == "container") {
+			t.Errorf("%s: no %s", ex.ID, f)
+		}
+		durations[f] = d
+	}
+	if d := durations["setupDuration"]; d != times["executionStartedAt"].Sub(times["setupStartedAt"]) {
+		t.Errorf("%s: setupDuration %s does not match its times", ex.ID, d)
+	}
+	if d := durations["executionDuration"]; d != times["executionCompletedAt"].Sub(times["executionStartedAt"]) {
+		t.Errorf("%s: executionDuration %s does not match its times", ex.ID, d)
+	}
+	if sum := durations["setupDuration"] + durations["executionDuration"] + durations["cleanupDuration"]; sum != durations["totalDuration"] || sum <= 0 {
+		t.Errorf("%s: phases add up to %s, total %s", ex.ID, sum, durations["totalDuration"])
+	}
+}
+
+// Every run's execution row gets its start and its end: status, exit code,
+// output, phase times and durations (issue 9, item 2).
+func TestE2EExecutions(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	startAgent(t, b.url, stateDir(t))
+	ok := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo hello; echo warn >&2"})
+	failing := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo failing; exit 3"})
+	timedOut := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 60", Timeout: "1s"})
+	retried, err := b.client.SubmitRaw(context.Background(), json.RawMessage(`{"type":"container","priority":5,"attempts":0,
+	  "execution":{"timeout":30000000000,"target":{"type":"local"},
+	    "script":{"type":"BASH","content":"echo \"try $CRONIUM_EXECUTION_ID\"; exit 3"},
+	    "retryPolicy":{"maxAttempts":2,"backoffType":"fixed","backoffDelay":1}},
+	  "metadata":{"eventName":"flaky","originalType":"SCRIPT","userId":"u1"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		id     string
+		status string
+		code   int
+		output string
+		err    string
+	}{
+		{ok, "completed", 0, "hello\n", "warn\n"},
+		{failing, "failed", 3, "failing\n", ""},
+		{timedOut, "timeout", -1, "up\n", ""},
+	} {
+		v := waitJob(t, b, tc.id, time.Minute)
+		execs := executions(t, b, tc.id)
+		if v.Status != tc.status || len(execs) != 1 {
+			t.Errorf("%s: job %s with %d executions", tc.id, v.Status, len(execs))
+			continue
+		}
+		ex := execs[0]
+		assertExecution(t, ex, tc.status, tc.code, "container")
+		if string(ex.Fields["output"]) != strconv.Quote(tc.output) {
+			t.Errorf("%s: output %s, want %q", ex.ID, ex.Fields["output"], tc.output)
+		}
+		if tc.err != "" && string(ex.Fields["error"]) != strconv.Quote(tc.err) {
+			t.Errorf("%s: error %s, want %q", ex.ID, ex.Fields["error"], tc.err)
+		}
+		if d, _ := ex.Duration("executionDuration"); tc.status == "timeout" && (d < time.Second || d > 5*time.Second) {
+			t.Errorf("%s: ran %s with a 1 s timeout", ex.ID, d)
+		}
+	}
+
+	v := waitJob(t, b, retried, time.Minute)
+	execs := executions(t, b, retried)
+	if v.Status != "failed" || len(execs) != 2 {
+		t.Fatalf("retried job: %s with %d executions", v.Status, len(execs))
+	}
+	for i, ex := range execs {
+		assertExecution(t, ex, "failed", 3, "container")
+		if string(ex.Fields["output"]) != strconv.Quote("try "+ex.ID+"\n") {
+			t.Errorf("%s: output %s", ex.ID, ex.Fields["output"])
+		}
+		if got := string(ex.ExecutionMetadata["attempt"]); got != strconv.Itoa(i+1) {
+			t.Errorf("%s: attempt %s, want %d", ex.ID, got, i+1)
+		}
+	}
+	// The retry begins after the first execution's end.
+	first, _ := execs[0].Time("cleanupCompletedAt")
+	second, _ := execs[1].Time("setupStartedAt")
+	if !second.After(first) {
+		t.Errorf("second attempt set up at %s, before the first ended at %s", second, first)
+	}
+	assertOneCompletion(t, b)
 }
 
 func TestE2ELiveLinesComplete(t *testing.T) {

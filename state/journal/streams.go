@@ -242,19 +242,42 @@ func prepareAppend(stream string, items []Item, firstSeq *uint64) (func(t *txn) 
 	}, nil
 }
 
+// Page bounds one read of a stream: at most Items items and, once one item
+// is read, no more than Bytes bytes of payload. Zero leaves that side
+// unbounded. Items can be megabytes each (log batches under heavy output),
+// so a reader that must keep its memory bounded sets Bytes.
+type Page struct {
+	Items int
+	Bytes int
+}
+
 // Pending returns up to limit (all if limit <= 0) undelivered items of a
 // stream with Seq > after, in order. An unknown stream has none.
 func (j *Journal) Pending(ctx context.Context, stream string, after uint64, limit int) ([]StoredItem, error) {
-	return j.read(ctx, stream, after, limit, true)
+	return j.read(ctx, stream, after, Page{Items: limit}, true)
+}
+
+// PendingPage is Pending bounded by a Page.
+func (j *Journal) PendingPage(ctx context.Context, stream string, after uint64, p Page) ([]StoredItem, error) {
+	return j.read(ctx, stream, after, p, true)
 }
 
 // Read returns up to limit (all if limit <= 0) items the journal holds for a
 // stream with Seq > after, delivered or not, in order (local inspection).
 func (j *Journal) Read(ctx context.Context, stream string, after uint64, limit int) ([]StoredItem, error) {
-	return j.read(ctx, stream, after, limit, false)
+	return j.read(ctx, stream, after, Page{Items: limit}, false)
 }
 
-func (j *Journal) read(ctx context.Context, stream string, after uint64, limit int, pendingOnly bool) ([]StoredItem, error) {
+// ReadPage is Read bounded by a Page.
+func (j *Journal) ReadPage(ctx context.Context, stream string, after uint64, p Page) ([]StoredItem, error) {
+	return j.read(ctx, stream, after, p, false)
+}
+
+func (p Page) full(items, bytes int) bool {
+	return (p.Items > 0 && items >= p.Items) || (p.Bytes > 0 && items > 0 && bytes >= p.Bytes)
+}
+
+func (j *Journal) read(ctx context.Context, stream string, after uint64, page Page, pendingOnly bool) ([]StoredItem, error) {
 	if err := checkName("stream", stream, maxNameLen); err != nil {
 		return nil, err
 	}
@@ -279,12 +302,14 @@ func (j *Journal) read(ctx context.Context, stream string, after uint64, limit i
 			return nil
 		}
 		c := b.Cursor()
-		for k, v := c.Seek(seqKey(after + 1)); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
+		size := 0
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && !page.full(len(out), size); k, v = c.Next() {
 			it, err := storedItem(k, v)
 			if err != nil {
 				return fmt.Errorf("stream %q seq %d: %w", stream, keySeq(k), err)
 			}
 			out = append(out, it)
+			size += len(v)
 			if len(out)%1024 == 0 {
 				if err := ctx.Err(); err != nil {
 					return err

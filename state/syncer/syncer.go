@@ -25,6 +25,7 @@ import (
 // Backend is what the syncer calls.
 type Backend interface {
 	CreateExecution(ctx context.Context, executionID string, body backend.CreateExecution) error
+	UpdateExecution(ctx context.Context, executionID string, u backend.ExecutionUpdate) error
 	SetStatus(ctx context.Context, jobID, status, message string) error
 	SendLogs(ctx context.Context, jobID, executionID string, entries []backend.LogEntry) error
 	SetExecutionOutput(ctx context.Context, executionID string, value json.RawMessage) error
@@ -39,7 +40,10 @@ type Backend interface {
 const (
 	maxBatchLines = 500
 	maxBatchBytes = 256 << 10
-	pageItems     = 512
+	// A page of a stream read at once: items can be megabytes each under
+	// heavy output, and the agent's memory must not grow with a backlog.
+	pageItems = 512
+	pageBytes = 8 << 20
 )
 
 // Option configures a Syncer.
@@ -322,10 +326,10 @@ func (s *Syncer) contact() {
 	s.kick()
 }
 
-// deliverPage delivers one page of pending items; more says whether the
-// page was full.
+// deliverPage delivers one page of pending items; more says whether there
+// may be more.
 func (s *Syncer) deliverPage(ctx context.Context, stream string) (more bool, err error) {
-	items, err := s.j.Pending(ctx, stream, 0, pageItems)
+	items, err := s.j.PendingPage(ctx, stream, 0, journal.Page{Items: pageItems, Bytes: pageBytes})
 	if err != nil {
 		return false, fmt.Errorf("read stream %s: %w", stream, err)
 	}
@@ -346,7 +350,9 @@ func (s *Syncer) deliverPage(ctx context.Context, stream string) (more bool, err
 		}
 		i += n
 	}
-	return len(items) == pageItems, nil
+	// A short page may have been cut by its byte bound: read again until
+	// the stream has nothing pending.
+	return true, nil
 }
 
 func (s *Syncer) delivered(it journal.StoredItem) {
@@ -393,6 +399,11 @@ func (s *Syncer) deliver(ctx context.Context, jobID string, items []journal.Stor
 		var p state.ExecutionItem
 		if err = decode(it, &p); err == nil {
 			err = s.be.CreateExecution(cctx, p.ExecutionID, backend.CreateExecution{JobID: p.JobID})
+		}
+	case state.KindExecutionUpdate:
+		var p state.ExecutionUpdateItem
+		if err = decode(it, &p); err == nil {
+			err = s.be.UpdateExecution(cctx, p.ExecutionID, p.Update)
 		}
 	case state.KindStatus:
 		var p state.StatusItem

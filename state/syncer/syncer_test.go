@@ -144,8 +144,8 @@ func logItem(t testing.TB, exec string, from, n uint64) journal.Item {
 }
 
 // journalRun journals a whole run of a job as the runner does: execution,
-// running, lines batches of perBatch lines, output, condition, a variable,
-// the completion.
+// running, the execution's start, lines batches of perBatch lines, output,
+// condition, a variable, the execution's end, the completion.
 func journalRun(t testing.TB, jobs *state.Jobs, id string, lines, perBatch uint64) {
 	t.Helper()
 	ctx := context.Background()
@@ -163,6 +163,10 @@ func journalRun(t testing.TB, jobs *state.Jobs, id string, lines, perBatch uint6
 	must(jb.Update(ctx, func(p *state.Progress) { p.State, p.Attempt, p.ExecutionID = state.Running, 1, exec },
 		item(t, state.KindExecution, state.ExecutionItem{ExecutionID: exec, JobID: id, Attempt: 1}),
 		item(t, state.KindStatus, state.StatusItem{Status: "running", At: time.Now().UTC()})))
+	started := time.Now()
+	must(jb.Update(ctx, func(p *state.Progress) { p.StartedAt = started.UTC() },
+		item(t, state.KindExecutionUpdate, state.ExecutionUpdateItem{ExecutionID: exec, Update: backend.ExecutionUpdate{
+			Running: true, StartedAt: started, SetupStartedAt: started, SetupCompletedAt: started, ExecutionStartedAt: started}})))
 	for s := uint64(1); s <= lines; s += perBatch {
 		must(jb.Update(ctx, nil, logItem(t, exec, s, min(perBatch, lines-s+1))))
 	}
@@ -172,7 +176,10 @@ func journalRun(t testing.TB, jobs *state.Jobs, id string, lines, perBatch uint6
 		item(t, state.KindCondition, state.ConditionItem{ExecutionID: exec, Condition: true, At: time.Now().UTC()}),
 		item(t, state.KindVariable, state.VariableItem{UserID: "user_1", Key: "k-" + id, Value: "v"})))
 	now := time.Now().UTC()
-	must(jb.Finish(ctx, func(p *state.Progress) { p.State = state.Finished }, item(t, state.KindComplete, backend.Completion{
+	end := item(t, state.KindExecutionUpdate, state.ExecutionUpdateItem{ExecutionID: exec, Update: backend.ExecutionUpdate{
+		ExitCode: backend.Ptr(0), Output: backend.Ptr("out"), ExecutionCompletedAt: now, TotalDuration: backend.Ptr(now.Sub(started)),
+		ExecutionMetadata: map[string]any{"executorType": "container"}}})
+	must(jb.Finish(ctx, func(p *state.Progress) { p.State = state.Finished }, end, item(t, state.KindComplete, backend.Completion{
 		Status: "completed", Output: backend.Output{Stdout: "out"}, Condition: &cond,
 		Metrics: backend.RunMetrics{StartTime: now, EndTime: now}, Timestamp: now,
 	})))
@@ -229,6 +236,15 @@ func checkJob(t testing.TB, b *devBackend, id string, lines uint64) {
 		if l.Seq != uint64(i+1) || l.Line != fmt.Sprintf("line %d", i+1) {
 			t.Fatalf("job %s: line %d is seq %d %q", id, i+1, l.Seq, l.Line)
 		}
+	}
+	execs, err := b.dev.Executions(ctx, id)
+	if err != nil || len(execs) != 1 {
+		t.Fatalf("job %s: executions %+v, %v", id, execs, err)
+	}
+	ex := execs[0]
+	if _, started := ex.Time("executionStartedAt"); ex.Status != "completed" || ex.Updates != 2 || !started ||
+		ex.ExitCode() == nil || *ex.ExitCode() != 0 || string(ex.ExecutionMetadata["executorType"]) != `"container"` {
+		t.Errorf("job %s: execution %+v, want its start and end updates once", id, ex)
 	}
 }
 
@@ -411,5 +427,90 @@ func BenchmarkBacklogDrain(b *testing.B) {
 		b.ReportMetric(time.Since(start).Seconds(), "s/100k-lines")
 		b.StopTimer()
 		checkJob(b, be, ids[0], lines)
+	}
+}
+
+// Execution updates reach the row in stream order, each once; one the
+// backend refuses (an unknown execution) or one that does not decode is
+// skipped, and the job's completion still follows.
+func TestExecutionUpdates(t *testing.T) {
+	at := time.Date(2026, 11, 27, 10, 0, 0, 123456789, time.UTC)
+	start := func(exec string) journal.Item {
+		return item(t, state.KindExecutionUpdate, state.ExecutionUpdateItem{ExecutionID: exec, Update: backend.ExecutionUpdate{
+			Running: true, StartedAt: at, SetupStartedAt: at, SetupCompletedAt: at.Add(time.Second), ExecutionStartedAt: at.Add(time.Second)}})
+	}
+	end := func(exec string) journal.Item {
+		return item(t, state.KindExecutionUpdate, state.ExecutionUpdateItem{ExecutionID: exec, Update: backend.ExecutionUpdate{
+			ExitCode: backend.Ptr(3), Output: backend.Ptr("out"), Error: backend.Ptr("err"), ExecutionCompletedAt: at.Add(3 * time.Second),
+			SetupDuration: backend.Ptr(time.Second), ExecutionDuration: backend.Ptr(2 * time.Second), TotalDuration: backend.Ptr(3 * time.Second),
+			ExecutionMetadata: map[string]any{"executorType": "container"}}})
+	}
+	for _, tc := range []struct {
+		name    string
+		items   func(exec string) []journal.Item
+		updates int
+		exit    *int
+	}{
+		{"start and end", func(e string) []journal.Item { return []journal.Item{start(e), end(e)} }, 2, backend.Ptr(3)},
+		{"an update of an unknown execution is refused, not sent again", func(e string) []journal.Item {
+			return []journal.Item{start(e), end("exec_none"), end(e)}
+		}, 2, backend.Ptr(3)},
+		{"an undecodable update is skipped", func(e string) []journal.Item {
+			return []journal.Item{start(e), {Kind: state.KindExecutionUpdate, Payload: []byte(`{"executionId":7}`)}, end(e)}
+		}, 2, backend.Ptr(3)},
+		{"no update: the row has only what the backend sets", func(string) []journal.Item { return nil }, 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startBackend(t)
+			c := b.client(t)
+			id := b.claim(t, c, 1)[0]
+			jobs, j := openJobs(t, filepath.Join(t.TempDir(), "journal.db"))
+			s := syncer.New(j, c, syncer.WithLogger(quiet))
+			jobs.OnAppend(s.Notify)
+			runSyncer(t, s)
+			ctx := context.Background()
+			jb, err := jobs.Claim(ctx, &backend.Job{ID: id, OriginalType: backend.TypeScript})
+			if err != nil {
+				t.Fatal(err)
+			}
+			exec := "exec_" + id + "_1"
+			items := append([]journal.Item{item(t, state.KindExecution, state.ExecutionItem{ExecutionID: exec, JobID: id, Attempt: 1})}, tc.items(exec)...)
+			if err := jb.Update(ctx, nil, items...); err != nil {
+				t.Fatal(err)
+			}
+			err = jb.Finish(ctx, nil, item(t, state.KindComplete, backend.Completion{Status: "failed", ExitCode: 3, Timestamp: at}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			flush(t, s, 30*time.Second)
+
+			v, err := b.dev.Job(ctx, id)
+			if err != nil || v.Status != "failed" || len(v.CompletionCalls) != 1 {
+				t.Fatalf("job: %s with %d completing calls, %v", v.Status, len(v.CompletionCalls), err)
+			}
+			ex, err := b.dev.Execution(ctx, exec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ex.Updates != tc.updates || ex.Status != "failed" || (ex.ExitCode() == nil) != (tc.exit == nil) || (tc.exit != nil && *ex.ExitCode() != *tc.exit) {
+				t.Errorf("execution: %d updates, status %s, exit %v", ex.Updates, ex.Status, ex.ExitCode())
+			}
+			if tc.updates == 0 {
+				return
+			}
+			// The times are the journaled ones, to the millisecond.
+			if got, ok := ex.Time("startedAt"); !ok || !got.Equal(at.Truncate(time.Millisecond)) {
+				t.Errorf("startedAt %s, want %s", got, at)
+			}
+			if d, ok := ex.Duration("totalDuration"); !ok || d != 3*time.Second {
+				t.Errorf("totalDuration %s", d)
+			}
+			if string(ex.Fields["output"]) != `"out"` || string(ex.Fields["error"]) != `"err"` {
+				t.Errorf("output %s error %s", ex.Fields["output"], ex.Fields["error"])
+			}
+			if _, ok := ex.Fields["completedAt"]; ok {
+				t.Error("an update carried completedAt")
+			}
+		})
 	}
 }
