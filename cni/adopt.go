@@ -37,6 +37,11 @@ func (m *Manager) Adopt(ctx context.Context, id string) (*Network, error) {
 		problem = present(n)
 	}
 	if problem == "" {
+		// A network set up by an agent from before jobs lost IPv6 still
+		// has it on the host's side: remove it there too.
+		if err := disableBridgeIPv6(n.Bridge); err != nil {
+			m.log.Warn("adopted network keeps IPv6 on the host's side", "network", id, "error", err)
+		}
 		return n, nil
 	}
 	if err := m.teardown(context.WithoutCancel(ctx), n); err != nil {

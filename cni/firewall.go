@@ -14,7 +14,10 @@ import (
 // unless accepted: the runtime API port on an address of the very bridge it
 // came in on (its own gateway: addrtype --limit-iface-in, one rule for all
 // jobs, so a job costs no iptables run), and, for a network with egress,
-// forwarding to anything but another job (a rule of its own).
+// forwarding to anything but another job (a rule of its own). Jobs have no
+// IPv6 (ipv6.go); ip6tables drops all of it to and from their bridges all
+// the same, in case an interface gets it back (a host-wide
+// net.ipv6.conf.all.disable_ipv6=0 reaches the bridges too).
 const (
 	chainInput   = "CRONIUM-INPUT"
 	chainForward = "CRONIUM-FORWARD"
@@ -23,6 +26,7 @@ const (
 
 type firewall struct {
 	ipt  *iptables.IPTables
+	ip6t *iptables.IPTables // nil when the kernel has no IPv6
 	port int
 }
 
@@ -32,10 +36,41 @@ func newFirewall(port int) (*firewall, error) {
 		return nil, fmt.Errorf("iptables: %w (install the iptables package)", err)
 	}
 	fw := &firewall{ipt: ipt, port: port}
+	if hostHasIPv6() {
+		if fw.ip6t, err = iptables.New(iptables.IPFamily(iptables.ProtocolIPv6), iptables.Timeout(10)); err != nil {
+			return nil, fmt.Errorf("ip6tables: %w (install the iptables package)", err)
+		}
+	}
 	if err := fw.ensureChains(); err != nil {
 		return nil, err
 	}
+	if err := fw.ensureNoIPv6(); err != nil {
+		return nil, err
+	}
 	return fw, nil
+}
+
+// noIPv6Rules drop every IPv6 packet from or to a job's bridge. They are
+// the same for all jobs, so no job adds or removes any.
+var noIPv6Rules = []struct {
+	chain string
+	rule  []string
+}{
+	{"INPUT", []string{"-i", BridgePrefix + "+", "-j", "DROP"}},
+	{"FORWARD", []string{"-i", BridgePrefix + "+", "-j", "DROP"}},
+	{"FORWARD", []string{"-o", BridgePrefix + "+", "-j", "DROP"}},
+}
+
+func (fw *firewall) ensureNoIPv6() error {
+	if fw.ip6t == nil {
+		return nil
+	}
+	for _, r := range noIPv6Rules {
+		if err := fw.ip6t.InsertUnique("filter", r.chain, 1, r.rule...); err != nil {
+			return fmt.Errorf("ip6tables rule dropping IPv6 of jobs in %s: %w", r.chain, err)
+		}
+	}
+	return nil
 }
 
 func (fw *firewall) ensureChain(chain string, tail [][]string) error {

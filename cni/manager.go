@@ -212,6 +212,9 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Network, err error) 
 	if err := setGateway(n.Bridge, n.Gateway, n.Subnet); err != nil {
 		return nil, err
 	}
+	if err := disableBridgeIPv6(n.Bridge); err != nil {
+		return nil, err
+	}
 	if err := m.fw.allow(n); err != nil {
 		return nil, err
 	}

@@ -12,7 +12,10 @@ import (
 )
 
 // createNetNS makes a named network namespace under /var/run/netns, as
-// `ip netns add` does, without moving the calling goroutine into it.
+// `ip netns add` does, without moving the calling goroutine into it. IPv6
+// is off for every interface made in it later (the job's eth0): a job gets
+// no link-local address, so it cannot reach the host's services on [::].
+// Its loopback, made with the namespace, keeps ::1.
 func createNetNS(name string) error {
 	runtime.LockOSThread()
 	orig, err := netns.Get()
@@ -24,6 +27,11 @@ func createNetNS(name string) error {
 	h, err := netns.NewNamed(name)
 	if h.IsOpen() {
 		h.Close()
+	}
+	if err == nil {
+		// /proc/sys/net is the namespace of the thread that opens it: this
+		// one, locked in the new namespace.
+		err = disableIPv6("default")
 	}
 	if serr := netns.Set(orig); serr != nil {
 		// The thread is stuck in the new namespace: leave it locked so the

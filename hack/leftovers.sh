@@ -27,6 +27,10 @@ n=$(find "${CNI_RUN_DIR:-/run/cronium-agent/cni}/nets" "${CNI_RUN_DIR:-/run/cron
 ((n)) && left+=("$n network records or leases")
 n=$(iptables -S 2>/dev/null | grep -c -- '--comment cronium:')
 ((n)) && left+=("$n firewall rules")
+# The agent's ip6tables rules (three drops for crn-+) are shared by all jobs
+# and stay; a rule of one job would be tagged like the IPv4 ones.
+n=$(ip6tables -S 2>/dev/null | grep -c -- '--comment cronium:')
+((n)) && left+=("$n IPv6 firewall rules")
 # A shim whose task is gone (containerd lists every live task).
 tasks=$(ctr --address "$ADDR" -n cronium tasks ls -q 2>/dev/null)
 n=0

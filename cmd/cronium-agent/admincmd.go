@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/internal/config"
+	"github.com/cronium/cronium-agent/internal/termsafe"
 	"github.com/cronium/cronium-agent/state/admin"
 )
 
@@ -58,17 +59,24 @@ func runLogs(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
 	follow := fs.Bool("f", false, "follow: print lines as they come until the job's log is complete")
 	fs.BoolVar(follow, "follow", false, "same as -f")
+	raw := fs.Bool("raw", false, rawUsage)
 	c, pos, err := adminArgs(env, fs, args, "JOB")
 	if err != nil {
 		return err
 	}
-	out := bufio.NewWriter(env.stdout)
-	defer out.Flush()
+	buf := bufio.NewWriter(env.stdout)
+	defer buf.Flush()
+	// The escaping sits above the buffer so that it sees a whole line per
+	// write: the buffer's flushes could split a character.
+	var out io.Writer = buf
+	if !*raw && termsafe.IsTerminal(env.stdout) {
+		out = termsafe.NewWriter(buf)
+	}
 	err = c.Logs(ctx, pos[0], 0, *follow, func(l admin.LogLine) error {
 		if err := printLogLine(out, l); err != nil || !*follow {
 			return err
 		}
-		return out.Flush() // a followed line is shown when it comes
+		return buf.Flush() // a followed line is shown when it comes
 	})
 	if err != nil && ctx.Err() != nil {
 		return nil // Ctrl-C ends following

@@ -42,8 +42,8 @@ func backendSubs() []backendSub {
 		{"serve", "--token T --data DIR [--listen ADDR]", "run the development backend until interrupted", runBackendServe},
 		{"submit", "(-c CODE | --file F | --raw F) [--wait]", "submit a job; with --wait, follow it and exit with its exit code", runBackendSubmit},
 		{"jobs", "", "list the jobs", runBackendJobs},
-		{"show", "JOB [--json]", "show a job: status, exit code, output, condition, timings", runBackendShow},
-		{"logs", "JOB [-f]", "print a job's live log lines (-f: follow until it ends)", runBackendLogs},
+		{"show", "JOB [--json] [--raw]", "show a job: status, exit code, output, condition, timings", runBackendShow},
+		{"logs", "JOB [-f] [--raw]", "print a job's live log lines (-f: follow until it ends)", runBackendLogs},
 		{"cancel", "JOB", "cancel a job (a running one stops at its agent's next heartbeat)", runBackendCancel},
 	}
 }
@@ -325,7 +325,9 @@ func runBackendSubmit(ctx context.Context, env *cliEnv, args []string) error {
 		return nil
 	}
 	fmt.Fprintf(env.stderr, "submitted %s\n", id)
-	v, err := devFollow(ctx, env, c, id, 0, true)
+	// The job's lines are escaped on a terminal and exact through a pipe;
+	// submit has no --raw for them (that flag names a job file).
+	v, err := devFollow(ctx, jobOutputEnv(env, false), c, id, 0, true)
 	if err != nil {
 		if ctx.Err() != nil {
 			return &exitError{code: exitJobCancelled, err: fmt.Errorf("stopped waiting; job %s goes on (cronium-agent backend cancel %s)", id, id)}
@@ -508,10 +510,12 @@ func runBackendShow(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("backend show", flag.ContinueOnError)
 	cf := addDevClientFlags(fs)
 	asJSON := fs.Bool("json", false, "print everything the backend knows, as JSON")
+	raw := fs.Bool("raw", false, rawUsage)
 	id, c, err := jobArgs(env, fs, cf, args)
 	if err != nil {
 		return err
 	}
+	env = jobOutputEnv(env, *raw)
 	v, err := c.Job(ctx, id)
 	if err != nil {
 		return devClientError(c, err)
@@ -519,11 +523,17 @@ func runBackendShow(ctx context.Context, env *cliEnv, args []string) error {
 	if *asJSON {
 		return devPrintJSON(env, v)
 	}
-	printJobView(env.stdout, v)
+	var execs []devserver.ExecutionView
+	if len(v.Executions) > 0 {
+		if execs, err = c.Executions(ctx, id); err != nil {
+			return devClientError(c, err)
+		}
+	}
+	printJobView(env.stdout, v, execs)
 	return nil
 }
 
-func printJobView(w io.Writer, v devserver.JobView) {
+func printJobView(w io.Writer, v devserver.JobView, execs []devserver.ExecutionView) {
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	row := func(k, format string, args ...any) {
 		fmt.Fprintf(tw, "%s:\t"+format+"\n", append([]any{k}, args...)...)
@@ -589,7 +599,7 @@ func printJobView(w io.Writer, v devserver.JobView) {
 		completions += " (more than one completing call!)"
 	}
 	row("completions", "%s", completions)
-	if len(v.Executions) > 0 {
+	if len(v.Executions) > 0 && len(execs) == 0 {
 		row("executions", "%s", strings.Join(v.Executions, ", "))
 	}
 	row("log lines", "%d", v.LogLines)
@@ -600,6 +610,7 @@ func printJobView(w io.Writer, v devserver.JobView) {
 		row("output", "%s", v.ScriptOutput)
 	}
 	tw.Flush()
+	printExecutions(w, execs)
 	if v.Output != nil {
 		for _, s := range []struct{ name, text string }{{"stdout", v.Output.Stdout}, {"stderr", v.Output.Stderr}} {
 			if s.text == "" {
@@ -613,16 +624,49 @@ func printJobView(w io.Writer, v devserver.JobView) {
 	}
 }
 
+// printExecutions prints a job's executions, one a line: status, exit code
+// and the phase durations the agent reported ("-": not reported).
+func printExecutions(w io.Writer, execs []devserver.ExecutionView) {
+	if len(execs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "executions:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ID\tSTATUS\tEXIT\tSETUP\tEXECUTION\tCLEANUP\tTOTAL")
+	for _, e := range execs {
+		status, exit := e.Status, "-"
+		if status == "" {
+			status = devserver.StatusQueued // a row from before statuses were kept
+		}
+		if c := e.ExitCode(); c != nil {
+			exit = fmt.Sprint(*c)
+		}
+		cols := []string{"  " + e.ID, status, exit}
+		for _, f := range []string{"setupDuration", "executionDuration", "cleanupDuration", "totalDuration"} {
+			d, ok := e.Duration(f)
+			if !ok {
+				cols = append(cols, "-")
+				continue
+			}
+			cols = append(cols, d.String())
+		}
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	}
+	tw.Flush()
+}
+
 func runBackendLogs(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("backend logs", flag.ContinueOnError)
 	cf := addDevClientFlags(fs)
 	follow := fs.Bool("f", false, "follow: keep printing new lines until the job ends")
 	fs.BoolVar(follow, "follow", false, "same as -f")
 	after := fs.Uint64("after", 0, "only lines with a seq above this")
+	raw := fs.Bool("raw", false, rawUsage)
 	id, c, err := jobArgs(env, fs, cf, args)
 	if err != nil {
 		return err
 	}
+	env = jobOutputEnv(env, *raw)
 	if *follow {
 		_, err := devFollow(ctx, env, c, id, *after, false)
 		if err != nil && ctx.Err() != nil {

@@ -99,6 +99,16 @@ func (a cliFakeAgent) logs(id string, from int, lines ...[2]string) {
 	a.call("POST", "/api/internal/jobs/"+id+"/logs", map[string]any{"executionId": "exec_" + id + "_1", "entries": entries})
 }
 
+// execution creates an execution of the job and sends its start and end
+// updates, as the agent does for a script that exits with code.
+func (a cliFakeAgent) execution(id string, code int) {
+	exec := "/api/internal/executions/exec_" + id + "_1"
+	a.call("POST", exec+"/create", map[string]any{"jobId": id})
+	a.call("PUT", exec+"/update", map[string]any{"status": "running", "startedAt": "2026-11-27T12:00:00.000Z", "executionStartedAt": "2026-11-27T12:00:00.812Z"})
+	a.call("PUT", exec+"/update", map[string]any{"exitCode": code, "executionCompletedAt": "2026-11-27T12:00:02.012Z",
+		"setupDuration": 812, "executionDuration": 1200, "cleanupDuration": 95, "totalDuration": 2107})
+}
+
 func (a cliFakeAgent) complete(id, status string, code int, stdout, stderr string) {
 	a.call("POST", "/api/internal/jobs/"+id+"/complete", map[string]any{"status": status, "exitCode": code,
 		"output": map[string]string{"stdout": stdout, "stderr": stderr}, "condition": true, "scriptOutput": map[string]int{"n": 1},
@@ -116,6 +126,7 @@ func TestBackendSubmitWait(t *testing.T) {
 		a.logs(id, 1, [2]string{"stdout", "line one"}, [2]string{"stderr", "warning"})
 		time.Sleep(300 * time.Millisecond) // the CLI polls in between
 		a.logs(id, 3, [2]string{"stdout", "line two"}, [2]string{"system", "pulling image"})
+		a.execution(id, 3)
 		a.complete(id, "completed", 3, "line one\nline two\n", "warning\n")
 	}()
 	r := runBackendCLI(t, ts.URL, "submit", "--runtime", "python", "-c", "print(1)", "--env", "A=1", "--input", `{"x":1}`,
@@ -151,6 +162,10 @@ func TestBackendSubmitWait(t *testing.T) {
 		if !strings.Contains(r.stdout, frag) {
 			t.Errorf("show lacks %q:\n%s", frag, r.stdout)
 		}
+	}
+	// Each execution on a line of its own: status, exit code, phase durations.
+	if !regexp.MustCompile(`(?m)^executions:\n +ID +STATUS +EXIT +SETUP +EXECUTION +CLEANUP +TOTAL\n +exec_` + id + `_1 +completed +3 +812ms +1\.2s +95ms +2\.107s\n`).MatchString(r.stdout) {
+		t.Errorf("show lacks the executions:\n%s", r.stdout)
 	}
 	r = runBackendCLI(t, ts.URL, "show", id, "--json")
 	var jv devserver.JobView

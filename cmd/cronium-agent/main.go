@@ -59,7 +59,7 @@ func commands() []command {
 		{"run", "run the agent: take jobs from the Cronium backend and report them back", runAgent},
 		{"status", "show the running agent's backend, backlog, running jobs and journal (status [--json])", runStatus},
 		{"jobs", "list the running agent's recent jobs and their delivery (jobs [--limit N] [--json])", runJobs},
-		{"logs", "print a job's log from the running agent's journal (logs [-f] JOB); stdout lines as they are, others prefixed [stderr] / [system]", runLogs},
+		{"logs", "print a job's log from the running agent's journal (logs [-f] [--raw] JOB); stdout lines as they are, others prefixed [stderr] / [system]", runLogs},
 		{"exec", "run one script job in a container and stream its output", runExec},
 		{"backend", "the development backend and its operator commands (serve, submit, jobs, show, logs, cancel)", runBackend},
 		{"images", "import and list runtime images (images import ARCHIVE..., images list)", runImages},
