@@ -350,6 +350,9 @@ func (d *Dispatcher) scriptOutcome(ctx context.Context, r *run, req container.Re
 	if res.Status == container.StatusTimeout {
 		r.system(fmt.Sprintf("timed out after %s", req.Timeout))
 	}
+	for _, note := range res.Notes {
+		r.system(note) // the result stands; the log says what the agent could not do
+	}
 	if err != nil {
 		// The script ran but the agent lost part of the run (its output).
 		r.stderr.Write([]byte("cronium-agent: " + err.Error() + "\n"))

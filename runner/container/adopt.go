@@ -86,6 +86,7 @@ func (e *Executor) Adopt(ctx context.Context, req Request, startedAt time.Time, 
 // wait on.
 func (e *Executor) resume(ctx context.Context, j *job, left leftover, startedAt time.Time, skip uint64, onEntry EntryFunc) (Result, error) {
 	req := j.req
+	j.started = true
 	exec := req.Execution
 	exec.StartTime = startedAt
 	var err error

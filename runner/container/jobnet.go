@@ -25,8 +25,8 @@ const (
 	InitBin = "/cronium/bin/" + jobinit.Name
 	// InitPids is added to a job's pids limit for the init: the Go runtime
 	// runs on 6 threads there, each counted as a pid.
-	InitPids = 8
-	RuntimeAPI   = "http://runtime-api:%d"
+	InitPids   = 8
+	RuntimeAPI = "http://runtime-api:%d"
 )
 
 // netSetup is a job network being set up in the background, so that it

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,6 +79,9 @@ type Result struct {
 	// Condition is the workflow condition the script set, if any.
 	Condition    bool
 	HasCondition bool
+	// Notes are what went wrong around the script without changing its
+	// result (output capture cut short, say): for the job's log.
+	Notes []string
 	// Lost says that the run's task vanished with its exit status (a host
 	// restart, a killed shim, containerd losing its state): the run is
 	// reported failed, with the output captured up to then, ExitCode 255
@@ -198,6 +202,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 		return Result{}, fmt.Errorf("start task for job %s: %w", req.JobID, err)
 	}
 	ph.mark("start")
+	j.started = true
 	w := e.watch(ctx, req.RunID, task, exitCh, startedAt.Add(req.Timeout))
 	return e.finish(ctx, j, attached{watch: w, startedAt: startedAt, cgroups: spec.Linux.CgroupsPath, follow: follow})
 }
@@ -210,19 +215,31 @@ type job struct {
 	network *netSetup
 	session *sidecar.Session
 	ph      *phases
+	// started: the script ran, so the run has a result of its own.
+	started bool
 }
 
 // release removes everything of the run and adds what went wrong doing so
 // to err. It runs on a context of its own: a cancelled run must still be
 // removed, and across a containerd restart.
+//
+// Once the script has started, its result stands whatever the cleanup
+// meets: cleanup errors are only logged then (gc retries the removal).
 func (e *Executor) release(ctx context.Context, j *job, err error) error {
 	j.ph.mark("capture")
+	var cerr error
 	if j.session != nil {
-		err = errorsJoinCleanup(err, j.session.Close())
+		cerr = j.session.Close()
 	}
-	cerr := e.call(ctx, j.req.RunID, "remove the run", func(lostAt time.Time) time.Time { return lostAt.Add(cleanupWait) },
-		func(ctx context.Context) error { return e.remove(ctx, j.req.RunID, j.dir) })
-	err = errorsJoinCleanup(err, cerr)
+	cerr = errors.Join(cerr, e.call(ctx, j.req.RunID, "remove the run", func(lostAt time.Time) time.Time { return lostAt.Add(cleanupWait) },
+		func(ctx context.Context) error { return e.remove(ctx, j.req.RunID, j.dir) }))
+	switch {
+	case cerr == nil:
+	case j.started:
+		e.log.Warn("removing the finished run failed; gc will retry", "container", j.req.RunID, "error", cerr)
+	default:
+		err = errorsJoinCleanup(err, cerr)
+	}
 	j.lock.Close()
 	e.teardownLater(j.req.RunID, j.network)
 	j.ph.mark("cleanup")
@@ -268,13 +285,23 @@ func (e *Executor) finish(ctx context.Context, j *job, a attached) (Result, erro
 		res.Status = StatusFailed
 	}
 	j.ph.mark("exit")
+	// From here on the script's result is known and stands: what goes wrong
+	// in the cleanup is logged and noted, and gc removes what is left.
 	if err := a.watch.delete(); err != nil {
-		return res, errors.Join(phaseErr, fmt.Errorf("delete task of job %s: %w", req.JobID, err))
+		e.log.Warn("delete the job's task failed; gc will remove it", "container", req.RunID, "error", err)
+		// The shim keeps the output pipes open: no end record will come.
+		res.Entries, err = a.follow.rest()
+		res.Notes = append(res.Notes, "the agent could not delete the job's task; its output may end early")
+		if err != nil {
+			e.log.Warn("read the rest of the job's output", "container", req.RunID, "error", err)
+		}
+		return res, phaseErr
 	}
 	j.ph.mark("delete")
 	res.Entries, err = a.follow.wait(e.endWait)
 	if err != nil {
-		return res, errors.Join(phaseErr, fmt.Errorf("output of job %s: %w", req.JobID, err))
+		e.log.Warn("the job's output capture did not finish", "container", req.RunID, "error", err)
+		res.Notes = append(res.Notes, fmt.Sprintf("output capture incomplete after %d entries: %v", res.Entries, err))
 	}
 	return res, phaseErr
 }
@@ -296,7 +323,7 @@ func (j *job) collectAPI(e *Executor, res *Result) {
 // spec writes the run's files (script, hosts) and builds its OCI spec.
 func (e *Executor) spec(req Request, dir string, imageEnv []string, n *cni.Network, session *sidecar.Session) (*specs.Spec, error) {
 	scriptPath := filepath.Join(dir, req.Runtime.ScriptName)
-	if err := os.WriteFile(scriptPath, req.Script, 0o444); err != nil {
+	if err := e.writeScript(scriptPath, req.Script); err != nil {
 		return nil, fmt.Errorf("write script for job %s: %w", req.JobID, err)
 	}
 	hostsPath := filepath.Join(dir, "hosts")
@@ -339,6 +366,26 @@ func (e *Executor) spec(req Request, dir string, imageEnv []string, n *cni.Netwo
 		job.NetNSPath = n.NetNSPath()
 	}
 	return oci.Spec(job)
+}
+
+// writeScript writes the script readable by the job's user alone: scripts
+// carry secrets, and the run's directory name is visible to every local
+// user (in ps, say).
+func (e *Executor) writeScript(path string, script []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
+	if err != nil {
+		return err
+	}
+	uid, gid := int(e.idmap.HostUID)+oci.JobUID, int(e.idmap.HostGID)+oci.JobGID
+	if err := f.Chown(uid, gid); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(script); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func validate(req Request) error {
@@ -418,13 +465,12 @@ type follower struct {
 // the first skip (which the caller already has) to onEntry.
 type sink struct {
 	skip    uint64
-	read    uint64
+	read    atomic.Uint64 // also read by wait, to tell a backlog from a stall
 	onEntry EntryFunc
 }
 
 func (s *sink) deliver(ent output.Entry) {
-	s.read++
-	if s.read > s.skip && s.onEntry != nil {
+	if s.read.Add(1) > s.skip && s.onEntry != nil {
 		s.onEntry(ent)
 	}
 }
@@ -467,7 +513,7 @@ func (e *Executor) follow(ctx context.Context, path string, skip uint64, onEntry
 // may never write one. It returns how many entries the file holds.
 func (f *follower) rest() (uint64, error) {
 	f.stop()
-	return readAvailable(f.path, max(f.sink.read, f.sink.skip), f.sink.onEntry)
+	return readAvailable(f.path, max(f.sink.read.Load(), f.sink.skip), f.sink.onEntry)
 }
 
 // readAvailable delivers the entries on file after the first skip, up to
@@ -489,9 +535,9 @@ func readAvailable(path string, skip uint64, onEntry EntryFunc) (uint64, error) 
 		case err == nil:
 			s.deliver(ent)
 		case errors.Is(err, io.EOF), errors.Is(err, output.ErrNoData):
-			return s.read, nil
+			return s.read.Load(), nil
 		default:
-			return s.read, err
+			return s.read.Load(), err
 		}
 	}
 }
@@ -523,20 +569,34 @@ func (f *follower) stop() {
 	<-f.done
 }
 
-// wait gives the follower up to d to read the end record.
+// wait lets the follower read to the end record for as long as it makes
+// progress: a job that printed fast may leave a long backlog behind its
+// exit, and all of it is the job's output. It gives up after d without a
+// single entry read (the logger stalled or died).
 func (f *follower) wait(d time.Duration) (uint64, error) {
 	f.kick()
-	t := time.NewTimer(d)
+	t := time.NewTicker(d)
 	defer t.Stop()
-	select {
-	case <-f.done:
-	case <-t.C:
+	last := f.sink.read.Load()
+	for {
+		select {
+		case <-f.done:
+			f.cancel()
+			return f.sink.read.Load(), f.err
+		case <-t.C:
+		}
+		if now := f.sink.read.Load(); now != last {
+			last = now
+			continue
+		}
 		f.cancel()
 		<-f.done
-		return f.sink.read, fmt.Errorf("output capture did not finish within %s: %w", d, f.err)
+		err := fmt.Errorf("output capture stalled: no entry for %s after %d entries", d, f.sink.read.Load())
+		if f.err != nil {
+			err = fmt.Errorf("%w: %w", err, f.err)
+		}
+		return f.sink.read.Load(), err
 	}
-	f.cancel()
-	return f.sink.read, f.err
 }
 
 func openWhenCreated(ctx context.Context, path string) (*output.Reader, error) {
