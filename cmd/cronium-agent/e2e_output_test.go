@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +22,10 @@ import (
 // gib1 prints 1 GiB of 99-character lines as fast as bash can, then exits
 // with the given status.
 const gib1 = `yes "$(head -c 99 /dev/zero | tr '\0' a)" | head -c 1G; exit `
+
+// lastLine ends gib1's output: head cuts the last of its 100-byte lines
+// short, without a newline.
+var lastLine = "\n" + strings.Repeat("a", (1<<30)%100)
 
 // A job that prints fast ends with its own exit code, every byte captured,
 // however long the capture lags behind the exit (it used to end in 125,
@@ -49,51 +54,119 @@ func TestE2EFastOutputKeepsExitCode(t *testing.T) {
 	}
 }
 
-// The agent's memory does not grow with a job's output: a job printing
-// 1 GiB through the agent to a backend without a live-log endpoint (the
-// deployed backend's case; everything goes through the journal) completes
-// with its exit code while the agent's anonymous memory stays bounded (it
-// peaked at 400-450 MiB, 215 MiB of it one page of the journal backlog).
+// The agent's memory and disk do not grow with a job's output: a job
+// printing 1 GiB through the agent to a backend without a live-log endpoint
+// (the deployed backend's case; everything goes through the journal)
+// completes with its exit code, while the agent's anonymous memory stays
+// bounded (it peaked at 400-450 MiB, 215 MiB of it one page of the journal
+// backlog) and the run's output file stays within jobs.outputBudget (it
+// took 1.28 GB).
 func TestE2ELargeOutputBoundedMemory(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "", devserver.WithoutLogEndpoint())
-	a := startAgent(t, b.url, stateDir(t))
+	state := stateDir(t)
+	a := startAgent(t, b.url, state)
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: gib1 + "0", Timeout: "10m"})
 
-	var peak atomic.Int64
-	stop := make(chan struct{})
+	w := watchPeaks(a.cmd.Process.Pid, filepath.Join(state, "runs"))
+	v := waitJob(t, b, id, 8*time.Minute)
+	anon, disk := w.stop()
+	if v.Status != "completed" || exitCode(v) != 0 || v.Output == nil {
+		t.Fatalf("status %s exit %d (error %q)", v.Status, exitCode(v), v.Error)
+	}
+	// The completion carries the head and the tail, and says how much
+	// lies between.
+	if !regexp.MustCompile(`\[\.\.\. \d+ bytes omitted \.\.\.\]`).MatchString(v.Output.Stdout) ||
+		!strings.HasSuffix(v.Output.Stdout, lastLine) {
+		t.Errorf("stdout in the completion (%d bytes) lacks the marker or the last line", len(v.Output.Stdout))
+	}
+	t.Logf("agent RssAnon peak %d MiB, run files peak %d MiB", anon>>20, disk>>20)
+	if anon > 160<<20 {
+		t.Errorf("agent RssAnon peaked at %d MiB while the job printed 1 GiB, want under 160 MiB", anon>>20)
+	}
+	if disk > 1<<30+1<<20 {
+		t.Errorf("run files peaked at %d bytes, over the default jobs.outputBudget of 1 GiB", disk)
+	}
+}
+
+// Over jobs.outputBudget the output file keeps the head and the tail, and
+// the job's log says how much was dropped in between, in its place.
+func TestE2EOutputBudget(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	state := stateDir(t)
+	a := startAgent(t, b.url, state, "CRONIUM_JOBS_OUTPUT_BUDGET=16MiB")
+	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: gib1 + "0", Timeout: "10m"})
+	w := watchPeaks(a.cmd.Process.Pid, filepath.Join(state, "runs"))
+	v := waitJob(t, b, id, 8*time.Minute)
+	_, disk := w.stop()
+	if v.Status != "completed" || exitCode(v) != 0 {
+		t.Errorf("status %s exit %d (error %q)", v.Status, exitCode(v), v.Error)
+	}
+	if disk > 17<<20 {
+		t.Errorf("run files peaked at %d MiB, budget 16 MiB", disk>>20)
+	}
+	lines := assertLogsInOrder(t, b, id)
+	notices := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "system:[... ") && strings.Contains(l, "dropped: the job's output passed its capture budget of 16777216 bytes") {
+			notices++
+		}
+	}
+	if notices != 1 || lines[len(lines)-1] != "stdout:"+lastLine[1:] || lines[0] != "stdout:"+strings.Repeat("a", 99) {
+		t.Errorf("%d notices in %d lines; first %.40q last %.40q", notices, len(lines), lines[0], lines[len(lines)-1])
+	}
+}
+
+// peaks follows a process's anonymous memory and the bytes of the files
+// under a directory, keeping the highest of each.
+type peaks struct {
+	anon, disk atomic.Int64
+	done       chan struct{}
+	stopped    chan struct{}
+}
+
+func watchPeaks(pid int, dir string) *peaks {
+	p := &peaks{done: make(chan struct{}), stopped: make(chan struct{})}
 	go func() {
+		defer close(p.stopped)
 		for {
-			if kib := rssAnonKiB(a.cmd.Process.Pid); kib > peak.Load() {
-				peak.Store(kib)
+			if n := rssAnonKiB(pid) << 10; n > p.anon.Load() {
+				p.anon.Store(n)
+			}
+			if n := dirBytes(dir); n > p.disk.Load() {
+				p.disk.Store(n)
 			}
 			select {
-			case <-stop:
+			case <-p.done:
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
 	}()
-	v := waitJob(t, b, id, 8*time.Minute)
-	close(stop)
-	if v.Status != "completed" || exitCode(v) != 0 {
-		t.Errorf("status %s exit %d (error %q)", v.Status, exitCode(v), v.Error)
-	}
-	// The completion carries the head and tail of the 1 GiB, and says how
-	// much lies between.
-	m := regexp.MustCompile(`\[\.\.\. (\d+) bytes omitted \.\.\.\]`).FindStringSubmatch(v.Output.Stdout)
-	if m == nil {
-		t.Fatalf("stdout in the completion has no omission marker (%d bytes)", len(v.Output.Stdout))
-	}
-	// jobs.outputCap (1 MiB by default) of head and tail are kept.
-	if omitted, _ := strconv.Atoi(m[1]); omitted != 1<<30-1<<20 {
-		t.Errorf("%d bytes omitted, want 1 GiB less the 1 MiB kept", omitted)
-	}
-	const bound = 160 << 10 // KiB
-	t.Logf("agent RssAnon peak %d MiB", peak.Load()>>10)
-	if peak.Load() > bound {
-		t.Errorf("agent RssAnon peaked at %d MiB while the job printed 1 GiB, want under %d MiB", peak.Load()>>10, bound>>10)
-	}
+	return p
+}
+
+func (p *peaks) stop() (anon, disk int64) {
+	close(p.done)
+	<-p.stopped
+	return p.anon.Load(), p.disk.Load()
+}
+
+// dirBytes adds up the disk blocks of the files below dir.
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+					n += st.Blocks * 512
+				}
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // rssAnonKiB reads a process's anonymous resident memory: the agent's own,

@@ -179,8 +179,14 @@ func (s *streams) write(e output.Entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.out
-	if e.Stream == output.Stderr {
+	switch e.Stream {
+	case output.Stderr:
 		w = s.err
+	case output.System:
+		// The capture's own notes (output over its budget): not the job's
+		// stdout bytes.
+		w = s.err
+		w.WriteString("cronium-agent: ")
 	}
 	w.Write(e.Data)
 	if !e.Fragment {

@@ -57,5 +57,6 @@ func runOptions(env *cliEnv, cfg config.Config, store sidecar.Store) ([]containe
 		container.WithNetwork(nm),
 		container.WithRuntimeAPI(api, cfg.Network.APIPort),
 		container.WithHelpers(helperDir, exe),
+		container.WithOutputBudget(int64(cfg.Jobs.OutputBudget)),
 	}, nil
 }

@@ -102,6 +102,7 @@ type Jobs struct {
 	HeartbeatInterval Duration `yaml:"heartbeatInterval" doc:"Period of the heartbeat (running jobs and capacity; its answer may cancel jobs)."`
 	MetricsInterval   Duration `yaml:"metricsInterval" doc:"Period of the metrics report."`
 	OutputCap         ByteSize `yaml:"outputCap" doc:"Bound on stdout and on stderr each in the completing call; head and tail are kept around a marker."`
+	OutputBudget      ByteSize `yaml:"outputBudget" doc:"Disk one run's captured output may take. Past it the middle of the output is dropped at the source, with a line saying how much: the head stays, and the last eighth of the budget (at most 16MiB). Live lines and the journal see the same."`
 }
 
 // Limits is one set of per-job resource values.
@@ -158,6 +159,7 @@ func Default() Config {
 			HeartbeatInterval: Duration(10 * time.Second),
 			MetricsInterval:   Duration(time.Minute),
 			OutputCap:         1 * MiB,
+			OutputBudget:      1 * GiB,
 		},
 		Resources: Resources{
 			Defaults: Limits{CPU: 0.5, Memory: 512 * MiB, Pids: 100, Tmp: 64 * MiB, Workspace: 256 * MiB},
@@ -247,6 +249,7 @@ func (c Config) Validate() error {
 	check(c.Jobs.MaxConcurrent > 0, "jobs.maxConcurrent must be positive")
 	check(c.Jobs.PollInterval > 0 && c.Jobs.PollMaxInterval >= c.Jobs.PollInterval, "jobs.pollInterval must be positive and at most jobs.pollMaxInterval")
 	check(c.Jobs.OutputCap >= 4*KiB, "jobs.outputCap must be at least 4KiB")
+	check(c.Jobs.OutputBudget >= 1*MiB, "jobs.outputBudget must be at least 1MiB")
 	check(c.Journal.Budget >= 1*MiB, "journal.budget must be at least 1MiB")
 	check(c.Journal.SyncConcurrency > 0, "journal.syncConcurrency must be positive")
 	check(c.Journal.Retain >= 0, "journal.retain is negative")

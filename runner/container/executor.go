@@ -52,6 +52,7 @@ type Executor struct {
 	apiPort     int
 	helperDir   string
 	helperBin   string
+	outBudget   int64
 
 	remapMu  sync.Mutex
 	cleanups sync.WaitGroup
@@ -90,6 +91,11 @@ func WithRuntimeAPI(srv *sidecar.Server, port int) Option {
 func WithHelpers(dir, bin string) Option {
 	return func(e *Executor) { e.helperDir, e.helperBin = dir, bin }
 }
+
+// WithOutputBudget bounds each run's output file to about n bytes (0:
+// unbounded): past it the shim-side logger keeps the head and the tail and
+// drops the middle with a notice, however far behind the agent is.
+func WithOutputBudget(n int64) Option { return func(e *Executor) { e.outBudget = n } }
 
 // WithLogger sets the structured logger.
 func WithLogger(l *slog.Logger) Option { return func(e *Executor) { e.log = l } }

@@ -447,7 +447,7 @@ func (e *Executor) await(ctx context.Context, w *taskWatch, deadline time.Time) 
 
 // loggerURI is the shim-side logger: `<agent> shim-logger <file>`.
 func (e *Executor) loggerURI(outPath string) *url.URL {
-	return &url.URL{Scheme: "binary", Path: e.loggerPath, RawQuery: url.Values{"shim-logger": {outPath}}.Encode()}
+	return &url.URL{Scheme: "binary", Path: e.loggerPath, RawQuery: url.Values{"shim-logger": {output.ShimArg(outPath, e.outBudget)}}.Encode()}
 }
 
 type follower struct {

@@ -222,3 +222,20 @@ func TestRunShimLoggerOutsideShim(t *testing.T) {
 		t.Fatalf("got %v, output %q", err, out)
 	}
 }
+
+func TestShimArg(t *testing.T) {
+	for _, tc := range []struct {
+		path   string
+		budget int64
+	}{{"/var/lib/x/runs/r/output", 0}, {"/var/lib/x/runs/r/output", 1 << 30}, {"/a:b/output", 5 << 20}} {
+		p, b, err := parseShimArg(ShimArg(tc.path, tc.budget))
+		if err != nil || p != tc.path || b != tc.budget {
+			t.Errorf("%q %d: round trip gave %q %d %v", tc.path, tc.budget, p, b, err)
+		}
+	}
+	for _, bad := range []string{"", "relative/output", "12:relative", "x:/abs", "0:/abs", "-5:/abs", "123"} {
+		if _, _, err := parseShimArg(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -29,6 +29,7 @@ type config struct {
 	bufferSize    int
 	readSize      int
 	now           func() time.Time
+	budget        int64
 }
 
 // WithMaxLine sets the longest entry payload; longer lines are split into
@@ -44,6 +45,16 @@ func WithBufferSize(n int) Option { return func(c *config) { c.bufferSize = n } 
 
 // WithReadSize sets the least room offered to each read of a stream.
 func WithReadSize(n int) Option { return func(c *config) { c.readSize = n } }
+
+// WithBudget bounds the output file to about n bytes (0: unbounded). Past
+// it the middle of the output is dropped: the head stays as written, the
+// last TailKeep(n) bytes of entries are held in memory and written at the
+// end after a system entry saying how much was dropped, as the journal
+// keeps the head and tail of a log over its budget.
+func WithBudget(n int64) Option { return func(c *config) { c.budget = n } }
+
+// TailKeep is how much of the end of an output over its budget is kept.
+func TailKeep(budget int64) int64 { return min(budget/8, 16<<20) }
 
 // WithClock replaces time.Now for entry timestamps, for tests.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
@@ -68,6 +79,8 @@ func newConfig(opts []Option) (config, error) {
 		return c, fmt.Errorf("read size %d must be positive", c.readSize)
 	case c.now == nil:
 		return c, fmt.Errorf("clock must not be nil")
+	case c.budget < 0 || (c.budget > 0 && c.budget < 1<<20):
+		return c, fmt.Errorf("output budget %d must be 0 (none) or at least 1 MiB", c.budget)
 	}
 	c.bufferSize = max(c.bufferSize, RecordHeaderSize+c.maxLine)
 	return c, nil

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -17,13 +19,43 @@ const (
 	shimReadyFD  = 5
 )
 
-// RunShimLogger is the body of `cronium-agent shim-logger PATH`, the
-// process containerd's shim starts for the logging URI
-// binary:///usr/bin/cronium-agent?shim-logger=PATH. It reads the
+// ShimArg is the argument of `cronium-agent shim-logger ARG`: the output
+// file's absolute path, preceded by "BUDGET:" when the capture has a
+// budget (see WithBudget). The shim builds the logger's command line from
+// the logging URI's query in map order, so everything travels in one
+// value: binary:///usr/bin/cronium-agent?shim-logger=ARG.
+func ShimArg(path string, budget int64) string {
+	if budget <= 0 {
+		return path
+	}
+	return strconv.FormatInt(budget, 10) + ":" + path
+}
+
+// parseShimArg reads ShimArg's value back.
+func parseShimArg(arg string) (path string, budget int64, err error) {
+	if strings.HasPrefix(arg, "/") {
+		return arg, 0, nil
+	}
+	n, path, ok := strings.Cut(arg, ":")
+	if ok {
+		budget, err = strconv.ParseInt(n, 10, 64)
+	}
+	if !ok || err != nil || budget <= 0 || !filepath.IsAbs(path) {
+		return "", 0, fmt.Errorf("shim logger: argument %q is neither an absolute path nor BUDGET:PATH", arg)
+	}
+	return path, budget, nil
+}
+
+// RunShimLogger is the body of `cronium-agent shim-logger ARG` (ShimArg),
+// the process containerd's shim starts for the logging URI. It reads the
 // container's stdout from fd 3 and stderr from fd 4, signals ready by
-// closing fd 5, and captures into PATH as Logger.Run does. SIGTERM, which
-// the shim sends when the task is deleted, starts the drain timeout.
-func RunShimLogger(ctx context.Context, path string) error {
+// closing fd 5, and captures into the path as Logger.Run does. SIGTERM,
+// which the shim sends when the task is deleted, starts the drain timeout.
+func RunShimLogger(ctx context.Context, arg string) error {
+	path, budget, err := parseShimArg(arg)
+	if err != nil {
+		return err
+	}
 	// The shim's working directory is not ours to rely on.
 	if !filepath.IsAbs(path) {
 		return fmt.Errorf("shim logger: output path %q is not absolute", path)
@@ -53,7 +85,10 @@ func RunShimLogger(ctx context.Context, path string) error {
 		Ready:     ready,
 		Terminate: term,
 	}
-	_, err := l.Run(ctx)
+	if budget > 0 {
+		l.Options = append(l.Options, WithBudget(budget))
+	}
+	_, err = l.Run(ctx)
 	return err
 }
 

@@ -16,7 +16,9 @@ type StreamTotals struct {
 
 // Summary is what a capture recorded; the end record carries it.
 type Summary struct {
-	// Entries is the number of entries over all streams, i.e. the last seq.
+	// Entries is the number of entries in the file, i.e. the last seq.
+	// Stdout and Stderr count what the streams produced: more than the file
+	// holds when a budget dropped the middle of the output.
 	Entries uint64
 	Stdout  StreamTotals
 	Stderr  StreamTotals
