@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -382,7 +381,7 @@ func (d *Dispatcher) Running() []RunningJob {
 }
 
 func (d *Dispatcher) failMalformed(it backend.QueueItem) {
-	msg := fmt.Sprintf("malformed job: %v", it.Err)
+	msg := it.Err.Error() // the decoder's message names the job and every bad field
 	if it.ID == "" {
 		d.log.Error("a queued job could not be decoded, not even its id; it stays claimed", "error", it.Err)
 		return
