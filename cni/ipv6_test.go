@@ -3,7 +3,6 @@ package cni
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/vishvananda/netlink"
 )
 
@@ -145,22 +145,11 @@ func sysctl6(t *testing.T, netns, iface string) string {
 // listen6 serves on [::] of the host for the test's duration.
 func listen6(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "[::]:0")
+	port, err := testenv.Greeter(t, "[::]:0", "host6")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("host6"))
-			c.Close()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // connect6 connects from inside netns to [addr]:port.

@@ -5,6 +5,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -133,4 +134,27 @@ func (b *Buffer) Reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.b.Reset()
+}
+
+// Greeter serves a host service on addr ("0.0.0.0:0", "[::]:0") for the
+// test's duration: every connection gets greeting, then is closed, so a
+// probe from inside a job can tell it reached it. It returns the port.
+func Greeter(tb testing.TB, addr, greeting string) (int, error) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte(greeting))
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cronium/cronium-agent/cni"
+	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/output"
 )
@@ -25,28 +26,10 @@ import (
 // as an operator's service bound to the wildcard would.
 func hostService6(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "[::]:0")
+	port, err := testenv.Greeter(t, "[::]:0", "host6")
 	if err != nil {
-		t.Skipf("no IPv6 on this host: %v", err)
+		t.Skipf("no IPv6 on this host, so none to reach it by: %v", err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("host6"))
-			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
-	// The service must answer over IPv6, or the job's failure proves nothing.
-	c, err := net.DialTimeout("tcp", net.JoinHostPort("::1", strconv.Itoa(port)), time.Second)
-	if err != nil {
-		t.Skipf("the host's IPv6 service does not answer on ::1: %v", err)
-	}
-	c.Close()
 	return port
 }
 
