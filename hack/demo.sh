@@ -32,6 +32,8 @@ cronium.set_variable("last_sum", sum(nums))'
 run "node reads the variable the python job set" --runtime node -c 'const cronium = require("cronium");
 (async () => { console.log("last_sum =", await cronium.getVariable("last_sum")); })();'
 run "the network: only the runtime API is reachable" --runtime bash -c 'echo "runtime-api is $(getent hosts runtime-api | cut -d" " -f1)"; (exec 3<>/dev/tcp/runtime-api/8081) && echo "runtime API port: open"; (timeout 2 bash -c "exec 3<>/dev/tcp/runtime-api/22") 2>/dev/null || echo "port 22 on the gateway: blocked"'
-run "a timeout (sleep 600 stopped after 2s)" --runtime bash --timeout 2s -c 'echo sleeping; sleep 600'
+run "a timeout stops the script: its TERM trap runs, its next command never does" --runtime bash --timeout 2s -c 'trap "echo cleaning up after SIGTERM; exit 5" TERM
+echo sleeping; sleep 600
+echo "never printed: the script was stopped"'
 run "out of memory (64MiB limit)" --runtime python --memory 64MiB -c 'x = bytearray(512 << 20); print("not reached")'
 exit 0
