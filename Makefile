@@ -10,6 +10,7 @@ IMAGE_CACHE        ?= /var/cache/cronium-agent/images
 STATE_DIR          ?= /var/lib/cronium-agent
 VERSION            ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 AGENT              := bin/cronium-agent
+BACKEND            := bin/cronium-backend
 GOTEST_FLAGS       ?= -count=1 -timeout 40m
 export CONTAINERD_ADDRESS IMAGE_CACHE
 
@@ -23,8 +24,10 @@ all: build
 deps:
 	@hack/deps.sh
 
+# The agent, and the development backend (make demo and the README use both).
 build: deps
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(AGENT) ./cmd/cronium-agent
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BACKEND) ./cmd/cronium-backend
 
 containerd: deps
 	@hack/containerd.sh >/dev/null
@@ -41,7 +44,7 @@ import: build containerd images
 
 demo: import
 	@hack/demo.sh $(AGENT)
-	@hack/demo-agent.sh $(AGENT)
+	@hack/demo-agent.sh $(AGENT) $(BACKEND)
 
 test: import
 	CRONIUM_TEST_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) \

@@ -2,8 +2,12 @@
 # The agent as it runs in production, against the development backend: start
 # both, submit a Bash, a Python and a Node.js job through the backend, wait
 # for them, and show what the backend received.
+#   hack/demo-agent.sh [AGENT [BACKEND]]   (default bin/cronium-agent, and the
+#                                          cronium-backend beside it)
 set -uo pipefail
 AGENT=$(realpath "${1:-bin/cronium-agent}")
+BACKEND=$(realpath "${2:-$(dirname "$AGENT")/cronium-backend}")
+[[ -x $BACKEND ]] || { echo "no development backend at $BACKEND: run make build"; exit 1; }
 export CRONIUM_CONTAINERD_ADDRESS=${CONTAINERD_ADDRESS:-/run/cronium-containerd/containerd.sock}
 export CRONIUM_STATE_DIR=${STATE_DIR:-/var/lib/cronium-agent}
 DEMO=$(mktemp -d /tmp/cronium-demo.XXXXXX)
@@ -16,7 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$AGENT" backend serve --listen 127.0.0.1:0 --data "$DEMO/backend" >"$DEMO/backend.out" 2>"$DEMO/backend.log" &
+"$BACKEND" serve --listen 127.0.0.1:0 --data "$DEMO/backend" >"$DEMO/backend.out" 2>"$DEMO/backend.log" &
 BACKEND_PID=$!
 for _ in $(seq 50); do grep -q listening "$DEMO/backend.out" 2>/dev/null && break; sleep 0.1; done
 export CRONIUM_BACKEND_URL=$(grep -o 'http://[0-9.:]*' "$DEMO/backend.out" | head -1)
@@ -30,14 +34,14 @@ start_agent() {
 }
 start_agent
 
-bash_id=$("$AGENT" backend submit --runtime bash --env CITY=Lyon -c 'echo "weather report for $CITY"; for i in 1 2 3; do echo "reading $i: $((15 + i))C"; done')
-py_id=$("$AGENT" backend submit --runtime python --input '{"readings": [16, 17, 18]}' -c 'import cronium
+bash_id=$("$BACKEND" submit --runtime bash --env CITY=Lyon -c 'echo "weather report for $CITY"; for i in 1 2 3; do echo "reading $i: $((15 + i))C"; done')
+py_id=$("$BACKEND" submit --runtime python --input '{"readings": [16, 17, 18]}' -c 'import cronium
 r = cronium.input()["readings"]
 avg = sum(r) / len(r)
 print(f"average of {r} is {avg}")
 cronium.output({"average": avg, "count": len(r)})
 cronium.set_condition(avg > 15)')
-node_id=$("$AGENT" backend submit --runtime node --user demo-user -c 'const cronium = require("cronium");
+node_id=$("$BACKEND" submit --runtime node --user demo-user -c 'const cronium = require("cronium");
 (async () => {
   const runs = (await cronium.getVariable("demo_runs")) || 0;
   await cronium.setVariable("demo_runs", runs + 1);
@@ -46,18 +50,18 @@ node_id=$("$AGENT" backend submit --runtime node --user demo-user -c 'const cron
 
 for id in "$bash_id" "$py_id" "$node_id"; do
 	printf '\n\033[1m-- job %s\033[0m\n' "$id"
-	"$AGENT" backend logs "$id" -f >/dev/null 2>&1
-	"$AGENT" backend show "$id"
+	"$BACKEND" logs "$id" -f >/dev/null 2>&1
+	"$BACKEND" show "$id"
 done
 
 printf '\n\033[1m== crash recovery: the agent is killed (SIGKILL) while a job prints; a new agent takes it over\033[0m\n'
-slow_id=$("$AGENT" backend submit --runtime bash -c 'for i in $(seq 1 8); do echo "tick $i"; sleep 0.5; done')
-for _ in $(seq 100); do "$AGENT" backend logs "$slow_id" 2>/dev/null | grep -q "tick 2" && break; sleep 0.1; done
+slow_id=$("$BACKEND" submit --runtime bash -c 'for i in $(seq 1 8); do echo "tick $i"; sleep 0.5; done')
+for _ in $(seq 100); do "$BACKEND" logs "$slow_id" 2>/dev/null | grep -q "tick 2" && break; sleep 0.1; done
 kill -KILL "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
-echo "agent killed after: $("$AGENT" backend logs "$slow_id" 2>/dev/null | tail -1)"
+echo "agent killed after: $("$BACKEND" logs "$slow_id" 2>/dev/null | tail -1)"
 start_agent
-"$AGENT" backend logs "$slow_id" -f >/dev/null 2>&1
-"$AGENT" backend show "$slow_id"
+"$BACKEND" logs "$slow_id" -f >/dev/null 2>&1
+"$BACKEND" show "$slow_id"
 printf '\n\033[1m-- what the agent journaled (cronium-agent jobs, through its admin socket)\033[0m\n'
 "$AGENT" jobs --limit 5
 printf '\n\033[2m(agent log: %s lines; stopping the agent with SIGTERM drains it)\033[0m\n' "$(wc -l <"$DEMO/agent.log")"

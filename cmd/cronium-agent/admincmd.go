@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cronium/cronium-agent/internal/command"
 	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/internal/termsafe"
 	"github.com/cronium/cronium-agent/state/admin"
@@ -38,7 +39,7 @@ func runJobs(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *limit < 1 || *limit > admin.MaxJobs {
-		return &exitError{code: exitUsage, err: fmt.Errorf("--limit must be from 1 to %d", admin.MaxJobs)}
+		return &exitError{Code: exitUsage, Err: fmt.Errorf("--limit must be from 1 to %d", admin.MaxJobs)}
 	}
 	jobs, err := c.Jobs(ctx, *limit)
 	return show(env, jobs, err, *asJSON, printJobs)
@@ -50,7 +51,7 @@ func show[T any](env *cliEnv, v T, err error, asJSON bool, print func(io.Writer,
 		return adminError(err)
 	}
 	if asJSON {
-		return devPrintJSON(env, v)
+		return command.PrintJSON(env.stdout, v)
 	}
 	return print(env.stdout, v, time.Now())
 }
@@ -59,7 +60,7 @@ func runLogs(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
 	follow := fs.Bool("f", false, "follow: print lines as they come until the job's log is complete")
 	fs.BoolVar(follow, "follow", false, "same as -f")
-	raw := fs.Bool("raw", false, rawUsage)
+	raw := fs.Bool("raw", false, termsafe.RawUsage)
 	c, pos, err := adminArgs(env, fs, args, "JOB")
 	if err != nil {
 		return err
@@ -89,11 +90,8 @@ func runLogs(ctx context.Context, env *cliEnv, args []string) error {
 // configured socket.
 func adminArgs(env *cliEnv, fs *flag.FlagSet, args []string, names ...string) (*admin.Client, []string, error) {
 	cfgPath := configFlag(fs)
-	pos, err := parseDevFlags(env, fs, args)
+	pos, err := parseArgs(env, fs, args, names...)
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := wantArgs(fs, pos, names...); err != nil {
 		return nil, nil, err
 	}
 	cfg, err := loadConfig(env, *cfgPath)
@@ -107,7 +105,7 @@ func adminArgs(env *cliEnv, fs *flag.FlagSet, args []string, names ...string) (*
 // wrong admin.socket looks just like a stopped agent.
 func adminError(err error) error {
 	if errors.Is(err, admin.ErrNotRunning) {
-		return &exitError{code: exitAgent, err: fmt.Errorf("%w (start it with `systemctl start cronium-agent`, or point admin.socket / %s at its socket)",
+		return &exitError{Code: exitAgent, Err: fmt.Errorf("%w (start it with `systemctl start cronium-agent`, or point admin.socket / %s at its socket)",
 			err, config.EnvName("admin", "socket"))}
 	}
 	return err

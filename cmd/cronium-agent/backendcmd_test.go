@@ -1,382 +1,58 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cronium/cronium-agent/backend/devserver"
+	"github.com/cronium/cronium-agent/internal/ptytest"
 )
 
-const cliDevToken = "cli-token"
-
-// devBackend starts an in-process dev backend on 127.0.0.1.
-func cliDevBackend(t *testing.T, opts ...devserver.Option) *httptest.Server {
-	t.Helper()
-	srv, err := devserver.New(t.TempDir(), cliDevToken, opts...)
+// The alias runs cronium-backend's commands under its own name: a job
+// submitted through it is listed by it, and its usage says what it is.
+// The commands themselves are tested in backend/devserver/cli.
+func TestBackendAlias(t *testing.T) {
+	srv, err := devserver.New(t.TempDir(), "alias-token")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { ts.Close(); srv.Close() })
-	return ts
-}
+	cmd := agentCommand([]string{"CRONIUM_BACKEND_URL=" + ts.URL, "CRONIUM_BACKEND_TOKEN=alias-token"})
 
-// backendCLI runs `cronium-agent backend ARGS` in-process.
-func runBackendCLI(t *testing.T, url string, args ...string) cliResult {
-	t.Helper()
-	var out, errb syncBuffer
-	env := &cliEnv{stdout: &out, stderr: &errb, environ: []string{"CRONIUM_BACKEND_URL=" + url, "CRONIUM_BACKEND_TOKEN=" + cliDevToken},
-		log: slog.New(slog.DiscardHandler)}
-	code := run(env, append([]string{"backend"}, args...))
-	return cliResult{code, out.String(), errb.String()}
-}
-
-// cliFakeAgent plays the agent's side of the contract for one job: claim,
-// acknowledge, running, log lines, complete.
-type cliFakeAgent struct {
-	t    *testing.T
-	url  string
-	orch string
-}
-
-func (a cliFakeAgent) call(method, path string, body any) []byte {
-	a.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, a.url+path, rd)
-	req.Header.Set("Authorization", "Bearer "+cliDevToken)
-	req.Header.Set("X-Orchestrator-ID", a.orch)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		a.t.Error(err)
-		return nil
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		a.t.Errorf("%s %s: %d %s", method, path, resp.StatusCode, out)
-	}
-	return out
-}
-
-// claimOne waits for a job to appear and claims it.
-func (a cliFakeAgent) claimOne() string {
-	for range 200 {
-		var q struct{ Jobs []struct{ ID string } }
-		json.Unmarshal(a.call("GET", "/api/internal/jobs/queue?batchSize=1", nil), &q)
-		if len(q.Jobs) == 1 {
-			id := q.Jobs[0].ID
-			a.call("POST", "/api/internal/jobs/"+id+"/acknowledge", map[string]string{"orchestratorId": a.orch, "timestamp": time.Now().Format(time.RFC3339)})
-			a.call("PUT", "/api/internal/jobs/"+id+"/status", map[string]any{"status": "running", "timestamp": time.Now().Format(time.RFC3339)})
-			return id
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	a.t.Error("no job to claim")
-	return ""
-}
-
-func (a cliFakeAgent) logs(id string, from int, lines ...[2]string) {
-	var entries []map[string]any
-	for i, l := range lines {
-		entries = append(entries, map[string]any{"seq": from + i, "stream": l[0], "line": l[1], "timestamp": time.Now().Format(time.RFC3339Nano)})
-	}
-	a.call("POST", "/api/internal/jobs/"+id+"/logs", map[string]any{"executionId": "exec_" + id + "_1", "entries": entries})
-}
-
-// execution creates an execution of the job and sends its start and end
-// updates, as the agent does for a script that exits with code.
-func (a cliFakeAgent) execution(id string, code int) {
-	exec := "/api/internal/executions/exec_" + id + "_1"
-	a.call("POST", exec+"/create", map[string]any{"jobId": id})
-	a.call("PUT", exec+"/update", map[string]any{"status": "running", "startedAt": "2026-11-27T12:00:00.000Z", "executionStartedAt": "2026-11-27T12:00:00.812Z"})
-	a.call("PUT", exec+"/update", map[string]any{"exitCode": code, "executionCompletedAt": "2026-11-27T12:00:02.012Z",
-		"setupDuration": 812, "executionDuration": 1200, "cleanupDuration": 95, "totalDuration": 2107})
-}
-
-func (a cliFakeAgent) complete(id, status string, code int, stdout, stderr string) {
-	a.call("POST", "/api/internal/jobs/"+id+"/complete", map[string]any{"status": status, "exitCode": code,
-		"output": map[string]string{"stdout": stdout, "stderr": stderr}, "condition": true, "scriptOutput": map[string]int{"n": 1},
-		"metrics":   map[string]any{"startTime": time.Now().Format(time.RFC3339), "endTime": time.Now().Format(time.RFC3339), "duration": 15},
-		"timestamp": time.Now().Format(time.RFC3339)})
-}
-
-func TestBackendSubmitWait(t *testing.T) {
-	ts := cliDevBackend(t)
-	a := cliFakeAgent{t, ts.URL, "agent-cli"}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		id := a.claimOne()
-		a.logs(id, 1, [2]string{"stdout", "line one"}, [2]string{"stderr", "warning"})
-		time.Sleep(300 * time.Millisecond) // the CLI polls in between
-		a.logs(id, 3, [2]string{"stdout", "line two"}, [2]string{"system", "pulling image"})
-		a.execution(id, 3)
-		a.complete(id, "completed", 3, "line one\nline two\n", "warning\n")
-	}()
-	r := runBackendCLI(t, ts.URL, "submit", "--runtime", "python", "-c", "print(1)", "--env", "A=1", "--input", `{"x":1}`,
-		"--timeout", "30s", "--priority", "4", "--user", "u1", "--wait")
-	<-done
-	if r.code != 3 || r.stdout != "line one\nline two\n" || !strings.Contains(r.stderr, "warning\n") || !strings.Contains(r.stderr, "[system] pulling image\n") {
-		t.Errorf("submit --wait: %+v", r)
-	}
-	if !regexp.MustCompile(`submitted job_[A-Za-z0-9]{12}\n`).MatchString(r.stderr) {
-		t.Errorf("stderr lacks the job id: %q", r.stderr)
-	}
-
-	// What was submitted reached the queue as asked.
-	c, _ := devserver.NewDevClient(ts.URL, cliDevToken)
-	jobs, err := c.Jobs(context.Background())
-	if err != nil || len(jobs) != 1 {
-		t.Fatalf("jobs: %v %v", jobs, err)
-	}
-	v, err := c.Job(context.Background(), jobs[0].ID)
+	c, err := devserver.NewDevClient(ts.URL, "alias-token")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, frag := range []string{`"PYTHON"`, `"environment":{"A":"1"}`, `"timeout":30000000000`, `"inputData":{"x":1}`, `"priority":4`, `"userId":"u1"`} {
-		if !strings.Contains(string(v.Job), frag) {
-			t.Errorf("wire job lacks %s: %s", frag, v.Job)
-		}
+	id, err := c.Submit(context.Background(), devserver.SubmitRequest{Runtime: "bash", Script: "true"})
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	// show, logs, jobs
-	id := jobs[0].ID
-	r = runBackendCLI(t, ts.URL, "show", id)
-	for _, frag := range []string{"status:", "completed (exit code 3)", "completions: 1", "condition:   true", `output:      {"n":1}`, "--- stdout\nline one\nline two\n", "--- stderr\nwarning\n", "agent:       agent-cli"} {
-		if !strings.Contains(r.stdout, frag) {
-			t.Errorf("show lacks %q:\n%s", frag, r.stdout)
-		}
+	code, out := ptytest.Run(t, false, cmd, "backend", "jobs")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "ID") ||
+		!strings.Contains(lines[1], id) || !strings.Contains(lines[1], "queued") {
+		t.Errorf("backend jobs: exit code %d, %q", code, out)
 	}
-	// Each execution on a line of its own: status, exit code, phase durations.
-	if !regexp.MustCompile(`(?m)^executions:\n +ID +STATUS +EXIT +SETUP +EXECUTION +CLEANUP +TOTAL\n +exec_` + id + `_1 +completed +3 +812ms +1\.2s +95ms +2\.107s\n`).MatchString(r.stdout) {
-		t.Errorf("show lacks the executions:\n%s", r.stdout)
-	}
-	r = runBackendCLI(t, ts.URL, "show", id, "--json")
-	var jv devserver.JobView
-	if err := json.Unmarshal([]byte(r.stdout), &jv); err != nil || jv.ID != id || jv.Completions != 1 {
-		t.Errorf("show --json: %v %s", err, r.stdout)
-	}
-	r = runBackendCLI(t, ts.URL, "logs", "--after", "1", id)
-	if r.code != 0 || r.stdout != "line two\n" || r.stderr != "warning\n[system] pulling image\n" {
-		t.Errorf("logs --after 1: %+v", r)
-	}
-	r = runBackendCLI(t, ts.URL, "logs", id, "-f")
-	if r.code != 0 || r.stdout != "line one\nline two\n" {
-		t.Errorf("logs -f of a finished job: %+v", r)
-	}
-	r = runBackendCLI(t, ts.URL, "jobs")
-	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); r.code != 0 || len(lines) != 2 || !strings.Contains(lines[1], id) ||
-		!strings.Contains(lines[1], "completed") || !strings.Contains(lines[1], "SCRIPT/python") || !strings.HasPrefix(lines[0], "ID") {
-		t.Errorf("jobs: %+v", r)
-	}
-}
-
-func TestBackendSubmitWaitWithoutLogEndpoint(t *testing.T) {
-	ts := cliDevBackend(t, devserver.WithoutLogEndpoint())
-	a := cliFakeAgent{t, ts.URL, "agent-cli"}
-	go func() {
-		id := a.claimOne()
-		a.complete(id, "completed", 0, "final out\n", "final err\n")
-	}()
-	r := runBackendCLI(t, ts.URL, "submit", "-c", "echo x", "--wait")
-	if r.code != 0 || r.stdout != "final out\n" || !strings.HasSuffix(r.stderr, "final err\n") {
-		t.Errorf("submit --wait against a backend without logs: %+v", r)
-	}
-}
-
-func TestBackendSubmitWaitExitCodes(t *testing.T) {
-	for _, tc := range []struct {
-		status string
-		code   int
-		want   int
-	}{
-		{"completed", 0, 0}, {"completed", 7, 7}, {"completed", 102, 102}, {"timeout", -1, 124},
-		{"cancelled", -2, 130}, {"failed", 2, 2}, {"failed", -1, 1}, {"completed", -1, 124},
-	} {
-		t.Run(fmt.Sprintf("%s_%d", tc.status, tc.code), func(t *testing.T) {
-			ts := cliDevBackend(t)
-			a := cliFakeAgent{t, ts.URL, "agent-cli"}
-			go func() {
-				id := a.claimOne()
-				a.complete(id, tc.status, tc.code, "", "")
-			}()
-			r := runBackendCLI(t, ts.URL, "submit", "-c", "true", "--wait")
-			if r.code != tc.want {
-				t.Errorf("exit %d, want %d (%+v)", r.code, tc.want, r)
-			}
-		})
-	}
-	// failed through jobs/{id}/fail without an exit code: 1, and the error.
-	ts := cliDevBackend(t)
-	a := cliFakeAgent{t, ts.URL, "agent-cli"}
-	go func() {
-		id := a.claimOne()
-		a.call("POST", "/api/internal/jobs/"+id+"/fail", map[string]any{"error": "unsupported runtime", "timestamp": time.Now().Format(time.RFC3339)})
-	}()
-	r := runBackendCLI(t, ts.URL, "submit", "-c", "true", "--wait")
-	if r.code != 1 || !strings.Contains(r.stderr, "unsupported runtime") {
-		t.Errorf("failed via fail: %+v", r)
-	}
-}
-
-func TestBackendCancel(t *testing.T) {
-	ts := cliDevBackend(t)
-	r := runBackendCLI(t, ts.URL, "submit", "-c", "sleep 100")
-	id := strings.TrimSpace(r.stdout)
-	if r.code != 0 || !strings.HasPrefix(id, "job_") {
-		t.Fatalf("submit: %+v", r)
-	}
-	a := cliFakeAgent{t, ts.URL, "agent-cli"}
-	queued := strings.TrimSpace(runBackendCLI(t, ts.URL, "submit", "-c", "true", "--priority", "-1").stdout)
-	a.claimOne() // id: the higher priority
-	r = runBackendCLI(t, ts.URL, "cancel", id)
-	if r.code != 0 || !strings.Contains(r.stdout, "cancel requested") {
-		t.Errorf("cancel of a running job: %+v", r)
-	}
-	r = runBackendCLI(t, ts.URL, "cancel", queued)
-	if r.code != 0 || r.stdout != queued+" cancelled\n" {
-		t.Errorf("cancel of a queued job: %+v", r)
-	}
-	r = runBackendCLI(t, ts.URL, "cancel", queued)
-	if r.code != 1 || !strings.Contains(r.stderr, "already cancelled") {
-		t.Errorf("second cancel: %+v", r)
-	}
-	var hb struct{ CancelJobs []string }
-	json.Unmarshal(a.call("POST", "/api/internal/orchestrator/heartbeat", map[string]any{"orchestratorId": a.orch, "timestamp": time.Now().Format(time.RFC3339)}), &hb)
-	if len(hb.CancelJobs) != 1 || hb.CancelJobs[0] != id {
-		t.Errorf("heartbeat cancelJobs %v, want [%s]", hb.CancelJobs, id)
-	}
-}
-
-func TestBackendClientErrors(t *testing.T) {
-	ts := cliDevBackend(t)
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := "http://" + l.Addr().String()
-	l.Close()
-	for _, tc := range []struct {
-		name    string
-		environ []string
-		args    []string
-		code    int
-		stderr  string
-	}{
-		{"no URL", []string{"CRONIUM_BACKEND_TOKEN=x"}, []string{"jobs"}, 2, "CRONIUM_BACKEND_URL"},
-		{"no token", []string{"CRONIUM_BACKEND_URL=" + ts.URL}, []string{"jobs"}, 2, "CRONIUM_BACKEND_TOKEN"},
-		{"unreachable", []string{"CRONIUM_BACKEND_URL=" + dead, "CRONIUM_BACKEND_TOKEN=x"}, []string{"jobs"}, 125, dead},
-		{"unreachable submit", nil, []string{"submit", "--backend", dead, "--token", "x", "-c", "true"}, 125, dead},
-		{"bad token", []string{"CRONIUM_BACKEND_URL=" + ts.URL, "CRONIUM_BACKEND_TOKEN=wrong"}, []string{"jobs"}, 2, "refused the token"},
-		{"flags override env", []string{"CRONIUM_BACKEND_URL=" + dead, "CRONIUM_BACKEND_TOKEN=wrong"}, []string{"jobs", "--backend", ts.URL, "--token", cliDevToken}, 0, ""},
-		{"unknown job", []string{"CRONIUM_BACKEND_URL=" + ts.URL, "CRONIUM_BACKEND_TOKEN=" + cliDevToken}, []string{"show", "job_None00000000"}, 1, "Job not found"},
-		{"no script", nil, []string{"submit"}, 2, "exactly one of"},
-		{"bad input", nil, []string{"submit", "-c", "x", "--input", "{"}, 2, "--input"},
-		{"bad runtime", []string{"CRONIUM_BACKEND_URL=" + ts.URL, "CRONIUM_BACKEND_TOKEN=" + cliDevToken}, []string{"submit", "-c", "x", "--runtime", "ruby"}, 1, "runtime"},
-		{"show without job", nil, []string{"show"}, 2, "missing JOB"},
-		{"unknown subcommand", nil, []string{"frobnicate"}, 2, "unknown subcommand"},
-		{"no subcommand", nil, nil, 2, "usage: cronium-agent backend"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var out, errb syncBuffer
-			env := &cliEnv{stdout: &out, stderr: &errb, environ: tc.environ, log: slog.New(slog.DiscardHandler)}
-			code := run(env, append([]string{"backend"}, tc.args...))
-			if code != tc.code || !strings.Contains(errb.String(), tc.stderr) {
-				t.Errorf("exit %d, stderr %q; want %d and %q", code, errb.String(), tc.code, tc.stderr)
-			}
-			if code == 125 && strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
-				t.Errorf("unreachable: not one line: %q", errb.String())
-			}
-		})
-	}
-}
-
-func TestBackendServe(t *testing.T) {
-	data := t.TempDir()
-	serve := func() (url string, stop func() cliResult) {
-		t.Helper()
-		ctx, cancel := context.WithCancel(context.Background())
-		var out, errb syncBuffer
-		env := &cliEnv{stdout: &out, stderr: &errb, environ: []string{"CRONIUM_BACKEND_TOKEN=" + cliDevToken}, log: slog.New(slog.DiscardHandler)}
-		res := make(chan error, 1)
-		go func() { res <- runBackend(ctx, env, []string{"serve", "--listen", "127.0.0.1:0", "--data", data}) }()
-		re := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`)
-		for range 500 {
-			if m := re.FindStringSubmatch(out.String()); m != nil {
-				return m[1], func() cliResult {
-					cancel()
-					err := <-res
-					code := 0
-					if err != nil {
-						code = -1
-					}
-					return cliResult{code, out.String(), errb.String()}
-				}
-			}
-			select {
-			case err := <-res:
-				cancel()
-				t.Fatalf("serve ended: %v; stderr %s", err, errb.String())
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-		cancel()
-		t.Fatal("serve did not print its address")
-		return "", nil
-	}
-	url, stop := serve()
-	r := runBackendCLI(t, url, "submit", "-c", "echo kept")
-	id := strings.TrimSpace(r.stdout)
-	if r.code != 0 {
-		t.Fatalf("submit: %+v", r)
-	}
-	if r := stop(); r.code != 0 {
-		t.Fatalf("serve: %+v", r)
-	}
-	// Restarted on the same data, the job is still there.
-	url, stop = serve()
-	defer stop()
-	if r := runBackendCLI(t, url, "show", id); r.code != 0 || !strings.Contains(r.stdout, "queued") {
-		t.Errorf("after restart: %+v", r)
+	code, out = ptytest.Run(t, false, cmd, "backend", "submit", "-c", "true", "--priority", "3")
+	if code != 0 || !strings.HasPrefix(out, "job_") {
+		t.Errorf("backend submit: exit code %d, %q", code, out)
 	}
 
 	for _, tc := range []struct {
-		args   []string
-		stderr string
+		args []string
+		code int
+		want string
 	}{
-		{[]string{"serve", "--listen", "0.0.0.0:0", "--data", t.TempDir(), "--token", "t"}, "not a loopback address"},
-		{[]string{"serve", "--listen", ":0", "--data", t.TempDir(), "--token", "t"}, "not a loopback address"},
-		{[]string{"serve", "--data", t.TempDir()}, "no token"},
-		{[]string{"serve", "--token", "t"}, "no data directory"},
+		{[]string{"backend"}, 2, "usage: cronium-agent backend <command>"},
+		{[]string{"backend", "--help"}, 0, "alias of cronium-backend, kept for one release"},
+		{[]string{"backend", "show"}, 2, "cronium-agent backend show: missing JOB (see cronium-agent backend show -h)\n"},
+		{[]string{"backend", "version"}, 2, `cronium-agent backend: unknown command "version"`},
+		{[]string{"--help"}, 0, "alias of cronium-backend"},
 	} {
-		var out, errb syncBuffer
-		env := &cliEnv{stdout: &out, stderr: &errb, log: slog.New(slog.DiscardHandler)}
-		if code := run(env, append([]string{"backend"}, tc.args...)); code != 2 || !strings.Contains(errb.String(), tc.stderr) {
-			t.Errorf("%v: exit %d, stderr %q", tc.args, code, errb.String())
-		}
-	}
-}
-
-func TestCheckLoopback(t *testing.T) {
-	for addr, ok := range map[string]bool{
-		"127.0.0.1:5001": true, "localhost:5001": true, "[::1]:5001": true, "127.0.0.2:1": true,
-		"0.0.0.0:5001": false, ":5001": false, "192.0.2.1:5001": false, "[::]:5001": false, "example.com:80": false, "nonsense": false,
-	} {
-		if err := checkLoopback(addr); (err == nil) != ok {
-			t.Errorf("checkLoopback(%q) = %v", addr, err)
+		if code, out := ptytest.Run(t, false, cmd, tc.args...); code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: exit code %d, %q; want %d and %q", tc.args, code, out, tc.code, tc.want)
 		}
 	}
 }

@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 
+	"github.com/cronium/cronium-agent/internal/command"
 	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/container"
@@ -25,7 +24,7 @@ func configFlag(fs *flag.FlagSet) *string {
 func loadConfig(env *cliEnv, path string) (config.Config, error) {
 	cfg, err := config.Load(path, env.environ)
 	if err != nil {
-		return cfg, &exitError{code: exitUsage, err: err}
+		return cfg, &exitError{Code: exitUsage, Err: err}
 	}
 	return cfg, nil
 }
@@ -37,17 +36,17 @@ func connect(ctx context.Context, cfg config.Config) (*containerd.Client, error)
 	hint := fmt.Sprintf("start containerd (systemctl start containerd, or `make containerd` in the source tree) or point containerd.address / %s at its socket",
 		config.EnvName("containerd", "address"))
 	if _, err := os.Stat(addr); err != nil {
-		return nil, &exitError{code: exitAgent, err: fmt.Errorf("containerd is not reachable at %s (no such socket): %s", addr, hint)}
+		return nil, &exitError{Code: exitAgent, Err: fmt.Errorf("containerd is not reachable at %s (no such socket): %s", addr, hint)}
 	}
 	client, err := containerd.New(addr, containerd.WithDefaultNamespace(cfg.Containerd.Namespace), containerd.WithTimeout(3*time.Second))
 	if err != nil {
-		return nil, &exitError{code: exitAgent, err: fmt.Errorf("containerd is not reachable at %s: %v: %s", addr, err, hint)}
+		return nil, &exitError{Code: exitAgent, Err: fmt.Errorf("containerd is not reachable at %s: %v: %s", addr, err, hint)}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if ok, err := client.IsServing(pctx); !ok {
 		client.Close()
-		return nil, &exitError{code: exitAgent, err: fmt.Errorf("containerd at %s does not answer: %v: %s", addr, err, hint)}
+		return nil, &exitError{Code: exitAgent, Err: fmt.Errorf("containerd at %s does not answer: %v: %s", addr, err, hint)}
 	}
 	return client, nil
 }
@@ -92,16 +91,16 @@ func newExecutor(env *cliEnv, client *containerd.Client, cfg config.Config, extr
 // parseFlags parses a subcommand's flags: -h prints its usage, a bad flag is
 // one line of error (the usage is there with -h).
 func parseFlags(env *cliEnv, fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(env.stderr)
-		fmt.Fprintf(env.stderr, "usage of cronium-agent %s:\n", fs.Name())
-		fs.PrintDefaults()
-		return &exitError{code: 0}
-	}
+	return command.ParseFlags(env.stderr, "cronium-agent", fs, args)
+}
+
+// parseArgs parses flags that may come before, between and after the
+// positional arguments (`logs JOB -f`), and checks that the positionals are
+// exactly those named.
+func parseArgs(env *cliEnv, fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
+	pos, err := command.ParseInterspersed(env.stderr, "cronium-agent", fs, args)
 	if err != nil {
-		return &exitError{code: exitUsage, err: fmt.Errorf("%v (see cronium-agent %s -h)", err, fs.Name())}
+		return nil, err
 	}
-	return nil
+	return pos, command.WantArgs("cronium-agent", fs, pos, names...)
 }

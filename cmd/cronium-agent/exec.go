@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cronium/cronium-agent/internal/command"
 	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner"
@@ -22,19 +23,6 @@ import (
 	"github.com/cronium/cronium-agent/runner/output"
 	"github.com/cronium/cronium-agent/runtimes"
 )
-
-type envFlag map[string]string
-
-func (e envFlag) String() string { return "" }
-
-func (e envFlag) Set(s string) error {
-	k, v, ok := strings.Cut(s, "=")
-	if !ok || k == "" {
-		return fmt.Errorf("want KEY=VALUE, got %q", s)
-	}
-	e[k] = v
-	return nil
-}
 
 type sizeFlag struct{ v *config.ByteSize }
 
@@ -60,7 +48,7 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 	rtName := fs.String("runtime", "bash", "runtime: "+strings.Join(runtimes.Names(), ", "))
 	file := fs.String("file", "", "script file to run")
 	code := fs.String("c", "", "script code to run")
-	vars := envFlag{}
+	vars := command.EnvFlag{}
 	fs.Var(vars, "env", "environment variable KEY=VALUE (repeatable)")
 	timeout := fs.Duration("timeout", 0, "job timeout (default: jobs.defaultTimeout)")
 	var memory config.ByteSize
@@ -74,34 +62,34 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return &exitError{code: exitUsage, err: fmt.Errorf("unexpected argument %q (the script goes in --file or -c)", fs.Arg(0))}
+		return &exitError{Code: exitUsage, Err: fmt.Errorf("unexpected argument %q (the script goes in --file or -c)", fs.Arg(0))}
 	}
 	var script []byte
 	switch {
 	case *file != "" && *code != "":
-		return &exitError{code: exitUsage, err: errors.New("give either --file or -c, not both")}
+		return &exitError{Code: exitUsage, Err: errors.New("give either --file or -c, not both")}
 	case *file != "":
 		b, err := os.ReadFile(*file)
 		if err != nil {
-			return &exitError{code: exitUsage, err: fmt.Errorf("read script: %w", err)}
+			return &exitError{Code: exitUsage, Err: fmt.Errorf("read script: %w", err)}
 		}
 		script = b
 	case *code != "":
 		script = []byte(*code)
 	default:
-		return &exitError{code: exitUsage, err: errors.New("no script: give --file FILE or -c CODE")}
+		return &exitError{Code: exitUsage, Err: errors.New("no script: give --file FILE or -c CODE")}
 	}
 	if _, err := runtimes.Lookup(*rtName); err != nil {
-		return &exitError{code: exitUsage, err: err}
+		return &exitError{Code: exitUsage, Err: err}
 	}
 	if *timeout < 0 || *cpus < 0 || *pids < 0 {
-		return &exitError{code: exitUsage, err: errors.New("--timeout, --cpus and --pids must not be negative")}
+		return &exitError{Code: exitUsage, Err: errors.New("--timeout, --cpus and --pids must not be negative")}
 	}
 
 	var inputJSON json.RawMessage
 	if *input != "" {
 		if !json.Valid([]byte(*input)) {
-			return &exitError{code: exitUsage, err: fmt.Errorf("--input is not valid JSON: %.80q", *input)}
+			return &exitError{Code: exitUsage, Err: fmt.Errorf("--input is not valid JSON: %.80q", *input)}
 		}
 		inputJSON = json.RawMessage(*input)
 	}
@@ -124,7 +112,7 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	req, err := runner.PolicyFromConfig(cfg).Request(job, time.Now())
 	if err != nil {
-		return &exitError{code: exitUsage, err: err}
+		return &exitError{Code: exitUsage, Err: err}
 	}
 	ex, closeClient, err := openExecutor(ctx, env, cfg, true, nil)
 	if err != nil {
@@ -143,7 +131,7 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 		env.log.Warn("run cleanup unfinished; `cronium-agent gc` removes the rest", "error", werr)
 	}
 	if err != nil {
-		return &exitError{code: exitAgent, err: err}
+		return &exitError{Code: exitAgent, Err: err}
 	}
 	if *asJSON {
 		if err := printJSONResult(env, req, res); err != nil {
@@ -154,13 +142,13 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	switch {
 	case res.Status == container.StatusTimeout:
-		return &exitError{code: exitTimeout, err: fmt.Errorf("job timed out after %s and was stopped", req.Timeout)}
+		return &exitError{Code: exitTimeout, Err: fmt.Errorf("job timed out after %s and was stopped", req.Timeout)}
 	case res.Status == container.StatusCancelled:
-		return &exitError{code: 130, err: errors.New("job cancelled")}
+		return &exitError{Code: 130, Err: errors.New("job cancelled")}
 	case res.OOMKilled && res.ExitCode != 0:
-		return &exitError{code: exitOOM, err: fmt.Errorf("job killed: out of memory (limit %s)", config.ByteSize(res.MemoryLimit))}
+		return &exitError{Code: exitOOM, Err: fmt.Errorf("job killed: out of memory (limit %s)", config.ByteSize(res.MemoryLimit))}
 	case res.ExitCode != 0:
-		return &exitError{code: res.ExitCode}
+		return &exitError{Code: res.ExitCode}
 	}
 	return nil
 }

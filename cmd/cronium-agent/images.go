@@ -9,7 +9,7 @@ import (
 
 func runImages(ctx context.Context, env *cliEnv, args []string) error {
 	if len(args) == 0 {
-		return &exitError{code: exitUsage, err: fmt.Errorf("want `images import ARCHIVE...` or `images list`")}
+		return &exitError{Code: exitUsage, Err: fmt.Errorf("want `images import ARCHIVE...` or `images list`")}
 	}
 	fs := flag.NewFlagSet("images "+args[0], flag.ContinueOnError)
 	cfgPath := configFlag(fs)
@@ -21,10 +21,10 @@ func runImages(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if args[0] != "import" && args[0] != "list" && args[0] != "ls" {
-		return &exitError{code: exitUsage, err: fmt.Errorf("unknown images command %q (want import or list)", args[0])}
+		return &exitError{Code: exitUsage, Err: fmt.Errorf("unknown images command %q (want import or list)", args[0])}
 	}
 	if args[0] == "import" && fs.NArg() == 0 {
-		return &exitError{code: exitUsage, err: fmt.Errorf("no archive given")}
+		return &exitError{Code: exitUsage, Err: fmt.Errorf("no archive given")}
 	}
 	ex, closeClient, err := openExecutor(ctx, env, cfg, false, nil)
 	if err != nil {

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/cronium/cronium-agent/internal/command"
 	"github.com/cronium/cronium-agent/runtimes/helpercli"
 	"github.com/cronium/cronium-agent/runtimes/jobinit"
 )
@@ -20,28 +20,19 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// exitError carries an exit code out of a subcommand.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string {
-	if e.err == nil {
-		return fmt.Sprintf("exit status %d", e.code)
-	}
-	return e.err.Error()
-}
+// exitError carries an exit code out of a subcommand. It is the type the
+// cronium-backend commands use too, so that one Exit reports both.
+type exitError = command.ExitError
 
 // Exit codes of the agent's own failures, as docker and GNU timeout use them.
 const (
-	exitUsage   = 2
-	exitAgent   = 125
+	exitUsage   = command.ExitUsage
+	exitAgent   = command.ExitFailure
 	exitTimeout = 124
 	exitOOM     = 137
 )
 
-type command struct {
+type subcommand struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, env *cliEnv, args []string) error
@@ -54,14 +45,14 @@ type cliEnv struct {
 	log            *slog.Logger
 }
 
-func commands() []command {
-	return []command{
+func commands() []subcommand {
+	return []subcommand{
 		{"run", "run the agent: take jobs from the Cronium backend and report them back", runAgent},
 		{"status", "show the running agent's backend, backlog, running jobs and journal (status [--json])", runStatus},
 		{"jobs", "list the running agent's recent jobs and their delivery (jobs [--limit N] [--json])", runJobs},
 		{"logs", "print a job's log from the running agent's journal (logs [-f] [--raw] JOB); stdout lines as they are, others prefixed [stderr] / [system]", runLogs},
 		{"exec", "run one script job in a container and stream its output", runExec},
-		{"backend", "the development backend and its operator commands (serve, submit, jobs, show, logs, cancel)", runBackend},
+		{"backend", "alias of cronium-backend (the development backend: serve, submit, jobs, show, logs, cancel), kept for one release", runBackend},
 		{"images", "import and list runtime images (images import ARCHIVE..., images list)", runImages},
 		{"gc", "remove containers, snapshots, files and cgroups no run owns", runGC},
 		{"version", "print the version", runVersion},
@@ -80,7 +71,7 @@ func main() {
 		os.Exit(jobinit.Main(os.Args[1:], os.Stderr))
 	}
 	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ()}
-	env.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(env.environ)}))
+	env.log = command.NewLogger(os.Stderr, env.environ)
 	os.Exit(run(env, os.Args[1:]))
 }
 
@@ -98,20 +89,7 @@ func run(env *cliEnv, args []string) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		err := c.run(ctx, env, args[1:])
-		var ee *exitError
-		switch {
-		case err == nil:
-			return 0
-		case errors.As(err, &ee):
-			if ee.err != nil {
-				fmt.Fprintf(env.stderr, "cronium-agent %s: %v\n", c.name, ee.err)
-			}
-			return ee.code
-		default:
-			fmt.Fprintf(env.stderr, "cronium-agent %s: %v\n", c.name, err)
-			return exitAgent
-		}
+		return command.Exit(env.stderr, "cronium-agent "+c.name, c.run(ctx, env, args[1:]))
 	}
 	fmt.Fprintf(env.stderr, "cronium-agent: unknown command %q\n", args[0])
 	usage(env.stderr)
@@ -125,18 +103,6 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nstatus, jobs and logs ask the running agent through its admin socket (admin.socket, root only).")
 	fmt.Fprintln(w, "Every command takes --config FILE (default /etc/cronium/agent.yaml); every key can also be set by a CRONIUM_* variable.")
-}
-
-func logLevel(environ []string) slog.Level {
-	for _, kv := range environ {
-		if kv == "CRONIUM_LOG_LEVEL=debug" {
-			return slog.LevelDebug
-		}
-		if kv == "CRONIUM_LOG_LEVEL=info" {
-			return slog.LevelInfo
-		}
-	}
-	return slog.LevelWarn
 }
 
 func runVersion(_ context.Context, env *cliEnv, _ []string) error {

@@ -53,7 +53,7 @@ func runAgent(parent context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if cfg.Backend.URL == "" || cfg.Backend.Token == "" {
-		return &exitError{code: exitUsage, err: fmt.Errorf("no backend to take jobs from: set backend.url and backend.token in %s, or %s and %s (CRONIUM_API_ENDPOINT and CRONIUM_API_TOKEN are read too)",
+		return &exitError{Code: exitUsage, Err: fmt.Errorf("no backend to take jobs from: set backend.url and backend.token in %s, or %s and %s (CRONIUM_API_ENDPOINT and CRONIUM_API_TOKEN are read too)",
 			*cfgPath, config.EnvName("backend", "url"), config.EnvName("backend", "token"))}
 	}
 
@@ -92,13 +92,13 @@ func runAgent(parent context.Context, env *cliEnv, args []string) error {
 	if cfg.Backend.EnvEncryptionKey != "" {
 		key, err := backend.ParseEnvKey(cfg.Backend.EnvEncryptionKey)
 		if err != nil {
-			return &exitError{code: exitUsage, err: err}
+			return &exitError{Code: exitUsage, Err: err}
 		}
 		copts = append(copts, backend.WithEnvKey(key))
 	}
 	client, err := backend.NewClient(cfg.Backend.URL, cfg.Backend.Token, orchID, copts...)
 	if err != nil {
-		return &exitError{code: exitUsage, err: err}
+		return &exitError{Code: exitUsage, Err: err}
 	}
 
 	jr, err := openJournal(cfg)

@@ -138,3 +138,7 @@ func Guard(w io.Writer, raw bool) io.Writer {
 	}
 	return NewWriter(w)
 }
+
+// RawUsage is the help of the --raw flag of the commands printing a job's
+// output, the same in every binary.
+const RawUsage = "write the job's output byte for byte, even to a terminal (where control characters are otherwise escaped)"
