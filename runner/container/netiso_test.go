@@ -118,7 +118,12 @@ func probe(t *testing.T, h *harness, env map[string]string) map[string]any {
 	var gw string
 	select {
 	case gw = <-bGW:
-	case <-time.After(30 * time.Second):
+	case r := <-bDone:
+		bDone <- r // for the deferred wait
+		t.Fatalf("job B ended before printing its gateway: %v status %s exit %d stderr %q", r.err, r.Status, r.ExitCode, r.stderr.String())
+	case <-time.After(2 * time.Minute):
+		// Generous: under the whole suite, other packages' jobs writing
+		// gigabytes slow containerd's own writes down a lot.
 		t.Fatal("job B did not start")
 	}
 	req := h.request(t, "python", probeScript)
