@@ -72,7 +72,7 @@ func TestAttacksFromInsideAJob(t *testing.T) {
 	case b = <-bInfo:
 	case r := <-bDone:
 		t.Fatalf("job B ended early: %v %s", r.err, r.stderr.String())
-	case <-time.After(30 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("job B did not start")
 	}
 
