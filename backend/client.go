@@ -610,21 +610,6 @@ func (c *Client) SetExecutionCondition(ctx context.Context, executionID string, 
 	return err
 }
 
-// ExecutionContext returns the execution's context object as the backend
-// sends it ({"executionId","jobId","eventId","userId","metadata","event",
-// "user"}).
-func (c *Client) ExecutionContext(ctx context.Context, executionID string) (json.RawMessage, error) {
-	body, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"executions", executionID, "context"}})
-	if err != nil {
-		return nil, err
-	}
-	var o map[string]json.RawMessage
-	if json.Unmarshal(body, &o) != nil || o == nil {
-		return nil, fmt.Errorf("backend GET %s/executions/%s/context: not a JSON object", apiPrefix, url.PathEscape(executionID))
-	}
-	return json.RawMessage(bytes.TrimSpace(body)), nil
-}
-
 // ---- variables (§4) ----
 
 // GetVariable reads a user's variable. Unset (404, or a null value) is
@@ -698,27 +683,10 @@ func (c *Client) SendMetrics(ctx context.Context, m AgentMetrics) error {
 	return err
 }
 
-// ReportHealth reports the agent's own health: healthy, degraded or
-// unhealthy.
-func (c *Client) ReportHealth(ctx context.Context, status string, metrics map[string]any, errs []string) error {
-	switch status {
-	case "healthy", "degraded", "unhealthy":
-	default:
-		return invalid("health status %q (want healthy, degraded or unhealthy)", status)
-	}
-	if metrics == nil {
-		metrics = map[string]any{}
-	}
-	if errs == nil {
-		errs = []string{}
-	}
-	body := map[string]any{"orchestratorId": c.orchID, "status": status, "timestamp": stamp(time.Time{}), "metrics": metrics, "errors": errs}
-	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"orchestrator", "health"}, body: body})
-	return err
-}
-
 // BackendHealth probes the backend (GET orchestrator/health): nil when it
-// answers 2xx. One attempt, no retries: it is a probe.
+// answers 2xx. One attempt, no retries: it is a probe. Nothing calls it
+// yet: it is kept for the coming `cronium-agent doctor` command, which
+// checks that the configured backend answers before the agent is started.
 func (c *Client) BackendHealth(ctx context.Context) error {
 	_, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"orchestrator", "health"}, noRetry: true})
 	return err

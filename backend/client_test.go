@@ -138,12 +138,10 @@ func everyCall(c *Client) []struct {
 		{"SetExecutionCondition", "POST", "/api/internal/executions/exec_1/condition", func(ctx context.Context) error {
 			return c.SetExecutionCondition(ctx, "exec_1", true)
 		}},
-		{"ExecutionContext", "GET", "/api/internal/executions/exec_1/context", func(ctx context.Context) error { _, err := c.ExecutionContext(ctx, "exec_1"); return err }},
 		{"GetVariable", "GET", "/api/internal/variables/user_1/k", func(ctx context.Context) error { _, _, err := c.GetVariable(ctx, "user_1", "k"); return err }},
 		{"SetVariable", "PUT", "/api/internal/variables/user_1/k", func(ctx context.Context) error { return c.SetVariable(ctx, "user_1", "k", "v") }},
 		{"Heartbeat", "POST", "/api/internal/orchestrator/heartbeat", func(ctx context.Context) error { _, err := c.Heartbeat(ctx, Heartbeat{}); return err }},
 		{"SendMetrics", "POST", "/api/internal/orchestrator/metrics", func(ctx context.Context) error { return c.SendMetrics(ctx, AgentMetrics{JobsProcessed: 3}) }},
-		{"ReportHealth", "POST", "/api/internal/orchestrator/health", func(ctx context.Context) error { return c.ReportHealth(ctx, "degraded", nil, []string{"disk full"}) }},
 		{"BackendHealth", "GET", "/api/internal/orchestrator/health", func(ctx context.Context) error { return c.BackendHealth(ctx) }},
 		{"GetServer", "GET", "/api/internal/servers/7", func(ctx context.Context) error { _, err := c.GetServer(ctx, "7"); return err }},
 		{"ServerCredentials", "GET", "/api/internal/servers/7/credentials", func(ctx context.Context) error { _, err := c.ServerCredentials(ctx, "7"); return err }},
@@ -159,8 +157,6 @@ func answerAll(w http.ResponseWriter, r *http.Request, _ int) {
 		io.WriteString(w, `{"jobs":[],"count":0}`)
 	case strings.HasSuffix(p, "/jobs/orphaned"):
 		io.WriteString(w, `[]`)
-	case strings.HasSuffix(p, "/context"):
-		io.WriteString(w, `{"executionId":"exec_1","jobId":"job_1","eventId":1,"userId":"u","metadata":{},"event":null,"user":null}`)
 	case strings.HasPrefix(p, "/api/internal/variables/") && r.Method == "GET":
 		io.WriteString(w, `{"key":"k","value":"v","updatedAt":"2026-11-20T10:00:00Z"}`)
 	case strings.HasSuffix(p, "/credentials"):
@@ -228,7 +224,6 @@ func TestEveryCallPathsAndHeaders(t *testing.T) {
 	eq(t, byName["Heartbeat"]["orchestratorId"], any(testOrch))
 	eq(t, byName["Heartbeat"]["runningJobs"], any([]any{}))
 	eq(t, byName["SendMetrics"]["period"], any("minute"))
-	eq(t, byName["ReportHealth"]["errors"], any([]any{"disk full"}))
 	eq(t, byName["CreateExecution"], map[string]any{"jobId": "job_1"})
 	eq(t, byName["SetExecutionOutput"]["output"], any(map[string]any{"a": 1.0}))
 	comp := byName["Complete"]
@@ -239,7 +234,7 @@ func TestEveryCallPathsAndHeaders(t *testing.T) {
 		t.Errorf("complete sent condition unset: %v", comp)
 	}
 	eq(t, comp["metrics"], any(map[string]any{"startTime": "2026-11-20T10:00:00.000Z", "endTime": "2026-11-20T10:00:01.000Z", "duration": 1000.0}))
-	for _, name := range []string{"SetStatus", "Fail", "Complete", "SetExecutionCondition", "ReportHealth"} {
+	for _, name := range []string{"SetStatus", "Fail", "Complete", "SetExecutionCondition"} {
 		ts, _ := byName[name]["timestamp"].(string)
 		if _, err := time.Parse(time.RFC3339, ts); err != nil {
 			t.Errorf("%s timestamp %q: %v", name, ts, err)
@@ -685,7 +680,6 @@ func TestArgumentValidation(t *testing.T) {
 	for name, err := range map[string]error{
 		"status queued":    c.SetStatus(ctx, "j", "queued", ""),
 		"status cancelled": c.SetStatus(ctx, "j", "cancelled", ""),
-		"health":           c.ReportHealth(ctx, "fine", nil, nil),
 		"empty job id":     c.Release(ctx, "", "m"),
 		"bad output":       c.SetExecutionOutput(ctx, "e", json.RawMessage(`{x`)),
 	} {

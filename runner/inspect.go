@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -108,7 +107,7 @@ func (in *Inspector) Logs(ctx context.Context, jobID string, after uint64, limit
 			return nil, false, err
 		}
 		for _, it := range items {
-			lines, err := c.lines(it)
+			lines, r, err := c.lines(it)
 			if err != nil {
 				return nil, false, err
 			}
@@ -124,12 +123,12 @@ func (in *Inspector) Logs(ctx context.Context, jobID string, after uint64, limit
 			}
 			if taken < len(lines) || (limit > 0 && len(out) >= limit) {
 				if taken == len(lines) {
-					c.done(it, lines)
+					c.done(it, lines, r)
 				}
 				in.keep(jobID, c, out, after)
 				return out, false, nil
 			}
-			c.done(it, lines)
+			c.done(it, lines, r)
 		}
 		if len(items) > 0 {
 			from = items[len(items)-1].LastSeq
@@ -146,11 +145,12 @@ func (in *Inspector) Logs(ctx context.Context, jobID string, after uint64, limit
 }
 
 // logCursor is where reading a job's stream got to: every line of the items
-// up to item has a seq up to upTo. A drop marker waits in marker for the
-// line after the gap, which numbers it.
+// up to item has a seq up to upTo. A drop marker waits in r for the line
+// after the gap, which numbers it; until then item stays before the marker,
+// so that a cursor read afresh meets it again.
 type logCursor struct {
-	item, upTo, prev uint64
-	marker           *journal.StoredItem
+	item, upTo uint64
+	r          state.LogReader
 }
 
 // cursor returns where to start reading for lines after `after`.
@@ -185,47 +185,30 @@ func (in *Inspector) forget(jobID string) {
 	delete(in.cursors, jobID)
 }
 
-// lines decodes one item into log lines; a drop marker yields its notice
-// with the next log item.
-func (c *logCursor) lines(it journal.StoredItem) ([]admin.LogLine, error) {
-	switch it.Kind {
-	case journal.MarkerKind:
-		c.marker = &it
-		return nil, nil
-	case state.KindLogs:
-	default:
-		return nil, nil
+// lines decodes one item into log lines, and returns the reader past it
+// for done: an item whose lines are not all handed out is read again.
+// A drop marker yields its notice with the next log item.
+func (c *logCursor) lines(it journal.StoredItem) ([]admin.LogLine, state.LogReader, error) {
+	r := c.r
+	p, err := r.Read([]journal.StoredItem{it})
+	if err != nil {
+		return nil, c.r, err
 	}
-	var p state.LogsItem
-	if err := json.Unmarshal(it.Payload, &p); err != nil {
-		return nil, fmt.Errorf("log item %d: %w", it.Seq, err)
-	}
-	out := make([]admin.LogLine, 0, len(p.Entries)+1)
-	if c.marker != nil && len(p.Entries) > 0 {
-		var m journal.DropMarker
-		if err := json.Unmarshal(c.marker.Payload, &m); err != nil {
-			return nil, fmt.Errorf("drop marker %d: %w", c.marker.Seq, err)
-		}
-		if e, ok := state.DropNotice(m, c.prev, p.Entries[0].Seq, c.marker.AppendedAt); ok {
-			out = append(out, admin.LogLine{Seq: e.Seq, Stream: e.Stream, Line: e.Line, Time: e.Timestamp})
-		}
-	}
+	out := make([]admin.LogLine, 0, len(p.Entries))
 	for _, e := range p.Entries {
 		out = append(out, admin.LogLine{Seq: e.Seq, Stream: e.Stream, Line: e.Line, Time: e.Timestamp})
 	}
-	return out, nil
+	return out, r, nil
 }
 
-// done records that every line of it was handed out (or skipped).
-func (c *logCursor) done(it journal.StoredItem, lines []admin.LogLine) {
-	if it.Kind == journal.MarkerKind {
-		return // read again next time, until the line after it numbers it
-	}
-	if c.marker == nil {
+// done records that every line of it was handed out (or skipped), r being
+// the reader past it.
+func (c *logCursor) done(it journal.StoredItem, lines []admin.LogLine, r state.LogReader) {
+	c.r = r
+	if _, waiting := r.Pending(); !waiting {
 		c.item = it.LastSeq
 	}
 	if n := len(lines); n > 0 {
-		c.upTo, c.prev, c.marker = lines[n-1].Seq, lines[n-1].Seq, nil
-		c.item = it.LastSeq
+		c.upTo = lines[n-1].Seq
 	}
 }

@@ -259,3 +259,139 @@ func DropNotice(m journal.DropMarker, prev, next uint64, at time.Time) (backend.
 	line := fmt.Sprintf("[... %s (%d bytes) dropped: the backend was unreachable and the agent's journal reached its disk budget ...]", what, m.Bytes)
 	return backend.LogEntry{Seq: next - 1, Stream: "system", Line: line, Timestamp: at.UTC()}, true
 }
+
+// LogReader turns a job's stream items, read in order, into its log lines:
+// a log item's lines, and for each gap the journal's budget cut (drop
+// markers) one system line from DropNotice. Both the syncer (what the
+// backend gets) and the inspector (`cronium-agent logs`) read through it, so
+// that a gap reads the same in both.
+//
+// A gap's notice takes its seq from the held line after it, so a marker
+// yields nothing until that line is known: Read looks for it in the items
+// it is given after the marker (the rest of a page), and otherwise keeps the
+// marker until a later log item, which then yields the notice before its
+// own lines. Markers before the same line (the budget's runs are cut by
+// items of other kinds, and acknowledging part of a marker splits it) make
+// one notice with their counts summed: there is only one seq to give them.
+//
+// The zero value is ready to read a stream from its first item. A
+// LogReader is a small value: copy it to read ahead without advancing.
+type LogReader struct {
+	prev      uint64             // seq of the last held line read (0: none yet)
+	pending   journal.DropMarker // markers waiting for the line after their gap, summed
+	pendingAt time.Time          // when the first of them was appended
+	waiting   bool               // pending holds a marker
+	marker    uint64             // item seq of the last marker read: one read again is already counted
+	noticed   uint64             // seq of the last notice yielded: markers it covers yield no other
+}
+
+// Read reads items[0] and returns the lines it stands for, in the
+// execution of the held lines they belong to: nothing for an item of
+// another kind or a marker whose line after the gap is not yet known. The
+// rest of items is only looked at to number a marker at once. An item that
+// does not decode is an error and leaves r as it was.
+func (r *LogReader) Read(items []journal.StoredItem) (LogsItem, error) {
+	if len(items) == 0 {
+		return LogsItem{}, nil
+	}
+	switch it := items[0]; it.Kind {
+	case journal.MarkerKind:
+		m, err := decodeMarker(it)
+		if err != nil {
+			return LogsItem{}, err
+		}
+		if it.Seq <= r.marker {
+			return LogsItem{}, nil // read again: it waits or was noticed already
+		}
+		r.marker = it.Seq
+		r.wait(m, it.AppendedAt)
+		if next, sum, ok := nextLines(items[1:]); ok {
+			ahead := *r
+			ahead.wait(sum, time.Time{})
+			if e, ok := ahead.notice(next); ok {
+				*r = ahead
+				r.waiting = false
+				return LogsItem{ExecutionID: next.ExecutionID, Entries: []backend.LogEntry{e}}, nil
+			}
+			r.waiting = false // numbered by a notice yielded before
+		}
+		return LogsItem{}, nil
+	case KindLogs:
+		var p LogsItem
+		if err := json.Unmarshal(it.Payload, &p); err != nil {
+			return LogsItem{}, fmt.Errorf("log item %d: %w", it.Seq, err)
+		}
+		if len(p.Entries) == 0 {
+			return LogsItem{}, nil
+		}
+		out := LogsItem{ExecutionID: p.ExecutionID, Entries: make([]backend.LogEntry, 0, len(p.Entries)+1)}
+		if r.waiting {
+			if e, ok := r.notice(p); ok {
+				out.Entries = append(out.Entries, e)
+			}
+			r.waiting = false
+		}
+		out.Entries = append(out.Entries, p.Entries...)
+		r.prev = p.Entries[len(p.Entries)-1].Seq
+		return out, nil
+	}
+	return LogsItem{}, nil
+}
+
+// Pending returns the drop markers read that no line numbered yet, summed.
+func (r *LogReader) Pending() (journal.DropMarker, bool) { return r.pending, r.waiting }
+
+// wait adds m to the markers waiting for a line.
+func (r *LogReader) wait(m journal.DropMarker, at time.Time) {
+	if !r.waiting {
+		r.pending, r.pendingAt, r.waiting = journal.DropMarker{FirstSeq: m.FirstSeq}, at, true
+	}
+	r.pending.LastSeq = max(r.pending.LastSeq, m.LastSeq)
+	r.pending.Items += m.Items
+	r.pending.Bytes += m.Bytes
+}
+
+// notice is the line of the markers waiting, numbered by next (a log item with
+// lines); false when it has no seq to take or one a notice already took.
+func (r *LogReader) notice(next LogsItem) (backend.LogEntry, bool) {
+	e, ok := DropNotice(r.pending, r.prev, next.Entries[0].Seq, r.pendingAt)
+	if !ok || e.Seq <= r.noticed {
+		return backend.LogEntry{}, false
+	}
+	r.noticed = e.Seq
+	return e, true
+}
+
+// nextLines finds the first log item with lines in items, and sums the
+// markers before it; false if there is none, or a log item before it does
+// not decode (it is not known whether that one has lines).
+func nextLines(items []journal.StoredItem) (LogsItem, journal.DropMarker, bool) {
+	var sum journal.DropMarker
+	for _, it := range items {
+		switch it.Kind {
+		case journal.MarkerKind:
+			if m, err := decodeMarker(it); err == nil {
+				sum.LastSeq = max(sum.LastSeq, m.LastSeq)
+				sum.Items += m.Items
+				sum.Bytes += m.Bytes
+			}
+		case KindLogs:
+			var p LogsItem
+			if json.Unmarshal(it.Payload, &p) != nil {
+				return LogsItem{}, sum, false
+			}
+			if len(p.Entries) > 0 {
+				return p, sum, true
+			}
+		}
+	}
+	return LogsItem{}, sum, false
+}
+
+func decodeMarker(it journal.StoredItem) (journal.DropMarker, error) {
+	var m journal.DropMarker
+	if err := json.Unmarshal(it.Payload, &m); err != nil {
+		return m, fmt.Errorf("drop marker %d: %w", it.Seq, err)
+	}
+	return m, nil
+}

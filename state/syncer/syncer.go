@@ -337,8 +337,9 @@ func (s *Syncer) deliverPage(ctx context.Context, stream string) (more bool, err
 		return false, nil
 	}
 	jobID := JobOfStream(stream)
+	var logs state.LogReader // the page's log lines, read in order
 	for i := 0; i < len(items); {
-		n, err := s.deliver(ctx, jobID, items, i)
+		n, err := s.deliver(ctx, jobID, &logs, items, i)
 		if err != nil {
 			return false, err
 		}
@@ -349,6 +350,12 @@ func (s *Syncer) deliverPage(ctx context.Context, stream string) (more bool, err
 			s.delivered(it)
 		}
 		i += n
+	}
+	if m, ok := logs.Pending(); ok {
+		// The line after the gap is on a later page (the budget always
+		// keeps a stream's last log items), so there is no seq to number
+		// the notice with and the marker was delivered without it.
+		s.log.Warn("journal dropped log lines of a job while the backend was unreachable", "job", jobID, "items", m.Items, "bytes", m.Bytes)
 	}
 	// A short page may have been cut by its byte bound: read again until
 	// the stream has nothing pending.
@@ -379,7 +386,7 @@ func JobOfStream(stream string) string {
 // deliver sends items[i] (with the log items right after it, when it is
 // one) and returns how many items the call covered. A final refusal (4xx)
 // is logged and counts as delivered: sending it again cannot succeed.
-func (s *Syncer) deliver(ctx context.Context, jobID string, items []journal.StoredItem, i int) (int, error) {
+func (s *Syncer) deliver(ctx context.Context, jobID string, logs *state.LogReader, items []journal.StoredItem, i int) (int, error) {
 	it := items[i]
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -391,7 +398,7 @@ func (s *Syncer) deliver(ctx context.Context, jobID string, items []journal.Stor
 	case state.KindLogs, journal.MarkerKind:
 		var exec string
 		var entries []backend.LogEntry
-		exec, entries, n, err = s.logBatch(items, i)
+		exec, entries, n, err = s.logBatch(logs, items, i)
 		if err == nil {
 			err = s.sendLogs(cctx, jobID, exec, entries)
 		}
@@ -497,84 +504,37 @@ func decode(it journal.StoredItem, v any) error {
 }
 
 // logBatch joins the log items from items[i] on (same execution, within the
-// batch limits) into one call's entries. A drop marker becomes a system
-// line saying what the disk budget dropped, numbered with the last seq of
-// the gap so that it sorts where the lines were.
-func (s *Syncer) logBatch(items []journal.StoredItem, i int) (string, []backend.LogEntry, int, error) {
+// batch limits) into one call's entries, read through r (the page's reader,
+// advanced past the items taken). A drop marker becomes the system line
+// saying what the disk budget dropped, found by reading ahead in the page,
+// so that it is sent no later than the marker is acknowledged. An item that
+// does not decode ends the batch, or is the batch (one item, skipped).
+func (s *Syncer) logBatch(r *state.LogReader, items []journal.StoredItem, i int) (string, []backend.LogEntry, int, error) {
 	var (
 		exec    string
 		entries []backend.LogEntry
 		size    int
 		n       int
 	)
-	for j := i; j < len(items); j++ {
-		it := items[j]
-		switch it.Kind {
-		case state.KindLogs:
-			var p state.LogsItem
-			if err := decode(it, &p); err != nil {
-				if n == 0 {
-					return "", nil, 0, err
-				}
-				return exec, entries, n, nil
+	for j := i; j < len(items) && (items[j].Kind == state.KindLogs || items[j].Kind == journal.MarkerKind); j++ {
+		next := *r // advanced only once the item is taken
+		p, err := next.Read(items[j:])
+		if err != nil {
+			if n == 0 {
+				return "", nil, 1, badItem{err}
 			}
-			if n > 0 && (p.ExecutionID != exec || len(entries)+len(p.Entries) > maxBatchLines || size+state.LogsSize(p.Entries) > maxBatchBytes) {
-				return exec, entries, n, nil
-			}
-			exec = p.ExecutionID
-			entries = append(entries, p.Entries...)
-			size += state.LogsSize(p.Entries)
-		case journal.MarkerKind:
-			var m journal.DropMarker
-			if err := json.Unmarshal(it.Payload, &m); err != nil {
-				return exec, entries, max(n, 1), nil
-			}
-			if e, ex, ok := dropNotice(items, j, m, it.AppendedAt); ok {
-				if n > 0 && ex != exec {
-					return exec, entries, n, nil
-				}
-				exec = ex
-				entries = append(entries, e)
-			} else {
-				s.log.Warn("journal dropped log lines of a job while the backend was unreachable", "items", m.Items, "bytes", m.Bytes)
-			}
-		default:
-			return exec, entries, n, nil
+			break
 		}
+		if n > 0 && len(p.Entries) > 0 && (p.ExecutionID != exec || len(entries)+len(p.Entries) > maxBatchLines || size+state.LogsSize(p.Entries) > maxBatchBytes) {
+			break
+		}
+		*r = next
+		if len(p.Entries) > 0 {
+			exec = p.ExecutionID
+		}
+		entries = append(entries, p.Entries...)
+		size += state.LogsSize(p.Entries)
 		n++
 	}
 	return exec, entries, n, nil
-}
-
-// dropNotice is the system line standing for the marker items[j], and the
-// execution of the held line after the gap; false when that line is not in
-// the page (the budget always keeps a stream's last log items, so a later
-// page has it).
-func dropNotice(items []journal.StoredItem, j int, m journal.DropMarker, at time.Time) (backend.LogEntry, string, bool) {
-	var prev uint64
-	if p, ok := logItem(items, j, -1); ok {
-		prev = p.Entries[len(p.Entries)-1].Seq
-	}
-	next, ok := logItem(items, j, +1)
-	if !ok {
-		return backend.LogEntry{}, "", false
-	}
-	e, ok := state.DropNotice(m, prev, next.Entries[0].Seq, at)
-	return e, next.ExecutionID, ok
-}
-
-// logItem decodes the nearest log item before (step -1) or after (+1)
-// items[j]; false if there is none with lines.
-func logItem(items []journal.StoredItem, j, step int) (state.LogsItem, bool) {
-	for k := j + step; k >= 0 && k < len(items); k += step {
-		if items[k].Kind != state.KindLogs {
-			continue
-		}
-		var p state.LogsItem
-		if json.Unmarshal(items[k].Payload, &p) != nil || len(p.Entries) == 0 {
-			return state.LogsItem{}, false
-		}
-		return p, true
-	}
-	return state.LogsItem{}, false
 }

@@ -461,25 +461,14 @@ func TestExecutionUpdates(t *testing.T) {
 		{"no update: the row has only what the backend sets", func(string) []journal.Item { return nil }, 0, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := startBackend(t)
-			c := b.client(t)
-			id := b.claim(t, c, 1)[0]
-			jobs, j := openJobs(t, filepath.Join(t.TempDir(), "journal.db"))
-			s := syncer.New(j, c, syncer.WithLogger(quiet))
-			jobs.OnAppend(s.Notify)
-			runSyncer(t, s)
-			ctx := context.Background()
-			jb, err := jobs.Claim(ctx, &backend.Job{ID: id, OriginalType: backend.TypeScript})
-			if err != nil {
-				t.Fatal(err)
-			}
+			b, s, jb := claimedJob(t)
+			id, ctx := jb.Progress().JobID, context.Background()
 			exec := "exec_" + id + "_1"
 			items := append([]journal.Item{item(t, state.KindExecution, state.ExecutionItem{ExecutionID: exec, JobID: id, Attempt: 1})}, tc.items(exec)...)
 			if err := jb.Update(ctx, nil, items...); err != nil {
 				t.Fatal(err)
 			}
-			err = jb.Finish(ctx, nil, item(t, state.KindComplete, backend.Completion{Status: "failed", ExitCode: 3, Timestamp: at}))
-			if err != nil {
+			if err := jb.Finish(ctx, nil, item(t, state.KindComplete, backend.Completion{Status: "failed", ExitCode: 3, Timestamp: at})); err != nil {
 				t.Fatal(err)
 			}
 			flush(t, s, 30*time.Second)
@@ -513,4 +502,51 @@ func TestExecutionUpdates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An undecodable log item is logged and skipped, the lines after it sent:
+// it used to leave the batch empty, which acknowledged nothing and read
+// before the page's start.
+func TestUndecodableLogItemIsSkipped(t *testing.T) {
+	b, s, jb := claimedJob(t)
+	id, ctx := jb.Progress().JobID, context.Background()
+	exec := "exec_" + id + "_1"
+	// The execution is delivered first, so that the bad item starts a page.
+	if err := jb.Update(ctx, nil, item(t, state.KindExecution, state.ExecutionItem{ExecutionID: exec, JobID: id, Attempt: 1})); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, s, 30*time.Second)
+	bad := journal.Item{Kind: state.KindLogs, Payload: []byte(`{"lines":7}`)}
+	if err := jb.Update(ctx, nil, bad, logItem(t, exec, 1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := jb.Finish(ctx, nil, item(t, state.KindComplete, backend.Completion{Status: "completed", Timestamp: time.Now().UTC()})); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, s, 30*time.Second)
+	logs, err := b.dev.Logs(ctx, id, 0)
+	if err != nil || len(logs) != 3 || logs[0].Seq != 1 {
+		t.Errorf("logs %+v, %v: want lines 1..3", logs, err)
+	}
+	if v, err := b.dev.Job(ctx, id); err != nil || v.Status != "completed" {
+		t.Errorf("job %+v, %v", v, err)
+	}
+}
+
+// claimedJob claims a job of a development backend into a fresh journal
+// whose syncer runs, told of every append.
+func claimedJob(t *testing.T) (*devBackend, *syncer.Syncer, *state.Job) {
+	t.Helper()
+	b := startBackend(t)
+	c := b.client(t)
+	id := b.claim(t, c, 1)[0]
+	jobs, j := openJobs(t, filepath.Join(t.TempDir(), "journal.db"))
+	s := syncer.New(j, c, syncer.WithLogger(quiet))
+	jobs.OnAppend(s.Notify)
+	runSyncer(t, s)
+	jb, err := jobs.Claim(context.Background(), &backend.Job{ID: id, OriginalType: backend.TypeScript})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, s, jb
 }
