@@ -20,7 +20,6 @@ import (
 
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/backend/devserver"
-	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/runner"
 	"github.com/cronium/cronium-agent/sidecar"
 	"github.com/cronium/cronium-agent/state"
@@ -28,8 +27,8 @@ import (
 	"github.com/cronium/cronium-agent/state/syncer"
 )
 
-// The dispatcher's tests run the agent as cmd/cronium-agent/run.go wires
-// it (journal → state.Jobs → syncer → dispatcher, backend.Client), in the
+// The dispatcher's tests run the agent as Agent.Run (agent.go) wires it
+// (journal → state.Jobs → syncer → dispatcher, backend.Client), in the
 // test process, against the development backend on 127.0.0.1, with the
 // fake executor of dispatch_fake_test.go instead of containerd. They check
 // what the end-to-end tests check, from the backend's side.
@@ -399,7 +398,7 @@ type agent struct {
 	stopOnce sync.Once
 }
 
-// newAgent wires an agent on the state directory dir as run.go does, with
+// newAgent wires an agent on the state directory dir as Agent.Run does, with
 // short intervals: the syncer runs, the dispatcher does not yet (recover,
 // then start).
 func newAgent(t *testing.T, b *devBackend, w *world, dir string, cfg agentConfig) *agent {
@@ -444,7 +443,7 @@ func newAgent(t *testing.T, b *devBackend, w *world, dir string, cfg agentConfig
 	}()
 
 	a.exec = newFakeExecutor(w)
-	a.d = runner.NewDispatcher(a.be, a.jobs, a.sy, a.exec, runner.PolicyFromConfig(config.Default()), runner.DispatchConfig{
+	a.d = runner.NewDispatcher(a.be, a.jobs, a.sy, a.exec, runner.DefaultPolicy(), runner.DispatchConfig{
 		OrchestratorID:  testOrch,
 		MaxConcurrent:   cfg.maxConcurrent,
 		PollInterval:    20 * time.Millisecond,
@@ -464,7 +463,7 @@ func newAgent(t *testing.T, b *devBackend, w *world, dir string, cfg agentConfig
 	return a
 }
 
-// recover runs Recover, as run.go does before the dispatcher starts.
+// recover runs Recover, as Agent.Run does before the dispatcher starts.
 func (a *agent) recover() int {
 	a.t.Helper()
 	n, err := a.d.Recover(a.ctx)
@@ -514,7 +513,7 @@ func (a *agent) stopSyncer() {
 	}
 }
 
-// stop stops the agent at once (a second signal) and as run.go does then:
+// stop stops the agent at once (a second signal) and as Agent.Run does then:
 // the dispatcher reports every job, the syncer delivers what the backend
 // takes within 10 s, the journal is closed.
 func (a *agent) stop() {

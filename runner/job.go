@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runtimes"
@@ -48,19 +47,20 @@ type Policy struct {
 	MaxTimeout     time.Duration
 }
 
-// PolicyFromConfig extracts the job policy from the agent configuration.
-func PolicyFromConfig(c config.Config) Policy {
-	lim := func(l config.Limits) oci.Resources {
-		return oci.Resources{CPU: l.CPU, MemoryBytes: int64(l.Memory), Pids: l.Pids, TmpBytes: int64(l.Tmp), WorkspaceBytes: int64(l.Workspace)}
-	}
+// DefaultPolicy is the policy of the configuration's defaults (jobs.* and
+// resources.*), for tests and tools that have no configuration file.
+func DefaultPolicy() Policy {
+	const mib = 1 << 20
 	return Policy{
 		Images: map[string]string{
-			"bash": c.Runtimes.Bash.Image, "python": c.Runtimes.Python.Image, "node": c.Runtimes.Node.Image,
+			"bash":   "cronium.local/runtimes/bash:latest",
+			"python": "cronium.local/runtimes/python:latest",
+			"node":   "cronium.local/runtimes/node:latest",
 		},
-		Defaults:       lim(c.Resources.Defaults),
-		Max:            lim(c.Resources.Max),
-		DefaultTimeout: time.Duration(c.Jobs.DefaultTimeout),
-		MaxTimeout:     time.Duration(c.Jobs.MaxTimeout),
+		Defaults:       oci.Resources{CPU: 0.5, MemoryBytes: 512 * mib, Pids: 100, TmpBytes: 64 * mib, WorkspaceBytes: 256 * mib},
+		Max:            oci.Resources{CPU: 2, MemoryBytes: 4096 * mib, Pids: 1024, TmpBytes: 1024 * mib, WorkspaceBytes: 4096 * mib},
+		DefaultTimeout: time.Hour,
+		MaxTimeout:     24 * time.Hour,
 	}
 }
 

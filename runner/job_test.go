@@ -6,12 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/oci"
 )
 
 func TestRequest(t *testing.T) {
-	p := PolicyFromConfig(config.Default())
+	p := DefaultPolicy()
 	now := time.Unix(1764237600, 0)
 	for _, tc := range []struct {
 		name    string

@@ -25,7 +25,7 @@ func linesUpTo(n int) []string {
 
 // TestRecover kills an agent at each phase of a job's life, leaving its
 // journal as SIGKILL would, starts the next agent on that journal (Recover,
-// then Run, as run.go does) and checks that the backend ends with what the
+// then Run, as Agent.Run does) and checks that the backend ends with what the
 // job really did: one completing call with its real status, exit code and
 // output, the live log whole and in order, and the job released only when
 // its script never started.

@@ -110,7 +110,7 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 		Image:     *image,
 		Resources: oci.Resources{CPU: *cpus, MemoryBytes: int64(memory), Pids: *pids},
 	}
-	req, err := runner.PolicyFromConfig(cfg).Request(job, time.Now())
+	req, err := policyFromConfig(cfg).Request(job, time.Now())
 	if err != nil {
 		return &exitError{Code: exitUsage, Err: err}
 	}

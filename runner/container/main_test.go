@@ -21,7 +21,6 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots"
 
 	"github.com/cronium/cronium-agent/cni"
-	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/runner"
 	"github.com/cronium/cronium-agent/runner/container"
@@ -101,7 +100,7 @@ func newHarnessWith(t testing.TB, hopts []harnessOpt, opts ...container.Option) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.store.Close() })
-	h := &harness{client: client, ex: a.ex, stateDir: state, policy: runner.PolicyFromConfig(config.Default()), net: a.net, secret: a.secret, api: a.api}
+	h := &harness{client: client, ex: a.ex, stateDir: state, policy: runner.DefaultPolicy(), net: a.net, secret: a.secret, api: a.api}
 	for _, rt := range hc.runtimes {
 		if _, err := client.GetImage(context.Background(), h.policy.Images[rt]); err != nil {
 			testenv.Unavailable(t, "runtime image %s not imported (make import): %v", h.policy.Images[rt], err)

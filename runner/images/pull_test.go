@@ -35,7 +35,6 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/runner"
 	"github.com/cronium/cronium-agent/runner/container"
@@ -135,7 +134,7 @@ func TestPullFromLoopbackRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy := runner.PolicyFromConfig(config.Default())
+	policy := runner.DefaultPolicy()
 	req, err := policy.Request(runner.Job{
 		ID:      "job_pulltest",
 		Runtime: "bash",

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/cronium/cronium-agent/cni"
+	"github.com/cronium/cronium-agent/internal/config"
+	"github.com/cronium/cronium-agent/runner"
+	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/sidecar"
+)
+
+// agentConfig translates the configuration into the agent's settings, and
+// gives it what connects to the host (containerd, the job networks), which
+// the configuration describes too.
+func agentConfig(env *cliEnv, cfg config.Config, orchID string) runner.AgentConfig {
+	return runner.AgentConfig{
+		StateDir:        cfg.State.Dir,
+		JournalBudget:   int64(cfg.Journal.Budget),
+		SyncConcurrency: cfg.Journal.SyncConcurrency,
+		Retain:          time.Duration(cfg.Journal.Retain),
+		AdminSocket:     cfg.Admin.Socket,
+		Version:         version,
+		Policy:          policyFromConfig(cfg),
+		Dispatch: runner.DispatchConfig{
+			OrchestratorID:  orchID,
+			MaxConcurrent:   cfg.Jobs.MaxConcurrent,
+			PollInterval:    time.Duration(cfg.Jobs.PollInterval),
+			PollMaxInterval: time.Duration(cfg.Jobs.PollMaxInterval),
+			Heartbeat:       time.Duration(cfg.Jobs.HeartbeatInterval),
+			Metrics:         time.Duration(cfg.Jobs.MetricsInterval),
+			DrainTimeout:    time.Duration(cfg.Jobs.DrainTimeout),
+			OutputCap:       int(cfg.Jobs.OutputCap),
+			Fault:           faultHook(env),
+		},
+		RuntimeImages: []string{cfg.Runtimes.Bash.Image, cfg.Runtimes.Python.Image, cfg.Runtimes.Node.Image},
+		OpenExecutor: func(ctx context.Context, store sidecar.Store) (*container.Executor, func(), error) {
+			return openExecutor(ctx, env, cfg, true, store)
+		},
+		SweepNetworks: func(ctx context.Context) (cni.SweepReport, error) { return sweepNetworks(ctx, env, cfg) },
+		Log:           env.log,
+	}
+}

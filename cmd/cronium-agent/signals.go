@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// stopOnSignals turns SIGTERM and SIGINT into the agent's two ways of
+// stopping: the first closes drain (no new claims, running jobs finish for
+// up to drainTimeout), a second cancels ctx (running jobs are cancelled at
+// once). ctx is not cancelled with parent: a stop is only ever a signal's.
+// release stops listening.
+func stopOnSignals(parent context.Context, env *cliEnv, drainTimeout time.Duration) (ctx context.Context, drain <-chan struct{}, release func()) {
+	drainCh := make(chan struct{})
+	ctx, stop := context.WithCancel(context.WithoutCancel(parent))
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sigs:
+		case <-ctx.Done():
+			return
+		}
+		env.log.Warn("stopping: draining running jobs (signal again to stop at once)", "timeout", drainTimeout)
+		close(drainCh)
+		select {
+		case <-sigs:
+			env.log.Warn("stopping at once: running jobs are cancelled and reported")
+			stop()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, drainCh, func() {
+		signal.Stop(sigs)
+		stop()
+	}
+}

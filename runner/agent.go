@@ -1,0 +1,136 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/cni"
+	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/sidecar"
+	"github.com/cronium/cronium-agent/state"
+	"github.com/cronium/cronium-agent/state/admin"
+	"github.com/cronium/cronium-agent/state/syncer"
+)
+
+// AgentConfig is what the agent needs to run, already translated from the
+// configuration file: the runner does not read that file, so that its
+// schema can change without touching the job lifecycle.
+type AgentConfig struct {
+	// StateDir holds the journal (journal.db) and its key (journal.key);
+	// it must exist.
+	StateDir string
+	// JournalBudget bounds the journal on disk, in bytes.
+	JournalBudget int64
+	// SyncConcurrency is how many job streams are delivered at once.
+	SyncConcurrency int
+	// Retain is how long the journal keeps a finished job.
+	Retain time.Duration
+	// AdminSocket is the path of the inspection socket.
+	AdminSocket string
+	// Version is the agent's version, as logged and shown by status.
+	Version string
+
+	Policy Policy
+	// Dispatch includes the orchestrator id and the fault hook, which the
+	// syncer gets too.
+	Dispatch DispatchConfig
+	// RuntimeImages are remapped at start, in this order, before any job
+	// needs them.
+	RuntimeImages []string
+
+	// OpenExecutor (required) connects the executor once the journal is
+	// open, because the runtime API of its runs serves from the journal
+	// (store). release closes the connection.
+	OpenExecutor func(ctx context.Context, store sidecar.Store) (ex *container.Executor, release func(), err error)
+	// SweepNetworks (required) removes the job networks no run owns.
+	SweepNetworks func(ctx context.Context) (cni.SweepReport, error)
+
+	Log *slog.Logger
+}
+
+// Agent is `cronium-agent run`: it owns the lifecycle from the journal's
+// opening to the last report's delivery.
+type Agent struct {
+	client *backend.Client
+	cfg    AgentConfig
+	log    *slog.Logger
+}
+
+// NewAgent returns an agent that takes jobs from client under cfg.
+func NewAgent(client *backend.Client, cfg AgentConfig) *Agent {
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Agent{client: client, cfg: cfg, log: log}
+}
+
+// Run takes jobs until drain is closed and the running jobs are done (or
+// jobs.drainTimeout passed), or until ctx is cancelled: then running jobs
+// are cancelled at once. Every job is reported either way; what the
+// backend does not take before Run returns stays in the journal for the
+// next start.
+func (a *Agent) Run(ctx context.Context, drain <-chan struct{}) error {
+	jr, err := openJournal(a.cfg.StateDir, a.cfg.JournalBudget)
+	if err != nil {
+		return err
+	}
+	defer jr.Close()
+	jobs, err := state.NewJobs(jr)
+	if err != nil {
+		return err
+	}
+	fault := a.cfg.Dispatch.Fault
+	sy := syncer.New(jr, a.client, syncer.WithConcurrency(a.cfg.SyncConcurrency), syncer.WithLogger(a.log), syncer.WithFault(fault))
+	jobs.OnAppend(sy.Notify)
+	defer background(ctx, a.log, "journal delivery", sy.Run)()
+	defer background(ctx, a.log, "journal maintenance", func(ctx context.Context) error {
+		return jobs.Maintain(ctx, a.cfg.Retain, a.log)
+	})()
+
+	ex, release, err := a.cfg.OpenExecutor(ctx, NewJournalStore(jobs, a.client, a.log))
+	if err != nil {
+		return err
+	}
+	defer release()
+	d := NewDispatcher(a.client, jobs, sy, ex, a.cfg.Policy, a.cfg.Dispatch, a.log)
+	if err := a.prepare(ctx, d, ex); err != nil {
+		return err
+	}
+
+	insp := NewInspector(d, jobs, sy)
+	insp.Version, insp.OrchestratorID, insp.Backend = a.cfg.Version, a.cfg.Dispatch.OrchestratorID, a.client.BaseURL()
+	adm, err := admin.Listen(a.cfg.AdminSocket, insp, admin.WithLogger(a.log))
+	if err != nil {
+		return err
+	}
+	defer background(ctx, a.log, "admin socket", adm.Serve)()
+
+	a.log.Info("cronium-agent running", "version", a.cfg.Version, "backend", a.client.BaseURL(), "orchestrator", a.cfg.Dispatch.OrchestratorID, "journal", jr.Path())
+	if err := d.Run(ctx, drain); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	a.windDown(sy, ex)
+	a.log.Info("cronium-agent stopped")
+	return nil
+}
+
+// windDown sends what the last jobs reported if the backend takes it (what
+// it does not take is delivered by the next start) and waits for the runs'
+// cleanup, both bounded: the agent is stopping, and the next start does
+// what is left.
+func (a *Agent) windDown(sy *syncer.Syncer, ex *container.Executor) {
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := sy.Flush(fctx); err != nil {
+		a.log.Warn("reports left in the journal for the next start", "error", err)
+	}
+	fcancel()
+	wctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := ex.Wait(wctx); err != nil {
+		a.log.Warn("run cleanup unfinished; the next start removes the rest", "error", err)
+	}
+}
