@@ -1,3 +1,6 @@
+// Package backend is the HTTP client for the Cronium backend's internal API
+// (docs/backend-contract.md): requests, retries, and errors classified as
+// transient or final. The contract's types and decoding are in backend/api.
 package backend
 
 import (
@@ -14,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cronium/cronium-agent/backend/api"
 )
 
 // apiPrefix is where the internal API lives; a path in the configured
@@ -22,10 +27,6 @@ const apiPrefix = "/api/internal"
 
 // maxResponse bounds what the client reads of one answer.
 const maxResponse = 64 << 20
-
-// timeLayout is RFC 3339 with milliseconds in UTC, as the backend writes
-// its own timestamps; log entries use RFC3339Nano.
-const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // Client speaks the backend's internal API (docs/backend-contract.md).
 // It is safe for concurrent use. Every request carries the bearer token,
@@ -330,16 +331,16 @@ func stamp(t time.Time) string {
 	if t.IsZero() {
 		t = time.Now()
 	}
-	return t.UTC().Format(timeLayout)
+	return api.FormatTime(t)
 }
 
 // ---- jobs (§2) ----
 
 // ClaimJobs claims up to batchSize jobs of the given backend job types
 // (SCRIPT, HTTP_REQUEST, TOOL_ACTION; none: all) and decodes them one by
-// one (DecodeQueue, with the client's environment key). Only an
+// one (api.DecodeQueue, with the client's environment key). Only an
 // unreadable envelope is an error; a malformed job is an item with Err.
-func (c *Client) ClaimJobs(ctx context.Context, batchSize int, jobTypes []string) ([]QueueItem, error) {
+func (c *Client) ClaimJobs(ctx context.Context, batchSize int, jobTypes []string) ([]api.QueueItem, error) {
 	if batchSize < 1 {
 		return nil, invalid("batch size %d", batchSize)
 	}
@@ -361,7 +362,7 @@ func (c *Client) ClaimJobs(ctx context.Context, batchSize int, jobTypes []string
 	if err != nil {
 		return nil, err
 	}
-	items, err := DecodeQueue(body, DecodeOptions{EnvKey: c.envKey})
+	items, err := api.DecodeQueue(body, api.DecodeOptions{EnvKey: c.envKey})
 	if err != nil {
 		return nil, fmt.Errorf("backend GET %s/jobs/queue: %w", apiPrefix, err)
 	}
@@ -403,7 +404,7 @@ func (c *Client) SetStatus(ctx context.Context, jobID, status, message string) e
 type completionWire struct {
 	Status       string          `json:"status"`
 	ExitCode     int             `json:"exitCode"`
-	Output       Output          `json:"output"`
+	Output       api.Output      `json:"output"`
 	ScriptOutput json.RawMessage `json:"scriptOutput,omitempty"`
 	Condition    *bool           `json:"condition,omitempty"`
 	Metrics      metricsWire     `json:"metrics"`
@@ -416,18 +417,11 @@ type metricsWire struct {
 	Duration  int64  `json:"duration"`
 }
 
-func optStamp(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(timeLayout)
-}
-
 // Complete is the one completing call of a job run (§2.4). Status is
 // completed, failed, timeout or cancelled; ScriptOutput (valid JSON) and
 // Condition are sent only when set; zero metric times are left out and a
 // zero Timestamp is now. Output is sent as given (the caller caps it).
-func (c *Client) Complete(ctx context.Context, jobID string, comp Completion) error {
+func (c *Client) Complete(ctx context.Context, jobID string, comp api.Completion) error {
 	switch comp.Status {
 	case "completed", "failed", "timeout", "cancelled":
 	default:
@@ -443,8 +437,8 @@ func (c *Client) Complete(ctx context.Context, jobID string, comp Completion) er
 		ScriptOutput: comp.ScriptOutput,
 		Condition:    comp.Condition,
 		Metrics: metricsWire{
-			StartTime: optStamp(comp.Metrics.StartTime),
-			EndTime:   optStamp(comp.Metrics.EndTime),
+			StartTime: api.FormatTime(comp.Metrics.StartTime),
+			EndTime:   api.FormatTime(comp.Metrics.EndTime),
 			Duration:  comp.Metrics.Duration,
 		},
 		Timestamp: stamp(comp.Timestamp),
@@ -474,7 +468,7 @@ type logEntryWire struct {
 // SendLogs sends live log lines of a run (§2.6). 404 or 405 is
 // ErrNoLogEndpoint (the backend has none: stop sending to it). No entries,
 // no request.
-func (c *Client) SendLogs(ctx context.Context, jobID, executionID string, entries []LogEntry) error {
+func (c *Client) SendLogs(ctx context.Context, jobID, executionID string, entries []api.LogEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -504,78 +498,30 @@ func (c *Client) Release(ctx context.Context, jobID, message string) error {
 // or running): a bare array of raw rows with snake_case or camelCase
 // fields (an object {"jobs":[...]} is read too). Rows without an id are
 // skipped; unreadable timestamps are zero.
-func (c *Client) Orphaned(ctx context.Context) ([]OrphanRow, error) {
+func (c *Client) Orphaned(ctx context.Context) ([]api.OrphanRow, error) {
 	body, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"jobs", "orphaned"}, query: "orchestratorId=" + url.QueryEscape(c.orchID)})
 	if err != nil {
 		return nil, err
 	}
-	rows, err := DecodeOrphaned(body)
+	rows, err := api.DecodeOrphaned(body)
 	if err != nil {
 		return nil, fmt.Errorf("backend GET %s/jobs/orphaned: %w", apiPrefix, err)
 	}
 	return rows, nil
 }
 
-// DecodeOrphaned decodes the body of jobs/orphaned (see Orphaned).
-func DecodeOrphaned(body []byte) ([]OrphanRow, error) {
-	var list []json.RawMessage
-	if err := json.Unmarshal(body, &list); err != nil {
-		var wrapped struct {
-			Jobs []json.RawMessage `json:"jobs"`
-		}
-		if err2 := json.Unmarshal(body, &wrapped); err2 != nil || wrapped.Jobs == nil {
-			return nil, errors.New("not a JSON array of job rows")
-		}
-		list = wrapped.Jobs
-	}
-	rows := make([]OrphanRow, 0, len(list))
-	for _, r := range list {
-		var o obj
-		if json.Unmarshal(r, &o) != nil || o == nil {
-			continue
-		}
-		id := ""
-		if ir, ok := o.get("id"); ok {
-			id, _ = idText(ir)
-		}
-		if id == "" {
-			continue
-		}
-		row := OrphanRow{ID: id}
-		if sr, ok := o.get("status"); ok {
-			row.Status, _ = str(sr)
-		}
-		row.StartedAt = firstTime(o, "started_at", "startedAt")
-		row.ClaimedAt = firstTime(o, "claimed_at", "claimedAt")
-		_ = json.Unmarshal(r, &row.Raw)
-		rows = append(rows, row)
-	}
-	return rows, nil
-}
-
-func firstTime(o obj, keys ...string) time.Time {
-	for _, k := range keys {
-		if r, ok := o.get(k); ok {
-			if t, ok := timeOf(r); ok {
-				return t
-			}
-		}
-	}
-	return time.Time{}
-}
-
 // ---- executions (§3) ----
 
 // CreateExecution creates the execution row; it must happen before the
 // script starts.
-func (c *Client) CreateExecution(ctx context.Context, executionID string, body CreateExecution) error {
+func (c *Client) CreateExecution(ctx context.Context, executionID string, body api.CreateExecution) error {
 	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"executions", executionID, "create"}, body: body})
 	return err
 }
 
 // UpdateExecution sends the set fields of u. An update with nothing set
 // sends nothing. The type cannot carry completedAt or a status (§3 rule).
-func (c *Client) UpdateExecution(ctx context.Context, executionID string, u ExecutionUpdate) error {
+func (c *Client) UpdateExecution(ctx context.Context, executionID string, u api.ExecutionUpdate) error {
 	b, err := json.Marshal(u)
 	if err != nil {
 		return invalid("execution update: %v", err)
@@ -622,15 +568,11 @@ func (c *Client) GetVariable(ctx context.Context, userID, key string) (string, b
 	if err != nil {
 		return "", false, err
 	}
-	var o obj
-	if json.Unmarshal(body, &o) != nil || o == nil {
+	value, found, ok := api.DecodeVariable(body)
+	if !ok {
 		return "", false, fmt.Errorf("backend GET variable %q: answer is not a JSON object", key)
 	}
-	r, ok := o.get("value")
-	if !ok {
-		return "", false, nil
-	}
-	return text(r), true, nil
+	return value, found, nil
 }
 
 // SetVariable writes a user's variable (values are strings on the wire).
@@ -644,7 +586,7 @@ func (c *Client) SetVariable(ctx context.Context, userID, key, value string) err
 // Heartbeat sends the heartbeat and returns the jobs the backend asks to
 // cancel (cancelJobs; the deployed backend never sends any). An empty
 // OrchestratorID is the client's, a zero Timestamp now.
-func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) ([]string, error) {
+func (c *Client) Heartbeat(ctx context.Context, hb api.Heartbeat) ([]string, error) {
 	if hb.OrchestratorID == "" {
 		hb.OrchestratorID = c.orchID
 	}
@@ -661,23 +603,11 @@ func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) ([]string, error) 
 	if err != nil {
 		return nil, err
 	}
-	var resp struct {
-		CancelJobs []json.RawMessage `json:"cancelJobs"`
-	}
-	if json.Unmarshal(data, &resp) != nil {
-		return nil, nil
-	}
-	var ids []string
-	for _, r := range resp.CancelJobs {
-		if id, ok := idText(r); ok && id != "" {
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
+	return api.DecodeCancelJobs(data), nil
 }
 
 // SendMetrics sends the agent's metrics for the last minute.
-func (c *Client) SendMetrics(ctx context.Context, m AgentMetrics) error {
+func (c *Client) SendMetrics(ctx context.Context, m api.AgentMetrics) error {
 	body := map[string]any{"orchestratorId": c.orchID, "timestamp": stamp(time.Time{}), "period": "minute", "metrics": m}
 	_, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"orchestrator", "metrics"}, body: body})
 	return err
@@ -694,48 +624,15 @@ func (c *Client) BackendHealth(ctx context.Context) error {
 
 // ---- servers (§6) ----
 
-// ServerInfo is a server as servers/{id} describes it.
-type ServerInfo struct {
-	ID       string
-	Name     string
-	Address  string
-	Port     int
-	Username string
-	Online   bool
-	Raw      json.RawMessage // the whole "server" object
-}
-
 // GetServer reads a server's description (no credentials).
-func (c *Client) GetServer(ctx context.Context, serverID string) (*ServerInfo, error) {
+func (c *Client) GetServer(ctx context.Context, serverID string) (*api.ServerInfo, error) {
 	body, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"servers", serverID}})
 	if err != nil {
 		return nil, err
 	}
-	var w struct {
-		Server json.RawMessage `json:"server"`
-	}
-	var o obj
-	if json.Unmarshal(body, &w) != nil || json.Unmarshal(w.Server, &o) != nil || o == nil {
-		return nil, fmt.Errorf("backend GET server %s: no server object in the answer", serverID)
-	}
-	d := &jobDecoder{}
-	si := &ServerInfo{Raw: append(json.RawMessage(nil), w.Server...)}
-	if r, ok := o.get("id"); ok {
-		si.ID, _ = idText(r)
-	}
-	si.Name = d.stringField("name", o, "name")
-	si.Address = d.stringField("address", o, "address")
-	if si.Address == "" {
-		si.Address = d.stringField("host", o, "host")
-	}
-	if r, ok := o.get("port"); ok {
-		if p, ok := d.integer("port", r, 0); ok && p <= 65535 {
-			si.Port = int(p)
-		}
-	}
-	si.Username = d.stringField("username", o, "username")
-	if r, ok := o.get("online"); ok {
-		si.Online = text(r) == "true"
+	si, err := api.DecodeServerInfo(body)
+	if err != nil {
+		return nil, fmt.Errorf("backend GET server %s: %s", serverID, err)
 	}
 	return si, nil
 }
@@ -743,135 +640,17 @@ func (c *Client) GetServer(ctx context.Context, serverID string) (*ServerInfo, e
 // ServerCredentials reads a server's SSH credentials as a Server (ID set
 // to serverID). They are secrets: the client never keeps the answer in an
 // error, and Server's String hides them.
-func (c *Client) ServerCredentials(ctx context.Context, serverID string) (*Server, error) {
+func (c *Client) ServerCredentials(ctx context.Context, serverID string) (*api.Server, error) {
 	body, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"servers", serverID, "credentials"}, secret: true})
 	if err != nil {
 		return nil, err
 	}
-	var w struct {
-		Credentials json.RawMessage `json:"credentials"`
-	}
-	if json.Unmarshal(body, &w) != nil || isNull(w.Credentials) {
-		return nil, fmt.Errorf("backend GET server %s credentials: no credentials object in the answer", serverID)
-	}
-	d := &jobDecoder{}
-	s := d.server("credentials", w.Credentials)
-	if s == nil {
-		fields := make([]string, len(d.errs))
-		for i, e := range d.errs {
-			fields[i] = e.Error()
-		}
-		return nil, fmt.Errorf("backend GET server %s credentials: %s", serverID, strings.Join(fields, "; "))
+	s, err := api.DecodeCredentials(body)
+	if err != nil {
+		return nil, fmt.Errorf("backend GET server %s credentials: %s", serverID, err)
 	}
 	if s.ID == "" {
 		s.ID = serverID
 	}
 	return s, nil
 }
-
-// ---- ExecutionUpdate wire form ----
-
-func optMs(d *time.Duration) *int64 {
-	if d == nil {
-		return nil
-	}
-	v := d.Milliseconds()
-	return &v
-}
-
-// MarshalJSON writes the wire body: only the set fields, times in RFC 3339
-// (a zero time is never written), durations in milliseconds. There is no
-// way to make it write completedAt or a status other than "running".
-func (u ExecutionUpdate) MarshalJSON() ([]byte, error) {
-	type wire struct {
-		Status               string         `json:"status,omitempty"`
-		StartedAt            string         `json:"startedAt,omitempty"`
-		ExitCode             *int           `json:"exitCode,omitempty"`
-		Output               *string        `json:"output,omitempty"`
-		Error                *string        `json:"error,omitempty"`
-		Metadata             map[string]any `json:"metadata,omitempty"`
-		SetupStartedAt       string         `json:"setupStartedAt,omitempty"`
-		SetupCompletedAt     string         `json:"setupCompletedAt,omitempty"`
-		ExecutionStartedAt   string         `json:"executionStartedAt,omitempty"`
-		ExecutionCompletedAt string         `json:"executionCompletedAt,omitempty"`
-		CleanupStartedAt     string         `json:"cleanupStartedAt,omitempty"`
-		CleanupCompletedAt   string         `json:"cleanupCompletedAt,omitempty"`
-		SetupDuration        *int64         `json:"setupDuration,omitempty"`
-		ExecutionDuration    *int64         `json:"executionDuration,omitempty"`
-		CleanupDuration      *int64         `json:"cleanupDuration,omitempty"`
-		TotalDuration        *int64         `json:"totalDuration,omitempty"`
-		ExecutionMetadata    map[string]any `json:"executionMetadata,omitempty"`
-	}
-	status := ""
-	if u.Running {
-		status = "running"
-	}
-	return json.Marshal(wire{
-		Status:               status,
-		StartedAt:            optStamp(u.StartedAt),
-		ExitCode:             u.ExitCode,
-		Output:               u.Output,
-		Error:                u.Error,
-		Metadata:             u.Metadata,
-		SetupStartedAt:       optStamp(u.SetupStartedAt),
-		SetupCompletedAt:     optStamp(u.SetupCompletedAt),
-		ExecutionStartedAt:   optStamp(u.ExecutionStartedAt),
-		ExecutionCompletedAt: optStamp(u.ExecutionCompletedAt),
-		CleanupStartedAt:     optStamp(u.CleanupStartedAt),
-		CleanupCompletedAt:   optStamp(u.CleanupCompletedAt),
-		SetupDuration:        optMs(u.SetupDuration),
-		ExecutionDuration:    optMs(u.ExecutionDuration),
-		CleanupDuration:      optMs(u.CleanupDuration),
-		TotalDuration:        optMs(u.TotalDuration),
-		ExecutionMetadata:    u.ExecutionMetadata,
-	})
-}
-
-// UnmarshalJSON reads the wire body back (for journals that store it).
-// Unknown keys, completedAt and any status but "running" included, are
-// ignored.
-func (u *ExecutionUpdate) UnmarshalJSON(b []byte) error {
-	var w struct {
-		Status               string         `json:"status"`
-		StartedAt            time.Time      `json:"startedAt"`
-		ExitCode             *int           `json:"exitCode"`
-		Output               *string        `json:"output"`
-		Error                *string        `json:"error"`
-		Metadata             map[string]any `json:"metadata"`
-		SetupStartedAt       time.Time      `json:"setupStartedAt"`
-		SetupCompletedAt     time.Time      `json:"setupCompletedAt"`
-		ExecutionStartedAt   time.Time      `json:"executionStartedAt"`
-		ExecutionCompletedAt time.Time      `json:"executionCompletedAt"`
-		CleanupStartedAt     time.Time      `json:"cleanupStartedAt"`
-		CleanupCompletedAt   time.Time      `json:"cleanupCompletedAt"`
-		SetupDuration        *int64         `json:"setupDuration"`
-		ExecutionDuration    *int64         `json:"executionDuration"`
-		CleanupDuration      *int64         `json:"cleanupDuration"`
-		TotalDuration        *int64         `json:"totalDuration"`
-		ExecutionMetadata    map[string]any `json:"executionMetadata"`
-	}
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
-	dur := func(p *int64) *time.Duration {
-		if p == nil {
-			return nil
-		}
-		d := time.Duration(*p) * time.Millisecond
-		return &d
-	}
-	*u = ExecutionUpdate{
-		Running:   w.Status == "running",
-		StartedAt: w.StartedAt, ExitCode: w.ExitCode, Output: w.Output, Error: w.Error, Metadata: w.Metadata,
-		SetupStartedAt: w.SetupStartedAt, SetupCompletedAt: w.SetupCompletedAt,
-		ExecutionStartedAt: w.ExecutionStartedAt, ExecutionCompletedAt: w.ExecutionCompletedAt,
-		CleanupStartedAt: w.CleanupStartedAt, CleanupCompletedAt: w.CleanupCompletedAt,
-		SetupDuration: dur(w.SetupDuration), ExecutionDuration: dur(w.ExecutionDuration),
-		CleanupDuration: dur(w.CleanupDuration), TotalDuration: dur(w.TotalDuration),
-		ExecutionMetadata: w.ExecutionMetadata,
-	}
-	return nil
-}
-
-// Ptr returns a pointer to v (for ExecutionUpdate's optional fields).
-func Ptr[T any](v T) *T { return &v }

@@ -16,6 +16,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cronium/cronium-agent/backend/api"
+	"github.com/cronium/cronium-agent/internal/contracttest"
 )
 
 const (
@@ -118,19 +121,19 @@ func everyCall(c *Client) []struct {
 		{"Acknowledge", "POST", "/api/internal/jobs/job_1/acknowledge", func(ctx context.Context) error { return c.Acknowledge(ctx, "job_1", ts) }},
 		{"SetStatus", "PUT", "/api/internal/jobs/job_1/status", func(ctx context.Context) error { return c.SetStatus(ctx, "job_1", "running", "started") }},
 		{"Complete", "POST", "/api/internal/jobs/job_1/complete", func(ctx context.Context) error {
-			return c.Complete(ctx, "job_1", Completion{Status: "completed", Metrics: RunMetrics{StartTime: ts, EndTime: ts.Add(time.Second), Duration: 1000}})
+			return c.Complete(ctx, "job_1", api.Completion{Status: "completed", Metrics: api.RunMetrics{StartTime: ts, EndTime: ts.Add(time.Second), Duration: 1000}})
 		}},
 		{"Fail", "POST", "/api/internal/jobs/job_1/fail", func(ctx context.Context) error { return c.Fail(ctx, "job_1", "bad payload", 1) }},
 		{"SendLogs", "POST", "/api/internal/jobs/job_1/logs", func(ctx context.Context) error {
-			return c.SendLogs(ctx, "job_1", "exec_job_1_1", []LogEntry{{Seq: 1, Stream: "stdout", Line: "hi", Timestamp: ts}})
+			return c.SendLogs(ctx, "job_1", "exec_job_1_1", []api.LogEntry{{Seq: 1, Stream: "stdout", Line: "hi", Timestamp: ts}})
 		}},
 		{"Release", "POST", "/api/internal/jobs/job_1/release", func(ctx context.Context) error { return c.Release(ctx, "job_1", "shutting down") }},
 		{"Orphaned", "GET", "/api/internal/jobs/orphaned", func(ctx context.Context) error { _, err := c.Orphaned(ctx); return err }},
 		{"CreateExecution", "POST", "/api/internal/executions/exec_1/create", func(ctx context.Context) error {
-			return c.CreateExecution(ctx, "exec_1", CreateExecution{JobID: "job_1"})
+			return c.CreateExecution(ctx, "exec_1", api.CreateExecution{JobID: "job_1"})
 		}},
 		{"UpdateExecution", "PUT", "/api/internal/executions/exec_1/update", func(ctx context.Context) error {
-			return c.UpdateExecution(ctx, "exec_1", ExecutionUpdate{StartedAt: ts})
+			return c.UpdateExecution(ctx, "exec_1", api.ExecutionUpdate{StartedAt: ts})
 		}},
 		{"SetExecutionOutput", "POST", "/api/internal/executions/exec_1/output", func(ctx context.Context) error {
 			return c.SetExecutionOutput(ctx, "exec_1", json.RawMessage(`{"a":1}`))
@@ -140,8 +143,8 @@ func everyCall(c *Client) []struct {
 		}},
 		{"GetVariable", "GET", "/api/internal/variables/user_1/k", func(ctx context.Context) error { _, _, err := c.GetVariable(ctx, "user_1", "k"); return err }},
 		{"SetVariable", "PUT", "/api/internal/variables/user_1/k", func(ctx context.Context) error { return c.SetVariable(ctx, "user_1", "k", "v") }},
-		{"Heartbeat", "POST", "/api/internal/orchestrator/heartbeat", func(ctx context.Context) error { _, err := c.Heartbeat(ctx, Heartbeat{}); return err }},
-		{"SendMetrics", "POST", "/api/internal/orchestrator/metrics", func(ctx context.Context) error { return c.SendMetrics(ctx, AgentMetrics{JobsProcessed: 3}) }},
+		{"Heartbeat", "POST", "/api/internal/orchestrator/heartbeat", func(ctx context.Context) error { _, err := c.Heartbeat(ctx, api.Heartbeat{}); return err }},
+		{"SendMetrics", "POST", "/api/internal/orchestrator/metrics", func(ctx context.Context) error { return c.SendMetrics(ctx, api.AgentMetrics{JobsProcessed: 3}) }},
 		{"BackendHealth", "GET", "/api/internal/orchestrator/health", func(ctx context.Context) error { return c.BackendHealth(ctx) }},
 		{"GetServer", "GET", "/api/internal/servers/7", func(ctx context.Context) error { _, err := c.GetServer(ctx, "7"); return err }},
 		{"ServerCredentials", "GET", "/api/internal/servers/7/credentials", func(ctx context.Context) error { _, err := c.ServerCredentials(ctx, "7"); return err }},
@@ -246,7 +249,7 @@ func TestCompleteScriptOutputAndCondition(t *testing.T) {
 	rec := newRecorder(t, nil)
 	c := rec.client(t)
 	yes := false
-	if err := c.Complete(context.Background(), "j", Completion{Status: "failed", ExitCode: 3, ScriptOutput: json.RawMessage(`null`), Condition: &yes}); err != nil {
+	if err := c.Complete(context.Background(), "j", api.Completion{Status: "failed", ExitCode: 3, ScriptOutput: json.RawMessage(`null`), Condition: &yes}); err != nil {
 		t.Fatal(err)
 	}
 	m := bodyMap(t, rec.last(t))
@@ -259,7 +262,7 @@ func TestCompleteScriptOutputAndCondition(t *testing.T) {
 	if _, ok := m["metrics"].(map[string]any)["startTime"]; ok {
 		t.Errorf("zero start time sent: %v", m["metrics"])
 	}
-	for _, bad := range []Completion{{Status: "queued"}, {Status: "completed", ScriptOutput: json.RawMessage(`{`)}} {
+	for _, bad := range []api.Completion{{Status: "queued"}, {Status: "completed", ScriptOutput: json.RawMessage(`{`)}} {
 		if err := c.Complete(context.Background(), "j", bad); !errors.Is(err, ErrInvalidArgument) || IsTransient(err) {
 			t.Errorf("Complete(%+v) = %v", bad, err)
 		}
@@ -464,7 +467,7 @@ func TestNewClientValidation(t *testing.T) {
 }
 
 func TestClaimJobs(t *testing.T) {
-	rec := newRecorder(t, jsonAnswer(200, string(fixture(t, "queue-mixed-batch.json"))))
+	rec := newRecorder(t, jsonAnswer(200, string(contracttest.Fixture(t, "queue-mixed-batch.json"))))
 	items, err := rec.client(t).ClaimJobs(context.Background(), 3, []string{"SCRIPT", "HTTP_REQUEST"})
 	if err != nil {
 		t.Fatal(err)
@@ -488,8 +491,8 @@ func TestClaimJobs(t *testing.T) {
 		Key      string          `json:"encryptionKeyHex"`
 		Response json.RawMessage `json:"response"`
 	}
-	_ = json.Unmarshal(fixture(t, "queue-deployed-backend.json"), &fx)
-	key, _ := ParseEnvKey(fx.Key)
+	_ = json.Unmarshal(contracttest.Fixture(t, "queue-deployed-backend.json"), &fx)
+	key, _ := api.ParseEnvKey(fx.Key)
 	dep := newRecorder(t, jsonAnswer(200, string(fx.Response)))
 	items, err = dep.client(t, WithEnvKey(key)).ClaimJobs(context.Background(), 2, []string{"SCRIPT"})
 	if err != nil || items[0].Job == nil || items[0].Job.Environment["API_TOKEN"] != "s3cr3t" {
@@ -503,7 +506,7 @@ func TestClaimJobs(t *testing.T) {
 }
 
 func TestSendLogsNoEndpoint(t *testing.T) {
-	entries := []LogEntry{{Seq: 1, Stream: "stdout", Line: "x"}}
+	entries := []api.LogEntry{{Seq: 1, Stream: "stdout", Line: "x"}}
 	for _, status := range []int{404, 405} {
 		rec := newRecorder(t, jsonAnswer(status, `{"error":"Not Found"}`))
 		err := rec.client(t).SendLogs(context.Background(), "j", "e", entries)
@@ -529,7 +532,7 @@ func TestAcknowledgeNotClaimed(t *testing.T) {
 }
 
 func TestOrphaned(t *testing.T) {
-	rec := newRecorder(t, jsonAnswer(200, string(fixture(t, "orphaned.json"))))
+	rec := newRecorder(t, jsonAnswer(200, string(contracttest.Fixture(t, "orphaned.json"))))
 	rows, err := rec.client(t).Orphaned(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -598,12 +601,12 @@ func TestUpdateExecution(t *testing.T) {
 	rec := newRecorder(t, nil)
 	c := rec.client(t)
 	ts := time.Date(2026, 11, 20, 10, 0, 0, 123e6, time.FixedZone("X", 3600))
-	err := c.UpdateExecution(context.Background(), "exec_1", ExecutionUpdate{
+	err := c.UpdateExecution(context.Background(), "exec_1", api.ExecutionUpdate{
 		ExecutionStartedAt: ts,
-		ExitCode:           Ptr(0),
-		Output:             Ptr(""),
-		SetupDuration:      Ptr(1500 * time.Millisecond),
-		TotalDuration:      Ptr(time.Duration(0)),
+		ExitCode:           api.Ptr(0),
+		Output:             api.Ptr(""),
+		SetupDuration:      api.Ptr(1500 * time.Millisecond),
+		TotalDuration:      api.Ptr(time.Duration(0)),
 		Metadata:           map[string]any{"status": "completed", "attempt": 1},
 	})
 	if err != nil {
@@ -627,18 +630,18 @@ func TestUpdateExecution(t *testing.T) {
 
 	// Nothing set: nothing sent.
 	n := rec.count()
-	if err := c.UpdateExecution(context.Background(), "exec_1", ExecutionUpdate{}); err != nil || rec.count() != n {
+	if err := c.UpdateExecution(context.Background(), "exec_1", api.ExecutionUpdate{}); err != nil || rec.count() != n {
 		t.Errorf("empty update: %v, %d requests", err, rec.count()-n)
 	}
 
 	// The type cannot carry completedAt or a status, even through JSON.
-	ty := reflect.TypeOf(ExecutionUpdate{})
+	ty := reflect.TypeOf(api.ExecutionUpdate{})
 	for i := 0; i < ty.NumField(); i++ {
 		if name := strings.ToLower(ty.Field(i).Name); name == "completedat" || name == "status" {
 			t.Errorf("ExecutionUpdate has a field %s", ty.Field(i).Name)
 		}
 	}
-	var u ExecutionUpdate
+	var u api.ExecutionUpdate
 	if err := json.Unmarshal([]byte(`{"completedAt":"2026-11-20T10:00:00Z","status":"completed","startedAt":"2026-11-20T10:00:00Z","cleanupDuration":20}`), &u); err != nil {
 		t.Fatal(err)
 	}
@@ -648,11 +651,11 @@ func TestUpdateExecution(t *testing.T) {
 	}
 
 	// "running" is the one status an update carries (the start of a run).
-	if err := c.UpdateExecution(context.Background(), "exec_1", ExecutionUpdate{Running: true, StartedAt: ts}); err != nil {
+	if err := c.UpdateExecution(context.Background(), "exec_1", api.ExecutionUpdate{Running: true, StartedAt: ts}); err != nil {
 		t.Fatal(err)
 	}
 	eq(t, bodyMap(t, rec.last(t)), map[string]any{"status": "running", "startedAt": "2026-11-20T09:00:00.123Z"})
-	u = ExecutionUpdate{}
+	u = api.ExecutionUpdate{}
 	if err := json.Unmarshal([]byte(`{"status":"running","exitCode":0}`), &u); err != nil || !u.Running || u.ExitCode == nil {
 		t.Errorf("running round trip: %+v, %v", u, err)
 	}
@@ -660,7 +663,7 @@ func TestUpdateExecution(t *testing.T) {
 
 func TestHeartbeatCancelJobs(t *testing.T) {
 	rec := newRecorder(t, jsonAnswer(200, `{"success":true,"timestamp":"2026-11-20T10:00:00Z","cancelJobs":["job_a","job_b"]}`))
-	ids, err := rec.client(t).Heartbeat(context.Background(), Heartbeat{RunningJobs: []string{"job_a"}, Capacity: Capacity{MaxJobs: 5, CurrentJobs: 1, AvailableSlots: 4}})
+	ids, err := rec.client(t).Heartbeat(context.Background(), api.Heartbeat{RunningJobs: []string{"job_a"}, Capacity: api.Capacity{MaxJobs: 5, CurrentJobs: 1, AvailableSlots: 4}})
 	if err != nil || !reflect.DeepEqual(ids, []string{"job_a", "job_b"}) {
 		t.Errorf("ids %v err %v", ids, err)
 	}
@@ -668,7 +671,7 @@ func TestHeartbeatCancelJobs(t *testing.T) {
 	eq(t, m["capacity"], any(map[string]any{"maxJobs": 5.0, "currentJobs": 1.0, "availableSlots": 4.0}))
 
 	plain := newRecorder(t, jsonAnswer(200, `{"success":true}`))
-	if ids, err := plain.client(t).Heartbeat(context.Background(), Heartbeat{}); err != nil || ids != nil {
+	if ids, err := plain.client(t).Heartbeat(context.Background(), api.Heartbeat{}); err != nil || ids != nil {
 		t.Errorf("deployed backend heartbeat: %v %v", ids, err)
 	}
 }
@@ -876,5 +879,12 @@ func TestClaimNotResentAfterLostAnswer(t *testing.T) {
 	})
 	if _, err := busy.client(t).ClaimJobs(context.Background(), 1, nil); err != nil || busy.count() != 2 {
 		t.Errorf("err %v after %d attempts", err, busy.count())
+	}
+}
+
+func eq[T any](t *testing.T, got, want T) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }

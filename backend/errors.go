@@ -2,13 +2,13 @@ package backend
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
+
+	"github.com/cronium/cronium-agent/backend/api"
 )
 
 // Sentinel errors of the client.
@@ -107,7 +107,7 @@ const maxErrorBody = 4 << 10
 // newAPIError builds the error of a non-2xx answer, masking secret.
 func newAPIError(method, path string, status int, body []byte, secret string) *APIError {
 	e := &APIError{Method: method, Path: path, Status: status}
-	e.Message = errorMessage(body)
+	e.Message = api.ErrorMessage(body)
 	if e.Message == "" {
 		e.Message = http.StatusText(status)
 	}
@@ -127,46 +127,4 @@ func mask(s, secret string) string {
 		return s
 	}
 	return strings.ReplaceAll(s, secret, "[redacted]")
-}
-
-// errorMessage reads {"error":"..."} / {"message":"..."} / "details"
-// (strings; anything else as compact JSON, and a nested {"message":...}).
-func errorMessage(body []byte) string {
-	var o map[string]json.RawMessage
-	if err := json.Unmarshal(body, &o); err != nil || o == nil {
-		return ""
-	}
-	part := func(k string) string {
-		r, ok := o[k]
-		if !ok || isNull(r) {
-			return ""
-		}
-		if s, ok := str(r); ok {
-			return strings.TrimSpace(s)
-		}
-		var nested map[string]json.RawMessage
-		if json.Unmarshal(r, &nested) == nil {
-			if m, ok := nested["message"]; ok {
-				if s, ok := str(m); ok {
-					return s
-				}
-			}
-		}
-		t := text(r)
-		if len(t) > 500 {
-			t = t[:500] + "..."
-		}
-		return t
-	}
-	var parts []string
-	for _, k := range []string{"error", "message", "details"} {
-		if p := part(k); p != "" && !slices.Contains(parts, p) {
-			parts = append(parts, p)
-		}
-	}
-	msg := strings.Join(parts, ": ")
-	if len(msg) > 1000 {
-		msg = msg[:1000] + "..."
-	}
-	return strings.ToValidUTF8(msg, "\uFFFD")
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/backend/devserver"
 	"github.com/cronium/cronium-agent/runner"
 	"github.com/cronium/cronium-agent/sidecar"
@@ -272,14 +273,14 @@ type countingBackend struct {
 	heartbeats int
 }
 
-func (c *countingBackend) ClaimJobs(ctx context.Context, batchSize int, jobTypes []string) ([]backend.QueueItem, error) {
+func (c *countingBackend) ClaimJobs(ctx context.Context, batchSize int, jobTypes []string) ([]api.QueueItem, error) {
 	c.mu.Lock()
 	c.claims = append(c.claims, batchSize)
 	c.mu.Unlock()
 	return c.Backend.ClaimJobs(ctx, batchSize, jobTypes)
 }
 
-func (c *countingBackend) Heartbeat(ctx context.Context, hb backend.Heartbeat) ([]string, error) {
+func (c *countingBackend) Heartbeat(ctx context.Context, hb api.Heartbeat) ([]string, error) {
 	c.mu.Lock()
 	c.heartbeats++
 	c.mu.Unlock()

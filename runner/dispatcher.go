@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/httpexec"
 	"github.com/cronium/cronium-agent/state"
@@ -22,12 +23,12 @@ type journalItem = journal.Item
 // internal API. Everything it reports goes through the journal instead
 // (state.Jobs), which the syncer delivers.
 type Backend interface {
-	ClaimJobs(ctx context.Context, batchSize int, jobTypes []string) ([]backend.QueueItem, error)
+	ClaimJobs(ctx context.Context, batchSize int, jobTypes []string) ([]api.QueueItem, error)
 	Acknowledge(ctx context.Context, jobID string, at time.Time) error
 	Release(ctx context.Context, jobID, message string) error
-	Orphaned(ctx context.Context) ([]backend.OrphanRow, error)
-	Heartbeat(ctx context.Context, hb backend.Heartbeat) ([]string, error)
-	SendMetrics(ctx context.Context, m backend.AgentMetrics) error
+	Orphaned(ctx context.Context) ([]api.OrphanRow, error)
+	Heartbeat(ctx context.Context, hb api.Heartbeat) ([]string, error)
+	SendMetrics(ctx context.Context, m api.AgentMetrics) error
 }
 
 // ScriptRunner runs a script job to its end (the containerd executor), or
@@ -129,7 +130,7 @@ func NewDispatcher(be Backend, jobs *state.Jobs, delivery Delivery, scripts Scri
 func (d *Dispatcher) fault(point string) { d.cfg.Fault(point) }
 
 // JobTypes are the backend job types this agent runs, which is all it asks for.
-func JobTypes() []string { return []string{backend.TypeScript, backend.TypeHTTP} }
+func JobTypes() []string { return []string{api.TypeScript, api.TypeHTTP} }
 
 // Run claims and runs jobs until ctx ends or drain is closed. On drain it
 // stops claiming, lets running jobs finish for up to DrainTimeout, then
@@ -291,7 +292,7 @@ func (d *Dispatcher) Cancel(jobID string) bool {
 
 // release gives back a job claimed but never journaled, straight away: the
 // backend just answered the claim.
-func (d *Dispatcher) release(it backend.QueueItem, why string) {
+func (d *Dispatcher) release(it api.QueueItem, why string) {
 	if it.ID != "" {
 		d.releaseNow(it.ID, why)
 	}
@@ -306,7 +307,7 @@ func (d *Dispatcher) releaseNow(jobID, why string) {
 }
 
 // start runs one claimed job in its own goroutine, holding a slot.
-func (d *Dispatcher) start(base context.Context, it backend.QueueItem) {
+func (d *Dispatcher) start(base context.Context, it api.QueueItem) {
 	if it.Err != nil || it.Job == nil {
 		d.wg.Add(1)
 		go func() {
@@ -380,7 +381,7 @@ func (d *Dispatcher) Running() []RunningJob {
 	return out
 }
 
-func (d *Dispatcher) failMalformed(it backend.QueueItem) {
+func (d *Dispatcher) failMalformed(it api.QueueItem) {
 	msg := it.Err.Error() // the decoder's message names the job and every bad field
 	if it.ID == "" {
 		d.log.Error("a queued job could not be decoded, not even its id; it stays claimed", "error", it.Err)
@@ -413,11 +414,11 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 	for _, r := range d.Running() {
 		running = append(running, r.JobID)
 	}
-	hb := backend.Heartbeat{
+	hb := api.Heartbeat{
 		OrchestratorID: d.cfg.OrchestratorID,
 		Timestamp:      time.Now().UTC(),
 		RunningJobs:    running,
-		Capacity: backend.Capacity{
+		Capacity: api.Capacity{
 			MaxJobs: d.cfg.MaxConcurrent, CurrentJobs: len(running),
 			AvailableSlots: max(0, d.cfg.MaxConcurrent-len(running)),
 		},
@@ -442,7 +443,7 @@ func (d *Dispatcher) sendMetrics(ctx context.Context) {
 	if n > 0 {
 		avg = float64(d.stats.totalMillis.Load()) / float64(n)
 	}
-	m := backend.AgentMetrics{
+	m := api.AgentMetrics{
 		JobsProcessed: n, JobsSucceeded: d.stats.succeeded.Load(), JobsFailed: d.stats.failed.Load(),
 		AverageExecutionTime: avg, ActiveContainers: d.runningCount(),
 	}

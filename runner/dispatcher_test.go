@@ -14,14 +14,15 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/backend/devserver"
 	"github.com/cronium/cronium-agent/runner"
 )
 
 // heartbeatOf returns the last heartbeat the backend got from the agent.
 func heartbeatOf(t *testing.T, b *devBackend) (hb struct {
-	RunningJobs []string         `json:"runningJobs"`
-	Capacity    backend.Capacity `json:"capacity"`
+	RunningJobs []string     `json:"runningJobs"`
+	Capacity    api.Capacity `json:"capacity"`
 }, ok bool) {
 	t.Helper()
 	orchs, err := b.dev.Orchestrators(context.Background())
@@ -37,14 +38,14 @@ func heartbeatOf(t *testing.T, b *devBackend) (hb struct {
 }
 
 // metricsOf returns the last metrics the backend got from the agent.
-func metricsOf(t *testing.T, b *devBackend) backend.AgentMetrics {
+func metricsOf(t *testing.T, b *devBackend) api.AgentMetrics {
 	t.Helper()
 	orchs, err := b.dev.Orchestrators(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var m struct {
-		Metrics backend.AgentMetrics `json:"metrics"`
+		Metrics api.AgentMetrics `json:"metrics"`
 	}
 	for _, o := range orchs {
 		if o.ID == testOrch {
@@ -82,7 +83,7 @@ func TestDispatcherClaimsUpToFreeSlots(t *testing.T) {
 	}
 	waitFor(t, "a heartbeat with both slots taken", func() bool {
 		hb, ok := heartbeatOf(t, b)
-		return ok && len(hb.RunningJobs) == 2 && hb.Capacity == backend.Capacity{MaxJobs: 2, CurrentJobs: 2, AvailableSlots: 0}
+		return ok && len(hb.RunningJobs) == 2 && hb.Capacity == api.Capacity{MaxJobs: 2, CurrentJobs: 2, AvailableSlots: 0}
 	})
 
 	w.open("go")
@@ -113,7 +114,7 @@ type overDeliverer struct {
 	extra int
 }
 
-func (o overDeliverer) ClaimJobs(ctx context.Context, batchSize int, jobTypes []string) ([]backend.QueueItem, error) {
+func (o overDeliverer) ClaimJobs(ctx context.Context, batchSize int, jobTypes []string) ([]api.QueueItem, error) {
 	return o.Backend.ClaimJobs(ctx, batchSize+o.extra, jobTypes)
 }
 

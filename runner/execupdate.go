@@ -3,7 +3,7 @@ package runner
 import (
 	"time"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/state"
 )
 
@@ -13,8 +13,8 @@ const (
 	executorHTTP      = "http"
 )
 
-func executorOf(job *backend.Job) string {
-	if job.OriginalType == backend.TypeHTTP {
+func executorOf(job *api.Job) string {
+	if job.OriginalType == api.TypeHTTP {
 		return executorHTTP
 	}
 	return executorContainer
@@ -32,8 +32,8 @@ func span(a, b time.Time) time.Duration { return max(ms(b).Sub(ms(a)), 0) }
 // request's, for an HTTP job): the execution is running, and its setup
 // went from the attempt's start to startedAt. "running" is the one status
 // an update may carry (§3 rule).
-func startUpdate(attemptStart, startedAt time.Time) backend.ExecutionUpdate {
-	return backend.ExecutionUpdate{
+func startUpdate(attemptStart, startedAt time.Time) api.ExecutionUpdate {
+	return api.ExecutionUpdate{
 		Running:            true,
 		StartedAt:          attemptStart,
 		SetupStartedAt:     attemptStart,
@@ -52,8 +52,8 @@ func startItem(exec string, attemptStart, startedAt time.Time) (journalItem, err
 // journaled progress, whose times the start update sent, so the two agree.
 // It never carries completedAt or a terminal status (§3 rule): the end of
 // the job goes through its completing call only.
-func endUpdate(p state.Progress, o outcome) backend.ExecutionUpdate {
-	u := backend.ExecutionUpdate{ExitCode: backend.Ptr(o.exitCode), Output: backend.Ptr(o.stdout)}
+func endUpdate(p state.Progress, o outcome) api.ExecutionUpdate {
+	u := api.ExecutionUpdate{ExitCode: api.Ptr(o.exitCode), Output: api.Ptr(o.stdout)}
 	errText := o.stderr
 	if o.errMsg != "" {
 		if errText != "" && errText[len(errText)-1] != '\n' {

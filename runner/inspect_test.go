@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/state"
 	"github.com/cronium/cronium-agent/state/admin"
 	"github.com/cronium/cronium-agent/state/journal"
@@ -20,9 +20,9 @@ func journalLogs(t *testing.T, jb *state.Job, from, n, batch uint64) {
 	t.Helper()
 	ctx := context.Background()
 	for s := from; s <= n; s += batch {
-		var entries []backend.LogEntry
+		var entries []api.LogEntry
 		for q := s; q < s+batch && q <= n; q++ {
-			entries = append(entries, backend.LogEntry{Seq: q, Stream: "stdout", Line: fmt.Sprintf("line %d", q), Timestamp: time.Now()})
+			entries = append(entries, api.LogEntry{Seq: q, Stream: "stdout", Line: fmt.Sprintf("line %d", q), Timestamp: time.Now()})
 		}
 		logs, err := state.Item(state.KindLogs, state.LogsItem{ExecutionID: "e", Entries: entries})
 		if err != nil {
@@ -52,7 +52,7 @@ func TestInspectorLogsFollow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jb, err := jobs.Claim(ctx, &backend.Job{ID: "job_1"})
+	jb, err := jobs.Claim(ctx, &api.Job{ID: "job_1"})
 	if err != nil {
 		t.Fatal(err)
 	}

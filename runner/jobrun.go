@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/httpexec"
@@ -46,7 +47,7 @@ func (o outcome) retryable() bool {
 
 // handle runs a claimed job: journal it, acknowledge, then each attempt as
 // its own execution, then exactly one completing item.
-func (d *Dispatcher) handle(ctx context.Context, job *backend.Job) {
+func (d *Dispatcher) handle(ctx context.Context, job *api.Job) {
 	log := d.log.With("job", job.ID)
 	jb, err := d.jobs.Claim(context.WithoutCancel(ctx), job)
 	if err != nil {
@@ -76,7 +77,7 @@ func (d *Dispatcher) handle(ctx context.Context, job *backend.Job) {
 }
 
 // attempts is how many times the job may run.
-func attempts(job *backend.Job) int {
+func attempts(job *api.Job) int {
 	if job.Retry != nil && job.Retry.MaxAttempts > 1 {
 		return min(job.Retry.MaxAttempts, maxAttempts)
 	}
@@ -137,24 +138,24 @@ func (d *Dispatcher) acknowledge(ctx context.Context, jobID string) error {
 }
 
 // unsupported says why this agent cannot run a job, or "".
-func unsupported(job *backend.Job) string {
+func unsupported(job *api.Job) string {
 	switch {
-	case job.OriginalType == backend.TypeToolAction:
+	case job.OriginalType == api.TypeToolAction:
 		return "tool actions are not supported by this agent (it runs SCRIPT and HTTP_REQUEST jobs)"
 	case job.Type == "ssh" || job.Target.Type == "server":
 		return "SSH jobs are not supported by this agent yet (it runs jobs locally in containers)"
-	case job.OriginalType == backend.TypeScript && job.Script == nil:
+	case job.OriginalType == api.TypeScript && job.Script == nil:
 		return "a SCRIPT job without a script"
-	case job.OriginalType == backend.TypeHTTP && job.HTTP == nil:
+	case job.OriginalType == api.TypeHTTP && job.HTTP == nil:
 		return "an HTTP_REQUEST job without a request"
-	case job.OriginalType != backend.TypeScript && job.OriginalType != backend.TypeHTTP:
+	case job.OriginalType != api.TypeScript && job.OriginalType != api.TypeHTTP:
 		return fmt.Sprintf("unknown job type %q", job.OriginalType)
 	}
 	return ""
 }
 
 // retryDelay is the wait before retry n (1-based) under the policy.
-func retryDelay(p *backend.RetryPolicy, n int) time.Duration {
+func retryDelay(p *api.RetryPolicy, n int) time.Duration {
 	base := time.Second
 	if p != nil && p.Delay > 0 {
 		base = p.Delay
@@ -237,7 +238,7 @@ func (d *Dispatcher) attempt(ctx context.Context, jb *state.Job, n, of int) outc
 	}
 	var req container.Request
 	var reqErr error
-	if job.OriginalType == backend.TypeScript {
+	if job.OriginalType == api.TypeScript {
 		req, reqErr = d.policy.Request(scriptJob(job), start)
 	}
 	msg := "running"
@@ -267,7 +268,7 @@ func (d *Dispatcher) attempt(ctx context.Context, jb *state.Job, n, of int) outc
 	}
 	var o outcome
 	switch {
-	case job.OriginalType == backend.TypeHTTP:
+	case job.OriginalType == api.TypeHTTP:
 		o = d.runHTTP(ctx, jb, r)
 	case reqErr != nil:
 		o = outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: reqErr.Error(), start: start, end: time.Now()}
@@ -279,7 +280,7 @@ func (d *Dispatcher) attempt(ctx context.Context, jb *state.Job, n, of int) outc
 }
 
 // scriptJob is the runner's view of a SCRIPT job.
-func scriptJob(job *backend.Job) Job {
+func scriptJob(job *api.Job) Job {
 	rj := Job{
 		ID: job.ID, EventID: job.Metadata.EventID, UserID: job.Metadata.UserID,
 		Runtime: job.Script.Runtime, Script: []byte(job.Script.Content), Env: job.Environment,
@@ -430,13 +431,13 @@ func (d *Dispatcher) finish(jb *state.Job, o outcome) {
 	if o.neverRan {
 		it, err = state.Item(state.KindFail, state.FailItem{Error: o.errMsg, ExitCode: o.exitCode})
 	} else {
-		it, err = state.Item(state.KindComplete, backend.Completion{
+		it, err = state.Item(state.KindComplete, api.Completion{
 			Status:       o.status,
 			ExitCode:     o.exitCode,
-			Output:       backend.Output{Stdout: o.stdout, Stderr: o.stderr},
+			Output:       api.Output{Stdout: o.stdout, Stderr: o.stderr},
 			ScriptOutput: o.scriptOutput,
 			Condition:    o.condition,
-			Metrics:      backend.RunMetrics{StartTime: o.start.UTC(), EndTime: o.end.UTC(), Duration: o.end.Sub(o.start).Milliseconds()},
+			Metrics:      api.RunMetrics{StartTime: o.start.UTC(), EndTime: o.end.UTC(), Duration: o.end.Sub(o.start).Milliseconds()},
 			Timestamp:    time.Now().UTC(),
 		})
 	}

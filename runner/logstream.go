@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/state"
 )
 
@@ -26,7 +26,7 @@ const (
 // logLine is a numbered line with the count of output entries it accounts
 // for (0 for the agent's own lines).
 type logLine struct {
-	entry backend.LogEntry
+	entry api.LogEntry
 	file  uint64
 }
 
@@ -57,7 +57,7 @@ func newLogStream(jb *state.Job, exec string, log *slog.Logger, fault func(strin
 // one at a time.
 func (s *logStream) add(stream, line string, at time.Time, file uint64) {
 	s.seq++
-	s.ch <- logLine{entry: backend.LogEntry{Seq: s.seq, Stream: stream, Line: line, Timestamp: at}, file: file}
+	s.ch <- logLine{entry: api.LogEntry{Seq: s.seq, Stream: stream, Line: line, Timestamp: at}, file: file}
 }
 
 // close journals what is queued and returns when it is durable.
@@ -71,7 +71,7 @@ func (s *logStream) loop() {
 	tick := time.NewTicker(logFlushEvery)
 	defer tick.Stop()
 	var (
-		batch []backend.LogEntry
+		batch []api.LogEntry
 		size  int
 		file  uint64
 	)
@@ -123,7 +123,7 @@ func (s *logStream) loop() {
 
 // journal writes a batch; a failing disk is retried a while, then the
 // batch is given up (the completion still carries the output).
-func (s *logStream) journal(batch []backend.LogEntry, file uint64) {
+func (s *logStream) journal(batch []api.LogEntry, file uint64) {
 	it, err := state.Item(state.KindLogs, state.LogsItem{ExecutionID: s.exec, Entries: batch})
 	if err != nil {
 		s.log.Error("encode log batch", "error", err)

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/state"
 )
@@ -106,7 +106,7 @@ func (d *Dispatcher) resumeAttempts(ctx context.Context, jb *state.Job, rs *resu
 func (d *Dispatcher) resume(ctx context.Context, jb *state.Job, rs *resumed) outcome {
 	job, p := jb.Backend(), rs.p
 	r := d.newRun(jb, p.ExecutionID, p.Entries)
-	if job.OriginalType == backend.TypeHTTP {
+	if job.OriginalType == api.TypeHTTP {
 		if p.StartedAt.IsZero() {
 			r.logs.close()
 			return outcome{status: notStartedStatus}

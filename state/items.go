@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/state/journal"
 )
 
@@ -37,8 +37,8 @@ type ExecutionItem struct {
 // update is journaled in its wire form, so a redelivery after a crash sends
 // the very same body: its times are the journaled ones.
 type ExecutionUpdateItem struct {
-	ExecutionID string                  `json:"executionId"`
-	Update      backend.ExecutionUpdate `json:"update"`
+	ExecutionID string              `json:"executionId"`
+	Update      api.ExecutionUpdate `json:"update"`
 }
 
 // StatusItem reports a status transition (only "running" goes to the backend
@@ -55,7 +55,7 @@ type StatusItem struct {
 // the journal's writes.
 type LogsItem struct {
 	ExecutionID string
-	Entries     []backend.LogEntry
+	Entries     []api.LogEntry
 }
 
 // logsWire is a LogsItem as journaled.
@@ -157,7 +157,7 @@ func (l *LogsItem) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("log batch of %d lines with %d streams, %d times, %d seqs", n, len(w.Streams), len(w.Times), len(w.Seqs))
 	}
 	l.ExecutionID = w.ExecutionID
-	l.Entries = make([]backend.LogEntry, n)
+	l.Entries = make([]api.LogEntry, n)
 	for i := range n {
 		e := &l.Entries[i]
 		e.Seq = w.FirstSeq + uint64(i)
@@ -236,7 +236,7 @@ func Item(kind string, v any) (journal.Item, error) {
 
 // LogsSize is the size of a batch of log lines as a drop marker reports it:
 // the bytes of output (the budget itself counts stored bytes).
-func LogsSize(entries []backend.LogEntry) int {
+func LogsSize(entries []api.LogEntry) int {
 	n := 0
 	for _, e := range entries {
 		n += len(e.Line)
@@ -248,16 +248,16 @@ func LogsSize(entries []backend.LogEntry) int {
 // dropped (marker m), given the seqs of the held lines around the gap (0
 // when not known). It takes the gap's last seq, so that it sorts where the
 // lines were; without the next line's seq there is no seq to give it.
-func DropNotice(m journal.DropMarker, prev, next uint64, at time.Time) (backend.LogEntry, bool) {
+func DropNotice(m journal.DropMarker, prev, next uint64, at time.Time) (api.LogEntry, bool) {
 	if next < 2 {
-		return backend.LogEntry{}, false
+		return api.LogEntry{}, false
 	}
 	what := fmt.Sprintf("%d log batches", m.Items)
 	if prev > 0 && next > prev {
 		what = fmt.Sprintf("%d log lines", next-prev-1)
 	}
 	line := fmt.Sprintf("[... %s (%d bytes) dropped: the backend was unreachable and the agent's journal reached its disk budget ...]", what, m.Bytes)
-	return backend.LogEntry{Seq: next - 1, Stream: "system", Line: line, Timestamp: at.UTC()}, true
+	return api.LogEntry{Seq: next - 1, Stream: "system", Line: line, Timestamp: at.UTC()}, true
 }
 
 // LogReader turns a job's stream items, read in order, into its log lines:
@@ -311,7 +311,7 @@ func (r *LogReader) Read(items []journal.StoredItem) (LogsItem, error) {
 			if e, ok := ahead.notice(next); ok {
 				*r = ahead
 				r.waiting = false
-				return LogsItem{ExecutionID: next.ExecutionID, Entries: []backend.LogEntry{e}}, nil
+				return LogsItem{ExecutionID: next.ExecutionID, Entries: []api.LogEntry{e}}, nil
 			}
 			r.waiting = false // numbered by a notice yielded before
 		}
@@ -324,7 +324,7 @@ func (r *LogReader) Read(items []journal.StoredItem) (LogsItem, error) {
 		if len(p.Entries) == 0 {
 			return LogsItem{}, nil
 		}
-		out := LogsItem{ExecutionID: p.ExecutionID, Entries: make([]backend.LogEntry, 0, len(p.Entries)+1)}
+		out := LogsItem{ExecutionID: p.ExecutionID, Entries: make([]api.LogEntry, 0, len(p.Entries)+1)}
 		if r.waiting {
 			if e, ok := r.notice(p); ok {
 				out.Entries = append(out.Entries, e)
@@ -353,10 +353,10 @@ func (r *LogReader) wait(m journal.DropMarker, at time.Time) {
 
 // notice is the line of the markers waiting, numbered by next (a log item with
 // lines); false when it has no seq to take or one a notice already took.
-func (r *LogReader) notice(next LogsItem) (backend.LogEntry, bool) {
+func (r *LogReader) notice(next LogsItem) (api.LogEntry, bool) {
 	e, ok := DropNotice(r.pending, r.prev, next.Entries[0].Seq, r.pendingAt)
 	if !ok || e.Seq <= r.noticed {
-		return backend.LogEntry{}, false
+		return api.LogEntry{}, false
 	}
 	r.noticed = e.Seq
 	return e, true

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/state/journal"
 )
 
@@ -16,16 +16,16 @@ func TestLogsItemRoundTrip(t *testing.T) {
 	at := time.Date(2026, 11, 27, 10, 0, 0, 123456789, time.UTC)
 	for _, tc := range []struct {
 		name    string
-		entries []backend.LogEntry
+		entries []api.LogEntry
 	}{
-		{"empty", []backend.LogEntry{}},
-		{"consecutive", []backend.LogEntry{
+		{"empty", []api.LogEntry{}},
+		{"consecutive", []api.LogEntry{
 			{Seq: 7, Stream: "stdout", Line: "hello \"quoted\" \x00 é", Timestamp: at},
 			{Seq: 8, Stream: "stderr", Line: "", Timestamp: at.Add(time.Millisecond)},
 			{Seq: 9, Stream: "system", Line: "attempt 2 of 3", Timestamp: at.Add(-time.Second)},
 			{Seq: 10, Stream: "stdout", Line: "back\\slash <tag> & \t tab \xff bad utf8 \u2028", Timestamp: at},
 		}},
-		{"gaps", []backend.LogEntry{
+		{"gaps", []api.LogEntry{
 			{Seq: 1, Stream: "stdout", Line: "a", Timestamp: at},
 			{Seq: 5, Stream: "stdout", Line: "b", Timestamp: at},
 		}},
@@ -44,7 +44,7 @@ func TestLogsItemRoundTrip(t *testing.T) {
 			}
 			// JSON has no invalid UTF-8: it comes back as U+FFFD, as
 			// encoding/json would write it.
-			want := make([]backend.LogEntry, len(tc.entries))
+			want := make([]api.LogEntry, len(tc.entries))
 			for i, e := range tc.entries {
 				e.Line = strings.ToValidUTF8(e.Line, "\uFFFD")
 				want[i] = e
@@ -57,7 +57,7 @@ func TestLogsItemRoundTrip(t *testing.T) {
 }
 
 func TestLogsItemRefuses(t *testing.T) {
-	if _, err := json.Marshal(LogsItem{Entries: []backend.LogEntry{{Seq: 1, Stream: "stdin"}}}); err == nil || !strings.Contains(err.Error(), "unknown stream") {
+	if _, err := json.Marshal(LogsItem{Entries: []api.LogEntry{{Seq: 1, Stream: "stdin"}}}); err == nil || !strings.Contains(err.Error(), "unknown stream") {
 		t.Errorf("unknown stream: %v", err)
 	}
 	for _, raw := range []string{
@@ -74,9 +74,9 @@ func TestLogsItemRefuses(t *testing.T) {
 func TestLogReader(t *testing.T) {
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	logs := func(seq uint64, exec string, first uint64, n int) journal.StoredItem {
-		es := make([]backend.LogEntry, n)
+		es := make([]api.LogEntry, n)
 		for i := range es {
-			es[i] = backend.LogEntry{Seq: first + uint64(i), Stream: "stdout", Line: fmt.Sprint("line ", first+uint64(i)), Timestamp: at}
+			es[i] = api.LogEntry{Seq: first + uint64(i), Stream: "stdout", Line: fmt.Sprint("line ", first+uint64(i)), Timestamp: at}
 		}
 		raw, err := json.Marshal(LogsItem{ExecutionID: exec, Entries: es})
 		if err != nil {

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/state/journal"
 )
 
@@ -103,7 +103,7 @@ func (s *Jobs) Journal() *journal.Journal { return s.j }
 func (s *Jobs) OnAppend(fn func(stream string)) { s.notify = fn }
 
 // Claim journals a claimed job, before anything acts on it.
-func (s *Jobs) Claim(ctx context.Context, job *backend.Job) (*Job, error) {
+func (s *Jobs) Claim(ctx context.Context, job *api.Job) (*Job, error) {
 	raw, err := json.Marshal(job)
 	if err != nil {
 		return nil, fmt.Errorf("journal job %s: %w", job.ID, err)
@@ -127,7 +127,7 @@ func streamName(jobID string, at time.Time) string {
 	return "job/" + jobID + "/" + strconv.FormatInt(at.UnixNano(), 36)
 }
 
-func (s *Jobs) track(job *backend.Job, p Progress) *Job {
+func (s *Jobs) track(job *api.Job, p Progress) *Job {
 	jb := &Job{s: s, job: job, p: p}
 	s.mu.Lock()
 	s.live[job.ID] = jb
@@ -192,7 +192,7 @@ func (s *Jobs) Unfinished(ctx context.Context) ([]*Job, error) {
 	return out, nil
 }
 
-func (s *Jobs) loadJob(ctx context.Context, id string) (*backend.Job, error) {
+func (s *Jobs) loadJob(ctx context.Context, id string) (*api.Job, error) {
 	var rec jobRecord
 	ok, err := s.j.GetRecord(ctx, recordJob, id, &rec)
 	if err != nil {
@@ -205,7 +205,7 @@ func (s *Jobs) loadJob(ctx context.Context, id string) (*backend.Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("job %s: unseal: %w", id, err)
 	}
-	var job backend.Job
+	var job api.Job
 	if err := json.Unmarshal(raw, &job); err != nil {
 		return nil, fmt.Errorf("job %s: decode: %w", id, err)
 	}
@@ -280,14 +280,14 @@ func (s *Jobs) Expire(ctx context.Context, cutoff time.Time) (int, error) {
 // runtime API write to it).
 type Job struct {
 	s   *Jobs
-	job *backend.Job
+	job *api.Job
 
 	mu sync.Mutex
 	p  Progress
 }
 
 // Backend returns the job as the backend sent it.
-func (jb *Job) Backend() *backend.Job { return jb.job }
+func (jb *Job) Backend() *api.Job { return jb.job }
 
 // Progress returns a copy of the job's progress.
 func (jb *Job) Progress() Progress {

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 )
 
 // DevClient speaks the dev backend's operator API (/api/dev/).
@@ -158,8 +158,8 @@ func (c *DevClient) LogPage(ctx context.Context, id string, after uint64) (LogPa
 }
 
 // Logs returns a job's live log lines with seq > after, in seq order.
-func (c *DevClient) Logs(ctx context.Context, id string, after uint64) ([]backend.LogEntry, error) {
-	var all []backend.LogEntry
+func (c *DevClient) Logs(ctx context.Context, id string, after uint64) ([]api.LogEntry, error) {
+	var all []api.LogEntry
 	for {
 		page, err := c.LogPage(ctx, id, after)
 		if err != nil {
@@ -199,7 +199,7 @@ func (c *DevClient) Executions(ctx context.Context, jobID string) ([]ExecutionVi
 }
 
 // RegisterServer registers an SSH server and returns its id.
-func (c *DevClient) RegisterServer(ctx context.Context, s backend.Server) (string, error) {
+func (c *DevClient) RegisterServer(ctx context.Context, s api.Server) (string, error) {
 	var out struct {
 		ID string `json:"id"`
 	}

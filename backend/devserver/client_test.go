@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 )
 
 func TestDevClient(t *testing.T) {
@@ -39,7 +39,7 @@ func TestDevClient(t *testing.T) {
 	e.must(200, "POST", "/api/internal/jobs/"+id+"/logs", "agent",
 		`{"executionId":"x","entries":[{"seq":2,"stream":"stderr","line":"b","timestamp":"2026-11-27T12:00:00Z"},{"seq":1,"stream":"stdout","line":"a","timestamp":"2026-11-27T12:00:00Z"}]}`)
 	logs, err := c.Logs(ctx, id, 0)
-	if err != nil || len(logs) != 2 || logs[0] != (backend.LogEntry{Seq: 1, Stream: "stdout", Line: "a", Timestamp: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}) || logs[1].Line != "b" {
+	if err != nil || len(logs) != 2 || logs[0] != (api.LogEntry{Seq: 1, Stream: "stdout", Line: "a", Timestamp: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}) || logs[1].Line != "b" {
 		t.Fatalf("Logs: %+v %v", logs, err)
 	}
 	if logs, err := c.Logs(ctx, id, 1); err != nil || len(logs) != 1 {
@@ -58,7 +58,7 @@ func TestDevClient(t *testing.T) {
 	if err != nil || st.Jobs != 2 || st.Completions[id] != 1 || len(st.Duplicates) != 0 {
 		t.Errorf("Stats: %+v %v", st, err)
 	}
-	sid, err := c.RegisterServer(ctx, backend.Server{Host: "127.0.0.1", Username: "u", Password: "p"})
+	sid, err := c.RegisterServer(ctx, api.Server{Host: "127.0.0.1", Username: "u", Password: "p"})
 	if err != nil || sid == "" {
 		t.Errorf("RegisterServer: %q %v", sid, err)
 	}

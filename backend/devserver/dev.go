@@ -14,7 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 )
 
 // SubmitRequest is the body of POST /api/dev/jobs: either a job described by
@@ -82,7 +82,7 @@ type JobView struct {
 	CompletedAt     *time.Time       `json:"completedAt,omitempty"`
 	StatusMessage   string           `json:"statusMessage,omitempty"`
 	Error           string           `json:"error,omitempty"`
-	Output          *backend.Output  `json:"output,omitempty"`
+	Output          *api.Output      `json:"output,omitempty"`
 	ScriptOutput    json.RawMessage  `json:"scriptOutput,omitempty"`
 	Condition       *bool            `json:"condition,omitempty"`
 	Metrics         json.RawMessage  `json:"metrics,omitempty"`
@@ -104,7 +104,7 @@ func (v JobView) Done() bool { return Terminal(v.Status) }
 
 // LogLine is a stored live log line.
 type LogLine struct {
-	backend.LogEntry
+	api.LogEntry
 	ExecutionID string `json:"executionId,omitempty"`
 }
 
@@ -326,9 +326,9 @@ type wireExecution struct {
 }
 
 type wireTarget struct {
-	Type          string          `json:"type"`
-	ServerID      string          `json:"serverId,omitempty"`
-	ServerDetails *backend.Server `json:"serverDetails,omitempty"`
+	Type          string      `json:"type"`
+	ServerID      string      `json:"serverId,omitempty"`
+	ServerDetails *api.Server `json:"serverDetails,omitempty"`
 }
 
 type wireScript struct {
@@ -359,9 +359,9 @@ func (s *Server) buildJob(tx *bolt.Tx, req SubmitRequest, now time.Time) (*jobRe
 	bad := func(format string, args ...any) error { return errf(http.StatusBadRequest, format, args...) }
 	typ := strings.ToUpper(req.Type)
 	if typ == "" {
-		typ = backend.TypeScript
+		typ = api.TypeScript
 		if req.HTTP != nil && req.Script == "" {
-			typ = backend.TypeHTTP
+			typ = api.TypeHTTP
 		}
 	}
 	j := &jobRecord{ID: newJobID(), OriginalType: typ, Priority: req.Priority, CreatedAt: now, WireType: "container"}
@@ -398,7 +398,7 @@ func (s *Server) buildJob(tx *bolt.Tx, req SubmitRequest, now time.Time) (*jobRe
 	}
 	x.Target = wireTarget{Type: "local"}
 	switch typ {
-	case backend.TypeScript:
+	case api.TypeScript:
 		rt := strings.ToLower(req.Runtime)
 		var wt string
 		switch rt {
@@ -416,7 +416,7 @@ func (s *Server) buildJob(tx *bolt.Tx, req SubmitRequest, now time.Time) (*jobRe
 		}
 		j.Runtime = rt
 		x.Script = &wireScript{Type: wt, Content: req.Script, WorkingDirectory: req.WorkingDirectory}
-	case backend.TypeHTTP:
+	case api.TypeHTTP:
 		if req.HTTP == nil || req.HTTP.URL == "" {
 			return nil, bad("http.url is required for an HTTP_REQUEST job")
 		}
@@ -428,7 +428,7 @@ func (s *Server) buildJob(tx *bolt.Tx, req SubmitRequest, now time.Time) (*jobRe
 			h.Headers = compactJSON(req.HTTP.Headers)
 		}
 		x.HTTP = h
-	case backend.TypeToolAction:
+	case api.TypeToolAction:
 		if len(req.ToolAction) > 0 && string(req.ToolAction) != "null" {
 			x.ToolAction = compactJSON(req.ToolAction)
 		}
@@ -628,7 +628,7 @@ func (s *Server) handleDevJobExecutions(w http.ResponseWriter, r *http.Request) 
 
 // handleDevServerAdd registers (or replaces) an SSH server.
 func (s *Server) handleDevServerAdd(w http.ResponseWriter, r *http.Request) {
-	var sv backend.Server
+	var sv api.Server
 	if _, err := decodeBody(r, &sv, true); err != nil {
 		fail(w, err)
 		return
@@ -672,7 +672,7 @@ func (s *Server) handleDevServerAdd(w http.ResponseWriter, r *http.Request) {
 
 // handleDevServers lists registered servers, without their secrets.
 func (s *Server) handleDevServers(w http.ResponseWriter, r *http.Request) {
-	out := []backend.Server{}
+	out := []api.Server{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bServers).ForEach(func(_, v []byte) error {
 			var sr serverRecord

@@ -12,7 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 )
 
 const (
@@ -200,7 +200,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 type completeBody struct {
 	Status       string          `json:"status"`
 	ExitCode     *int            `json:"exitCode"`
-	Output       *backend.Output `json:"output"`
+	Output       *api.Output     `json:"output"`
 	ScriptOutput json.RawMessage `json:"scriptOutput"`
 	Condition    *bool           `json:"condition"`
 	Metrics      json.RawMessage `json:"metrics"`
@@ -311,8 +311,8 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, endpoint strin
 // handleLogs stores live log lines (§2.6); the first copy of a seq wins.
 func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 	var body struct {
-		ExecutionID string             `json:"executionId"`
-		Entries     []backend.LogEntry `json:"entries"`
+		ExecutionID string         `json:"executionId"`
+		Entries     []api.LogEntry `json:"entries"`
 	}
 	if _, err := decodeBody(r, &body, true); err != nil {
 		fail(w, err)

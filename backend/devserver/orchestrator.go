@@ -9,7 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 )
 
 // OrchestratorView is what the dev backend last heard from an agent.
@@ -61,7 +61,7 @@ func (s *Server) handleHealthGet(w http.ResponseWriter, r *http.Request) {
 // handleHeartbeat records a heartbeat and hands the agent the cancellations
 // requested for the jobs it holds, each once.
 func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
-	var hb backend.Heartbeat
+	var hb api.Heartbeat
 	raw, err := decodeBody(r, &hb, true)
 	if err != nil {
 		fail(w, err)
@@ -118,7 +118,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	var m backend.AgentMetrics
+	var m api.AgentMetrics
 	if len(body.Metrics) == 0 || json.Unmarshal(body.Metrics, &m) != nil {
 		writeError(w, http.StatusBadRequest, "metrics must be an object of numbers")
 		return
@@ -168,7 +168,7 @@ func (s *Server) storeOrch(w http.ResponseWriter, r *http.Request, fromBody stri
 
 // serverRecord is a registered SSH server.
 type serverRecord struct {
-	backend.Server
+	api.Server
 	CreatedAt time.Time `json:"createdAt"`
 }
 

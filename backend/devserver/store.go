@@ -9,7 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 )
 
 // Buckets of the bbolt file:
@@ -110,7 +110,7 @@ type jobRecord struct {
 	CancelDelivered   bool       `json:"cancelDelivered,omitempty"`
 
 	ExitCode     *int            `json:"exitCode,omitempty"`
-	Output       *backend.Output `json:"output,omitempty"`
+	Output       *api.Output     `json:"output,omitempty"`
 	ScriptOutput json.RawMessage `json:"scriptOutput,omitempty"`
 	Condition    *bool           `json:"condition,omitempty"`
 	Metrics      json.RawMessage `json:"metrics,omitempty"`

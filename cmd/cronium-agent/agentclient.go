@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/internal/config"
 )
 
@@ -24,7 +25,7 @@ func agentClient(cfg config.Config) (*backend.Client, string, error) {
 	}
 	copts := []backend.ClientOption{backend.WithUserAgentVersion(version)}
 	if cfg.Backend.EnvEncryptionKey != "" {
-		key, err := backend.ParseEnvKey(cfg.Backend.EnvEncryptionKey)
+		key, err := api.ParseEnvKey(cfg.Backend.EnvEncryptionKey)
 		if err != nil {
 			return nil, "", &exitError{Code: exitUsage, Err: err}
 		}

@@ -18,20 +18,21 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/state"
 	"github.com/cronium/cronium-agent/state/journal"
 )
 
 // Backend is what the syncer calls.
 type Backend interface {
-	CreateExecution(ctx context.Context, executionID string, body backend.CreateExecution) error
-	UpdateExecution(ctx context.Context, executionID string, u backend.ExecutionUpdate) error
+	CreateExecution(ctx context.Context, executionID string, body api.CreateExecution) error
+	UpdateExecution(ctx context.Context, executionID string, u api.ExecutionUpdate) error
 	SetStatus(ctx context.Context, jobID, status, message string) error
-	SendLogs(ctx context.Context, jobID, executionID string, entries []backend.LogEntry) error
+	SendLogs(ctx context.Context, jobID, executionID string, entries []api.LogEntry) error
 	SetExecutionOutput(ctx context.Context, executionID string, value json.RawMessage) error
 	SetExecutionCondition(ctx context.Context, executionID string, value bool) error
 	SetVariable(ctx context.Context, userID, key, value string) error
-	Complete(ctx context.Context, jobID string, c backend.Completion) error
+	Complete(ctx context.Context, jobID string, c api.Completion) error
 	Fail(ctx context.Context, jobID, message string, exitCode int) error
 	Release(ctx context.Context, jobID, message string) error
 }
@@ -397,7 +398,7 @@ func (s *Syncer) deliver(ctx context.Context, jobID string, logs *state.LogReade
 	switch it.Kind {
 	case state.KindLogs, journal.MarkerKind:
 		var exec string
-		var entries []backend.LogEntry
+		var entries []api.LogEntry
 		exec, entries, n, err = s.logBatch(logs, items, i)
 		if err == nil {
 			err = s.sendLogs(cctx, jobID, exec, entries)
@@ -405,7 +406,7 @@ func (s *Syncer) deliver(ctx context.Context, jobID string, logs *state.LogReade
 	case state.KindExecution:
 		var p state.ExecutionItem
 		if err = decode(it, &p); err == nil {
-			err = s.be.CreateExecution(cctx, p.ExecutionID, backend.CreateExecution{JobID: p.JobID})
+			err = s.be.CreateExecution(cctx, p.ExecutionID, api.CreateExecution{JobID: p.JobID})
 		}
 	case state.KindExecutionUpdate:
 		var p state.ExecutionUpdateItem
@@ -433,7 +434,7 @@ func (s *Syncer) deliver(ctx context.Context, jobID string, logs *state.LogReade
 			err = s.be.SetVariable(cctx, p.UserID, p.Key, p.Value)
 		}
 	case state.KindComplete:
-		var p backend.Completion
+		var p api.Completion
 		if err = decode(it, &p); err == nil {
 			err = s.be.Complete(cctx, jobID, p)
 		}
@@ -472,7 +473,7 @@ func (s *Syncer) deliver(ctx context.Context, jobID string, logs *state.LogReade
 // sendLogs sends entries in batches of the contract's size (a journal item
 // may hold more: the runner journals what it has at once). A crash between
 // two batches sends the first again, which the backend keeps once by seq.
-func (s *Syncer) sendLogs(ctx context.Context, jobID, exec string, entries []backend.LogEntry) error {
+func (s *Syncer) sendLogs(ctx context.Context, jobID, exec string, entries []api.LogEntry) error {
 	for len(entries) > 0 && !s.logsOff.Load() {
 		n, size := 0, 0
 		for n < len(entries) && n < maxBatchLines && (n == 0 || size+len(entries[n].Line)+48 <= maxBatchBytes) {
@@ -509,10 +510,10 @@ func decode(it journal.StoredItem, v any) error {
 // saying what the disk budget dropped, found by reading ahead in the page,
 // so that it is sent no later than the marker is acknowledged. An item that
 // does not decode ends the batch, or is the batch (one item, skipped).
-func (s *Syncer) logBatch(r *state.LogReader, items []journal.StoredItem, i int) (string, []backend.LogEntry, int, error) {
+func (s *Syncer) logBatch(r *state.LogReader, items []journal.StoredItem, i int) (string, []api.LogEntry, int, error) {
 	var (
 		exec    string
-		entries []backend.LogEntry
+		entries []api.LogEntry
 		size    int
 		n       int
 	)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/backend/devserver"
 	"github.com/cronium/cronium-agent/state"
 	"github.com/cronium/cronium-agent/state/journal"
@@ -95,7 +96,7 @@ func (b *devBackend) claim(t testing.TB, c *backend.Client, n int) []string {
 	}
 	var ids []string
 	for len(ids) < n {
-		items, err := c.ClaimJobs(ctx, n-len(ids), []string{backend.TypeScript})
+		items, err := c.ClaimJobs(ctx, n-len(ids), []string{api.TypeScript})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,9 +133,9 @@ func item(t testing.TB, kind string, v any) journal.Item {
 
 func logItem(t testing.TB, exec string, from, n uint64) journal.Item {
 	t.Helper()
-	entries := make([]backend.LogEntry, 0, n)
+	entries := make([]api.LogEntry, 0, n)
 	for s := from; s < from+n; s++ {
-		entries = append(entries, backend.LogEntry{Seq: s, Stream: "stdout", Line: fmt.Sprintf("line %d", s), Timestamp: time.Now().UTC()})
+		entries = append(entries, api.LogEntry{Seq: s, Stream: "stdout", Line: fmt.Sprintf("line %d", s), Timestamp: time.Now().UTC()})
 	}
 	it, err := state.Item(state.KindLogs, state.LogsItem{ExecutionID: exec, Entries: entries})
 	if err != nil {
@@ -149,7 +150,7 @@ func logItem(t testing.TB, exec string, from, n uint64) journal.Item {
 func journalRun(t testing.TB, jobs *state.Jobs, id string, lines, perBatch uint64) {
 	t.Helper()
 	ctx := context.Background()
-	jb, err := jobs.Claim(ctx, &backend.Job{ID: id, OriginalType: backend.TypeScript})
+	jb, err := jobs.Claim(ctx, &api.Job{ID: id, OriginalType: api.TypeScript})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func journalRun(t testing.TB, jobs *state.Jobs, id string, lines, perBatch uint6
 		item(t, state.KindStatus, state.StatusItem{Status: "running", At: time.Now().UTC()})))
 	started := time.Now()
 	must(jb.Update(ctx, func(p *state.Progress) { p.StartedAt = started.UTC() },
-		item(t, state.KindExecutionUpdate, state.ExecutionUpdateItem{ExecutionID: exec, Update: backend.ExecutionUpdate{
+		item(t, state.KindExecutionUpdate, state.ExecutionUpdateItem{ExecutionID: exec, Update: api.ExecutionUpdate{
 			Running: true, StartedAt: started, SetupStartedAt: started, SetupCompletedAt: started, ExecutionStartedAt: started}})))
 	for s := uint64(1); s <= lines; s += perBatch {
 		must(jb.Update(ctx, nil, logItem(t, exec, s, min(perBatch, lines-s+1))))
@@ -176,12 +177,12 @@ func journalRun(t testing.TB, jobs *state.Jobs, id string, lines, perBatch uint6
 		item(t, state.KindCondition, state.ConditionItem{ExecutionID: exec, Condition: true, At: time.Now().UTC()}),
 		item(t, state.KindVariable, state.VariableItem{UserID: "user_1", Key: "k-" + id, Value: "v"})))
 	now := time.Now().UTC()
-	end := item(t, state.KindExecutionUpdate, state.ExecutionUpdateItem{ExecutionID: exec, Update: backend.ExecutionUpdate{
-		ExitCode: backend.Ptr(0), Output: backend.Ptr("out"), ExecutionCompletedAt: now, TotalDuration: backend.Ptr(now.Sub(started)),
+	end := item(t, state.KindExecutionUpdate, state.ExecutionUpdateItem{ExecutionID: exec, Update: api.ExecutionUpdate{
+		ExitCode: api.Ptr(0), Output: api.Ptr("out"), ExecutionCompletedAt: now, TotalDuration: api.Ptr(now.Sub(started)),
 		ExecutionMetadata: map[string]any{"executorType": "container"}}})
-	must(jb.Finish(ctx, func(p *state.Progress) { p.State = state.Finished }, end, item(t, state.KindComplete, backend.Completion{
-		Status: "completed", Output: backend.Output{Stdout: "out"}, Condition: &cond,
-		Metrics: backend.RunMetrics{StartTime: now, EndTime: now}, Timestamp: now,
+	must(jb.Finish(ctx, func(p *state.Progress) { p.State = state.Finished }, end, item(t, state.KindComplete, api.Completion{
+		Status: "completed", Output: api.Output{Stdout: "out"}, Condition: &cond,
+		Metrics: api.RunMetrics{StartTime: now, EndTime: now}, Timestamp: now,
 	})))
 }
 
@@ -436,13 +437,13 @@ func BenchmarkBacklogDrain(b *testing.B) {
 func TestExecutionUpdates(t *testing.T) {
 	at := time.Date(2026, 11, 27, 10, 0, 0, 123456789, time.UTC)
 	start := func(exec string) journal.Item {
-		return item(t, state.KindExecutionUpdate, state.ExecutionUpdateItem{ExecutionID: exec, Update: backend.ExecutionUpdate{
+		return item(t, state.KindExecutionUpdate, state.ExecutionUpdateItem{ExecutionID: exec, Update: api.ExecutionUpdate{
 			Running: true, StartedAt: at, SetupStartedAt: at, SetupCompletedAt: at.Add(time.Second), ExecutionStartedAt: at.Add(time.Second)}})
 	}
 	end := func(exec string) journal.Item {
-		return item(t, state.KindExecutionUpdate, state.ExecutionUpdateItem{ExecutionID: exec, Update: backend.ExecutionUpdate{
-			ExitCode: backend.Ptr(3), Output: backend.Ptr("out"), Error: backend.Ptr("err"), ExecutionCompletedAt: at.Add(3 * time.Second),
-			SetupDuration: backend.Ptr(time.Second), ExecutionDuration: backend.Ptr(2 * time.Second), TotalDuration: backend.Ptr(3 * time.Second),
+		return item(t, state.KindExecutionUpdate, state.ExecutionUpdateItem{ExecutionID: exec, Update: api.ExecutionUpdate{
+			ExitCode: api.Ptr(3), Output: api.Ptr("out"), Error: api.Ptr("err"), ExecutionCompletedAt: at.Add(3 * time.Second),
+			SetupDuration: api.Ptr(time.Second), ExecutionDuration: api.Ptr(2 * time.Second), TotalDuration: api.Ptr(3 * time.Second),
 			ExecutionMetadata: map[string]any{"executorType": "container"}}})
 	}
 	for _, tc := range []struct {
@@ -451,13 +452,13 @@ func TestExecutionUpdates(t *testing.T) {
 		updates int
 		exit    *int
 	}{
-		{"start and end", func(e string) []journal.Item { return []journal.Item{start(e), end(e)} }, 2, backend.Ptr(3)},
+		{"start and end", func(e string) []journal.Item { return []journal.Item{start(e), end(e)} }, 2, api.Ptr(3)},
 		{"an update of an unknown execution is refused, not sent again", func(e string) []journal.Item {
 			return []journal.Item{start(e), end("exec_none"), end(e)}
-		}, 2, backend.Ptr(3)},
+		}, 2, api.Ptr(3)},
 		{"an undecodable update is skipped", func(e string) []journal.Item {
 			return []journal.Item{start(e), {Kind: state.KindExecutionUpdate, Payload: []byte(`{"executionId":7}`)}, end(e)}
-		}, 2, backend.Ptr(3)},
+		}, 2, api.Ptr(3)},
 		{"no update: the row has only what the backend sets", func(string) []journal.Item { return nil }, 0, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -468,7 +469,7 @@ func TestExecutionUpdates(t *testing.T) {
 			if err := jb.Update(ctx, nil, items...); err != nil {
 				t.Fatal(err)
 			}
-			if err := jb.Finish(ctx, nil, item(t, state.KindComplete, backend.Completion{Status: "failed", ExitCode: 3, Timestamp: at})); err != nil {
+			if err := jb.Finish(ctx, nil, item(t, state.KindComplete, api.Completion{Status: "failed", ExitCode: 3, Timestamp: at})); err != nil {
 				t.Fatal(err)
 			}
 			flush(t, s, 30*time.Second)
@@ -520,7 +521,7 @@ func TestUndecodableLogItemIsSkipped(t *testing.T) {
 	if err := jb.Update(ctx, nil, bad, logItem(t, exec, 1, 3)); err != nil {
 		t.Fatal(err)
 	}
-	if err := jb.Finish(ctx, nil, item(t, state.KindComplete, backend.Completion{Status: "completed", Timestamp: time.Now().UTC()})); err != nil {
+	if err := jb.Finish(ctx, nil, item(t, state.KindComplete, api.Completion{Status: "completed", Timestamp: time.Now().UTC()})); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, s, 30*time.Second)
@@ -544,7 +545,7 @@ func claimedJob(t *testing.T) (*devBackend, *syncer.Syncer, *state.Job) {
 	s := syncer.New(j, c, syncer.WithLogger(quiet))
 	jobs.OnAppend(s.Notify)
 	runSyncer(t, s)
-	jb, err := jobs.Claim(context.Background(), &backend.Job{ID: id, OriginalType: backend.TypeScript})
+	jb, err := jobs.Claim(context.Background(), &api.Job{ID: id, OriginalType: api.TypeScript})
 	if err != nil {
 		t.Fatal(err)
 	}

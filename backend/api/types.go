@@ -1,8 +1,9 @@
-// Package backend speaks the Cronium backend's internal API
-// (docs/backend-contract.md): a client for the agent, the
-// decoding of queued jobs, and (in devserver) a development backend that
-// implements the same contract.
-package backend
+// Package api holds the Cronium backend's internal API contract
+// (docs/backend-contract.md) without any HTTP: its wire types, the
+// decoding of queued jobs and of the other answers, and the redaction of
+// secrets in the types' String methods. The HTTP client (package backend),
+// the development backend (backend/devserver), state and runner share it.
+package api
 
 import (
 	"encoding/json"
