@@ -34,7 +34,7 @@ func TestE2EFastOutputKeepsExitCode(t *testing.T) {
 	testenv.Containerd(t)
 	cmd := exec.Command(agentBin, "exec", "--runtime", "bash", "--timeout", "10m", "-c",
 		`yes "$(head -c 99 /dev/zero | tr '\0' a)" | head -c 64M; exit 3`)
-	cmd.Env = append(os.Environ(), "CRONIUM_CONTAINERD_ADDRESS="+testenv.Address(), "CRONIUM_STATE_DIR="+stateDir(t))
+	cmd.Env = append(os.Environ(), "CRONIUM_CONTAINERD_ADDRESS="+testenv.Address(), "CRONIUM_STATE_DIR="+stateDir(t), e2ePool)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

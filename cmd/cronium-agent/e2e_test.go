@@ -101,6 +101,7 @@ func startAgent(t testing.TB, backendURL, state string, env ...string) *agentPro
 		"CRONIUM_API_TOKEN="+e2eToken,
 		"CRONIUM_CONTAINERD_ADDRESS="+testenv.Address(),
 		"CRONIUM_STATE_DIR="+state,
+		e2ePool,
 		"CRONIUM_ADMIN_SOCKET="+filepath.Join(state, "admin.sock"),
 		"CRONIUM_JOBS_POLL_INTERVAL=0.1",
 		"CRONIUM_JOBS_POLL_MAX_INTERVAL=0.5",
