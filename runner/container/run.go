@@ -236,7 +236,8 @@ func (e *Executor) release(ctx context.Context, j *job, err error) error {
 	switch {
 	case cerr == nil:
 	case j.started:
-		e.log.Warn("removing the finished run failed; gc will retry", "container", j.req.RunID, "error", cerr)
+		e.log.Warn("removing the finished run failed; retrying in the background, and gc will retry what is left", "container", j.req.RunID, "error", cerr)
+		e.removeLater(j.req.RunID, j.dir)
 	default:
 		err = errorsJoinCleanup(err, cerr)
 	}
@@ -245,6 +246,26 @@ func (e *Executor) release(ctx context.Context, j *job, err error) error {
 	j.ph.mark("cleanup")
 	e.log.Debug("run phases", "container", j.req.RunID, "ms", j.ph.String())
 	return err
+}
+
+// removeLater retries the removal of a finished run whose cleanup failed
+// (containerd slow under load, say) a few times over about 15 s, so that a
+// passing failure leaves nothing behind; what still fails is gc's.
+// Executor.Wait waits for it, as for the network teardowns.
+func (e *Executor) removeLater(runID, dir string) {
+	e.cleanups.Add(1)
+	go func() {
+		defer e.cleanups.Done()
+		var err error
+		for pause := time.Second; pause <= 8*time.Second; pause *= 2 {
+			time.Sleep(pause)
+			if err = e.remove(context.Background(), runID, dir); err == nil {
+				e.log.Info("removed the finished run on a retry", "container", runID)
+				return
+			}
+		}
+		e.log.Warn("removing the finished run still fails; `cronium-agent gc` will remove it", "container", runID, "error", err)
+	}()
 }
 
 // attached is a run whose task exists and has started: Run's, or one
