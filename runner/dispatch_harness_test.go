@@ -1,7 +1,6 @@
 package runner_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/backend/devserver"
+	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/runner"
 	"github.com/cronium/cronium-agent/sidecar"
 	"github.com/cronium/cronium-agent/state"
@@ -344,24 +344,6 @@ func (f *faultGate) open() {
 	}
 }
 
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
 type agentConfig struct {
 	maxConcurrent int
 	drainTimeout  time.Duration
@@ -374,7 +356,7 @@ type agentConfig struct {
 type agent struct {
 	t      *testing.T
 	dir    string
-	log    *syncBuffer
+	log    *testenv.Buffer
 	net    *killSwitch
 	be     *countingBackend
 	jr     *journal.Journal
@@ -407,7 +389,7 @@ func newAgent(t *testing.T, b *devBackend, w *world, dir string, cfg agentConfig
 	if cfg.maxConcurrent == 0 {
 		cfg.maxConcurrent = 4
 	}
-	a := &agent{t: t, dir: dir, log: &syncBuffer{}, faults: cfg.faults, drainCh: make(chan struct{}), runDone: make(chan struct{})}
+	a := &agent{t: t, dir: dir, log: &testenv.Buffer{}, faults: cfg.faults, drainCh: make(chan struct{}), runDone: make(chan struct{})}
 	log := slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	a.net = &killSwitch{base: http.DefaultTransport.(*http.Transport).Clone()}
