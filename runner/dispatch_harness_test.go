@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -20,6 +18,7 @@ import (
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/backend/devserver"
+	"github.com/cronium/cronium-agent/backend/devserver/devtest"
 	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/runner"
 	"github.com/cronium/cronium-agent/sidecar"
@@ -67,65 +66,18 @@ func waitClosed(tb testing.TB, what string, ch <-chan struct{}) {
 }
 
 // devBackend is the development backend served on 127.0.0.1 from the
-// test process. down and up make an outage: the address stops answering
-// and answers again, with the data kept.
-type devBackend struct {
-	srv  *devserver.Server
-	dev  *devserver.DevClient
-	url  string
-	addr string
-
-	mu sync.Mutex
-	hs *httptest.Server
-}
+// test process; Down and Up make an outage (the address stops answering and
+// answers again, with the data kept).
+type devBackend struct{ *devtest.Backend }
 
 func startBackend(t *testing.T) *devBackend {
 	t.Helper()
-	srv, err := devserver.New(t.TempDir(), testToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	b := &devBackend{srv: srv, hs: hs, url: hs.URL, addr: hs.Listener.Addr().String()}
-	if b.dev, err = devserver.NewDevClient(b.url, testToken); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		b.down()
-		srv.Close()
-	})
-	return b
-}
-
-// down stops serving: connections are refused, as in an outage.
-func (b *devBackend) down() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.hs != nil {
-		b.hs.Close()
-		b.hs = nil
-	}
-}
-
-// up serves the backend again on its address.
-func (b *devBackend) up(t *testing.T) {
-	t.Helper()
-	ln, err := net.Listen("tcp", b.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewUnstartedServer(b.srv.Handler())
-	hs.Listener.Close()
-	hs.Listener = ln
-	hs.Start()
-	b.mu.Lock()
-	b.hs = hs
-	b.mu.Unlock()
+	return &devBackend{devtest.Start(t, "", testToken)}
 }
 
 func (b *devBackend) submit(t *testing.T, req devserver.SubmitRequest) string {
 	t.Helper()
-	id, err := b.dev.Submit(context.Background(), req)
+	id, err := b.Client.Submit(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +104,7 @@ func rawScript(script string, priority int, execution map[string]any) json.RawMe
 
 func (b *devBackend) submitRaw(t *testing.T, raw json.RawMessage) string {
 	t.Helper()
-	id, err := b.dev.SubmitRaw(context.Background(), raw)
+	id, err := b.Client.SubmitRaw(context.Background(), raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +113,7 @@ func (b *devBackend) submitRaw(t *testing.T, raw json.RawMessage) string {
 
 func (b *devBackend) job(t *testing.T, id string) devserver.JobView {
 	t.Helper()
-	v, err := b.dev.Job(context.Background(), id)
+	v, err := b.Client.Job(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +126,7 @@ func (b *devBackend) waitDone(t *testing.T, id string) devserver.JobView {
 	var v devserver.JobView
 	waitFor(t, "job "+id+" to end", func() bool {
 		var err error
-		v, err = b.dev.Job(context.Background(), id)
+		v, err = b.Client.Job(context.Background(), id)
 		return err == nil && v.Done()
 	})
 	return v
@@ -182,7 +134,7 @@ func (b *devBackend) waitDone(t *testing.T, id string) devserver.JobView {
 
 func (b *devBackend) executions(t *testing.T, id string) []devserver.ExecutionView {
 	t.Helper()
-	execs, err := b.dev.Executions(context.Background(), id)
+	execs, err := b.Client.Executions(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +145,7 @@ func (b *devBackend) executions(t *testing.T, id string) []devserver.ExecutionVi
 // after checking its seqs are 1..n without a gap or a copy.
 func (b *devBackend) liveLog(t *testing.T, id string) (stdout, stderr, system []string) {
 	t.Helper()
-	entries, err := b.dev.Logs(context.Background(), id, 0)
+	entries, err := b.Client.Logs(context.Background(), id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +169,7 @@ func (b *devBackend) liveLog(t *testing.T, id string) (stdout, stderr, system []
 // than one completing call.
 func (b *devBackend) assertOnce(t *testing.T) {
 	t.Helper()
-	st, err := b.dev.Stats(context.Background())
+	st, err := b.Client.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +345,7 @@ func newAgent(t *testing.T, b *devBackend, w *world, dir string, cfg agentConfig
 	log := slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	a.net = &killSwitch{base: http.DefaultTransport.(*http.Transport).Clone()}
-	client, err := backend.NewClient(b.url, testToken, testOrch,
+	client, err := backend.NewClient(b.URL, testToken, testOrch,
 		backend.WithHTTPClient(&http.Client{Transport: a.net}),
 		backend.WithRetry(3, 10*time.Millisecond, 100*time.Millisecond))
 	if err != nil {

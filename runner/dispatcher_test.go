@@ -25,7 +25,7 @@ func heartbeatOf(t *testing.T, b *devBackend) (hb struct {
 	Capacity    api.Capacity `json:"capacity"`
 }, ok bool) {
 	t.Helper()
-	orchs, err := b.dev.Orchestrators(context.Background())
+	orchs, err := b.Client.Orchestrators(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func heartbeatOf(t *testing.T, b *devBackend) (hb struct {
 // metricsOf returns the last metrics the backend got from the agent.
 func metricsOf(t *testing.T, b *devBackend) api.AgentMetrics {
 	t.Helper()
-	orchs, err := b.dev.Orchestrators(context.Background())
+	orchs, err := b.Client.Orchestrators(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +404,7 @@ func TestDispatcherCancelThroughHeartbeat(t *testing.T) {
 			newAgent(t, b, w, t.TempDir(), agentConfig{}).start()
 			id := b.submitRaw(t, tc.raw)
 			waitFor(t, "the job to be under way", func() bool { return tc.ready(w, id) })
-			if _, err := b.dev.Cancel(context.Background(), id); err != nil {
+			if _, err := b.Client.Cancel(context.Background(), id); err != nil {
 				t.Fatal(err)
 			}
 			v := b.waitDone(t, id)
@@ -443,7 +443,7 @@ func TestDispatcherCancelDuringSetup(t *testing.T) {
 		hb, ok := heartbeatOf(t, b)
 		return ok && slices.Contains(hb.RunningJobs, id) && b.job(t, id).Status == devserver.StatusRunning
 	})
-	if _, err := b.dev.Cancel(context.Background(), id); err != nil {
+	if _, err := b.Client.Cancel(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
 	v := b.waitDone(t, id)
@@ -538,7 +538,7 @@ func TestDispatcherReleasesOrphans(t *testing.T) {
 	t.Parallel()
 	b, w := startBackend(t), newWorld(t)
 	id := b.submit(t, devserver.SubmitRequest{Script: "out ran"})
-	earlier, err := backend.NewClient(b.url, testToken, testOrch)
+	earlier, err := backend.NewClient(b.URL, testToken, testOrch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -578,7 +578,7 @@ func TestDispatcherBackendOutage(t *testing.T) {
 		return true
 	})
 
-	b.down()
+	b.Down()
 	w.open("outage")
 	waitFor(t, "the jobs to end during the outage", func() bool {
 		for _, id := range ids {
@@ -599,7 +599,7 @@ func TestDispatcherBackendOutage(t *testing.T) {
 		t.Errorf("a job was run during the outage (%d runs)", n)
 	}
 
-	b.up(t)
+	b.Up(t)
 	for _, id := range ids {
 		v := b.waitDone(t, id)
 		if v.Status != devserver.StatusCompleted || v.Completions != 1 {

@@ -81,7 +81,7 @@ func TestE2EContainerdRestartWhileJobsRun(t *testing.T) {
 	env := privateAgentEnv(t, d)
 	b := startDevBackend(t, "")
 	state := stateDir(t)
-	a := startAgent(t, b.url, state, env...)
+	a := startAgent(t, b.URL, state, env...)
 	const n = 80
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: printer(n, "0.1", 0)})
 	waitLines(t, b, id, 10)
@@ -102,7 +102,7 @@ func TestE2EHostReboot(t *testing.T) {
 	env := privateAgentEnv(t, d)
 	b := startDevBackend(t, "")
 	state := stateDir(t)
-	first := startAgent(t, b.url, state, env...)
+	first := startAgent(t, b.URL, state, env...)
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: printer(600, "0.1", 0)})
 	waitLines(t, b, id, 5)
 	first.signal(syscall.SIGKILL)
@@ -111,7 +111,7 @@ func TestE2EHostReboot(t *testing.T) {
 	d.PowerCycle(t)
 	bridge := rebootNetwork(t, id)
 
-	startAgent(t, b.url, state, env...)
+	startAgent(t, b.URL, state, env...)
 	v := waitJob(t, b, id, 2*time.Minute)
 	if v.Status != "failed" || v.Completions != 1 || v.Output == nil || !strings.Contains(v.Output.Stderr, "restart") || !strings.Contains(v.Output.Stdout, "n 1\n") {
 		t.Errorf("job lost in a reboot: %s exit %d, %d completing calls, output %+v", v.Status, exitCode(v), v.Completions, v.Output)

@@ -103,17 +103,17 @@ func BenchmarkIdleClaimLatency(b *testing.B) {
 	testenv.Containerd(b)
 	be := startDevBackend(b, "")
 	// The defaults, over the fast ones the other tests use.
-	startAgent(b, be.url, stateDir(b), "CRONIUM_JOBS_POLL_INTERVAL=1s", "CRONIUM_JOBS_POLL_MAX_INTERVAL=10s")
+	startAgent(b, be.URL, stateDir(b), "CRONIUM_JOBS_POLL_INTERVAL=1s", "CRONIUM_JOBS_POLL_MAX_INTERVAL=10s")
 	var lat []time.Duration
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
 		time.Sleep(4*time.Second + time.Duration(i%4)*250*time.Millisecond) // idle, past where the old backoff reached 8 s
 		b.StartTimer()
-		id, err := be.client.Submit(b.Context(), devserver.SubmitRequest{Runtime: "bash", Script: "true"})
+		id, err := be.Client.Submit(b.Context(), devserver.SubmitRequest{Runtime: "bash", Script: "true"})
 		if err != nil {
 			b.Fatal(err)
 		}
-		v, err := be.client.Wait(b.Context(), id, 20*time.Millisecond)
+		v, err := be.Client.Wait(b.Context(), id, 20*time.Millisecond)
 		if err != nil {
 			b.Fatal(err)
 		}

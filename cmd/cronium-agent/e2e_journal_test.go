@@ -54,7 +54,7 @@ func assertNumbered(t *testing.T, b *devBackend, id string, want int) {
 func waitLines(t *testing.T, b *devBackend, id string, n int) {
 	t.Helper()
 	waitFor(t, time.Minute, func() bool {
-		v, err := b.client.Job(context.Background(), id)
+		v, err := b.Client.Job(context.Background(), id)
 		return err == nil && v.LogLines >= n
 	})
 }
@@ -109,7 +109,7 @@ func TestE2EBackendOutage(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
 	state := stateDir(t)
-	startAgent(t, b.url, state)
+	startAgent(t, b.URL, state)
 	outage := outageDuration()
 	// Each job prints for the whole outage and a while after.
 	lines := int((outage + 15*time.Second) / (100 * time.Millisecond))
@@ -120,7 +120,7 @@ func TestE2EBackendOutage(t *testing.T) {
 	for _, id := range ids {
 		waitLines(t, b, id, 5)
 	}
-	b.down()
+	b.Down()
 	waitFor(t, 30*time.Second, func() bool { return !agentStatus(t, state).BackendReachable })
 	time.Sleep(outage / 2)
 	st := agentStatus(t, state)
@@ -128,7 +128,7 @@ func TestE2EBackendOutage(t *testing.T) {
 		t.Errorf("status during the outage: %+v", st)
 	}
 	time.Sleep(outage - outage/2)
-	b.up(t)
+	b.Up(t)
 	for _, id := range ids {
 		v := waitJob(t, b, id, 3*time.Minute)
 		if v.Status != "completed" || v.Completions != 1 {
@@ -162,12 +162,12 @@ func TestE2ECrashAtEachPhase(t *testing.T) {
 			state := stateDir(t)
 			const n = 40
 			id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: printer(n, "0.05", tc.exit)})
-			first := startAgent(t, b.url, state, "CRONIUM_FAULT_KILL_AT="+tc.point)
+			first := startAgent(t, b.URL, state, "CRONIUM_FAULT_KILL_AT="+tc.point)
 			first.waitDead(t, time.Minute)
 			if !strings.Contains(first.stderr.String(), "fault injection") {
 				t.Fatalf("the agent died, but not at %s:\n%s", tc.point, first.stderr.String())
 			}
-			second := startAgent(t, b.url, state)
+			second := startAgent(t, b.URL, state)
 			waitReady(t, state)
 			v := waitJob(t, b, id, 2*time.Minute)
 			if v.Status != tc.status || exitCode(v) != tc.exit || v.Completions != 1 {
@@ -202,12 +202,12 @@ func TestE2EJobEndsWhileAgentIsDown(t *testing.T) {
 	b := startDevBackend(t, "")
 	state := stateDir(t)
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo before; sleep 2; echo after; echo oops >&2; exit 7"})
-	first := startAgent(t, b.url, state)
+	first := startAgent(t, b.URL, state)
 	waitLines(t, b, id, 1)
 	first.signal(syscall.SIGKILL)
 	first.waitDead(t, 10*time.Second)
 	time.Sleep(4 * time.Second) // the script ends meanwhile
-	startAgent(t, b.url, state)
+	startAgent(t, b.URL, state)
 	v := waitJob(t, b, id, time.Minute)
 	if v.Status != "failed" || exitCode(v) != 7 || v.Completions != 1 {
 		t.Errorf("job: %s exit %d, %d completing calls; want failed 7 once", v.Status, exitCode(v), v.Completions)
@@ -237,7 +237,7 @@ func TestE2EGCSparesAdoptableRuns(t *testing.T) {
 	b := startDevBackend(t, "")
 	state := stateDir(t)
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: printer(40, "0.1", 0)})
-	first := startAgent(t, b.url, state)
+	first := startAgent(t, b.URL, state)
 	waitLines(t, b, id, 5)
 	first.signal(syscall.SIGKILL)
 	first.waitDead(t, 10*time.Second)
@@ -245,7 +245,7 @@ func TestE2EGCSparesAdoptableRuns(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "kept run cronium-"+id) || strings.Contains(r.stdout, "removed") {
 		t.Fatalf("gc after the agent was killed: %d %q %q", r.code, r.stdout, r.stderr)
 	}
-	startAgent(t, b.url, state)
+	startAgent(t, b.URL, state)
 	v := waitJob(t, b, id, time.Minute)
 	if v.Status != "completed" || v.Completions != 1 {
 		t.Errorf("job: %s, %d completing calls", v.Status, v.Completions)
@@ -257,25 +257,25 @@ func TestE2EJournalBudget(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
 	state := stateDir(t)
-	startAgent(t, b.url, state, "CRONIUM_JOURNAL_BUDGET=2MiB")
+	startAgent(t, b.URL, state, "CRONIUM_JOURNAL_BUDGET=2MiB")
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "sleep 1; for i in $(seq 1 200000); do echo \"line $i of the output that will not fit\"; done; echo last"})
 	waitFor(t, time.Minute, func() bool {
-		v, err := b.client.Job(context.Background(), id)
+		v, err := b.Client.Job(context.Background(), id)
 		return err == nil && v.Status == "running"
 	})
-	b.down()
+	b.Down()
 	// The job ends during the outage; its 9 MB of lines meet a 2 MiB budget.
 	waitFor(t, 2*time.Minute, func() bool {
 		st, err := admin.Dial(filepath.Join(state, "admin.sock")).Jobs(context.Background(), 10)
 		return err == nil && len(st) == 1 && st[0].State == "finished"
 	})
 	time.Sleep(3 * time.Second) // a prune round
-	b.up(t)
+	b.Up(t)
 	v := waitJob(t, b, id, time.Minute)
 	if v.Status != "completed" || v.Completions != 1 {
 		t.Fatalf("job: %s, %d completing calls", v.Status, v.Completions)
 	}
-	logs, err := b.client.Logs(context.Background(), id, 0)
+	logs, err := b.Client.Logs(context.Background(), id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func TestE2EAdminCommands(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
 	state := stateDir(t)
-	startAgent(t, b.url, state)
+	startAgent(t, b.URL, state)
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: printer(30, "0.1", 0)})
 	env := []string{"CRONIUM_ADMIN_SOCKET=" + filepath.Join(state, "admin.sock")}
 	waitLines(t, b, id, 1)
@@ -318,7 +318,7 @@ func TestE2EAdminCommands(t *testing.T) {
 		t.Errorf("jobs --json: %v %s", err, r.stdout)
 	}
 	r = agentEnv(t, env, "status")
-	if r.code != 0 || !strings.Contains(r.stdout, b.url) {
+	if r.code != 0 || !strings.Contains(r.stdout, b.URL) {
 		t.Errorf("status: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 }
@@ -345,9 +345,9 @@ func BenchmarkE2EJournal(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		be := startDevBackend(b, "")
 		state := testenv.StateDir(b)
-		startAgent(b, be.url, state, "CRONIUM_LOG_LEVEL=warn")
+		startAgent(b, be.URL, state, "CRONIUM_LOG_LEVEL=warn")
 		ctx := context.Background()
-		id, err := be.client.Submit(ctx, devserver.SubmitRequest{Runtime: "python",
+		id, err := be.Client.Submit(ctx, devserver.SubmitRequest{Runtime: "python",
 			Script: fmt.Sprintf("import sys\nline = 'x' * 99\nw = sys.stdout.write\nfor i in range(%d):\n    w('%%07d %%s\\n' %% (i, line))\n", lines)})
 		if err != nil {
 			b.Fatal(err)
@@ -357,7 +357,7 @@ func BenchmarkE2EJournal(b *testing.B) {
 			js, err := c.Jobs(ctx, 1)
 			return err == nil && len(js) == 1 && js[0].State == "running"
 		})
-		be.down()
+		be.Down()
 		var job admin.JobSummary
 		waitFor(b, 5*time.Minute, func() bool {
 			js, err := c.Jobs(ctx, 1)
@@ -368,9 +368,9 @@ func BenchmarkE2EJournal(b *testing.B) {
 		})
 		capture := job.FinishedAt.Sub(job.StartedAt)
 		st, _ := c.Status(ctx)
-		be.up(b)
+		be.Up(b)
 		start := time.Now()
-		v, err := be.client.Wait(ctx, id, 50*time.Millisecond)
+		v, err := be.Client.Wait(ctx, id, 50*time.Millisecond)
 		drained := time.Since(start)
 		if err != nil || v.Status != "completed" || v.LogLines != lines {
 			b.Fatalf("job: %v %s, %d lines on the backend", err, v.Status, v.LogLines)

@@ -75,7 +75,7 @@ func TestE2ELargeOutputBoundedMemory(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "", devserver.WithoutLogEndpoint())
 	state := stateDir(t)
-	a := startAgent(t, b.url, state)
+	a := startAgent(t, b.URL, state)
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: gib1 + "0", Timeout: "10m"})
 
 	w := watchPeaks(a.cmd.Process.Pid, filepath.Join(state, "runs"))
@@ -105,7 +105,7 @@ func TestE2EOutputBudget(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
 	state := stateDir(t)
-	a := startAgent(t, b.url, state, "CRONIUM_JOBS_OUTPUT_BUDGET=16MiB")
+	a := startAgent(t, b.URL, state, "CRONIUM_JOBS_OUTPUT_BUDGET=16MiB")
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: gib1 + "0", Timeout: "10m"})
 	w := watchPeaks(a.cmd.Process.Pid, filepath.Join(state, "runs"))
 	v := waitJob(t, b, id, 8*time.Minute)
@@ -206,7 +206,7 @@ func TestE2ECleanupFailureKeepsTheResult(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
 	state := stateDir(t)
-	a := startAgent(t, b.url, state)
+	a := startAgent(t, b.URL, state)
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo started; sleep 1; echo done"})
 	var pinned string
 	waitFor(t, time.Minute, func() bool {

@@ -126,7 +126,7 @@ func TestE2ESidecarConnectionFlood(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
 	state := stateDir(t)
-	a := startAgent(t, b.url, state, "CRONIUM_JOBS_MAX_CONCURRENT=3")
+	a := startAgent(t, b.URL, state, "CRONIUM_JOBS_MAX_CONCURRENT=3")
 	pid := a.cmd.Process.Pid
 
 	// The Go runtime raises the soft limit of open files to the hard one at
@@ -155,7 +155,7 @@ func TestE2ESidecarConnectionFlood(t *testing.T) {
 	flood := submit(t, b, devserver.SubmitRequest{Runtime: "python", Timeout: "2m",
 		Script: fmt.Sprintf(connFlood, workers, perWorker, hold)})
 	waitFor(t, time.Minute, func() bool {
-		l, _ := b.client.Logs(context.Background(), flood, 0)
+		l, _ := b.Client.Logs(context.Background(), flood, 0)
 		return len(l) > 0
 	})
 	during := openFiles(t, pid)
@@ -163,7 +163,7 @@ func TestE2ESidecarConnectionFlood(t *testing.T) {
 	// A second job runs meanwhile and uses its helpers normally.
 	second := submit(t, b, devserver.SubmitRequest{Runtime: "python", Script: helperJob, Input: json.RawMessage(`{"n":7}`)})
 	st := agentEnv(t, []string{"CRONIUM_ADMIN_SOCKET=" + filepath.Join(state, "admin.sock")}, "status")
-	if st.code != 0 || !strings.Contains(st.stdout, b.url) {
+	if st.code != 0 || !strings.Contains(st.stdout, b.URL) {
 		t.Errorf("status during the flood: %d %q %q", st.code, st.stdout, st.stderr)
 	}
 	v := waitJob(t, b, second, time.Minute)
@@ -174,7 +174,7 @@ func TestE2ESidecarConnectionFlood(t *testing.T) {
 		t.Errorf("second job: scriptOutput %s, condition %v", v.ScriptOutput, v.Condition)
 	}
 	during = max(during, openFiles(t, pid))
-	if fv, _ := b.client.Job(context.Background(), flood); fv.Status != "running" {
+	if fv, _ := b.Client.Job(context.Background(), flood); fv.Status != "running" {
 		t.Errorf("the flood was over (%s) before the second job completed: the test proves nothing", fv.Status)
 	}
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/backend/devserver"
+	"github.com/cronium/cronium-agent/backend/devserver/devtest"
 	"github.com/cronium/cronium-agent/internal/contracttest"
 	"github.com/cronium/cronium-agent/internal/testenv"
 )
@@ -27,63 +28,12 @@ import (
 const e2eToken = "e2e-token"
 
 // devBackend is a development backend on loopback, in the test process.
-type devBackend struct {
-	srv    *devserver.Server
-	mu     sync.Mutex
-	http   *http.Server
-	addr   string
-	url    string
-	client *devserver.DevClient
-}
+type devBackend struct{ *devtest.Backend }
 
 func startDevBackend(t testing.TB, addr string, opts ...devserver.Option) *devBackend {
 	t.Helper()
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	srv, err := devserver.New(t.TempDir(), e2eToken, append([]devserver.Option{devserver.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &devBackend{srv: srv, addr: addr}
-	b.up(t)
-	b.url = "http://" + b.addr
-	b.client, err = devserver.NewDevClient(b.url, e2eToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.stop)
-	return b
-}
-
-// up serves the backend (again, on the same address after down).
-func (b *devBackend) up(t testing.TB) {
-	t.Helper()
-	ln, err := net.Listen("tcp", b.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.addr = ln.Addr().String()
-	hs := &http.Server{Handler: b.srv.Handler()}
-	b.mu.Lock()
-	b.http = hs
-	b.mu.Unlock()
-	go hs.Serve(ln)
-}
-
-// down makes the backend unreachable, as an outage does; its data stays.
-func (b *devBackend) down() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.http != nil {
-		b.http.Close()
-		b.http = nil
-	}
-}
-
-func (b *devBackend) stop() {
-	b.down()
-	b.srv.Close()
+	quiet := devserver.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return &devBackend{devtest.Start(t, addr, e2eToken, append([]devserver.Option{quiet}, opts...)...)}
 }
 
 // agentProc is `cronium-agent run` as a process, as an operator starts it.
@@ -149,7 +99,7 @@ func waitJob(t *testing.T, b *devBackend, id string, within time.Duration) devse
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	v, err := b.client.Wait(ctx, id, 50*time.Millisecond)
+	v, err := b.Client.Wait(ctx, id, 50*time.Millisecond)
 	if err != nil {
 		t.Fatalf("job %s: %v", id, err)
 	}
@@ -158,7 +108,7 @@ func waitJob(t *testing.T, b *devBackend, id string, within time.Duration) devse
 
 func submit(t *testing.T, b *devBackend, req devserver.SubmitRequest) string {
 	t.Helper()
-	id, err := b.client.Submit(context.Background(), req)
+	id, err := b.Client.Submit(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +125,7 @@ func exitCode(v devserver.JobView) int {
 // assertOneCompletion checks exactly-once on the backend's side.
 func assertOneCompletion(t *testing.T, b *devBackend) {
 	t.Helper()
-	st, err := b.client.Stats(context.Background())
+	st, err := b.Client.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +137,7 @@ func assertOneCompletion(t *testing.T, b *devBackend) {
 // assertLogsInOrder checks the live lines of a job: seq 1..n, no gap.
 func assertLogsInOrder(t *testing.T, b *devBackend, id string) []string {
 	t.Helper()
-	entries, err := b.client.Logs(context.Background(), id, 0)
+	entries, err := b.Client.Logs(context.Background(), id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +194,7 @@ func TestE2EFixtures(t *testing.T) {
 	var ids []string
 	for _, f := range []string{"queue-single-bash.json", "queue-mixed-batch.json", "queue-deployed-backend.json", "queue-ssh.json", "queue-deployed-ssh.json"} {
 		for _, raw := range rawJobs(t, fixture(t, f)) {
-			id, err := b.client.SubmitRaw(context.Background(), raw)
+			id, err := b.Client.SubmitRaw(context.Background(), raw)
 			if err != nil {
 				t.Fatalf("%s: %v", f, err)
 			}
@@ -255,7 +205,7 @@ func TestE2EFixtures(t *testing.T) {
 		Key string `json:"encryptionKeyHex"`
 	}
 	json.Unmarshal(fixture(t, "queue-deployed-backend.json"), &key)
-	startAgent(t, b.url, stateDir(t), "CRONIUM_ENV_ENCRYPTION_KEY="+key.Key)
+	startAgent(t, b.URL, stateDir(t), "CRONIUM_ENV_ENCRYPTION_KEY="+key.Key)
 
 	views := map[string]devserver.JobView{}
 	for _, id := range ids {
@@ -321,7 +271,7 @@ func TestE2EFixtures(t *testing.T) {
 	// The agent asks only for the job types it runs: the tool action stays
 	// queued for an agent that can (the runner's unit tests cover one that
 	// arrives anyway).
-	if to, _ := b.client.Job(context.Background(), "job_To0000000004"); to.Status != "queued" || to.Claims != 0 {
+	if to, _ := b.Client.Job(context.Background(), "job_To0000000004"); to.Status != "queued" || to.Claims != 0 {
 		t.Errorf("tool action job: %s, claimed %d times", to.Status, to.Claims)
 	}
 	bad := check("job_Bad000000005", "failed", 1, "")
@@ -343,7 +293,7 @@ func TestE2EFixtures(t *testing.T) {
 func TestE2EWithoutLogEndpoint(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "", devserver.WithoutLogEndpoint())
-	startAgent(t, b.url, stateDir(t))
+	startAgent(t, b.URL, stateDir(t))
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "for i in $(seq 1 300); do echo line$i; done; echo err >&2"})
 	v := waitJob(t, b, id, time.Minute)
 	if v.Status != "completed" || v.Output == nil || strings.Count(v.Output.Stdout, "\n") != 300 || v.Output.Stderr != "err\n" {
@@ -361,7 +311,7 @@ func TestE2EConcurrencyAndPriority(t *testing.T) {
 	for i := range 30 {
 		ids = append(ids, submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "sleep 0.3", Priority: i % 5}))
 	}
-	startAgent(t, b.url, stateDir(t), "CRONIUM_JOBS_MAX_CONCURRENT=3")
+	startAgent(t, b.URL, stateDir(t), "CRONIUM_JOBS_MAX_CONCURRENT=3")
 	type span struct {
 		id         string
 		prio       int
@@ -407,14 +357,14 @@ func TestE2EConcurrencyAndPriority(t *testing.T) {
 func TestE2ECancel(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
-	startAgent(t, b.url, stateDir(t))
+	startAgent(t, b.URL, stateDir(t))
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 600"})
 	waitFor(t, 30*time.Second, func() bool {
-		lines, _ := b.client.Logs(context.Background(), id, 0)
+		lines, _ := b.Client.Logs(context.Background(), id, 0)
 		return len(lines) > 0
 	})
 	at := time.Now()
-	if _, err := b.client.Cancel(context.Background(), id); err != nil {
+	if _, err := b.Client.Cancel(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
 	v := waitJob(t, b, id, 30*time.Second)
@@ -432,43 +382,43 @@ func TestE2EDrain(t *testing.T) {
 	testenv.Containerd(t)
 	t.Run("running jobs finish, queued ones stay queued", func(t *testing.T) {
 		b := startDevBackend(t, "")
-		a := startAgent(t, b.url, stateDir(t), "CRONIUM_JOBS_MAX_CONCURRENT=2")
+		a := startAgent(t, b.URL, stateDir(t), "CRONIUM_JOBS_MAX_CONCURRENT=2")
 		run1 := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 2; echo finished", Priority: 9})
 		run2 := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 2; echo finished", Priority: 9})
 		waitFor(t, 30*time.Second, func() bool {
-			l1, _ := b.client.Logs(context.Background(), run1, 0)
-			l2, _ := b.client.Logs(context.Background(), run2, 0)
+			l1, _ := b.Client.Logs(context.Background(), run1, 0)
+			l2, _ := b.Client.Logs(context.Background(), run2, 0)
 			return len(l1) > 0 && len(l2) > 0
 		})
 		queued := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo should not run"})
 		a.signal(syscall.SIGTERM)
 		a.wait(t, 30*time.Second)
 		for _, id := range []string{run1, run2} {
-			if v, _ := b.client.Job(context.Background(), id); v.Status != "completed" || v.Output == nil || !strings.Contains(v.Output.Stdout, "finished") {
+			if v, _ := b.Client.Job(context.Background(), id); v.Status != "completed" || v.Output == nil || !strings.Contains(v.Output.Stdout, "finished") {
 				t.Errorf("%s after drain: %s", id, v.Status)
 			}
 		}
-		if v, _ := b.client.Job(context.Background(), queued); v.Status != "queued" {
+		if v, _ := b.Client.Job(context.Background(), queued); v.Status != "queued" {
 			t.Errorf("queued job after drain: %s", v.Status)
 		}
 		assertOneCompletion(t, b)
 	})
 	t.Run("drain timeout cancels", func(t *testing.T) {
 		b := startDevBackend(t, "")
-		a := startAgent(t, b.url, stateDir(t), "CRONIUM_JOBS_DRAIN_TIMEOUT=1s")
+		a := startAgent(t, b.URL, stateDir(t), "CRONIUM_JOBS_DRAIN_TIMEOUT=1s")
 		id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 600"})
-		waitFor(t, 30*time.Second, func() bool { l, _ := b.client.Logs(context.Background(), id, 0); return len(l) > 0 })
+		waitFor(t, 30*time.Second, func() bool { l, _ := b.Client.Logs(context.Background(), id, 0); return len(l) > 0 })
 		a.signal(syscall.SIGTERM)
 		a.wait(t, 30*time.Second)
-		if v, _ := b.client.Job(context.Background(), id); v.Status != "cancelled" || exitCode(v) != -2 {
+		if v, _ := b.Client.Job(context.Background(), id); v.Status != "cancelled" || exitCode(v) != -2 {
 			t.Errorf("after the drain timeout: %s %d", v.Status, exitCode(v))
 		}
 	})
 	t.Run("second signal stops at once", func(t *testing.T) {
 		b := startDevBackend(t, "")
-		a := startAgent(t, b.url, stateDir(t))
+		a := startAgent(t, b.URL, stateDir(t))
 		id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 600"})
-		waitFor(t, 30*time.Second, func() bool { l, _ := b.client.Logs(context.Background(), id, 0); return len(l) > 0 })
+		waitFor(t, 30*time.Second, func() bool { l, _ := b.Client.Logs(context.Background(), id, 0); return len(l) > 0 })
 		a.signal(syscall.SIGTERM)
 		time.Sleep(300 * time.Millisecond)
 		start := time.Now()
@@ -477,7 +427,7 @@ func TestE2EDrain(t *testing.T) {
 		if took := time.Since(start); took > 10*time.Second {
 			t.Errorf("stopping took %s", took)
 		}
-		if v, _ := b.client.Job(context.Background(), id); v.Status != "cancelled" || v.Completions != 1 {
+		if v, _ := b.Client.Job(context.Background(), id); v.Status != "cancelled" || v.Completions != 1 {
 			t.Errorf("after the second signal: %s, %d completions", v.Status, v.Completions)
 		}
 	})
@@ -486,7 +436,7 @@ func TestE2EDrain(t *testing.T) {
 func TestE2EWrongTokenIsRetried(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
-	a := startAgent(t, b.url, stateDir(t), "CRONIUM_BACKEND_TOKEN=wrong")
+	a := startAgent(t, b.URL, stateDir(t), "CRONIUM_BACKEND_TOKEN=wrong")
 	waitFor(t, 20*time.Second, func() bool { return strings.Contains(a.stderr.String(), "401") })
 	if !strings.Contains(a.stderr.String(), "refused the agent's token (401 Unauthorized)") {
 		t.Errorf("401 not reported clearly:\n%s", a.stderr.String())
@@ -552,11 +502,11 @@ func BenchmarkE2E(b *testing.B) {
 	testenv.Containerd(b)
 	be := startDevBackend(b, "")
 	state := testenv.StateDir(b)
-	a := startAgent(b, be.url, state, "CRONIUM_JOBS_MAX_CONCURRENT=4", "CRONIUM_JOBS_POLL_INTERVAL=0.05", "CRONIUM_JOBS_POLL_MAX_INTERVAL=0.1", "CRONIUM_LOG_LEVEL=warn")
+	a := startAgent(b, be.URL, state, "CRONIUM_JOBS_MAX_CONCURRENT=4", "CRONIUM_JOBS_POLL_INTERVAL=0.05", "CRONIUM_JOBS_POLL_MAX_INTERVAL=0.1", "CRONIUM_LOG_LEVEL=warn")
 	ctx := context.Background()
 	// Warm up: images remapped, first network made.
-	warm, _ := be.client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "true"})
-	be.client.Wait(ctx, warm, 20*time.Millisecond)
+	warm, _ := be.Client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "true"})
+	be.Client.Wait(ctx, warm, 20*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 	idle := rssMiB(a.cmd.Process.Pid)
 
@@ -572,12 +522,12 @@ func BenchmarkE2E(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for range jobs {
-				id, err := be.client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "echo hi"})
+				id, err := be.Client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "echo hi"})
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				v, err := be.client.Wait(ctx, id, 10*time.Millisecond)
+				v, err := be.Client.Wait(ctx, id, 10*time.Millisecond)
 				if err != nil || v.Status != "completed" || v.CompletedAt == nil {
 					b.Errorf("%s: %v %s", id, err, v.Status)
 					return
@@ -607,10 +557,10 @@ func BenchmarkE2E(b *testing.B) {
 	// Eight at once: a second agent allowed 8, sampled while they sleep.
 	a.signal(syscall.SIGTERM)
 	a.wait(b, time.Minute)
-	a8 := startAgent(b, be.url, state, "CRONIUM_JOBS_MAX_CONCURRENT=8", "CRONIUM_LOG_LEVEL=warn")
+	a8 := startAgent(b, be.URL, state, "CRONIUM_JOBS_MAX_CONCURRENT=8", "CRONIUM_LOG_LEVEL=warn")
 	var eight []string
 	for range 8 {
-		id, _ := be.client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 3"})
+		id, _ := be.Client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 3"})
 		eight = append(eight, id)
 	}
 	peak := 0.0
@@ -618,7 +568,7 @@ func BenchmarkE2E(b *testing.B) {
 	for time.Now().Before(deadline) {
 		running := 0
 		for _, id := range eight {
-			if v, err := be.client.Job(ctx, id); err == nil && v.Status == "running" {
+			if v, err := be.Client.Job(ctx, id); err == nil && v.Status == "running" {
 				running++
 			}
 		}
@@ -631,7 +581,7 @@ func BenchmarkE2E(b *testing.B) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	for _, id := range eight {
-		be.client.Wait(ctx, id, 50*time.Millisecond)
+		be.Client.Wait(ctx, id, 50*time.Millisecond)
 	}
 	b.ReportMetric(peak, "rss-8jobs-MiB")
 }
@@ -654,13 +604,13 @@ func rssMiB(pid int) float64 {
 func TestE2ERetryPolicy(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
-	startAgent(t, b.url, stateDir(t))
+	startAgent(t, b.URL, stateDir(t))
 	raw := `{"type":"container","priority":5,"attempts":0,
 	  "execution":{"environment":{},"timeout":30000000000,"inputData":{},"variables":{},"target":{"type":"local"},
 	    "script":{"type":"BASH","content":"echo \"try $CRONIUM_EXECUTION_ID\"; exit 3","workingDirectory":""},
 	    "retryPolicy":{"maxAttempts":3,"backoffType":"fixed","backoffDelay":1}},
 	  "metadata":{"eventName":"flaky","triggeredBy":"manual","originalType":"SCRIPT","eventId":7,"userId":"u1"}}`
-	id, err := b.client.SubmitRaw(context.Background(), json.RawMessage(raw))
+	id, err := b.Client.SubmitRaw(context.Background(), json.RawMessage(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -674,7 +624,7 @@ func TestE2ERetryPolicy(t *testing.T) {
 	for _, ex := range executions(t, b, id) {
 		assertExecution(t, ex, "failed", 3, "container")
 	}
-	entries, err := b.client.Logs(context.Background(), id, 0)
+	entries, err := b.Client.Logs(context.Background(), id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -692,7 +642,7 @@ func TestE2ERetryPolicy(t *testing.T) {
 func TestE2ETimeouts(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
-	startAgent(t, b.url, stateDir(t), "CRONIUM_JOBS_DEFAULT_TIMEOUT=1s", "CRONIUM_JOBS_MAX_TIMEOUT=3s")
+	startAgent(t, b.URL, stateDir(t), "CRONIUM_JOBS_DEFAULT_TIMEOUT=1s", "CRONIUM_JOBS_MAX_TIMEOUT=3s")
 	own := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 60", Timeout: "1s"})
 	clamped := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 60", Timeout: "10m"})
 	for _, tc := range []struct {
@@ -712,7 +662,7 @@ func TestE2ETimeouts(t *testing.T) {
 // executions returns a job's execution rows on the dev backend.
 func executions(t *testing.T, b *devBackend, id string) []devserver.ExecutionView {
 	t.Helper()
-	execs, err := b.client.Executions(context.Background(), id)
+	execs, err := b.Client.Executions(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -773,11 +723,11 @@ func assertExecution(t *testing.T, ex devserver.ExecutionView, status string, co
 func TestE2EExecutions(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
-	startAgent(t, b.url, stateDir(t))
+	startAgent(t, b.URL, stateDir(t))
 	ok := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo hello; echo warn >&2"})
 	failing := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo failing; exit 3"})
 	timedOut := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 60", Timeout: "1s"})
-	retried, err := b.client.SubmitRaw(context.Background(), json.RawMessage(`{"type":"container","priority":5,"attempts":0,
+	retried, err := b.Client.SubmitRaw(context.Background(), json.RawMessage(`{"type":"container","priority":5,"attempts":0,
 	  "execution":{"timeout":30000000000,"target":{"type":"local"},
 	    "script":{"type":"BASH","content":"echo \"try $CRONIUM_EXECUTION_ID\"; exit 3"},
 	    "retryPolicy":{"maxAttempts":2,"backoffType":"fixed","backoffDelay":1}},
@@ -841,7 +791,7 @@ func TestE2EExecutions(t *testing.T) {
 func TestE2ELiveLinesComplete(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
-	startAgent(t, b.url, stateDir(t))
+	startAgent(t, b.URL, stateDir(t))
 	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: `for i in $(seq 1 3000); do echo "out $i"; if (( i % 10 == 0 )); then echo "err $i" >&2; fi; done`})
 	v := waitJob(t, b, id, time.Minute)
 	if v.Status != "completed" {
@@ -873,9 +823,9 @@ func TestE2ELiveLinesComplete(t *testing.T) {
 func TestE2EHeartbeatAndMetrics(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
-	startAgent(t, b.url, stateDir(t), "CRONIUM_JOBS_MAX_CONCURRENT=2", "CRONIUM_JOBS_METRICS_INTERVAL=0.3", "CRONIUM_ORCHESTRATOR_ID=e2e-orch")
+	startAgent(t, b.URL, stateDir(t), "CRONIUM_JOBS_MAX_CONCURRENT=2", "CRONIUM_JOBS_METRICS_INTERVAL=0.3", "CRONIUM_ORCHESTRATOR_ID=e2e-orch")
 	running := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 3"})
-	waitFor(t, 30*time.Second, func() bool { l, _ := b.client.Logs(context.Background(), running, 0); return len(l) > 0 })
+	waitFor(t, 30*time.Second, func() bool { l, _ := b.Client.Logs(context.Background(), running, 0); return len(l) > 0 })
 	var hb struct {
 		OrchestratorID string   `json:"orchestratorId"`
 		RunningJobs    []string `json:"runningJobs"`
@@ -884,7 +834,7 @@ func TestE2EHeartbeatAndMetrics(t *testing.T) {
 		} `json:"capacity"`
 	}
 	waitFor(t, 10*time.Second, func() bool {
-		orchs, _ := b.client.Orchestrators(context.Background())
+		orchs, _ := b.Client.Orchestrators(context.Background())
 		for _, o := range orchs {
 			if o.ID == "e2e-orch" && json.Unmarshal(o.LastHeartbeat, &hb) == nil && len(hb.RunningJobs) == 1 {
 				return true
@@ -897,7 +847,7 @@ func TestE2EHeartbeatAndMetrics(t *testing.T) {
 	}
 	waitJob(t, b, running, 30*time.Second)
 	waitFor(t, 10*time.Second, func() bool {
-		orchs, _ := b.client.Orchestrators(context.Background())
+		orchs, _ := b.Client.Orchestrators(context.Background())
 		for _, o := range orchs {
 			var m struct {
 				Metrics struct {

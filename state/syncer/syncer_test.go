@@ -5,17 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/backend/devserver"
+	"github.com/cronium/cronium-agent/backend/devserver/devtest"
 	"github.com/cronium/cronium-agent/state"
 	"github.com/cronium/cronium-agent/state/journal"
 	"github.com/cronium/cronium-agent/state/syncer"
@@ -27,58 +25,15 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // devBackend is the development backend on loopback; it can go away and
 // come back on the same address, as a backend through an outage does.
-type devBackend struct {
-	t    testing.TB
-	srv  *devserver.Server
-	addr string
-	mu   sync.Mutex
-	hs   *http.Server
-	dev  *devserver.DevClient
-}
+type devBackend struct{ *devtest.Backend }
 
 func startBackend(t testing.TB) *devBackend {
 	t.Helper()
-	srv, err := devserver.New(t.TempDir(), token, devserver.WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &devBackend{t: t, srv: srv, addr: "127.0.0.1:0"}
-	b.up()
-	if b.dev, err = devserver.NewDevClient("http://"+b.addr, token); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		b.down()
-		srv.Close()
-	})
-	return b
-}
-
-func (b *devBackend) up() {
-	b.t.Helper()
-	ln, err := net.Listen("tcp", b.addr)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	b.addr = ln.Addr().String()
-	b.mu.Lock()
-	b.hs = &http.Server{Handler: b.srv.Handler()}
-	hs := b.hs
-	b.mu.Unlock()
-	go hs.Serve(ln)
-}
-
-func (b *devBackend) down() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.hs != nil {
-		b.hs.Close()
-		b.hs = nil
-	}
+	return &devBackend{devtest.Start(t, "", token, devserver.WithLogger(quiet))}
 }
 
 func (b *devBackend) client(t testing.TB) *backend.Client {
-	c, err := backend.NewClient("http://"+b.addr, token, "orch-syncer-test", backend.WithRetry(1, 10*time.Millisecond, 10*time.Millisecond))
+	c, err := backend.NewClient(b.URL, token, "orch-syncer-test", backend.WithRetry(1, 10*time.Millisecond, 10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +45,7 @@ func (b *devBackend) claim(t testing.TB, c *backend.Client, n int) []string {
 	t.Helper()
 	ctx := context.Background()
 	for i := 0; i < n; i++ {
-		if _, err := b.dev.Submit(ctx, devserver.SubmitRequest{Script: "true"}); err != nil {
+		if _, err := b.Client.Submit(ctx, devserver.SubmitRequest{Script: "true"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -216,7 +171,7 @@ func flush(t testing.TB, s *syncer.Syncer, within time.Duration) {
 func checkJob(t testing.TB, b *devBackend, id string, lines uint64) {
 	t.Helper()
 	ctx := context.Background()
-	v, err := b.dev.Job(ctx, id)
+	v, err := b.Client.Job(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +181,7 @@ func checkJob(t testing.TB, b *devBackend, id string, lines uint64) {
 	if v.Condition == nil || !*v.Condition {
 		t.Errorf("job %s: condition %v, want true", id, v.Condition)
 	}
-	logs, err := b.dev.Logs(ctx, id, 0)
+	logs, err := b.Client.Logs(ctx, id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +193,7 @@ func checkJob(t testing.TB, b *devBackend, id string, lines uint64) {
 			t.Fatalf("job %s: line %d is seq %d %q", id, i+1, l.Seq, l.Line)
 		}
 	}
-	execs, err := b.dev.Executions(ctx, id)
+	execs, err := b.Client.Executions(ctx, id)
 	if err != nil || len(execs) != 1 {
 		t.Fatalf("job %s: executions %+v, %v", id, execs, err)
 	}
@@ -285,7 +240,7 @@ func TestOutageQueuesThenDrainsAndNothingIsSentTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	jobs, _ := state.NewJobs(j)
-	b.down()
+	b.Down()
 	s := syncer.New(j, c, syncer.WithLogger(quiet), syncer.WithRetry(20*time.Millisecond, 100*time.Millisecond))
 	jobs.OnAppend(s.Notify)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -305,7 +260,7 @@ func TestOutageQueuesThenDrainsAndNothingIsSentTwice(t *testing.T) {
 	if _, msg := s.Contact(); msg == "" {
 		t.Error("no last error while unreachable")
 	}
-	b.up()
+	b.Up(t)
 	flush(t, s, time.Minute)
 	for _, id := range ids {
 		checkJob(t, b, id, 3000)
@@ -338,7 +293,7 @@ func TestBacklogFromBeforeARestartIsDelivered(t *testing.T) {
 	runSyncer(t, s)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if v, err := b.dev.Job(context.Background(), ids[0]); err == nil && v.Done() {
+		if v, err := b.Client.Job(context.Background(), ids[0]); err == nil && v.Done() {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -360,7 +315,7 @@ func TestDroppedLinesAreAnnounced(t *testing.T) {
 	s.Notify(mustStream(t, jobs, ids[0]))
 	runSyncer(t, s)
 	flush(t, s, 30*time.Second)
-	logs, err := b.dev.Logs(context.Background(), ids[0], 0)
+	logs, err := b.Client.Logs(context.Background(), ids[0], 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +348,7 @@ func TestDroppedLinesAreAnnounced(t *testing.T) {
 	if notice.Seq != tail[0].Seq-1 || !strings.HasPrefix(notice.Line, want) {
 		t.Errorf("notice = %+v, want seq %d starting %q", notice, tail[0].Seq-1, want)
 	}
-	v, _ := b.dev.Job(context.Background(), ids[0])
+	v, _ := b.Client.Job(context.Background(), ids[0])
 	if v.Status != "completed" || len(v.CompletionCalls) != 1 {
 		t.Errorf("status %s, %d completions", v.Status, len(v.CompletionCalls))
 	}
@@ -474,11 +429,11 @@ func TestExecutionUpdates(t *testing.T) {
 			}
 			flush(t, s, 30*time.Second)
 
-			v, err := b.dev.Job(ctx, id)
+			v, err := b.Client.Job(ctx, id)
 			if err != nil || v.Status != "failed" || len(v.CompletionCalls) != 1 {
 				t.Fatalf("job: %s with %d completing calls, %v", v.Status, len(v.CompletionCalls), err)
 			}
-			ex, err := b.dev.Execution(ctx, exec)
+			ex, err := b.Client.Execution(ctx, exec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -525,11 +480,11 @@ func TestUndecodableLogItemIsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	flush(t, s, 30*time.Second)
-	logs, err := b.dev.Logs(ctx, id, 0)
+	logs, err := b.Client.Logs(ctx, id, 0)
 	if err != nil || len(logs) != 3 || logs[0].Seq != 1 {
 		t.Errorf("logs %+v, %v: want lines 1..3", logs, err)
 	}
-	if v, err := b.dev.Job(ctx, id); err != nil || v.Status != "completed" {
+	if v, err := b.Client.Job(ctx, id); err != nil || v.Status != "completed" {
 		t.Errorf("job %+v, %v", v, err)
 	}
 }
