@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,18 +10,12 @@ import (
 	"github.com/cronium/cronium-agent/backend/api"
 )
 
-// Sentinel errors of the client.
+// Sentinel errors of the client: those of package api, which callers
+// that do not use the client itself test for.
 var (
-	// ErrNotClaimed: jobs/{id}/acknowledge answered 403, the job is not
-	// claimed by this agent; it must not run it.
-	ErrNotClaimed = errors.New("the job is not claimed by this agent")
-	// ErrNoLogEndpoint: jobs/{id}/logs answered 404 or 405, the backend
-	// has no live log endpoint (the deployed backend); output reaches it
-	// with the completion only.
-	ErrNoLogEndpoint = errors.New("the backend has no live log endpoint")
-	// ErrInvalidArgument: the call was refused by the client before any
-	// request (empty id, status not allowed, invalid JSON...). Final.
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrNotClaimed      = api.ErrNotClaimed
+	ErrNoLogEndpoint   = api.ErrNoLogEndpoint
+	ErrInvalidArgument = api.ErrInvalidArgument
 )
 
 // APIError is a non-2xx answer of the backend. Message comes from the
@@ -71,28 +64,16 @@ func IsStatus(err error, code int) bool {
 	return errors.As(err, &ae) && ae.Status == code
 }
 
-// IsTransient tells whether the backend did not give a final answer: a
-// transport error, 429 or a 5xx (after the client's own retries), or the
-// caller's context ending. The caller keeps what it was delivering and
-// tries again later. Everything else (other 4xx, ErrNotClaimed,
-// ErrNoLogEndpoint, ErrInvalidArgument, an unreadable 2xx body) is final.
-func IsTransient(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrNotClaimed) || errors.Is(err, ErrNoLogEndpoint) {
-		return false
-	}
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return retryableStatus(ae.Status)
-	}
-	var te *TransportError
-	if errors.As(err, &te) {
-		return true
-	}
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-}
+// IsTransient is api.IsTransient: whether the backend did not give a
+// final answer (a transport error, 429 or a 5xx after the client's own
+// retries, the caller's context ending).
+func IsTransient(err error) bool { return api.IsTransient(err) }
+
+// Transient: 429 and 5xx are answers to try again later.
+func (e *APIError) Transient() bool { return retryableStatus(e.Status) }
+
+// Transient: a request that got no answer may get one later.
+func (e *TransportError) Transient() bool { return true }
 
 func retryableStatus(code int) bool {
 	return code == http.StatusTooManyRequests || code >= 500

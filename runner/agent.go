@@ -44,11 +44,24 @@ type AgentConfig struct {
 	// OpenExecutor (required) connects the executor once the journal is
 	// open, because the runtime API of its runs serves from the journal
 	// (store). release closes the connection.
-	OpenExecutor func(ctx context.Context, store sidecar.Store) (ex *container.Executor, release func(), err error)
+	OpenExecutor func(ctx context.Context, store sidecar.Store) (ex LocalRuntime, release func(), err error)
+	// Executors run the jobs of targets other than this host's containers
+	// and HTTP requests (or replace those).
+	Executors Executors
 	// SweepNetworks (required) removes the job networks no run owns.
 	SweepNetworks func(ctx context.Context) (cni.SweepReport, error)
 
 	Log *slog.Logger
+}
+
+// LocalRuntime is the container executor (runner/container) as the
+// agent's lifecycle uses it: runs, the start-up sweep, the images made
+// ready before any job, and the wait for the last runs' cleanup.
+type LocalRuntime interface {
+	ScriptRunner
+	GC(ctx context.Context, opts ...container.GCOption) (container.GCReport, error)
+	PrepareImage(ctx context.Context, ref string) (string, error)
+	Wait(ctx context.Context) error
 }
 
 // Agent is `cronium-agent run`: it owns the lifecycle from the journal's
@@ -96,7 +109,11 @@ func (a *Agent) Run(ctx context.Context, drain <-chan struct{}) error {
 		return err
 	}
 	defer release()
-	d := NewDispatcher(a.client, jobs, sy, ex, a.cfg.Policy, a.cfg.Dispatch, a.log)
+	executors := LocalExecutors(ex, a.cfg.Policy)
+	for t, x := range a.cfg.Executors {
+		executors[t] = x
+	}
+	d := NewDispatcher(a.client, jobs, sy, executors, a.cfg.Dispatch, a.log)
 	if err := a.prepare(ctx, d, ex); err != nil {
 		return err
 	}
@@ -122,7 +139,7 @@ func (a *Agent) Run(ctx context.Context, drain <-chan struct{}) error {
 // it does not take is delivered by the next start) and waits for the runs'
 // cleanup, both bounded: the agent is stopping, and the next start does
 // what is left.
-func (a *Agent) windDown(sy *syncer.Syncer, ex *container.Executor) {
+func (a *Agent) windDown(sy *syncer.Syncer, ex LocalRuntime) {
 	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := sy.Flush(fctx); err != nil {
 		a.log.Warn("reports left in the journal for the next start", "error", err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/sidecar"
 	"github.com/cronium/cronium-agent/state/journal"
 )
@@ -33,7 +32,7 @@ func openJournal(stateDir string, budget int64) (*journal.Journal, error) {
 // restarted) goes; then the runtime images are remapped before any job
 // needs them. Only the recovery is required: the rest is retried by runs
 // and the next start.
-func (a *Agent) prepare(ctx context.Context, d *Dispatcher, ex *container.Executor) error {
+func (a *Agent) prepare(ctx context.Context, d *Dispatcher, ex LocalRuntime) error {
 	if n, err := d.Recover(ctx); err != nil {
 		return err
 	} else if n > 0 {

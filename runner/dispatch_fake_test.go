@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/runner"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/output"
@@ -423,8 +424,8 @@ var errAgentDied = errors.New("fake executor: the agent was killed")
 // aborts the run with a zero StartedAt, and so does ctx ending before it),
 // entries in order through onEntry, PhaseExited once the exit is known,
 // then the rest of the output. Once the script runs, ctx ending means
-// StatusCancelled, req.Timeout from the start StatusTimeout, a non-zero
-// exit StatusFailed. Adopt takes a run over by its RunID with the journaled
+// api.StatusCancelled, req.Timeout from the start api.StatusTimeout, a non-zero
+// exit api.StatusFailed. Adopt takes a run over by its RunID with the journaled
 // start (PhaseAdopted once it holds it), skips the entries the caller has,
 // reports a task that ended meanwhile from its exit code, one lost with its
 // host as Lost, and none (or one never started) as ErrNotStarted.
@@ -560,7 +561,7 @@ func (e *fakeExecutor) Adopt(ctx context.Context, req container.Request, started
 			return e.died()
 		}
 		e.w.remove(t)
-		return container.Result{Status: container.StatusFailed, ExitCode: 255, Lost: true, LostReason: lostReason,
+		return container.Result{Status: api.StatusFailed, ExitCode: 255, Lost: true, LostReason: lostReason,
 			StartedAt: startedAt, FinishedAt: time.Now(), Entries: uint64(len(entries))}, nil
 	}
 	return e.follow(ctx, req, t, startedAt, skip, onEntry)
@@ -590,7 +591,7 @@ func (e *fakeExecutor) follow(ctx context.Context, req container.Request, t *tas
 		deadline = timer.C
 	}
 	done := ctx.Done()
-	var stoppedAs container.Status
+	var stoppedAs api.Status
 	next := skip
 	for {
 		entries, state, code, changed := e.w.snapshot(t)
@@ -599,16 +600,16 @@ func (e *fakeExecutor) follow(ctx context.Context, req container.Request, t *tas
 				return e.died()
 			}
 			e.w.remove(t)
-			return container.Result{Status: container.StatusFailed, ExitCode: 255, Lost: true, LostReason: lostReason,
+			return container.Result{Status: api.StatusFailed, ExitCode: 255, Lost: true, LostReason: lostReason,
 				StartedAt: startedAt, FinishedAt: time.Now(), Entries: uint64(len(entries))}, nil
 		}
 		if state == taskExited {
-			res := container.Result{Status: container.StatusCompleted, ExitCode: code, StartedAt: startedAt, FinishedAt: time.Now()}
+			res := container.Result{Status: api.StatusCompleted, ExitCode: code, StartedAt: startedAt, FinishedAt: time.Now()}
 			switch {
 			case stoppedAs != "":
 				res.Status = stoppedAs
 			case code != 0:
-				res.Status = container.StatusFailed
+				res.Status = api.StatusFailed
 			}
 			// The exit is journaled before the rest of the output is read.
 			phaseErr := phase(req, container.PhaseExited, res.FinishedAt)
@@ -627,13 +628,13 @@ func (e *fakeExecutor) follow(ctx context.Context, req container.Request, t *tas
 		case <-done:
 			done = nil
 			if stoppedAs == "" {
-				stoppedAs = container.StatusCancelled
+				stoppedAs = api.StatusCancelled
 			}
 			t.signal()
 		case <-deadline:
 			deadline = nil
 			if stoppedAs == "" {
-				stoppedAs = container.StatusTimeout
+				stoppedAs = api.StatusTimeout
 			}
 			t.signal()
 		case <-e.killed:
@@ -641,3 +642,16 @@ func (e *fakeExecutor) follow(ctx context.Context, req container.Request, t *tas
 		}
 	}
 }
+
+// The rest of runner.LocalRuntime, for Agent.Run: nothing to sweep, every
+// image ready, no cleanup to wait for.
+
+func (e *fakeExecutor) GC(context.Context, ...container.GCOption) (container.GCReport, error) {
+	return container.GCReport{}, nil
+}
+
+func (e *fakeExecutor) PrepareImage(_ context.Context, ref string) (string, error) { return ref, nil }
+
+func (e *fakeExecutor) Wait(context.Context) error { return nil }
+
+var _ runner.LocalRuntime = (*fakeExecutor)(nil)

@@ -302,6 +302,9 @@ type agentConfig struct {
 	faults        *faultGate
 	// wrap, when set, stands between the dispatcher and the backend client.
 	wrap func(runner.Backend) runner.Backend
+	// executors are added to the local ones (the fake container executor
+	// and the HTTP executor).
+	executors runner.Executors
 }
 
 // agent is `cronium-agent run` in the test process.
@@ -378,7 +381,11 @@ func newAgent(t *testing.T, b *devBackend, w *world, dir string, cfg agentConfig
 	}()
 
 	a.exec = newFakeExecutor(w)
-	a.d = runner.NewDispatcher(a.be, a.jobs, a.sy, a.exec, runner.DefaultPolicy(), runner.DispatchConfig{
+	executors := runner.LocalExecutors(a.exec, runner.DefaultPolicy())
+	for t, x := range cfg.executors {
+		executors[t] = x
+	}
+	a.d = runner.NewDispatcher(a.be, a.jobs, a.sy, executors, runner.DispatchConfig{
 		OrchestratorID:  testOrch,
 		MaxConcurrent:   cfg.maxConcurrent,
 		PollInterval:    20 * time.Millisecond,

@@ -11,8 +11,6 @@ import (
 
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/backend/api"
-	"github.com/cronium/cronium-agent/runner/container"
-	"github.com/cronium/cronium-agent/runner/httpexec"
 	"github.com/cronium/cronium-agent/state"
 	"github.com/cronium/cronium-agent/state/journal"
 )
@@ -29,13 +27,6 @@ type Backend interface {
 	Orphaned(ctx context.Context) ([]api.OrphanRow, error)
 	Heartbeat(ctx context.Context, hb api.Heartbeat) ([]string, error)
 	SendMetrics(ctx context.Context, m api.AgentMetrics) error
-}
-
-// ScriptRunner runs a script job to its end (the containerd executor), or
-// takes over one a previous agent process started.
-type ScriptRunner interface {
-	Run(ctx context.Context, req container.Request, onEntry container.EntryFunc) (container.Result, error)
-	Adopt(ctx context.Context, req container.Request, startedAt time.Time, skip uint64, onEntry container.EntryFunc) (container.Result, error)
 }
 
 // Delivery is the syncer as the dispatcher sees it: claims pause while the
@@ -64,16 +55,13 @@ type DispatchConfig struct {
 // runs them and reports everything back, one completing call per job.
 type Dispatcher struct {
 	be       Backend
-	jobs     *state.Jobs
 	delivery Delivery
-	scripts  ScriptRunner
-	http     *httpexec.Runner
-	policy   Policy
 	cfg      DispatchConfig
 	log      *slog.Logger
+	// env is what the jobs' runs share with it.
+	env *jobEnv
 
-	// stopped ends the retrying of journal writes at a hard stop: the
-	// next start recovers what they were about.
+	// stopped ends the retrying of journal writes at a hard stop (jobEnv).
 	stopped     chan struct{}
 	stoppedOnce sync.Once
 
@@ -101,8 +89,9 @@ var (
 	errShutdown        = errors.New("the agent is shutting down")
 )
 
-// NewDispatcher wires a dispatcher; scripts and jobs must not be nil.
-func NewDispatcher(be Backend, jobs *state.Jobs, delivery Delivery, scripts ScriptRunner, policy Policy, cfg DispatchConfig, log *slog.Logger) *Dispatcher {
+// NewDispatcher wires a dispatcher; jobs must not be nil. It asks the
+// backend for the job types its executors run.
+func NewDispatcher(be Backend, jobs *state.Jobs, delivery Delivery, executors Executors, cfg DispatchConfig, log *slog.Logger) *Dispatcher {
 	if cfg.MaxConcurrent <= 0 {
 		cfg.MaxConcurrent = 1
 	}
@@ -121,16 +110,27 @@ func NewDispatcher(be Backend, jobs *state.Jobs, delivery Delivery, scripts Scri
 	if cfg.Fault == nil {
 		cfg.Fault = func(string) {}
 	}
-	return &Dispatcher{
-		be: be, jobs: jobs, delivery: delivery, scripts: scripts, http: httpexec.New(nil), policy: policy, cfg: cfg, log: log,
+	d := &Dispatcher{
+		be: be, delivery: delivery, cfg: cfg, log: log,
 		running: map[string]*activeJob{}, freed: make(chan struct{}, 1), stopped: make(chan struct{}),
 	}
+	d.env = &jobEnv{
+		be: be, jobs: jobs, executors: executors, outputCap: cfg.OutputCap, fault: cfg.Fault, log: log,
+		stopped: d.stopped, attempting: d.setRunning, ended: d.count,
+	}
+	return d
 }
 
-func (d *Dispatcher) fault(point string) { d.cfg.Fault(point) }
-
-// JobTypes are the backend job types this agent runs, which is all it asks for.
-func JobTypes() []string { return []string{api.TypeScript, api.TypeHTTP} }
+// count adds a job's end to the metrics.
+func (d *Dispatcher) count(o outcome) {
+	d.stats.processed.Add(1)
+	d.stats.totalMillis.Add(o.End.Sub(o.Start).Milliseconds())
+	if o.Status == api.StatusCompleted && !o.NeverRan {
+		d.stats.succeeded.Add(1)
+	} else {
+		d.stats.failed.Add(1)
+	}
+}
 
 // Run claims and runs jobs until ctx ends or drain is closed. On drain it
 // stops claiming, lets running jobs finish for up to DrainTimeout, then
@@ -153,7 +153,7 @@ func (d *Dispatcher) Run(ctx context.Context, drain <-chan struct{}) error {
 	go d.every(bg, d.cfg.Heartbeat, d.heartbeat)
 	go d.every(bg, d.cfg.Metrics, d.sendMetrics)
 
-	d.log.Info("dispatcher started", "orchestrator", d.cfg.OrchestratorID, "maxConcurrent", d.cfg.MaxConcurrent, "jobTypes", JobTypes())
+	d.log.Info("dispatcher started", "orchestrator", d.cfg.OrchestratorID, "maxConcurrent", d.cfg.MaxConcurrent, "jobTypes", d.env.executors.JobTypes())
 	wait := time.Duration(0)
 	failures := 0
 	reconciled := false
@@ -189,7 +189,7 @@ claim:
 			}
 			reconciled = true
 		}
-		items, err := d.be.ClaimJobs(ctx, free, JobTypes())
+		items, err := d.be.ClaimJobs(ctx, free, d.env.executors.JobTypes())
 		if err != nil {
 			if ctx.Err() != nil {
 				break claim
@@ -294,15 +294,7 @@ func (d *Dispatcher) Cancel(jobID string) bool {
 // backend just answered the claim.
 func (d *Dispatcher) release(it api.QueueItem, why string) {
 	if it.ID != "" {
-		d.releaseNow(it.ID, why)
-	}
-}
-
-func (d *Dispatcher) releaseNow(jobID, why string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := d.be.Release(ctx, jobID, why); err != nil {
-		d.log.Warn("release failed", "job", jobID, "error", err)
+		d.env.releaseNow(it.ID, why)
 	}
 }
 
@@ -317,7 +309,7 @@ func (d *Dispatcher) start(base context.Context, it api.QueueItem) {
 		return
 	}
 	job := it.Job
-	if !d.spawn(base, job.ID, func(ctx context.Context) { d.handle(ctx, job) }) {
+	if !d.spawn(base, job.ID, func(ctx context.Context) { d.env.runClaimed(ctx, job) }) {
 		d.log.Warn("job claimed twice; the running copy continues", "job", job.ID)
 	}
 }
@@ -342,7 +334,7 @@ func (d *Dispatcher) spawn(base context.Context, jobID string, fn func(ctx conte
 			d.mu.Lock()
 			delete(d.running, jobID)
 			d.mu.Unlock()
-			d.jobs.Forget(jobID)
+			d.env.jobs.Forget(jobID)
 			select {
 			case d.freed <- struct{}{}:
 			default:
@@ -388,7 +380,7 @@ func (d *Dispatcher) failMalformed(it api.QueueItem) {
 		return
 	}
 	d.log.Warn("failing malformed job", "job", it.ID, "error", it.Err)
-	if err := d.jobs.FailUnreadable(context.Background(), it.ID, msg, 1); err != nil {
+	if err := d.env.jobs.FailUnreadable(context.Background(), it.ID, msg, 1); err != nil {
 		d.log.Error("journaling the failure of a malformed job failed", "job", it.ID, "error", err)
 	}
 }

@@ -7,19 +7,6 @@ import (
 	"github.com/cronium/cronium-agent/state"
 )
 
-// Executor types, as an execution's metadata names them.
-const (
-	executorContainer = "container"
-	executorHTTP      = "http"
-)
-
-func executorOf(job *api.Job) string {
-	if job.OriginalType == api.TypeHTTP {
-		return executorHTTP
-	}
-	return executorContainer
-}
-
 // ms is t as the wire carries it (milliseconds): durations are computed
 // from the same values, so that they add up and match the timestamps.
 func ms(t time.Time) time.Time { return t.Truncate(time.Millisecond) }
@@ -53,13 +40,13 @@ func startItem(exec string, attemptStart, startedAt time.Time) (journalItem, err
 // It never carries completedAt or a terminal status (§3 rule): the end of
 // the job goes through its completing call only.
 func endUpdate(p state.Progress, o outcome) api.ExecutionUpdate {
-	u := api.ExecutionUpdate{ExitCode: api.Ptr(o.exitCode), Output: api.Ptr(o.stdout)}
+	u := api.ExecutionUpdate{ExitCode: api.Ptr(o.ExitCode), Output: api.Ptr(o.stdout)}
 	errText := o.stderr
-	if o.errMsg != "" {
+	if o.Err != "" {
 		if errText != "" && errText[len(errText)-1] != '\n' {
 			errText += "\n"
 		}
-		errText += o.errMsg
+		errText += o.Err
 	}
 	if errText != "" {
 		u.Error = &errText
@@ -70,21 +57,21 @@ func endUpdate(p state.Progress, o outcome) api.ExecutionUpdate {
 	case !p.StartedAt.IsZero():
 		// Its start was journaled (and reported): setup, execution and,
 		// for a container, the removal of what the run created.
-		setup, exec := span(p.AttemptStart, p.StartedAt), span(p.StartedAt, o.end)
-		u.ExecutionCompletedAt = o.end
+		setup, exec := span(p.AttemptStart, p.StartedAt), span(p.StartedAt, o.End)
+		u.ExecutionCompletedAt = o.End
 		u.SetupDuration, u.ExecutionDuration = &setup, &exec
 		phases["setupMs"], phases["executionMs"] = setup.Milliseconds(), exec.Milliseconds()
 		total = setup + exec
-		if !o.cleaned.IsZero() {
-			cleanup := span(o.end, o.cleaned)
-			u.CleanupStartedAt, u.CleanupCompletedAt, u.CleanupDuration = o.end, o.cleaned, &cleanup
+		if !o.Cleaned.IsZero() {
+			cleanup := span(o.End, o.Cleaned)
+			u.CleanupStartedAt, u.CleanupCompletedAt, u.CleanupDuration = o.End, o.Cleaned, &cleanup
 			phases["cleanupMs"] = cleanup.Milliseconds()
 			total += cleanup
 		}
-	case !p.AttemptStart.IsZero() && !o.end.IsZero():
+	case !p.AttemptStart.IsZero() && !o.End.IsZero():
 		// It failed before its script started: setup only.
-		setup := span(p.AttemptStart, o.end)
-		u.SetupStartedAt, u.SetupCompletedAt, u.SetupDuration = p.AttemptStart, o.end, &setup
+		setup := span(p.AttemptStart, o.End)
+		u.SetupStartedAt, u.SetupCompletedAt, u.SetupDuration = p.AttemptStart, o.End, &setup
 		phases["setupMs"] = setup.Milliseconds()
 		total = setup
 	}
@@ -93,12 +80,12 @@ func endUpdate(p state.Progress, o outcome) api.ExecutionUpdate {
 		phases["totalMs"] = total.Milliseconds()
 	}
 	u.ExecutionMetadata = map[string]any{
-		"executorType": o.executor,
+		"executorType": string(o.executor),
 		"attempt":      p.Attempt,
 		"attempts":     p.Attempts,
 		// How the run ended in the agent's terms; informational only
 		// (inside the metadata it completes nothing).
-		"outcome": o.status,
+		"outcome": string(o.Status),
 		"phases":  phases,
 	}
 	if o.adopted {

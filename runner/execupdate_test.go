@@ -32,7 +32,7 @@ func TestEndUpdate(t *testing.T) {
 		want map[string]any // nil: check only that no duration is negative
 	}{
 		{"container run", started,
-			outcome{status: "failed", exitCode: 3, stdout: "out\n", stderr: "err\n", end: e, cleaned: c, executor: "container"},
+			outcome{Result: Result{Status: "failed", ExitCode: 3, End: e, Cleaned: c}, stdout: "out\n", stderr: "err\n", executor: "container"},
 			map[string]any{
 				"exitCode": 3.0, "output": "out\n", "error": "err\n",
 				"executionCompletedAt": "2026-11-27T10:00:02.900Z",
@@ -42,7 +42,7 @@ func TestEndUpdate(t *testing.T) {
 					"phases": map[string]any{"setupMs": 800.0, "executionMs": 2000.0, "cleanupMs": 96.0, "totalMs": 2896.0}},
 			}},
 		{"timed out, adopted after a restart", started,
-			outcome{status: "timeout", exitCode: -1, end: e, cleaned: c, executor: "container", adopted: true},
+			outcome{Result: Result{Status: "timeout", ExitCode: -1, End: e, Cleaned: c}, executor: "container", adopted: true},
 			map[string]any{
 				"exitCode": -1.0, "output": "",
 				"executionCompletedAt": "2026-11-27T10:00:02.900Z",
@@ -52,7 +52,7 @@ func TestEndUpdate(t *testing.T) {
 					"phases": map[string]any{"setupMs": 800.0, "executionMs": 2000.0, "cleanupMs": 96.0, "totalMs": 2896.0}},
 			}},
 		{"http request: no cleanup phase", started,
-			outcome{status: "completed", exitCode: 0, stdout: `{"pong":true}`, end: e, executor: "http"},
+			outcome{Result: Result{Status: "completed", ExitCode: 0, End: e}, stdout: `{"pong":true}`, executor: "http"},
 			map[string]any{
 				"exitCode": 0.0, "output": `{"pong":true}`, "executionCompletedAt": "2026-11-27T10:00:02.900Z",
 				"setupDuration": 800.0, "executionDuration": 2000.0, "totalDuration": 2800.0,
@@ -60,7 +60,7 @@ func TestEndUpdate(t *testing.T) {
 					"phases": map[string]any{"setupMs": 800.0, "executionMs": 2000.0, "totalMs": 2800.0}},
 			}},
 		{"failed before the script started: setup only", state.Progress{ExecutionID: "exec_j_1", Attempt: 1, Attempts: 1, AttemptStart: a},
-			outcome{status: "failed", exitCode: 1, neverRan: true, errMsg: "image missing", stderr: "partial", end: s, executor: "container"},
+			outcome{Result: Result{Status: "failed", ExitCode: 1, NeverRan: true, Err: "image missing", End: s}, stderr: "partial", executor: "container"},
 			map[string]any{
 				"exitCode": 1.0, "output": "", "error": "partial\nimage missing",
 				"setupStartedAt": "2026-11-27T10:00:00.100Z", "setupCompletedAt": "2026-11-27T10:00:00.900Z",
@@ -69,7 +69,7 @@ func TestEndUpdate(t *testing.T) {
 					"phases": map[string]any{"setupMs": 800.0, "totalMs": 800.0}},
 			}},
 		{"clock stepped back: no negative duration", state.Progress{ExecutionID: "exec_j_1", Attempt: 1, Attempts: 1, AttemptStart: a, StartedAt: s},
-			outcome{status: "completed", exitCode: 0, end: s.Add(-time.Second), cleaned: s.Add(-2 * time.Second), executor: "container"},
+			outcome{Result: Result{Status: "completed", ExitCode: 0, End: s.Add(-time.Second), Cleaned: s.Add(-2 * time.Second)}, executor: "container"},
 			nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,7 +102,7 @@ func TestEndUpdate(t *testing.T) {
 }
 
 func TestEndItems(t *testing.T) {
-	o := outcome{status: "completed", end: time.Now(), executor: "container"}
+	o := outcome{Result: Result{Status: "completed", End: time.Now()}, executor: "container"}
 	for _, tc := range []struct {
 		name string
 		p    state.Progress

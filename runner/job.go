@@ -64,6 +64,15 @@ func DefaultPolicy() Policy {
 	}
 }
 
+// Timeout is the time a job asking for t gets: the default when it asks
+// for none, never more than the maximum.
+func (p Policy) Timeout(t time.Duration) time.Duration {
+	if t <= 0 {
+		t = p.DefaultTimeout
+	}
+	return min(t, p.MaxTimeout)
+}
+
 // ExecutionID is the id of one run of a job, shared by the runtime token, the
 // script's CRONIUM_EXECUTION_ID and the backend's execution row.
 func ExecutionID(jobID string, start time.Time) string {
@@ -87,12 +96,7 @@ func (p Policy) Request(job Job, now time.Time) (container.Request, error) {
 	if image == "" {
 		return container.Request{}, fmt.Errorf("job %s: no image configured for runtime %s", job.ID, rt.Name)
 	}
-	timeout := job.Timeout
-	if timeout <= 0 {
-		timeout = p.DefaultTimeout
-	}
-	timeout = min(timeout, p.MaxTimeout)
-
+	timeout := p.Timeout(job.Timeout)
 	env := make(map[string]string, len(job.Env)+5)
 	for k, v := range job.Env {
 		env[k] = v

@@ -8,7 +8,7 @@ import (
 	"github.com/cronium/cronium-agent/backend/api"
 )
 
-func TestUnsupported(t *testing.T) {
+func TestRefusal(t *testing.T) {
 	script := &api.Script{Runtime: "bash", Content: "true"}
 	for _, tc := range []struct {
 		name string
@@ -22,9 +22,9 @@ func TestUnsupported(t *testing.T) {
 		{"script without script", api.Job{OriginalType: api.TypeScript, Type: "container"}, "without a script"},
 		{"http without request", api.Job{OriginalType: api.TypeHTTP, Type: "container"}, "without a request"},
 	} {
-		got := unsupported(&tc.job)
+		got := LocalExecutors(nil, DefaultPolicy()).refusal(&tc.job)
 		if (tc.want == "") != (got == "") || (tc.want != "" && !strings.Contains(got, tc.want)) {
-			t.Errorf("%s: unsupported = %q, want %q", tc.name, got, tc.want)
+			t.Errorf("%s: refusal = %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

@@ -240,3 +240,17 @@ type ExecutionUpdate struct {
 
 	ExecutionMetadata map[string]any
 }
+
+// Status is how a job or one run of it ended, as the backend names it
+// (§2.4), or that it runs.
+type Status string
+
+// Statuses.
+const (
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+	StatusTimeout   Status = "timeout"
+	StatusCancelled Status = "cancelled"
+	// StatusRunning is reported while a run goes on; it ends nothing.
+	StatusRunning Status = "running"
+)

@@ -7,7 +7,6 @@ import (
 	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/runner"
-	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/sidecar"
 )
 
@@ -35,7 +34,7 @@ func agentConfig(env *cliEnv, cfg config.Config, orchID string) runner.AgentConf
 			Fault:           faultHook(env),
 		},
 		RuntimeImages: []string{cfg.Runtimes.Bash.Image, cfg.Runtimes.Python.Image, cfg.Runtimes.Node.Image},
-		OpenExecutor: func(ctx context.Context, store sidecar.Store) (*container.Executor, func(), error) {
+		OpenExecutor: func(ctx context.Context, store sidecar.Store) (runner.LocalRuntime, func(), error) {
 			return openExecutor(ctx, env, cfg, true, store)
 		},
 		SweepNetworks: func(ctx context.Context) (cni.SweepReport, error) { return sweepNetworks(ctx, env, cfg) },

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/internal/command"
 	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/oci"
@@ -141,9 +142,9 @@ func runExec(ctx context.Context, env *cliEnv, args []string) error {
 		printScriptResult(env, res)
 	}
 	switch {
-	case res.Status == container.StatusTimeout:
+	case res.Status == api.StatusTimeout:
 		return &exitError{Code: exitTimeout, Err: fmt.Errorf("job timed out after %s and was stopped", req.Timeout)}
-	case res.Status == container.StatusCancelled:
+	case res.Status == api.StatusCancelled:
 		return &exitError{Code: 130, Err: errors.New("job cancelled")}
 	case res.OOMKilled && res.ExitCode != 0:
 		return &exitError{Code: exitOOM, Err: fmt.Errorf("job killed: out of memory (limit %s)", config.ByteSize(res.MemoryLimit))}

@@ -17,6 +17,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/output"
@@ -162,7 +163,7 @@ cronium_output '{"lines":%d}' || exit 9
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.Status != container.StatusCompleted || r.ExitCode != 0 || r.Lost {
+	if r.Status != api.StatusCompleted || r.ExitCode != 0 || r.Lost {
 		t.Errorf("status %s exit %d lost %v (entries %v)", r.Status, r.ExitCode, r.Lost, r.lines)
 	}
 	if !r.StartedAt.Equal(startedAt) || r.Entries != n {
@@ -197,7 +198,7 @@ while :; do sleep 0.05; done
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.Status != container.StatusFailed || r.ExitCode != 3 || r.Lost {
+	if r.Status != api.StatusFailed || r.ExitCode != 3 || r.Lost {
 		t.Errorf("status %s exit %d lost %v, want failed with the job's exit 3", r.Status, r.ExitCode, r.Lost)
 	}
 	assertLines(t, had, r, []string{"first", "second", "last"})
@@ -225,7 +226,7 @@ func TestAdoptCountsTimeoutFromRealStart(t *testing.T) {
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
-			if r.Status != container.StatusTimeout || r.BackendExitCode() != -1 {
+			if r.Status != api.StatusTimeout || r.BackendExitCode() != -1 {
 				t.Errorf("status %s (backend exit %d), want timeout", r.Status, r.BackendExitCode())
 			}
 			assertLines(t, child.entries(t), r, []string{"started"})
@@ -298,7 +299,7 @@ while :; do sleep 0.05; done
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if !r.Lost || r.LostReason == "" || r.Status != container.StatusFailed || r.ExitCode != containerd.UnknownExitStatus {
+	if !r.Lost || r.LostReason == "" || r.Status != api.StatusFailed || r.ExitCode != containerd.UnknownExitStatus {
 		t.Errorf("lost %v (%q), status %s, exit %d", r.Lost, r.LostReason, r.Status, r.ExitCode)
 	}
 	if !r.StartedAt.Equal(startedAt) || r.FinishedAt.Before(startedAt) || r.Entries != 3 {
@@ -471,7 +472,7 @@ while :; do sleep 0.05; done
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if !r.Lost || r.Status != container.StatusFailed || r.ExitCode != containerd.UnknownExitStatus {
+	if !r.Lost || r.Status != api.StatusFailed || r.ExitCode != containerd.UnknownExitStatus {
 		t.Errorf("lost %v (%q), status %s, exit %d", r.Lost, r.LostReason, r.Status, r.ExitCode)
 	}
 	if want := strings.Join(numbered(1, 3), "\n") + "\n"; r.stdout.String() != want {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/output"
 )
@@ -24,22 +25,22 @@ func TestNothingLeftAfter200Runs(t *testing.T) {
 	type kind struct {
 		name   string
 		run    func(ctx context.Context) *result
-		status container.Status
+		status api.Status
 	}
 	kinds := []kind{
-		{"ok", func(ctx context.Context) *result { return h.run(ctx, t, "bash", "echo ok") }, container.StatusCompleted},
-		{"fail", func(ctx context.Context) *result { return h.run(ctx, t, "bash", "exit 7") }, container.StatusFailed},
+		{"ok", func(ctx context.Context) *result { return h.run(ctx, t, "bash", "echo ok") }, api.StatusCompleted},
+		{"fail", func(ctx context.Context) *result { return h.run(ctx, t, "bash", "exit 7") }, api.StatusFailed},
 		{"timeout", func(ctx context.Context) *result {
 			return h.run(ctx, t, "bash", "sleep 60", withTimeout(time.Second))
-		}, container.StatusTimeout},
+		}, api.StatusTimeout},
 		{"cancelled", func(ctx context.Context) *result {
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			return h.runWith(ctx, t, "bash", "echo up; sleep 60", func(e output.Entry) { cancel() })
-		}, container.StatusCancelled},
+		}, api.StatusCancelled},
 		{"oom", func(ctx context.Context) *result {
 			return h.run(ctx, t, "python", "b = bytearray(256 << 20)", withMemory(32<<20))
-		}, container.StatusFailed},
+		}, api.StatusFailed},
 		{"killed in setup", func(ctx context.Context) *result {
 			ctx, cancel := context.WithTimeout(ctx, time.Duration(rand.IntN(60))*time.Millisecond)
 			defer cancel()
@@ -64,7 +65,7 @@ func TestNothingLeftAfter200Runs(t *testing.T) {
 				if k.status == "" {
 					// Stopped before or during setup: an error saying so, or,
 					// when setup won the race, a cancelled run.
-					if r.err == nil && r.Status != container.StatusCancelled && r.Status != container.StatusCompleted {
+					if r.err == nil && r.Status != api.StatusCancelled && r.Status != api.StatusCompleted {
 						t.Errorf("run %d (%s): status %s", i, k.name, r.Status)
 					}
 					if r.err != nil && !errors.Is(r.err, context.DeadlineExceeded) && !strings.Contains(r.err.Error(), "context deadline exceeded") {

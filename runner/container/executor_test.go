@@ -15,6 +15,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/snapshots"
 
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner"
 	"github.com/cronium/cronium-agent/runner/container"
@@ -56,9 +57,9 @@ func TestRuntimes(t *testing.T) {
 			if r.ExitCode != c.exit {
 				t.Errorf("exit code %d, want %d (stderr %q)", r.ExitCode, c.exit, r.stderr.String())
 			}
-			wantStatus := container.StatusCompleted
+			wantStatus := api.StatusCompleted
 			if c.exit != 0 {
-				wantStatus = container.StatusFailed
+				wantStatus = api.StatusFailed
 			}
 			if r.Status != wantStatus {
 				t.Errorf("status %s, want %s", r.Status, wantStatus)
@@ -169,7 +170,7 @@ func TestForkBombIsContained(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.Status != container.StatusFailed || r.ExitCode == 0 {
+	if r.Status != api.StatusFailed || r.ExitCode == 0 {
 		t.Errorf("status %s exit %d, want a failure", r.Status, r.ExitCode)
 	}
 	if !strings.Contains(r.stderr.String(), "Resource temporarily unavailable") {
@@ -200,7 +201,7 @@ func TestOutOfMemory(t *testing.T) {
 	if !r.OOMKilled || r.MemoryLimit != 64<<20 {
 		t.Errorf("OOMKilled=%v limit=%d, want true/%d (exit %d)", r.OOMKilled, r.MemoryLimit, 64<<20, r.ExitCode)
 	}
-	if r.ExitCode != 137 || r.Status != container.StatusFailed {
+	if r.ExitCode != 137 || r.Status != api.StatusFailed {
 		t.Errorf("exit %d status %s, want 137 failed", r.ExitCode, r.Status)
 	}
 	if strings.Contains(r.stdout.String(), "allocated") {
@@ -216,7 +217,7 @@ func TestTimeout(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.Status != container.StatusTimeout {
+	if r.Status != api.StatusTimeout {
 		t.Errorf("status %s, want timeout", r.Status)
 	}
 	if r.stdout.String() != "started\n" {
@@ -234,7 +235,7 @@ func TestTimeoutEscalatesToSIGKILL(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.Status != container.StatusTimeout || r.ExitCode != 137 {
+	if r.Status != api.StatusTimeout || r.ExitCode != 137 {
 		t.Errorf("status %s exit %d, want timeout after SIGKILL (137)", r.Status, r.ExitCode)
 	}
 }
@@ -250,7 +251,7 @@ func TestCancel(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.Status != container.StatusCancelled {
+	if r.Status != api.StatusCancelled {
 		t.Errorf("status %s, want cancelled", r.Status)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/output"
@@ -75,7 +76,7 @@ func TestCleanupFailureKeepsTheResult(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("the cleanup's failure became the run's: %v", r.err)
 	}
-	if r.Status != container.StatusFailed || r.ExitCode != 3 || r.stdout.String() != "ready\n" {
+	if r.Status != api.StatusFailed || r.ExitCode != 3 || r.stdout.String() != "ready\n" {
 		t.Errorf("status %s exit %d stdout %q, want the script's own result", r.Status, r.ExitCode, r.stdout.String())
 	}
 	if !strings.Contains(logs.String(), "gc will retry") {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/runner/container"
 )
 
@@ -32,7 +33,7 @@ func TestTimeoutStopsTheScript(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.Status != container.StatusTimeout || r.BackendExitCode() != -1 {
+	if r.Status != api.StatusTimeout || r.BackendExitCode() != -1 {
 		t.Errorf("status %s exit %d, want timeout", r.Status, r.BackendExitCode())
 	}
 	if r.stdout.String() != "a\n" {
@@ -56,7 +57,7 @@ func TestTrapRunsOnTimeout(t *testing.T) {
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
-			if r.stdout.String() != "start\ncleanup\n" || r.ExitCode != 5 || r.Status != container.StatusTimeout {
+			if r.stdout.String() != "start\ncleanup\n" || r.ExitCode != 5 || r.Status != api.StatusTimeout {
 				t.Errorf("stdout %q exit %d status %s, want the trap's cleanup, 5, timeout", r.stdout.String(), r.ExitCode, r.Status)
 			}
 		})
@@ -92,7 +93,7 @@ func TestBackgroundChildrenEndWithTheScript(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.Status != container.StatusCompleted || r.ExitCode != 0 || r.stdout.String() != "done\n" {
+	if r.Status != api.StatusCompleted || r.ExitCode != 0 || r.stdout.String() != "done\n" {
 		t.Errorf("status %s exit %d stdout %q", r.Status, r.ExitCode, r.stdout.String())
 	}
 	if ran := r.FinishedAt.Sub(r.StartedAt); ran > 30*time.Second {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+
+	"github.com/cronium/cronium-agent/backend/api"
 )
 
 // LostReasons.
@@ -26,7 +28,7 @@ func (e *Executor) lost(ctx context.Context, req Request, outPath string, starte
 	e.awaitLeftovers(ctx, req.RunID, outPath)
 	entries, err := read()
 	res := Result{
-		Status:     StatusFailed,
+		Status:     api.StatusFailed,
 		ExitCode:   containerd.UnknownExitStatus,
 		Lost:       true,
 		LostReason: reason,

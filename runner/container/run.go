@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/output"
@@ -50,20 +51,10 @@ type Request struct {
 	OnPhase func(p Phase, at time.Time) error `json:"-"`
 }
 
-// Status is how a run ended.
-type Status string
-
-// Run end states, as the backend names them.
-const (
-	StatusCompleted Status = "completed"
-	StatusFailed    Status = "failed"
-	StatusTimeout   Status = "timeout"
-	StatusCancelled Status = "cancelled"
-)
-
 // Result is what a finished run reports.
 type Result struct {
-	Status Status
+	// Status is how the run ended (never StatusRunning).
+	Status api.Status
 	// ExitCode is the script's own exit code (128+signal when killed).
 	ExitCode  int
 	OOMKilled bool
@@ -95,9 +86,9 @@ type Result struct {
 // the script's own, -1 for a timeout, -2 for a cancellation.
 func (r Result) BackendExitCode() int {
 	switch r.Status {
-	case StatusTimeout:
+	case api.StatusTimeout:
 		return -1
-	case StatusCancelled:
+	case api.StatusCancelled:
 		return -2
 	}
 	return r.ExitCode
@@ -302,8 +293,8 @@ func (e *Executor) finish(ctx context.Context, j *job, a attached) (Result, erro
 		res.OOMKilled = true
 		res.MemoryLimit = req.Resources.MemoryBytes
 	}
-	if res.Status == StatusCompleted && res.ExitCode != 0 {
-		res.Status = StatusFailed
+	if res.Status == api.StatusCompleted && res.ExitCode != 0 {
+		res.Status = api.StatusFailed
 	}
 	j.ph.mark("exit")
 	// From here on the script's result is known and stands: what goes wrong
@@ -435,22 +426,22 @@ func validate(req Request) error {
 // await waits for the task to exit, enforcing the deadline (one already
 // past stops the job at once) and cancellation: SIGTERM to every process of
 // the job, the grace period, then SIGKILL.
-func (e *Executor) await(ctx context.Context, w *taskWatch, deadline time.Time) (Status, error) {
+func (e *Executor) await(ctx context.Context, w *taskWatch, deadline time.Time) (api.Status, error) {
 	// An exit already known wins over a deadline already past: an adopted
 	// task that ended while nobody watched ended by itself.
 	if w.exited() {
-		return StatusCompleted, w.err
+		return api.StatusCompleted, w.err
 	}
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
-	var status Status
+	var status api.Status
 	select {
 	case <-w.done:
-		return StatusCompleted, w.err
+		return api.StatusCompleted, w.err
 	case <-timer.C:
-		status = StatusTimeout
+		status = api.StatusTimeout
 	case <-ctx.Done():
-		status = StatusCancelled
+		status = api.StatusCancelled
 	}
 	e.log.Info("stopping job", "container", w.id, "reason", status, "grace", e.killGrace)
 	w.kill(syscall.SIGTERM)

@@ -35,6 +35,7 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/runner"
 	"github.com/cronium/cronium-agent/runner/container"
@@ -165,7 +166,7 @@ func TestPullFromLoopbackRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run in %s: %v (stderr %q)", ref, err, stderr.String())
 	}
-	if res.ExitCode != 0 || res.Status != container.StatusCompleted {
+	if res.ExitCode != 0 || res.Status != api.StatusCompleted {
 		t.Fatalf("run in %s: status %s, exit code %d, stdout %q, stderr %q", ref, res.Status, res.ExitCode, stdout.String(), stderr.String())
 	}
 	lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")

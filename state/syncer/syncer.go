@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/state"
 	"github.com/cronium/cronium-agent/state/journal"
@@ -295,7 +294,7 @@ func (s *Syncer) deliverStream(ctx context.Context, stream string) {
 		} else {
 			s.kick()
 		}
-	case err != nil && backend.IsTransient(err):
+	case err != nil && api.IsTransient(err):
 		s.unreachable(err)
 	case err != nil:
 		s.log.Error("delivering a job's journal failed; retrying later", "stream", stream, "error", err)
@@ -462,7 +461,7 @@ func (s *Syncer) deliver(ctx context.Context, jobID string, logs *state.LogReade
 		return n, nil
 	case ctx.Err() != nil:
 		return 0, ctx.Err()
-	case backend.IsTransient(err):
+	case api.IsTransient(err):
 		return 0, err
 	}
 	s.contact()
@@ -481,7 +480,7 @@ func (s *Syncer) sendLogs(ctx context.Context, jobID, exec string, entries []api
 			n++
 		}
 		err := s.be.SendLogs(ctx, jobID, exec, entries[:n])
-		if errors.Is(err, backend.ErrNoLogEndpoint) {
+		if errors.Is(err, api.ErrNoLogEndpoint) {
 			if s.logsOff.CompareAndSwap(false, true) {
 				s.log.Info("the backend has no live log endpoint; output reaches it with the completion only")
 			}

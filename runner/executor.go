@@ -1,0 +1,247 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cronium/cronium-agent/backend/api"
+	"github.com/cronium/cronium-agent/runner/output"
+	"github.com/cronium/cronium-agent/state"
+)
+
+// Exit codes the backend reads as the way a job ended (§2.4).
+const (
+	ExitTimeout   = -1
+	ExitCancelled = -2
+)
+
+// retryable: the job's retry policy may run it again.
+func retryable(s api.Status) bool { return s == api.StatusFailed || s == api.StatusTimeout }
+
+// Target is the kind of place a job runs on. Each has one executor; the
+// dispatcher picks it by the job's target and knows nothing else of it.
+type Target string
+
+// Targets.
+const (
+	TargetContainer Target = "container" // a script in a container on this host
+	TargetHTTP      Target = "http"      // an HTTP request the agent makes
+	TargetServer    Target = "ssh"       // a script on a remote server, over SSH
+	TargetTool      Target = "tool"      // a tool action (Slack, email, ...)
+)
+
+// jobType is the backend job type a target's jobs come as, which is what
+// the agent asks the backend for.
+func (t Target) jobType() string {
+	switch t {
+	case TargetHTTP:
+		return api.TypeHTTP
+	case TargetTool:
+		return api.TypeToolAction
+	}
+	return api.TypeScript
+}
+
+// TargetOf says where a job runs, or what makes it unrunnable anywhere.
+func TargetOf(job *api.Job) (Target, error) {
+	switch job.OriginalType {
+	case api.TypeToolAction:
+		return TargetTool, nil
+	case api.TypeHTTP:
+		if job.HTTP == nil {
+			return "", fmt.Errorf("an HTTP_REQUEST job without a request")
+		}
+		return TargetHTTP, nil
+	case api.TypeScript:
+		if job.Script == nil {
+			return "", fmt.Errorf("a SCRIPT job without a script")
+		}
+		if job.Type == "ssh" || job.Target.Type == "server" {
+			return TargetServer, nil
+		}
+		return TargetContainer, nil
+	}
+	return "", fmt.Errorf("unknown job type %q", job.OriginalType)
+}
+
+// Executor runs the attempts of jobs on one kind of target. The
+// dispatcher journals everything an executor reports through the Attempt
+// it is handed, retries, and reports the end; an executor only runs.
+type Executor interface {
+	// Run runs the attempt to its end. ctx ends when the job is cancelled
+	// (context.Cause says why); the run then ends as api.StatusCancelled.
+	// Before its script (or request) starts, the executor calls
+	// a.Started: once that returns nil, a restarted agent adopts the
+	// attempt instead of starting it again.
+	Run(ctx context.Context, a *Attempt) Result
+	// Adopt takes over an attempt a previous agent process began
+	// (a.StartedAt is its journaled start, zero when none was journaled):
+	// it follows a run still going to its end, reports one that ended
+	// meanwhile, and one that is gone as lost. NotStarted says nothing of
+	// it had started (what was set up is removed): the dispatcher then
+	// runs the attempt again or releases the job.
+	Adopt(ctx context.Context, a *Attempt) Result
+}
+
+// String is what a target's jobs are called in messages.
+func (t Target) String() string {
+	switch t {
+	case TargetContainer:
+		return "script jobs in containers"
+	case TargetHTTP:
+		return "HTTP requests"
+	case TargetServer:
+		return "SSH jobs"
+	case TargetTool:
+		return "tool actions"
+	}
+	return string(t)
+}
+
+// Executors are the agent's executors by target; a job whose target has
+// none is refused with a message saying so.
+type Executors map[Target]Executor
+
+// refusal says why the agent cannot run a job, or "".
+func (x Executors) refusal(job *api.Job) string {
+	t, err := TargetOf(job)
+	if err != nil {
+		return err.Error()
+	}
+	if x[t] != nil {
+		return ""
+	}
+	var runs []string
+	for t := range x {
+		runs = append(runs, t.String())
+	}
+	sort.Strings(runs)
+	return fmt.Sprintf("%s are not supported by this agent (it runs %s)", t, strings.Join(runs, ", "))
+}
+
+// JobTypes are the backend job types the executors run, which is all the
+// agent asks for.
+func (x Executors) JobTypes() []string {
+	seen := map[string]bool{}
+	var out []string
+	for t := range x {
+		if jt := t.jobType(); !seen[jt] {
+			seen[jt] = true
+			out = append(out, jt)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Result is how an attempt ended, as its executor says.
+type Result struct {
+	Status api.Status
+	// ExitCode is as the backend takes it: ExitTimeout, ExitCancelled, or
+	// the script's own.
+	ExitCode int
+	// Start and End bound the script (or request) itself.
+	Start, End time.Time
+	// NeverRan: the attempt failed before its script started (image
+	// missing, bad request); Err says why and the job is failed through
+	// jobs/{id}/fail.
+	NeverRan bool
+	Err      string
+	// NotStarted (Adopt only): nothing of the attempt had started.
+	NotStarted bool
+	// Output is the step's output when the executor makes it (an HTTP
+	// response); what a script sets through the runtime API wins over it.
+	Output json.RawMessage
+	// Cleaned is when the removal of what the run created ended (zero:
+	// nothing to remove).
+	Cleaned time.Time
+}
+
+// neverRan is the result of an attempt that failed before it started.
+func neverRan(start time.Time, err error) Result {
+	return Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error(), Start: start, End: time.Now()}
+}
+
+// Attempt is one attempt of a job as its executor sees it: what to run,
+// and where what the run produces goes. Its methods journal; an executor
+// calls them from one goroutine at a time.
+type Attempt struct {
+	Job         *api.Job
+	ExecutionID string
+	// RunID names what the attempt creates (a container, a remote work
+	// directory): unique per attempt and journaled before anything is
+	// created, so that a restarted agent finds it.
+	RunID      string
+	Number, Of int
+	// Start is when the attempt began: its setup starts there.
+	Start time.Time
+	// StartedAt (Adopt only) is the journaled start of the script; zero
+	// when none was journaled.
+	StartedAt time.Time
+	Log       *slog.Logger
+
+	jb    *state.Job
+	r     *run
+	fault func(string)
+	owned func()
+}
+
+// Started journals that the script (or request) starts at at, with the
+// execution's start update, in one transaction: a crash cannot leave one
+// without the other. An error means it could not be journaled; the
+// executor must then not start.
+func (a *Attempt) Started(at time.Time) error {
+	p := a.jb.Progress()
+	it, err := startItem(p.ExecutionID, p.AttemptStart, at)
+	if err != nil {
+		return err
+	}
+	return a.jb.Update(context.Background(), func(p *state.Progress) { p.StartedAt = at.UTC() }, it)
+}
+
+// Output takes the run's next output entry (entries are counted: a run
+// adopted after a restart reads its output from the start again and the
+// journal takes only what it does not have).
+func (a *Attempt) Output(e output.Entry) { a.r.entry(e) }
+
+// Text adds what the executor produced itself to a stream: as it is to
+// the output the completion carries, line by line to the live log.
+func (a *Attempt) Text(s output.Stream, text []byte) {
+	buf := a.r.stdout
+	if s == output.Stderr {
+		buf = a.r.stderr
+	}
+	buf.Write(text)
+	now := time.Now().UTC()
+	for _, line := range strings.Split(strings.TrimSuffix(string(text), "\n"), "\n") {
+		a.r.logs.add(s.String(), line, now, 0)
+	}
+}
+
+// System logs one of the agent's own lines in the job's log.
+func (a *Attempt) System(line string) { a.r.system(line) }
+
+// Stderr adds text to the stderr the completion carries only (not the
+// live log): what the agent has to say beside the script's own output.
+func (a *Attempt) Stderr(text string) { a.r.stderr.Write([]byte(text)) }
+
+// Owned says (Adopt only) that the run is held again: until then a sweep
+// could take it for a leftover.
+func (a *Attempt) Owned() {
+	if a.owned != nil {
+		a.owned()
+	}
+}
+
+// Fault marks a named point of the run; fault-injection tests kill the
+// agent there.
+func (a *Attempt) Fault(point string) {
+	if a.fault != nil {
+		a.fault(point)
+	}
+}

@@ -1,0 +1,68 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/cronium/cronium-agent/backend/api"
+	"github.com/cronium/cronium-agent/runner/httpexec"
+	"github.com/cronium/cronium-agent/runner/output"
+)
+
+// HTTPExecutor makes the request of HTTP_REQUEST jobs from the agent.
+type HTTPExecutor struct {
+	http   *httpexec.Runner
+	policy Policy
+}
+
+// NewHTTPExecutor returns the executor of TargetHTTP; the policy gives
+// the timeouts.
+func NewHTTPExecutor(policy Policy) *HTTPExecutor {
+	return &HTTPExecutor{http: httpexec.New(nil), policy: policy}
+}
+
+// Run implements Executor.
+func (x *HTTPExecutor) Run(ctx context.Context, a *Attempt) Result {
+	start := time.Now()
+	// Journaled as started first: after a crash the request is not sent
+	// again (it may have reached its target already).
+	if err := a.Started(start); err != nil {
+		return neverRan(start, err)
+	}
+	h := a.Job.HTTP
+	res, err := x.http.Do(ctx, httpexec.Request{Method: h.Method, URL: h.URL, Headers: h.Headers, Body: h.Body}, x.policy.Timeout(a.Job.Timeout))
+	r := Result{Start: start, End: time.Now()}
+	switch {
+	case ctx.Err() != nil:
+		r.Status, r.ExitCode = api.StatusCancelled, ExitCancelled
+	case res.TimedOut:
+		r.Status, r.ExitCode = api.StatusTimeout, ExitTimeout
+		a.Text(output.Stderr, []byte(err.Error()+"\n"))
+	case err != nil:
+		r.Status, r.ExitCode = api.StatusFailed, 1
+		a.Text(output.Stderr, []byte(err.Error()+"\n"))
+	default:
+		a.Text(output.Stdout, res.Body)
+		r.Status, r.ExitCode = api.StatusCompleted, 0
+		if res.StatusCode >= 400 {
+			r.Status, r.ExitCode = api.StatusFailed, 1
+			a.Stderr(res.Status + "\n")
+		}
+		// The response is the step's output, for workflows that use it.
+		r.Output, _ = json.Marshal(map[string]any{"statusCode": res.StatusCode, "body": string(res.Body), "truncated": res.Truncated})
+	}
+	return r
+}
+
+// Adopt implements Executor: a request a previous process sent is not
+// sent again, since it may have reached its target.
+func (x *HTTPExecutor) Adopt(_ context.Context, a *Attempt) Result {
+	if a.StartedAt.IsZero() {
+		return Result{NotStarted: true}
+	}
+	msg := "the agent restarted while the HTTP request was in flight; it is not sent again (it may have reached its target)"
+	a.System(msg)
+	a.Stderr(msg + "\n")
+	return Result{Status: api.StatusFailed, ExitCode: 1, Start: a.StartedAt, End: time.Now()}
+}
