@@ -41,7 +41,7 @@ func LocalExecutors(scripts ScriptRunner, policy Policy) Executors {
 
 // request is the container run of attempt a.
 func (x *ContainerExecutor) request(a *Attempt, start time.Time) (container.Request, error) {
-	req, err := x.policy.Request(scriptJob(a.Job), start)
+	req, err := x.policy.Request(ScriptJob(a.Job), start)
 	if err != nil {
 		return req, err
 	}
@@ -142,8 +142,8 @@ func (x *ContainerExecutor) result(a *Attempt, req container.Request, res contai
 	return r
 }
 
-// scriptJob is the runner's view of a SCRIPT job.
-func scriptJob(job *api.Job) Job {
+// ScriptJob is the runner's view of a SCRIPT job.
+func ScriptJob(job *api.Job) Job {
 	rj := Job{
 		ID: job.ID, EventID: job.Metadata.EventID, UserID: job.Metadata.UserID,
 		Runtime: job.Script.Runtime, Script: []byte(job.Script.Content), Env: job.Environment,

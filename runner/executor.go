@@ -219,7 +219,7 @@ func (a *Attempt) Text(s output.Stream, text []byte) {
 	buf.Write(text)
 	now := time.Now().UTC()
 	for _, line := range strings.Split(strings.TrimSuffix(string(text), "\n"), "\n") {
-		a.r.logs.add(s.String(), line, now, 0)
+		a.r.logs.add(s.String(), line, now, 0, 0)
 	}
 }
 

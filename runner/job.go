@@ -97,32 +97,9 @@ func (p Policy) Request(job Job, now time.Time) (container.Request, error) {
 		return container.Request{}, fmt.Errorf("job %s: no image configured for runtime %s", job.ID, rt.Name)
 	}
 	timeout := p.Timeout(job.Timeout)
-	env := make(map[string]string, len(job.Env)+5)
-	for k, v := range job.Env {
-		env[k] = v
-	}
-	// Set last: a job cannot pass itself off as another execution.
-	env["CRONIUM_EXECUTION_ID"] = ExecutionID(job.ID, now)
-	env["CRONIUM_JOB_ID"] = job.ID
-	env["CRONIUM_EXECUTION_MODE"] = "container"
-	if job.EventID != "" {
-		env["CRONIUM_EVENT_ID"] = job.EventID
-	} else {
-		delete(env, "CRONIUM_EVENT_ID")
-	}
-	exec := sidecar.Execution{
-		ExecutionID: env["CRONIUM_EXECUTION_ID"],
-		JobID:       job.ID,
-		UserID:      job.UserID,
-		EventID:     job.EventID,
-		EventName:   job.EventName,
-		EventType:   job.EventType,
-		Trigger:     job.Trigger,
-		StartTime:   now,
-		Timeout:     timeout,
-		Input:       job.Input,
-		Metadata:    job.Metadata,
-	}
+	execID := ExecutionID(job.ID, now)
+	env := ScriptEnv(job, execID, "container")
+	exec := job.Execution(execID, now, timeout)
 	return container.Request{
 		Execution: exec,
 		RunID:     RunID(job.ID),
@@ -135,6 +112,43 @@ func (p Policy) Request(job Job, now time.Time) (container.Request, error) {
 		Resources: oci.Clamp(job.Resources, p.Defaults, p.Max),
 		Timeout:   timeout,
 	}, nil
+}
+
+// ScriptEnv is the environment of a run of a script job in mode
+// ("container", "ssh"): the job's own variables, then the CRONIUM_* ones of
+// the runtime contract, set last so that a job cannot pass itself off as
+// another execution.
+func ScriptEnv(job Job, execID, mode string) map[string]string {
+	env := make(map[string]string, len(job.Env)+5)
+	for k, v := range job.Env {
+		env[k] = v
+	}
+	env["CRONIUM_EXECUTION_ID"] = execID
+	env["CRONIUM_JOB_ID"] = job.ID
+	env["CRONIUM_EXECUTION_MODE"] = mode
+	if job.EventID != "" {
+		env["CRONIUM_EVENT_ID"] = job.EventID
+	} else {
+		delete(env, "CRONIUM_EVENT_ID")
+	}
+	return env
+}
+
+// Execution is what the runtime API serves a run of the job about.
+func (job Job) Execution(execID string, start time.Time, timeout time.Duration) sidecar.Execution {
+	return sidecar.Execution{
+		ExecutionID: execID,
+		JobID:       job.ID,
+		UserID:      job.UserID,
+		EventID:     job.EventID,
+		EventName:   job.EventName,
+		EventType:   job.EventType,
+		Trigger:     job.Trigger,
+		StartTime:   start,
+		Timeout:     timeout,
+		Input:       job.Input,
+		Metadata:    job.Metadata,
+	}
 }
 
 // RunID names one run's container: the job id made safe for containerd plus

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
@@ -204,7 +205,7 @@ func (jr *jobRunner) attempt(ctx context.Context, n, of int) outcome {
 	if of > 1 {
 		msg = fmt.Sprintf("attempt %d of %d", n, of)
 	}
-	created, err := state.Item(state.KindExecution, state.ExecutionItem{ExecutionID: execID, JobID: jr.job.ID, Attempt: n})
+	created, err := state.Item(state.KindExecution, executionItem(jr.job, execID, n))
 	if err != nil {
 		return outcome{Result: neverRan(start, err)}
 	}
@@ -212,7 +213,8 @@ func (jr *jobRunner) attempt(ctx context.Context, n, of int) outcome {
 	if err == nil {
 		err = jr.jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) {
 			p.State, p.Attempt, p.Attempts, p.AttemptStart = state.Running, n, of, start.UTC()
-			p.RunID, p.ExecutionID, p.StartedAt, p.Entries = runID, execID, time.Time{}, 0
+			p.RunID, p.ExecutionID, p.StartedAt = runID, execID, time.Time{}
+			p.Entries, p.ErrEntries, p.StreamCounts = 0, 0, true
 			p.ExecutionEnded = false
 			p.Output, p.Condition = nil, nil
 		}, created, running)
@@ -221,16 +223,31 @@ func (jr *jobRunner) attempt(ctx context.Context, n, of int) outcome {
 		return outcome{Result: neverRan(start, fmt.Errorf("the agent could not journal the run: %w", err))}
 	}
 	jr.attempting(jr.job.ID, execID, n, start)
-	a := jr.newAttempt(execID, runID, n, of, start, 0)
+	a := jr.newAttempt(execID, runID, n, of, start, skipped{byStreams: true})
 	if of > 1 {
 		a.System(fmt.Sprintf("attempt %d of %d", n, of))
 	}
 	return jr.end(ctx, a, jr.exec.Run(ctx, a), false)
 }
 
-// newAttempt hands the executor attempt n; skip output entries are
-// journaled already.
-func (jr *jobRunner) newAttempt(execID, runID string, n, of int, start time.Time, skip uint64) *Attempt {
+// executionItem creates execution execID, attempt n of job; one on a
+// server names it (§3: the id as a number).
+func executionItem(job *api.Job, execID string, n int) state.ExecutionItem {
+	it := state.ExecutionItem{ExecutionID: execID, JobID: job.ID, Attempt: n}
+	if t := job.Target; t.ServerID != "" {
+		if id, err := strconv.ParseInt(t.ServerID, 10, 64); err == nil {
+			it.ServerID = &id
+		}
+		if t.Server != nil {
+			it.ServerName = t.Server.Name
+		}
+	}
+	return it
+}
+
+// newAttempt hands the executor attempt n; skip says which of its output
+// entries are journaled already.
+func (jr *jobRunner) newAttempt(execID, runID string, n, of int, start time.Time, skip skipped) *Attempt {
 	log := jr.log.With("execution", execID)
 	return &Attempt{
 		Job: jr.job, ExecutionID: execID, RunID: runID, Number: n, Of: of, Start: start, Log: log,
@@ -351,26 +368,57 @@ type run struct {
 	exec           string
 	logs           *logStream
 	stdout, stderr *cappedBuffer
-	// skip: output entries up to it are already journaled (a run adopted
-	// after a restart reads its output file from the start again).
-	skip    uint64
-	entries uint64
+	// skip: the output entries already journaled (a run adopted after a
+	// restart reads its output from the start again).
+	skip skipped
+	// entries counts the output entries taken, errEntries those of stderr.
+	entries, errEntries uint64
+}
+
+// skipped is how many output entries of a run are journaled: stream by
+// stream, or (journals from before stream counts) in all.
+type skipped struct {
+	out, err  uint64
+	total     uint64
+	byStreams bool
+}
+
+// skippedOf is what progress p says is journaled of its run.
+func skippedOf(p state.Progress) skipped {
+	if p.StreamCounts {
+		return skipped{out: p.Entries - p.ErrEntries, err: p.ErrEntries, byStreams: true}
+	}
+	return skipped{total: p.Entries}
+}
+
+// has tells whether the entry counted so (in all, of its stream) is
+// journaled already.
+func (s skipped) has(total, ofStream uint64, stderr bool) bool {
+	switch {
+	case !s.byStreams:
+		return total <= s.total
+	case stderr:
+		return ofStream <= s.err
+	}
+	return ofStream <= s.out
 }
 
 // entry takes the run's next output entry.
 func (r *run) entry(e output.Entry) {
 	r.entries++
-	buf := r.stdout
-	if e.Stream == output.Stderr {
-		buf = r.stderr
+	stderr := e.Stream == output.Stderr
+	buf, ofStream := r.stdout, r.entries-r.errEntries
+	if stderr {
+		r.errEntries++
+		buf, ofStream = r.stderr, r.errEntries
 	}
 	buf.Write(e.Data)
 	if !e.Fragment {
 		buf.Write([]byte{'\n'})
 	}
-	if r.entries > r.skip {
-		r.logs.add(e.Stream.String(), string(e.Data), e.Time.UTC(), r.entries)
+	if !r.skip.has(r.entries, ofStream, stderr) {
+		r.logs.add(e.Stream.String(), string(e.Data), e.Time.UTC(), r.entries, r.errEntries)
 	}
 }
 
-func (r *run) system(line string) { r.logs.add("system", line, time.Now().UTC(), 0) }
+func (r *run) system(line string) { r.logs.add("system", line, time.Now().UTC(), 0, 0) }

@@ -23,11 +23,11 @@ const (
 	journalMaxBytes = 4 << 20
 )
 
-// logLine is a numbered line with the count of output entries it accounts
-// for (0 for the agent's own lines).
+// logLine is a numbered line with the counts of output entries it accounts
+// for, in all and of stderr (0 for the agent's own lines).
 type logLine struct {
-	entry api.LogEntry
-	file  uint64
+	entry     api.LogEntry
+	file, err uint64
 }
 
 // logStream numbers a run's lines (seq across every stream and attempt,
@@ -55,9 +55,9 @@ func newLogStream(jb *state.Job, exec string, log *slog.Logger, fault func(strin
 // add numbers and queues one of the agent's own lines or, with file > 0,
 // the file-th output entry of the run. Only the run's goroutines call it,
 // one at a time.
-func (s *logStream) add(stream, line string, at time.Time, file uint64) {
+func (s *logStream) add(stream, line string, at time.Time, file, err uint64) {
 	s.seq++
-	s.ch <- logLine{entry: api.LogEntry{Seq: s.seq, Stream: stream, Line: line, Timestamp: at}, file: file}
+	s.ch <- logLine{entry: api.LogEntry{Seq: s.seq, Stream: stream, Line: line, Timestamp: at}, file: file, err: err}
 }
 
 // close journals what is queued and returns when it is durable.
@@ -74,10 +74,11 @@ func (s *logStream) loop() {
 		batch []api.LogEntry
 		size  int
 		file  uint64
+		errs  uint64
 	)
 	flush := func() {
 		if len(batch) > 0 {
-			s.journal(batch, file)
+			s.journal(batch, file, errs)
 		}
 		// The batch was encoded and written: its array serves the next one.
 		batch, size = batch[:0], 0
@@ -85,7 +86,7 @@ func (s *logStream) loop() {
 	add := func(l logLine) {
 		batch = append(batch, l.entry)
 		size += len(l.entry.Line) + 48
-		file = max(file, l.file)
+		file, errs = max(file, l.file), max(errs, l.err)
 	}
 	for {
 		select {
@@ -123,7 +124,7 @@ func (s *logStream) loop() {
 
 // journal writes a batch; a failing disk is retried a while, then the
 // batch is given up (the completion still carries the output).
-func (s *logStream) journal(batch []api.LogEntry, file uint64) {
+func (s *logStream) journal(batch []api.LogEntry, file, errs uint64) {
 	it, err := state.Item(state.KindLogs, state.LogsItem{ExecutionID: s.exec, Entries: batch})
 	if err != nil {
 		s.log.Error("encode log batch", "error", err)
@@ -134,7 +135,13 @@ func (s *logStream) journal(batch []api.LogEntry, file uint64) {
 	for attempt := 1; ; attempt++ {
 		err = s.jb.Update(context.Background(), func(p *state.Progress) {
 			p.LogSeq = max(p.LogSeq, last)
-			p.Entries = max(p.Entries, file)
+			if p.StreamCounts || p.Entries == 0 {
+				// Stream by stream: a re-read may interleave them otherwise.
+				out, errEntries := max(p.Entries-p.ErrEntries, file-errs), max(p.ErrEntries, errs)
+				p.Entries, p.ErrEntries, p.StreamCounts = out+errEntries, errEntries, true
+			} else {
+				p.Entries = max(p.Entries, file)
+			}
 		}, it)
 		if err == nil {
 			s.fault("logs")

@@ -83,7 +83,7 @@ func (jr *jobRunner) resumeAttempts(ctx context.Context, p state.Progress, owned
 		jr.runAttempts(ctx, p.Attempt+1)
 		return
 	}
-	a := jr.newAttempt(p.ExecutionID, p.RunID, p.Attempt, p.Attempts, p.AttemptStart, p.Entries)
+	a := jr.newAttempt(p.ExecutionID, p.RunID, p.Attempt, p.Attempts, p.AttemptStart, skippedOf(p))
 	a.StartedAt, a.owned = p.StartedAt, owned
 	o := jr.end(ctx, a, jr.exec.Adopt(ctx, a), true)
 	owned()

@@ -30,6 +30,10 @@ type ExecutionItem struct {
 	ExecutionID string `json:"executionId"`
 	JobID       string `json:"jobId"`
 	Attempt     int    `json:"attempt"`
+	// ServerID and ServerName name the server an SSH execution runs on
+	// (executions/create sends them, the id as a number).
+	ServerID   *int64 `json:"serverId,omitempty"`
+	ServerName string `json:"serverName,omitempty"`
 }
 
 // ExecutionUpdateItem fills in an execution's row: its start (status

@@ -54,10 +54,19 @@ type Progress struct {
 	ExecutionEnded bool `json:"executionEnded,omitempty"`
 	// LogSeq is the last live-log seq used, across attempts.
 	LogSeq uint64 `json:"logSeq"`
-	// Entries counts the current run's output entries already journaled.
-	Entries   uint64          `json:"entries"`
-	Output    json.RawMessage `json:"output,omitempty"`
-	Condition *bool           `json:"condition,omitempty"`
+	// Entries counts the current run's output entries already journaled;
+	// ErrEntries counts those of stderr among them. A run adopted after a
+	// restart skips what is journaled stream by stream: an executor whose
+	// two streams are read apart (SSH) may hand them over in another
+	// interleaving the second time. (Journals written before ErrEntries
+	// existed have it zero with stderr entries counted: such a run is
+	// skipped by the total, as then.)
+	Entries    uint64 `json:"entries"`
+	ErrEntries uint64 `json:"errEntries,omitempty"`
+	// StreamCounts: ErrEntries is kept (journals made since it exists).
+	StreamCounts bool            `json:"streamCounts,omitempty"`
+	Output       json.RawMessage `json:"output,omitempty"`
+	Condition    *bool           `json:"condition,omitempty"`
 
 	Status     string    `json:"status,omitempty"`
 	ExitCode   *int      `json:"exitCode,omitempty"`

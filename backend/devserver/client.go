@@ -198,13 +198,37 @@ func (c *DevClient) Executions(ctx context.Context, jobID string) ([]ExecutionVi
 	return out.Executions, err
 }
 
-// RegisterServer registers an SSH server and returns its id.
-func (c *DevClient) RegisterServer(ctx context.Context, s api.Server) (string, error) {
+// AddServer registers an SSH server (host, username, and a private key or
+// a password; port 0 means 22; an empty ID means a new one) and returns it
+// as listed, without its secret. A server the backend refuses (a missing
+// field, a key that does not parse) is an *APIError with status 400.
+func (c *DevClient) AddServer(ctx context.Context, s api.Server) (ServerView, error) {
 	var out struct {
-		ID string `json:"id"`
+		Server ServerView `json:"server"`
 	}
 	err := c.do(ctx, http.MethodPost, "/api/dev/servers", s, &out)
-	return out.ID, err
+	return out.Server, err
+}
+
+// RegisterServer is AddServer returning only the new server's id.
+func (c *DevClient) RegisterServer(ctx context.Context, s api.Server) (string, error) {
+	v, err := c.AddServer(ctx, s)
+	return v.ID, err
+}
+
+// Servers lists the registered servers by id, without their secrets.
+func (c *DevClient) Servers(ctx context.Context) ([]ServerView, error) {
+	var out struct {
+		Servers []ServerView `json:"servers"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/dev/servers", nil, &out)
+	return out.Servers, err
+}
+
+// RemoveServer forgets a server; an unknown id is an *APIError with
+// status 404.
+func (c *DevClient) RemoveServer(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/api/dev/servers/"+url.PathEscape(id), nil, nil)
 }
 
 // Orchestrators returns what the backend last heard from each agent.

@@ -95,3 +95,39 @@ func TestDevClientUnreachable(t *testing.T) {
 		}
 	}
 }
+
+func TestDevClientServers(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	c, err := NewDevClient(e.ts.URL, testToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := testPrivateKey(t)
+	v, err := c.AddServer(ctx, api.Server{Name: "web-1", Host: "127.0.0.1", Port: 2222, Username: "deploy", PrivateKey: key})
+	if err != nil || v.ID != "1" || !v.HasKey || v.HasPassword || v.Port != 2222 || v.CreatedAt.IsZero() {
+		t.Fatalf("AddServer: %+v %v", v, err)
+	}
+	v2, err := c.AddServer(ctx, api.Server{Host: "::1", Username: "ops", Password: "pw"})
+	if err != nil || v2.ID != "2" || v2.Port != 22 || v2.Auth() != "password" {
+		t.Fatalf("AddServer with a password: %+v %v", v2, err)
+	}
+	var ae *APIError
+	if _, err := c.AddServer(ctx, api.Server{Host: "h", Username: "u", PrivateKey: "not a key"}); !errors.As(err, &ae) || ae.StatusCode != 400 ||
+		!strings.Contains(ae.Message, "privateKey: not a private key") {
+		t.Errorf("AddServer with a bad key: %v", err)
+	}
+	list, err := c.Servers(ctx)
+	if err != nil || len(list) != 2 || list[0] != v || list[1] != v2 {
+		t.Errorf("Servers: %+v %v", list, err)
+	}
+	if err := c.RemoveServer(ctx, "1"); err != nil {
+		t.Errorf("RemoveServer: %v", err)
+	}
+	if err := c.RemoveServer(ctx, "1"); !errors.As(err, &ae) || ae.StatusCode != 404 || ae.Path != "/api/dev/servers/1" {
+		t.Errorf("RemoveServer again: %v", err)
+	}
+	if list, err := c.Servers(ctx); err != nil || len(list) != 1 || list[0].ID != "2" {
+		t.Errorf("Servers after rm: %+v %v", list, err)
+	}
+}

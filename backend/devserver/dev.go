@@ -38,11 +38,20 @@ type SubmitRequest struct {
 	Resources json.RawMessage `json:"resources,omitempty"`
 	// ToolAction is sent as execution.toolAction for TOOL_ACTION jobs.
 	ToolAction json.RawMessage `json:"toolAction,omitempty"`
-	// ServerID makes an ssh job for a server registered with /api/dev/servers;
-	// its details go in execution.target.serverDetails unless
-	// OmitServerDetails (then the agent asks servers/{id}/credentials).
-	ServerID          string `json:"serverId,omitempty"`
-	OmitServerDetails bool   `json:"omitServerDetails,omitempty"`
+	// ServerID makes an ssh job (SCRIPT jobs only) for a server registered
+	// with /api/dev/servers, shaped as the deployed backend's (contract §7):
+	// execution.target {"type":"server","serverId","serverDetails"} and
+	// metadata serverId, eventId as a string, eventVersion 1. The details
+	// go in execution.target.serverDetails unless OmitServerDetails (then
+	// the agent asks servers/{id}/credentials).
+	ServerID string `json:"serverId,omitempty"`
+	// ServerIDs names one or more servers instead of ServerID (giving both
+	// is refused). With several, the job is a multi-server one: its target
+	// is the first server, and metadata adds "servers" (every server's
+	// details, secrets included, in this order), "multiServer": true and
+	// "serverCount". An unknown id is a 400 naming it.
+	ServerIDs         []string `json:"serverIds,omitempty"`
+	OmitServerDetails bool     `json:"omitServerDetails,omitempty"`
 	// Delay postpones scheduledFor (a Go duration).
 	Delay string `json:"delay,omitempty"`
 
@@ -349,9 +358,16 @@ type wireMetadata struct {
 	TriggeredBy  string `json:"triggeredBy"`
 	LogID        uint64 `json:"logId"`
 	OriginalType string `json:"originalType"`
-	EventID      uint64 `json:"eventId"`
+	// EventID is a number, and a string in ssh jobs (as the deployed
+	// backend sends them, contract §7).
+	EventID      any    `json:"eventId"`
 	UserID       string `json:"userId"`
+	EventVersion int    `json:"eventVersion,omitempty"`
 	ServerID     string `json:"serverId,omitempty"`
+	// Multi-server ssh jobs only (contract §2.1, §7).
+	Servers     []api.Server `json:"servers,omitempty"`
+	MultiServer bool         `json:"multiServer,omitempty"`
+	ServerCount int          `json:"serverCount,omitempty"`
 }
 
 // buildJob makes a wire job of a submit request's parts.
@@ -435,20 +451,36 @@ func (s *Server) buildJob(tx *bolt.Tx, req SubmitRequest, now time.Time) (*jobRe
 	default:
 		return nil, bad("type must be SCRIPT, HTTP_REQUEST or TOOL_ACTION, got %q", req.Type)
 	}
-	if req.ServerID != "" {
+	serverIDs, err := req.serversOf()
+	if err != nil {
+		return nil, err
+	}
+	var servers []api.Server
+	if len(serverIDs) > 0 {
+		if typ != api.TypeScript {
+			return nil, bad("servers apply to SCRIPT jobs only (a %s job runs on the agent)", typ)
+		}
+		if servers, err = loadServers(tx, serverIDs); err != nil {
+			return nil, err
+		}
 		j.WireType, w.Type = "ssh", "ssh"
-		x.Target = wireTarget{Type: "server", ServerID: req.ServerID}
+		x.Target = wireTarget{Type: "server", ServerID: servers[0].ID}
 		if !req.OmitServerDetails {
-			sr, err := loadServer(tx, req.ServerID)
-			if err != nil {
-				return nil, bad("server %s is not registered (POST /api/dev/servers)", req.ServerID)
-			}
-			x.Target.ServerDetails = &sr.Server
+			x.Target.ServerDetails = &servers[0]
 		}
 	}
 	w.Metadata = wireMetadata{
-		EventName: req.EventName, TriggeredBy: "manual", OriginalType: typ, UserID: req.UserID, ServerID: req.ServerID,
+		EventName: req.EventName, TriggeredBy: "manual", OriginalType: typ, UserID: req.UserID,
 		LogID: nextCounter(tx, "logId"), EventID: nextCounter(tx, "eventId"),
+	}
+	if len(servers) > 0 {
+		md := &w.Metadata
+		md.EventID = strconv.FormatUint(md.EventID.(uint64), 10)
+		md.EventVersion = 1
+		md.ServerID = servers[0].ID
+		if len(servers) > 1 {
+			md.Servers, md.MultiServer, md.ServerCount = servers, true, len(servers)
+		}
 	}
 	if w.Metadata.EventName == "" {
 		w.Metadata.EventName = "dev job"
@@ -624,71 +656,6 @@ func (s *Server) handleDevJobExecutions(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"executions": out})
-}
-
-// handleDevServerAdd registers (or replaces) an SSH server.
-func (s *Server) handleDevServerAdd(w http.ResponseWriter, r *http.Request) {
-	var sv api.Server
-	if _, err := decodeBody(r, &sv, true); err != nil {
-		fail(w, err)
-		return
-	}
-	if sv.Host == "" || sv.Username == "" {
-		writeError(w, http.StatusBadRequest, "host and username are required")
-		return
-	}
-	if sv.PrivateKey == "" && sv.Password == "" {
-		writeError(w, http.StatusBadRequest, "privateKey or password is required")
-		return
-	}
-	if sv.Port == 0 {
-		sv.Port = 22
-	}
-	now := s.now()
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		if sv.ID == "" {
-			for {
-				sv.ID = strconv.FormatUint(nextCounter(tx, "serverId"), 10)
-				if tx.Bucket(bServers).Get([]byte(sv.ID)) == nil {
-					break
-				}
-			}
-		}
-		if sv.Name == "" {
-			sv.Name = "server-" + sv.ID
-		}
-		b, err := marshal(serverRecord{Server: sv, CreatedAt: now})
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bServers).Put([]byte(sv.ID), b)
-	})
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": sv.ID})
-}
-
-// handleDevServers lists registered servers, without their secrets.
-func (s *Server) handleDevServers(w http.ResponseWriter, r *http.Request) {
-	out := []api.Server{}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bServers).ForEach(func(_, v []byte) error {
-			var sr serverRecord
-			if err := json.Unmarshal(v, &sr); err != nil {
-				return err
-			}
-			sr.PrivateKey, sr.Password = "", ""
-			out = append(out, sr.Server)
-			return nil
-		})
-	})
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"servers": out})
 }
 
 func (s *Server) handleDevOrchestrators(w http.ResponseWriter, r *http.Request) {

@@ -155,6 +155,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET", dev+"executions/{id}", s.handleDevExecution)
 	handle("POST", dev+"servers", s.handleDevServerAdd)
 	handle("GET", dev+"servers", s.handleDevServers)
+	handle("DELETE", dev+"servers/{id}", s.handleDevServerRemove)
 	handle("GET", dev+"orchestrators", s.handleDevOrchestrators)
 	handle("GET", dev+"stats", s.handleDevStats)
 

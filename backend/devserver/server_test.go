@@ -3,7 +3,13 @@ package devserver
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,12 +18,16 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/internal/contracttest"
 )
 
@@ -1017,31 +1027,357 @@ func TestMetricsAndHealthReports(t *testing.T) {
 	}
 }
 
+// testPrivateKey returns a fresh unencrypted ed25519 key in OpenSSH form,
+// trailing newline included, as ssh-keygen writes it.
+func testPrivateKey(t testing.TB) string {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, err := ssh.MarshalPrivateKey(priv, "devserver test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(blk))
+}
+
 func TestServers(t *testing.T) {
 	e := newTestEnv(t)
-	if code, _ := e.call("POST", "/api/dev/servers", "", `{"host":"127.0.0.1","username":"deploy"}`); code != 400 {
-		t.Error("server without credentials accepted")
+	key := testPrivateKey(t)
+	const password = "pw-Never-Listed-7f3a"
+	var reg struct {
+		ID     string
+		Server ServerView
 	}
-	var reg struct{ ID string }
-	decode(t, e.must(201, "POST", "/api/dev/servers", "", `{"name":"web-1","host":"127.0.0.1","port":2222,"username":"deploy","privateKey":"KEY"}`), &reg)
+	body := e.must(201, "POST", "/api/dev/servers", "", map[string]any{"name": "web-1", "host": "127.0.0.1", "port": 2222, "username": "deploy", "privateKey": key})
+	decode(t, body, &reg)
+	if reg.ID != "1" || reg.Server != (ServerView{ID: "1", Name: "web-1", Host: "127.0.0.1", Port: 2222, Username: "deploy", HasKey: true, CreatedAt: reg.Server.CreatedAt}) ||
+		strings.Contains(string(body), "PRIVATE KEY") {
+		t.Errorf("add answer: %s", body)
+	}
+	var pwReg struct{ ID string }
+	decode(t, e.must(201, "POST", "/api/dev/servers", "", map[string]any{"host": "db.example.test", "username": "ops", "password": password}), &pwReg)
+
+	// servers/{id} (§6): address, never a secret.
 	var sv struct{ Server map[string]any }
 	decode(t, e.must(200, "GET", "/api/internal/servers/"+reg.ID, "a", nil), &sv)
 	if sv.Server["address"] != "127.0.0.1" || sv.Server["port"] != 2222.0 || sv.Server["name"] != "web-1" || sv.Server["privateKey"] != nil {
 		t.Errorf("server: %v", sv.Server)
 	}
+	// servers/{id}/credentials: the key byte for byte; the password too
+	// (the deployed backend leaves it out).
 	var cr struct{ Credentials map[string]any }
 	decode(t, e.must(200, "GET", "/api/internal/servers/"+reg.ID+"/credentials", "a", nil), &cr)
-	if cr.Credentials["privateKey"] != "KEY" || cr.Credentials["username"] != "deploy" || cr.Credentials["host"] != "127.0.0.1" {
+	if cr.Credentials["privateKey"] != key || cr.Credentials["username"] != "deploy" || cr.Credentials["host"] != "127.0.0.1" || cr.Credentials["password"] != nil {
 		t.Errorf("credentials: %v", cr.Credentials)
+	}
+	cr.Credentials = nil
+	decode(t, e.must(200, "GET", "/api/internal/servers/"+pwReg.ID+"/credentials", "a", nil), &cr)
+	if cr.Credentials["password"] != password || cr.Credentials["port"] != 22.0 || cr.Credentials["privateKey"] != nil {
+		t.Errorf("password credentials: %v", cr.Credentials)
 	}
 	if code, _ := e.call("GET", "/api/internal/servers/999", "a", nil); code != 404 {
 		t.Errorf("unknown server: %d", code)
 	}
-	with := e.submit(SubmitRequest{Script: "uname", ServerID: reg.ID})
-	without := e.submit(SubmitRequest{Script: "uname", ServerID: reg.ID, OmitServerDetails: true})
-	body := string(e.must(200, "GET", "/api/internal/jobs/queue", "a", nil))
-	if !strings.Contains(body, `"type":"ssh"`) || !strings.Contains(body, `"serverDetails":{"id":"`+reg.ID+`"`) || strings.Count(body, "serverDetails") != 1 {
-		t.Errorf("ssh jobs %s / %s: %s", with, without, body)
+
+	// The list has flags, never the secrets.
+	list := e.must(200, "GET", "/api/dev/servers", "", nil)
+	for _, secret := range []string{key, password, "PRIVATE KEY", strings.Split(key, "\n")[1], "privateKey", `"password"`} {
+		if strings.Contains(string(list), secret) {
+			t.Errorf("server list holds %.40q: %s", secret, list)
+		}
+	}
+	var ls struct {
+		Servers []ServerView
+		Count   int
+	}
+	decode(t, list, &ls)
+	if ls.Count != 2 || len(ls.Servers) != 2 || !ls.Servers[0].HasKey || ls.Servers[0].HasPassword || ls.Servers[0].Auth() != "key" ||
+		ls.Servers[1].ID != pwReg.ID || ls.Servers[1].HasKey || !ls.Servers[1].HasPassword || ls.Servers[1].Auth() != "password" ||
+		ls.Servers[1].Name != "server-"+pwReg.ID || ls.Servers[1].Port != 22 {
+		t.Errorf("server list: %+v", ls)
+	}
+
+	// DELETE: gone from the list and from the internal API; 404 after.
+	e.must(200, "DELETE", "/api/dev/servers/"+pwReg.ID, "", nil)
+	for _, p := range []string{"/api/internal/servers/" + pwReg.ID, "/api/internal/servers/" + pwReg.ID + "/credentials"} {
+		if code, _ := e.call("GET", p, "a", nil); code != 404 {
+			t.Errorf("GET %s of a removed server: %d", p, code)
+		}
+	}
+	for _, id := range []string{pwReg.ID, "999", "web-1"} {
+		if code, b := e.call("DELETE", "/api/dev/servers/"+id, "", nil); code != 404 || !strings.Contains(string(b), "Server not found") {
+			t.Errorf("DELETE server %s: %d %s", id, code, b)
+		}
+	}
+	decode(t, e.must(200, "GET", "/api/dev/servers", "", nil), &ls)
+	if ls.Count != 1 || ls.Servers[0].ID != reg.ID {
+		t.Errorf("after rm: %+v", ls)
+	}
+	// A new server never reuses a removed one's id.
+	var again struct{ ID string }
+	decode(t, e.must(201, "POST", "/api/dev/servers", "", map[string]any{"host": "h", "username": "u", "password": "p"}), &again)
+	if again.ID != "3" {
+		t.Errorf("next id %q, want 3", again.ID)
+	}
+	// Servers survive a restart.
+	e.reopen()
+	decode(t, e.must(200, "GET", "/api/dev/servers", "", nil), &ls)
+	if ls.Count != 2 || ls.Servers[0].ID != "1" || ls.Servers[1].ID != "3" {
+		t.Errorf("after reopen: %+v", ls)
+	}
+}
+
+func TestServerAddValidation(t *testing.T) {
+	e := newTestEnv(t)
+	key := testPrivateKey(t)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	encBlk, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	encrypted := string(pem.EncodeToMemory(encBlk))
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(ecKey)
+	pkcs8 := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	pubOnly := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJhXbWk145AFc+0kFMuwXPSRNj46jfREFJzCQlZM5N9b test\n"
+
+	ok := map[string]any{"host": "127.0.0.1", "username": "deploy", "privateKey": key}
+	with := func(kv ...any) map[string]any {
+		m := map[string]any{}
+		for k, v := range ok {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == nil {
+				delete(m, kv[i].(string))
+			} else {
+				m[kv[i].(string)] = kv[i+1]
+			}
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		body any
+		want string // a fragment of the 400's error; "" for a 201
+	}{
+		{"key", ok, ""},
+		{"password", with("privateKey", nil, "password", "pw"), ""},
+		{"PKCS#8 EC key", with("privateKey", pkcs8), ""},
+		{"given id", with("id", "42"), ""},
+		{"no host", with("host", nil), "host is required"},
+		{"blank host", with("host", "  "), "host is required"},
+		{"host with a blank", with("host", "a b"), "host must not hold blanks"},
+		{"no username", with("username", nil), "username is required"},
+		{"port too high", with("port", 65536), "port must be between 1 and 65535, got 65536"},
+		{"negative port", with("port", -1), "port must be between 1 and 65535, got -1"},
+		{"port as text", with("port", "22"), "invalid body"},
+		{"no secret", with("privateKey", nil), "privateKey or password is required"},
+		{"both secrets", with("password", "pw"), "give privateKey or password, not both"},
+		{"not a key", with("privateKey", "KEY"), "privateKey: not a private key (ssh: no key found)"},
+		{"a public key", with("privateKey", pubOnly), "privateKey: not a private key"},
+		{"encrypted key", with("privateKey", encrypted), "privateKey: protected by a passphrase"},
+		{"id not a number", with("id", "web-1"), `id must be a positive integer`},
+		{"id zero", with("id", "0"), `id must be a positive integer`},
+		{"name with a control character", with("name", "a\x1b[2Jb"), "name must not hold control characters"},
+		{"everything missing", map[string]any{"port": 70000}, "host is required; port must be between 1 and 65535, got 70000; username is required; privateKey or password is required"},
+		{"not JSON", "{", "invalid body"},
+		{"no body", "", "request body required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := e.call("POST", "/api/dev/servers", "", tc.body)
+			if tc.want == "" {
+				if code != 201 {
+					t.Errorf("%d %s", code, body)
+				}
+				return
+			}
+			var out struct{ Error string }
+			decode(t, body, &out)
+			if code != 400 || !strings.Contains(out.Error, tc.want) {
+				t.Errorf("%d %q, want 400 and %q", code, out.Error, tc.want)
+			}
+			if strings.Contains(out.Error, "BEGIN") || strings.Contains(out.Error, "pw") && tc.name != "both secrets" {
+				t.Errorf("the error quotes a secret: %q", out.Error)
+			}
+		})
+	}
+	// The given id was kept; posting it again replaces that server.
+	e.must(201, "POST", "/api/dev/servers", "", with("id", "42", "name", "replaced", "privateKey", nil, "password", "pw2"))
+	var ls struct{ Servers []ServerView }
+	decode(t, e.must(200, "GET", "/api/dev/servers", "", nil), &ls)
+	var ids []string
+	for _, s := range ls.Servers {
+		ids = append(ids, s.ID)
+	}
+	if !slices.Equal(ids, []string{"1", "2", "3", "42"}) || ls.Servers[3].Name != "replaced" || !ls.Servers[3].HasPassword || ls.Servers[3].HasKey {
+		t.Errorf("servers %v: %+v", ids, ls.Servers)
+	}
+}
+
+// claimDecoded claims every queued job and decodes the batch as the agent
+// does.
+func (e *testEnv) claimDecoded() map[string]*api.Job {
+	e.t.Helper()
+	body := e.must(200, "GET", "/api/internal/jobs/queue?batchSize=50&jobTypes=SCRIPT", "agent-ssh", nil)
+	items, err := api.DecodeQueue(body, api.DecodeOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string]*api.Job{}
+	for _, it := range items {
+		if it.Err != nil {
+			e.t.Fatalf("job %s: %v", it.ID, it.Err)
+		}
+		out[it.ID] = it.Job
+	}
+	return out
+}
+
+// keyShape is the set of keys of a JSON object, and of its objects and
+// arrays' objects, as "path.key" (array elements as "path[]").
+func keyShape(t *testing.T, raw []byte) []string {
+	t.Helper()
+	var v any
+	decode(t, raw, &v)
+	var out []string
+	var walk func(p string, v any)
+	walk = func(p string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if p == ".execution.environment" {
+				return // names of the job's own
+			}
+			for k, c := range x {
+				out = append(out, p+"."+k)
+				walk(p+"."+k, c)
+			}
+		case []any:
+			for _, c := range x {
+				walk(p+"[]", c)
+			}
+		}
+	}
+	walk("", v)
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+func TestSSHJobs(t *testing.T) {
+	e := newTestEnv(t)
+	key := testPrivateKey(t)
+	var a, b struct{ ID string }
+	decode(t, e.must(201, "POST", "/api/dev/servers", "", map[string]any{"name": "ssh-key server", "host": "127.0.0.1", "port": 57827, "username": "cronium-remote", "privateKey": key}), &a)
+	decode(t, e.must(201, "POST", "/api/dev/servers", "", map[string]any{"name": "ssh-password server", "host": "127.0.0.1", "port": 57827, "username": "cronium-remote", "password": "cronium-remote-pw"}), &b)
+	srvA := api.Server{ID: a.ID, Name: "ssh-key server", Host: "127.0.0.1", Port: 57827, Username: "cronium-remote", PrivateKey: key}
+	srvB := api.Server{ID: b.ID, Name: "ssh-password server", Host: "127.0.0.1", Port: 57827, Username: "cronium-remote", Password: "cronium-remote-pw"}
+
+	one := e.submit(SubmitRequest{Runtime: "bash", Script: "hostname", Env: map[string]string{"G": "hi"}, ServerIDs: []string{a.ID}})
+	legacy := e.submit(SubmitRequest{Runtime: "bash", Script: "hostname", ServerID: a.ID})
+	two := e.submit(SubmitRequest{Runtime: "python", Script: "print(1)", ServerIDs: []string{a.ID, b.ID}})
+	reversed := e.submit(SubmitRequest{Runtime: "bash", Script: "true", ServerIDs: []string{b.ID, a.ID}})
+	omitted := e.submit(SubmitRequest{Runtime: "bash", Script: "true", ServerIDs: []string{a.ID, b.ID}, OmitServerDetails: true})
+	omittedOne := e.submit(SubmitRequest{Runtime: "bash", Script: "true", ServerIDs: []string{b.ID}, OmitServerDetails: true})
+
+	// The wire jobs have the deployed backend's shape (queue-deployed-ssh.json):
+	// the same keys at every level, single- and multi-server.
+	var fx struct{ Jobs []json.RawMessage }
+	decode(t, contracttest.Fixture(t, "queue-deployed-ssh.json"), &fx)
+	for id, want := range map[string]json.RawMessage{one: fx.Jobs[0], two: fx.Jobs[1]} {
+		got := keyShape(t, e.job(id).Job)
+		if w := keyShape(t, want); !slices.Equal(got, w) {
+			t.Errorf("job %s has the keys\n%v\nthe deployed backend's have\n%v", id, got, w)
+		}
+	}
+
+	jobs := e.claimDecoded()
+	if len(jobs) != 6 {
+		t.Fatalf("claimed %d jobs", len(jobs))
+	}
+	for _, id := range []string{one, legacy} {
+		j := jobs[id]
+		if j.Type != api.WireSSH || j.Target.Type != "server" || j.Target.ServerID != a.ID || j.Target.Server == nil || *j.Target.Server != srvA {
+			t.Errorf("%s: %+v target %+v", id, j, j.Target)
+		}
+		md := j.Metadata
+		if md.MultiServer || md.Servers != nil || md.Raw["serverId"] != a.ID || md.Raw["eventVersion"] != 1.0 || md.EventID == "" {
+			t.Errorf("%s: metadata %+v", id, md)
+		}
+		if _, isText := md.Raw["eventId"].(string); !isText {
+			t.Errorf("%s: eventId %v, want a string as the deployed backend sends", id, md.Raw["eventId"])
+		}
+		for _, k := range []string{"servers", "multiServer", "serverCount"} {
+			if _, ok := md.Raw[k]; ok {
+				t.Errorf("%s: a single-server job has metadata.%s", id, k)
+			}
+		}
+	}
+	if env := jobs[one].Environment; env["G"] != "hi" || jobs[one].Script.Runtime != api.RuntimeBash {
+		t.Errorf("one: %+v", jobs[one])
+	}
+	for _, tc := range []struct {
+		id      string
+		first   api.Server
+		servers []api.Server
+		details bool
+	}{
+		{two, srvA, []api.Server{srvA, srvB}, true},
+		{reversed, srvB, []api.Server{srvB, srvA}, true},
+		{omitted, srvA, []api.Server{srvA, srvB}, false},
+	} {
+		j := jobs[tc.id]
+		md := j.Metadata
+		if j.Type != api.WireSSH || j.Target.ServerID != tc.first.ID || !md.MultiServer || !slices.Equal(md.Servers, tc.servers) ||
+			md.Raw["serverCount"] != 2.0 || md.Raw["serverId"] != tc.first.ID {
+			t.Errorf("%s: target %+v metadata %+v", tc.id, j.Target, md)
+		}
+		switch {
+		case tc.details && (j.Target.Server == nil || *j.Target.Server != tc.first):
+			t.Errorf("%s: serverDetails %+v, want the first server", tc.id, j.Target.Server)
+		case !tc.details && j.Target.Server != nil:
+			t.Errorf("%s: serverDetails sent with OmitServerDetails", tc.id)
+		}
+	}
+	if j := jobs[omittedOne]; j.Target.ServerID != b.ID || j.Target.Server != nil || j.Metadata.Servers != nil {
+		t.Errorf("omitted one: %+v %+v", j.Target, j.Metadata)
+	}
+	// The key is sent byte for byte, trailing newline included.
+	if wire := string(e.job(one).Job); !strings.HasSuffix(key, "\n") || !strings.Contains(wire, `"privateKey":`+strconv.Quote(key)+"}") {
+		t.Errorf("key changed on the way: %s", wire)
+	}
+}
+
+func TestSSHJobRefusals(t *testing.T) {
+	e := newTestEnv(t)
+	var a struct{ ID string }
+	decode(t, e.must(201, "POST", "/api/dev/servers", "", map[string]any{"host": "h", "username": "u", "password": "p"}), &a)
+	for _, tc := range []struct {
+		name string
+		req  SubmitRequest
+		want string
+	}{
+		{"unknown id", SubmitRequest{Script: "true", ServerIDs: []string{a.ID, "99"}}, "server 99 is not registered"},
+		{"unknown ids", SubmitRequest{Script: "true", ServerIDs: []string{"98", a.ID, "99"}}, "servers 98, 99 are not registered"},
+		{"unknown legacy id", SubmitRequest{Script: "true", ServerID: "97"}, "server 97 is not registered"},
+		{"unknown id without details", SubmitRequest{Script: "true", ServerID: "96", OmitServerDetails: true}, "server 96 is not registered"},
+		{"both fields", SubmitRequest{Script: "true", ServerID: a.ID, ServerIDs: []string{a.ID}}, "give serverId or serverIds, not both"},
+		{"twice", SubmitRequest{Script: "true", ServerIDs: []string{a.ID, a.ID}}, "server " + a.ID + " is named twice"},
+		{"empty id", SubmitRequest{Script: "true", ServerIDs: []string{a.ID, " "}}, "empty id"},
+		{"HTTP job", SubmitRequest{Type: "HTTP_REQUEST", HTTP: &HTTPSpec{URL: "http://x.test/"}, ServerIDs: []string{a.ID}}, "servers apply to SCRIPT jobs only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := e.call("POST", "/api/dev/jobs", "", tc.req)
+			var out struct{ Error string }
+			decode(t, body, &out)
+			if code != 400 || !strings.Contains(out.Error, tc.want) {
+				t.Errorf("%d %q, want 400 and %q", code, out.Error, tc.want)
+			}
+		})
+	}
+	if st := e.claim("a", "batchSize=10"); len(st) != 0 {
+		t.Errorf("refused jobs were queued: %v", st)
 	}
 }
 

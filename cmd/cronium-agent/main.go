@@ -55,6 +55,7 @@ func commands() []subcommand {
 		{"backend", "alias of cronium-backend (the development backend: serve, submit, jobs, show, logs, cancel), kept for one release", runBackend},
 		{"images", "import and list runtime images (images import ARCHIVE..., images list)", runImages},
 		{"gc", "remove containers, snapshots, files and cgroups no run owns", runGC},
+		{"ssh", "trust and list the host keys of SSH jobs' servers (ssh trust HOST[:PORT] [--yes] [--replace], ssh known [--json])", runSSH},
 		{"version", "print the version", runVersion},
 		{"shim-logger", "(internal) capture a container's output; started by the containerd shim", runShimLogger},
 	}

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -33,6 +34,37 @@ type Config struct {
 	Backend    Backend    `yaml:"backend"`
 	Journal    Journal    `yaml:"journal"`
 	Admin      Admin      `yaml:"admin"`
+	SSH        SSH        `yaml:"ssh"`
+}
+
+// SSH configures the connections to the servers jobs run on over SSH.
+type SSH struct {
+	KnownHosts         string   `yaml:"knownHosts" doc:"The agent's known_hosts file (OpenSSH format; mode 0600). Empty means known_hosts in state.dir."`
+	HostKeyPolicy      string   `yaml:"hostKeyPolicy" doc:"What a connection to a server whose host key is unknown does: tofu records the key on first use (logged) and goes on; strict refuses until cronium-agent ssh trust records it. A changed key is refused either way."`
+	SystemKnownHosts   string   `yaml:"systemKnownHosts" doc:"A known_hosts file consulted too, never written; empty consults none."`
+	DialTimeout        Duration `yaml:"dialTimeout" doc:"Bound on connecting to a server, SSH handshake and login included."`
+	KeepaliveInterval  Duration `yaml:"keepaliveInterval" doc:"Period of the keepalives on each connection; one unanswered within it closes the connection. 0 sends none."`
+	IdleTimeout        Duration `yaml:"idleTimeout" doc:"Pooled connections no job used for this long are closed."`
+	MaxConnsPerServer  int      `yaml:"maxConnsPerServer" doc:"Connections kept open to one server (per user and credentials)."`
+	MaxSessionsPerConn int      `yaml:"maxSessionsPerConn" doc:"Jobs sharing one connection at once (sessions are multiplexed on it; sshd's MaxSessions defaults to 10)."`
+	MaxParallelServers int      `yaml:"maxParallelServers" doc:"Servers a multi-server job runs on at once."`
+	BreakerFailures    int      `yaml:"breakerFailures" doc:"Failed connection attempts in a row that open a server's circuit breaker: its jobs then fail at once, without trying, for breakerCooldown."`
+	BreakerCooldown    Duration `yaml:"breakerCooldown" doc:"How long an open circuit breaker fails a server's jobs before a connection is tried again."`
+}
+
+// SSH host key policies (ssh.hostKeyPolicy).
+const (
+	HostKeyPolicyTOFU   = "tofu"
+	HostKeyPolicyStrict = "strict"
+)
+
+// KnownHostsPath is the agent's known_hosts file: ssh.knownHosts, or
+// known_hosts in state.dir.
+func (c Config) KnownHostsPath() string {
+	if c.SSH.KnownHosts != "" {
+		return c.SSH.KnownHosts
+	}
+	return filepath.Join(c.State.Dir, "known_hosts")
 }
 
 // Journal configures the on-disk journal every fact about a run goes
@@ -174,6 +206,18 @@ func Default() Config {
 		},
 		Journal: Journal{Budget: 1 * GiB, SyncConcurrency: 4, Retain: Duration(24 * time.Hour)},
 		Admin:   Admin{Socket: "/run/cronium-agent/admin.sock"},
+		SSH: SSH{
+			HostKeyPolicy:      HostKeyPolicyTOFU,
+			SystemKnownHosts:   "/etc/ssh/ssh_known_hosts",
+			DialTimeout:        Duration(10 * time.Second),
+			KeepaliveInterval:  Duration(15 * time.Second),
+			IdleTimeout:        Duration(5 * time.Minute),
+			MaxConnsPerServer:  4,
+			MaxSessionsPerConn: 8,
+			MaxParallelServers: 8,
+			BreakerFailures:    3,
+			BreakerCooldown:    Duration(30 * time.Second),
+		},
 	}
 }
 
@@ -254,6 +298,15 @@ func (c Config) Validate() error {
 	check(c.Journal.SyncConcurrency > 0, "journal.syncConcurrency must be positive")
 	check(c.Journal.Retain >= 0, "journal.retain is negative")
 	check(c.Admin.Socket != "", "admin.socket is empty")
+	check(c.SSH.HostKeyPolicy == HostKeyPolicyTOFU || c.SSH.HostKeyPolicy == HostKeyPolicyStrict, "ssh.hostKeyPolicy %q: want %s or %s", c.SSH.HostKeyPolicy, HostKeyPolicyTOFU, HostKeyPolicyStrict)
+	check(c.SSH.DialTimeout > 0, "ssh.dialTimeout must be positive")
+	check(c.SSH.KeepaliveInterval >= 0, "ssh.keepaliveInterval is negative")
+	check(c.SSH.IdleTimeout > 0, "ssh.idleTimeout must be positive")
+	check(c.SSH.MaxConnsPerServer > 0, "ssh.maxConnsPerServer must be positive")
+	check(c.SSH.MaxSessionsPerConn > 0, "ssh.maxSessionsPerConn must be positive")
+	check(c.SSH.MaxParallelServers > 0, "ssh.maxParallelServers must be positive")
+	check(c.SSH.BreakerFailures > 0, "ssh.breakerFailures must be positive")
+	check(c.SSH.BreakerCooldown > 0, "ssh.breakerCooldown must be positive")
 	if c.Backend.EnvEncryptionKey != "" {
 		if b, err := hex.DecodeString(c.Backend.EnvEncryptionKey); err != nil || len(b) != 32 {
 			errs = append(errs, errors.New("backend.envEncryptionKey must be 64 hex characters (a 32-byte AES key)"))

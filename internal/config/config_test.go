@@ -18,6 +18,8 @@ func TestEnvName(t *testing.T) {
 		{[]string{"jobs", "defaultTimeout"}, "CRONIUM_JOBS_DEFAULT_TIMEOUT"},
 		{[]string{"userns", "hostUID"}, "CRONIUM_USERNS_HOST_UID"},
 		{[]string{"registry", "plainHTTP"}, "CRONIUM_REGISTRY_PLAIN_HTTP"},
+		{[]string{"ssh", "knownHosts"}, "CRONIUM_SSH_KNOWN_HOSTS"},
+		{[]string{"ssh", "maxConnsPerServer"}, "CRONIUM_SSH_MAX_CONNS_PER_SERVER"},
 	} {
 		if got := EnvName(tc.path...); got != tc.want {
 			t.Errorf("EnvName(%v) = %s, want %s", tc.path, got, tc.want)
@@ -94,6 +96,32 @@ func TestLoad(t *testing.T) {
 				t.Errorf("%s %s", c.Jobs.PollInterval, c.Jobs.PollMaxInterval)
 			}
 		}},
+		{name: "ssh defaults", check: func(t *testing.T, c Config) {
+			want := SSH{HostKeyPolicy: "tofu", SystemKnownHosts: "/etc/ssh/ssh_known_hosts", DialTimeout: Duration(10 * time.Second),
+				KeepaliveInterval: Duration(15 * time.Second), IdleTimeout: Duration(5 * time.Minute), MaxConnsPerServer: 4, MaxSessionsPerConn: 8,
+				MaxParallelServers: 8, BreakerFailures: 3, BreakerCooldown: Duration(30 * time.Second)}
+			if c.SSH != want {
+				t.Errorf("ssh %+v, want %+v", c.SSH, want)
+			}
+			if got := c.KnownHostsPath(); got != "/var/lib/cronium-agent/known_hosts" {
+				t.Errorf("KnownHostsPath() = %s", got)
+			}
+		}},
+		{name: "ssh from file and environment", file: "state:\n  dir: /s\nssh:\n  hostKeyPolicy: strict\n  keepaliveInterval: 0\n  systemKnownHosts: \"\"\n",
+			env: []string{"CRONIUM_SSH_KNOWN_HOSTS=/etc/cronium/known_hosts", "CRONIUM_SSH_MAX_PARALLEL_SERVERS=2", "CRONIUM_SSH_BREAKER_COOLDOWN=1m"}, check: func(t *testing.T, c Config) {
+				if c.SSH.HostKeyPolicy != "strict" || c.SSH.KeepaliveInterval != 0 || c.SSH.SystemKnownHosts != "" || c.SSH.MaxParallelServers != 2 ||
+					c.SSH.BreakerCooldown != Duration(time.Minute) || c.KnownHostsPath() != "/etc/cronium/known_hosts" {
+					t.Errorf("ssh not applied: %+v", c.SSH)
+				}
+			}},
+		{name: "state dir holds known_hosts", env: []string{"CRONIUM_STATE_DIR=/s"}, check: func(t *testing.T, c Config) {
+			if got := c.KnownHostsPath(); got != "/s/known_hosts" {
+				t.Errorf("KnownHostsPath() = %s", got)
+			}
+		}},
+		{name: "bad host key policy", env: []string{"CRONIUM_SSH_HOST_KEY_POLICY=ask"}, wantErr: `ssh.hostKeyPolicy "ask": want tofu or strict`},
+		{name: "bad ssh dial timeout", file: "ssh:\n  dialTimeout: 0\n", wantErr: "ssh.dialTimeout must be positive"},
+		{name: "bad ssh limit", env: []string{"CRONIUM_SSH_MAX_SESSIONS_PER_CONN=0"}, wantErr: "ssh.maxSessionsPerConn must be positive"},
 		{name: "bad encryption key", env: []string{"CRONIUM_ENV_ENCRYPTION_KEY=xyz"}, wantErr: "backend.envEncryptionKey must be 64 hex characters"},
 		{name: "unknown key refused", file: "containerd:\n  adress: x\n", wantErr: "adress"},
 		{name: "bad size", file: "resources:\n  defaults:\n    memory: 12parsecs\n", wantErr: "invalid size"},

@@ -42,7 +42,7 @@ func TestPackagedExampleIsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := Default(); loaded.Containerd != d.Containerd || loaded.Resources != d.Resources || loaded.Jobs != d.Jobs || loaded.UserNS != d.UserNS || loaded.Runtimes != d.Runtimes {
+	if d := Default(); loaded.Containerd != d.Containerd || loaded.Resources != d.Resources || loaded.Jobs != d.Jobs || loaded.UserNS != d.UserNS || loaded.Runtimes != d.Runtimes || loaded.SSH != d.SSH {
 		t.Errorf("example loads to %+v, want the defaults", loaded)
 	}
 }

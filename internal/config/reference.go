@@ -26,6 +26,7 @@ func Reference() ([]byte, error) {
 		"backend":    "The Cronium backend's internal API.",
 		"journal":    "The on-disk journal every fact about a run goes through before the backend hears of it.",
 		"admin":      "The local inspection socket.",
+		"ssh":        "Connections to the servers jobs run on over SSH: host key checking (see [operations](operations.md#ssh-host-keys)), the pool of connections and the per-server circuit breaker.",
 	}
 	def := reflect.ValueOf(Default())
 	var b bytes.Buffer

@@ -405,7 +405,7 @@ func (s *Syncer) deliver(ctx context.Context, jobID string, logs *state.LogReade
 	case state.KindExecution:
 		var p state.ExecutionItem
 		if err = decode(it, &p); err == nil {
-			err = s.be.CreateExecution(cctx, p.ExecutionID, api.CreateExecution{JobID: p.JobID})
+			err = s.be.CreateExecution(cctx, p.ExecutionID, api.CreateExecution{JobID: p.JobID, ServerID: p.ServerID, ServerName: p.ServerName})
 		}
 	case state.KindExecutionUpdate:
 		var p state.ExecutionUpdateItem

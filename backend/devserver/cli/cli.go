@@ -1,6 +1,6 @@
 // Package cli is the command line of the development backend: `serve`,
 // which runs it, and the operator commands that speak to it (submit, jobs,
-// show, logs, cancel). It is a library so that two binaries can run it:
+// show, logs, cancel, servers). It is a library so that two binaries can run it:
 // cronium-backend, and cronium-agent, whose `backend` command is an alias
 // kept for one release.
 package cli
@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 
 	"github.com/cronium/cronium-agent/backend/devserver"
 	"github.com/cronium/cronium-agent/internal/command"
@@ -42,13 +43,17 @@ type Program struct {
 	Version string
 	// Note is a paragraph printed at the end of the usage.
 	Note string
+	// Stdin is what `servers add --password-stdin` reads; nil means
+	// os.Stdin.
+	Stdin io.Reader
 }
 
 // session is one run of a command: the program's name, for its messages,
 // and its streams.
 type session struct {
 	command.Env
-	prog string
+	prog  string
+	stdin io.Reader
 }
 
 type subcommand struct {
@@ -64,6 +69,7 @@ func subcommands(p Program) []subcommand {
 		{"show", "JOB [--json] [--raw]", "show a job: status, exit code, output, condition, timings", runShow},
 		{"logs", "JOB [-f] [--raw]", "print a job's live log lines (-f: follow until it ends)", runLogs},
 		{"cancel", "JOB", "cancel a job (a running one stops at its agent's next heartbeat)", runCancel},
+		{"servers", "(add ... | list | rm ID)", "register, list and remove the SSH servers of `submit --server`", runServers},
 	}
 	if p.Version != "" {
 		subs = append(subs, subcommand{"version", "", "print the version", func(_ context.Context, s session, _ []string) error {
@@ -85,9 +91,13 @@ func Main(ctx context.Context, env command.Env, p Program, args []string) int {
 		}
 		return 0
 	}
+	stdin := p.Stdin
+	if stdin == nil {
+		stdin = os.Stdin
+	}
 	for _, c := range subcommands(p) {
 		if c.name == args[0] {
-			return command.Exit(env.Stderr, p.Name+" "+c.name, c.run(ctx, session{env, p.Name}, args[1:]))
+			return command.Exit(env.Stderr, p.Name+" "+c.name, c.run(ctx, session{env, p.Name, stdin}, args[1:]))
 		}
 	}
 	fmt.Fprintf(env.Stderr, "%s: unknown command %q\n", p.Name, args[0])

@@ -3,18 +3,27 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/backend/devserver"
 	"github.com/cronium/cronium-agent/internal/command"
 	"github.com/cronium/cronium-agent/internal/testenv"
@@ -42,11 +51,19 @@ type cliResult struct {
 	stdout, stderr string
 }
 
-// runCLI runs `cronium-backend ARGS` in-process with this environment.
+// runCLI runs `cronium-backend ARGS` in-process with this environment and
+// an empty standard input.
 func runCLI(ctx context.Context, environ []string, args ...string) cliResult {
+	return runCLIStdin(ctx, environ, "", args...)
+}
+
+// runCLIStdin is runCLI with stdin as the standard input.
+func runCLIStdin(ctx context.Context, environ []string, stdin string, args ...string) cliResult {
 	var out, errb testenv.Buffer
 	env := command.Env{Stdout: &out, Stderr: &errb, Environ: environ, Log: slog.New(slog.DiscardHandler)}
-	code := Main(ctx, env, testProgram, args)
+	p := testProgram
+	p.Stdin = strings.NewReader(stdin)
+	code := Main(ctx, env, p, args)
 	return cliResult{code, out.String(), errb.String()}
 }
 
@@ -387,5 +404,169 @@ func TestCheckLoopback(t *testing.T) {
 		if err := checkLoopback(addr); (err == nil) != ok {
 			t.Errorf("checkLoopback(%q) = %v", addr, err)
 		}
+	}
+}
+
+// writeTestKey writes a fresh unencrypted OpenSSH ed25519 key to a file and
+// returns its path and text.
+func writeTestKey(t *testing.T) (path, key string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, err := ssh.MarshalPrivateKey(priv, "cli test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key = string(pem.EncodeToMemory(blk))
+	path = filepath.Join(t.TempDir(), "id_ed25519")
+	if err := os.WriteFile(path, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, key
+}
+
+// queuedJob decodes a job's wire form as the agent decodes a claimed batch.
+func queuedJob(t *testing.T, c *devserver.DevClient, id string) *api.Job {
+	t.Helper()
+	v, err := c.Job(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := api.DecodeQueue([]byte(`{"jobs":[`+string(v.Job)+`]}`), api.DecodeOptions{})
+	if err != nil || len(items) != 1 || items[0].Err != nil {
+		t.Fatalf("decode %s: %v %+v", v.Job, err, items)
+	}
+	return items[0].Job
+}
+
+func TestBackendServers(t *testing.T) {
+	ts := cliDevBackend(t)
+	c, _ := devserver.NewDevClient(ts.URL, cliDevToken)
+	env := []string{"CRONIUM_BACKEND_URL=" + ts.URL, "CRONIUM_BACKEND_TOKEN=" + cliDevToken}
+	keyFile, key := writeTestKey(t)
+	const password = "pw-from-stdin-Q7"
+
+	r := runBackendCLI(t, ts.URL, "servers", "add", "--name", "web-1", "--host", "127.0.0.1", "--port", "2222", "--user", "deploy", "--key", keyFile)
+	if r.code != 0 || r.stdout != "1\n" || r.stderr != "" {
+		t.Fatalf("servers add --key: %+v", r)
+	}
+	r = runCLIStdin(context.Background(), env, password+"\n", "servers", "add", "--name", "web-2", "--host", "::1", "--user", "ops", "--password-stdin")
+	if r.code != 0 || r.stdout != "2\n" {
+		t.Fatalf("servers add --password-stdin: %+v", r)
+	}
+	// What was registered is what the agent gets: the key byte for byte,
+	// the password without its line end.
+	web1 := api.Server{ID: "1", Name: "web-1", Host: "127.0.0.1", Port: 2222, Username: "deploy", PrivateKey: key}
+	web2 := api.Server{ID: "2", Name: "web-2", Host: "::1", Port: 22, Username: "ops", Password: password}
+
+	// list: a table and JSON, never a secret.
+	r = runBackendCLI(t, ts.URL, "servers", "list")
+	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	if r.code != 0 || len(lines) != 3 ||
+		!regexp.MustCompile(`^ID +NAME +ADDRESS +AUTH$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^1 +web-1 +deploy@127\.0\.0\.1:2222 +key$`).MatchString(lines[1]) ||
+		!regexp.MustCompile(`^2 +web-2 +ops@\[::1\]:22 +password$`).MatchString(lines[2]) {
+		t.Errorf("servers list: %+v", r)
+	}
+	rj := runBackendCLI(t, ts.URL, "servers", "list", "--json")
+	var views []devserver.ServerView
+	if err := json.Unmarshal([]byte(rj.stdout), &views); err != nil || len(views) != 2 || !views[0].HasKey || !views[1].HasPassword {
+		t.Errorf("servers list --json: %v %+v", err, rj)
+	}
+	for _, out := range []cliResult{r, rj} {
+		for _, secret := range []string{key, password, "PRIVATE KEY", strings.Split(key, "\n")[1]} {
+			if strings.Contains(out.stdout+out.stderr, secret) {
+				t.Errorf("servers list shows %.40q:\n%s", secret, out.stdout)
+			}
+		}
+	}
+
+	// submit --server: one server, then two.
+	r = runBackendCLI(t, ts.URL, "submit", "-c", "hostname", "--server", "1")
+	if r.code != 0 {
+		t.Fatalf("submit --server 1: %+v", r)
+	}
+	j := queuedJob(t, c, strings.TrimSpace(r.stdout))
+	if j.Type != api.WireSSH || j.Target.Type != "server" || j.Target.ServerID != "1" || j.Target.Server == nil || *j.Target.Server != web1 ||
+		j.Metadata.MultiServer || j.Metadata.Servers != nil || j.Script.Content != "hostname" {
+		t.Errorf("one-server job: target %+v metadata %+v", j.Target, j.Metadata)
+	}
+	r = runBackendCLI(t, ts.URL, "submit", "--runtime", "python", "-c", "print(1)", "--server", "1, 2")
+	if r.code != 0 {
+		t.Fatalf("submit --server 1,2: %+v", r)
+	}
+	j = queuedJob(t, c, strings.TrimSpace(r.stdout))
+	if j.Type != api.WireSSH || j.Target.ServerID != "1" || j.Target.Server == nil || *j.Target.Server != web1 ||
+		!j.Metadata.MultiServer || !slices.Equal(j.Metadata.Servers, []api.Server{web1, web2}) || j.Metadata.Raw["serverCount"] != 2.0 {
+		t.Errorf("two-server job: target %+v metadata %+v", j.Target, j.Metadata)
+	}
+
+	// rm
+	r = runBackendCLI(t, ts.URL, "servers", "rm", "2")
+	if r.code != 0 || r.stdout != "server 2 removed\n" {
+		t.Errorf("servers rm: %+v", r)
+	}
+	r = runBackendCLI(t, ts.URL, "servers", "rm", "2")
+	if r.code != 1 || !strings.Contains(r.stderr, "Server not found") {
+		t.Errorf("servers rm again: %+v", r)
+	}
+	r = runBackendCLI(t, ts.URL, "submit", "-c", "true", "--server", "1,2")
+	if r.code != 1 || !strings.Contains(r.stderr, "server 2 is not registered") {
+		t.Errorf("submit to a removed server: %+v", r)
+	}
+	if r = runBackendCLI(t, ts.URL, "servers", "list"); r.code != 0 || strings.Count(r.stdout, "\n") != 2 || strings.Contains(r.stdout, "web-2") {
+		t.Errorf("servers list after rm: %+v", r)
+	}
+}
+
+func TestBackendServersErrors(t *testing.T) {
+	ts := cliDevBackend(t)
+	env := []string{"CRONIUM_BACKEND_URL=" + ts.URL, "CRONIUM_BACKEND_TOKEN=" + cliDevToken}
+	keyFile, _ := writeTestKey(t)
+	notKey := filepath.Join(t.TempDir(), "notakey")
+	os.WriteFile(notKey, []byte("hello\n"), 0o600)
+	add := func(extra ...string) []string {
+		return append([]string{"servers", "add", "--name", "n", "--host", "h", "--user", "u"}, extra...)
+	}
+	for _, tc := range []struct {
+		name   string
+		stdin  string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"no subcommand", "", []string{"servers"}, 2, "usage: cronium-backend servers <command>"},
+		{"help", "", []string{"servers", "-h"}, 0, "  add  --name N --host H [--port P] --user U (--key FILE | --password-stdin)"},
+		{"add help", "", []string{"servers", "add", "-h"}, 0, "-password-stdin"},
+		{"unknown subcommand", "", []string{"servers", "frob"}, 2, `unknown command "frob"`},
+		{"missing fields", "", []string{"servers", "add", "--key", keyFile}, 2, "missing --name, --host, --user"},
+		{"no secret", "", add(), 2, "exactly one of --key FILE or --password-stdin"},
+		{"both secrets", "pw\n", add("--key", keyFile, "--password-stdin"), 2, "exactly one of"},
+		{"password as a flag", "", add("--password", "pw"), 2, "flag provided but not defined: -password"},
+		{"bad port", "", add("--key", keyFile, "--port", "0"), 2, "--port must be between 1 and 65535, got 0"},
+		{"no key file", "", add("--key", filepath.Join(t.TempDir(), "none")), 2, "--key: open"},
+		{"not a key", "", add("--key", notKey), 2, "--key " + notKey + ": not a private key"},
+		{"empty stdin", "", add("--password-stdin"), 2, "standard input held no password"},
+		{"two lines", "a\nb\n", add("--password-stdin"), 2, "more than one line"},
+		{"backend refuses", "pw\n", []string{"servers", "add", "--name", "n", "--host", "a b", "--user", "u", "--password-stdin"}, 1, "host must not hold blanks"},
+		{"rm without id", "", []string{"servers", "rm"}, 2, "missing ID (see cronium-backend servers rm -h)"},
+		{"rm unknown", "", []string{"servers", "rm", "42"}, 1, "Server not found (DELETE /api/dev/servers/42)"},
+		{"list extra argument", "", []string{"servers", "list", "x"}, 2, `unexpected argument "x"`},
+		{"submit to an unknown server", "", []string{"submit", "-c", "true", "--server", "99"}, 1, "server 99 is not registered"},
+		{"submit --server with --raw", "", []string{"submit", "--raw", keyFile, "--server", "1"}, 2, "--server applies to script jobs, not to --raw"},
+		{"submit empty server id", "", []string{"submit", "-c", "true", "--server", "1,,2"}, 2, "without empty ids"},
+		{"top-level help lists servers", "", []string{"--help"}, 0, "  servers (add ... | list | rm ID)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCLIStdin(context.Background(), env, tc.stdin, tc.args...)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", r.code, r.stderr, tc.code, tc.stderr)
+			}
+		})
+	}
+	if r := runBackendCLI(t, ts.URL, "servers", "list"); r.stdout != "ID  NAME  ADDRESS  AUTH\n" {
+		t.Errorf("a refused add registered something: %+v", r)
 	}
 }

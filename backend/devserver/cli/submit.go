@@ -32,7 +32,7 @@ func runSubmit(ctx context.Context, s session, args []string) error {
 	priority := fs.Int("priority", 0, "priority (higher runs first)")
 	user := fs.String("user", "", "user id (variables are per user)")
 	name := fs.String("name", "", "event name")
-	server := fs.String("server", "", "run over SSH on this registered server id")
+	server := fs.String("server", "", "run the script over SSH on these registered servers: ID[,ID...] (see servers list); several make a multi-server job")
 	wait := fs.Bool("wait", false, "follow the job's live log until it ends and exit with its exit code")
 	if _, err := s.args(fs, args); err != nil {
 		return err
@@ -45,6 +45,9 @@ func runSubmit(ctx context.Context, s session, args []string) error {
 	}
 	if given != 1 {
 		return command.Usage(errors.New("give exactly one of --file FILE, -c CODE or --raw FILE"))
+	}
+	if *raw != "" && *server != "" {
+		return command.Usage(errors.New("--server applies to script jobs, not to --raw (a wire job names its own target)"))
 	}
 	var req devserver.SubmitRequest
 	if *raw != "" {
@@ -72,7 +75,14 @@ func runSubmit(ctx context.Context, s session, args []string) error {
 			return command.Usage(errors.New("--timeout must not be negative"))
 		}
 		req = devserver.SubmitRequest{
-			Runtime: *rt, Script: script, Env: vars, Priority: *priority, UserID: *user, EventName: *name, ServerID: *server,
+			Runtime: *rt, Script: script, Env: vars, Priority: *priority, UserID: *user, EventName: *name,
+		}
+		if *server != "" {
+			ids, err := serverIDs(*server)
+			if err != nil {
+				return command.Usage(err)
+			}
+			req.ServerIDs = ids
 		}
 		if *input != "" {
 			req.Input = json.RawMessage(*input)

@@ -1,0 +1,243 @@
+package sshexec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cronium/cronium-agent/runner/sshconn"
+)
+
+// The remote side of a run. Everything lives in one work directory,
+// ${TMPDIR:-/tmp}/<run id>, mode 0700:
+//
+//	script.<ext>   the script (0600)
+//	env            its environment, sourced then removed by run.sh (0600)
+//	run.sh         the launcher
+//	lib/           the helpers cronium.sh, cronium.py, cronium.js
+//	out, err       the script's stdout and stderr, as written
+//	pid            the launcher's pid, which is its process group and session
+//	port           the remote port of the runtime API forward
+//	status         the exit status, written (atomically) when the script ends
+//
+// The launcher runs under setsid, detached from every SSH session: the
+// run survives a dropped connection and a restarted agent, which follow
+// out and err from where they stopped.
+
+// workDir is the shell expression of a run's work directory.
+func workDir(runID string) string { return `"${TMPDIR:-/tmp}/` + runID + `"` }
+
+// launcher is run.sh. Its arguments: the script's file name, then the
+// interpreter and its flags. A watchdog ends the run at its timeout (plus
+// a grace) even when the agent cannot reach the server; the agent stops
+// it sooner. Paths into the work directory are made here, where it is
+// known ($TMPDIR is the server's).
+const launcher = `#!/bin/sh
+d=$(cd "$(dirname "$0")" && pwd) || exit 1
+exec >"$d/out" 2>"$d/err" </dev/null
+script=$1
+shift
+set -a
+. "$d/env"
+set +a
+rm -f "$d/env"
+export PYTHONPATH="$d/lib${PYTHONPATH:+:$PYTHONPATH}"
+export NODE_PATH="$d/lib${NODE_PATH:+:$NODE_PATH}"
+export BASH_ENV="$d/lib/cronium.sh"
+if [ -n "$CRONIUM_HELPER_IN_HOME" ]; then
+	export CRONIUM_HELPER="$HOME/$CRONIUM_HELPER_IN_HOME"
+fi
+unset CRONIUM_HELPER_IN_HOME
+if [ -n "$CRONIUM_WATCHDOG" ]; then
+	( sleep "$CRONIUM_WATCHDOG"; kill -TERM -$$; sleep 10; kill -KILL -$$ ) >/dev/null 2>&1 &
+	wd=$!
+fi
+unset CRONIUM_WATCHDOG
+if [ -n "$CRONIUM_WORKDIR" ]; then
+	cd "$CRONIUM_WORKDIR" || { echo "cronium: cannot enter the working directory $CRONIUM_WORKDIR" >&2; echo 1 >"$d/status.tmp"; mv "$d/status.tmp" "$d/status"; exit 1; }
+fi
+unset CRONIUM_WORKDIR
+"$@" "$d/$script"
+code=$?
+[ -n "$wd" ] && kill "$wd" 2>/dev/null
+echo "$code" >"$d/status.tmp" && mv "$d/status.tmp" "$d/status"
+`
+
+// envFile renders env as sh assignments, sorted; names that are not shell
+// identifiers cannot be passed and are returned apart.
+func envFile(env map[string]string) (file []byte, skipped []string) {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b bytes.Buffer
+	for _, k := range keys {
+		if !shellName(k) {
+			skipped = append(skipped, k)
+			continue
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(shellQuote(env[k]))
+		b.WriteByte('\n')
+	}
+	return b.Bytes(), skipped
+}
+
+func shellName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// shellQuote quotes s for sh: single quotes, with ' as '\”.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// upload is one file for the work directory.
+type upload struct {
+	name string
+	data []byte
+	mode string // chmod mode
+}
+
+// uploadScript makes the work directory and writes files into it from
+// stdin (each read by dd to its exact size: nothing secret is on a
+// command line), after checking that the interpreter exists. It prints
+// the machine name, for the helper program's architecture.
+func uploadScript(runID, interpreter string, files []upload) (cmd string, stdin io.Reader) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "command -v %s >/dev/null 2>&1 || { echo 'cronium: %s is not installed on this server (not found in PATH)' >&2; exit 127; }; ", interpreter, interpreter)
+	fmt.Fprintf(&b, "umask 077 && d=%s && mkdir -m 700 \"$d\" && mkdir \"$d/lib\" && cd \"$d\" && : >out && : >err", workDir(runID))
+	var in []io.Reader
+	for _, f := range files {
+		if len(f.data) == 0 {
+			fmt.Fprintf(&b, " && : >%s", f.name)
+		} else {
+			fmt.Fprintf(&b, " && dd bs=%d count=1 iflag=fullblock status=none of=%s", len(f.data), f.name)
+			in = append(in, bytes.NewReader(f.data))
+		}
+		if f.mode != "" {
+			fmt.Fprintf(&b, " && chmod %s %s", f.mode, f.name)
+		}
+	}
+	b.WriteString(" && uname -m")
+	return b.String(), io.MultiReader(in...)
+}
+
+// session runs cmd in a new session of lease with stdin, returning its
+// stdout; ctx ending closes the session.
+func session(ctx context.Context, lease *sshconn.Lease, cmd string, stdin io.Reader) ([]byte, error) {
+	s, err := lease.Client().NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("open an SSH session: %w", err)
+	}
+	defer s.Close()
+	var out, errb bytes.Buffer
+	s.Stdin, s.Stdout, s.Stderr = stdin, &out, &errb
+	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
+	defer stop()
+	err = s.Run(cmd)
+	if err != nil {
+		var exit *ssh.ExitError
+		if errors.As(err, &exit) {
+			msg := strings.TrimSpace(errb.String())
+			if msg == "" {
+				msg = fmt.Sprintf("exit status %d", exit.ExitStatus())
+			}
+			return out.Bytes(), &remoteError{status: exit.ExitStatus(), msg: msg}
+		}
+		if ctx.Err() != nil {
+			return out.Bytes(), context.Cause(ctx)
+		}
+		return out.Bytes(), &linkError{err}
+	}
+	return out.Bytes(), nil
+}
+
+// remoteError is a command that ran on the server and failed there.
+type remoteError struct {
+	status int
+	msg    string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+
+// linkError is a command whose connection failed: trying again on a new
+// one may do better.
+type linkError struct{ err error }
+
+func (e *linkError) Error() string { return "SSH connection: " + e.err.Error() }
+func (e *linkError) Unwrap() error { return e.err }
+
+// launchCmd starts run.sh detached (setsid: its own session and process
+// group, which the agent signals as a whole) with the script's file name
+// and its interpreter, and prints its pid.
+func launchCmd(runID, script string, interpreter []string) string {
+	args := []string{shellQuote(script)}
+	for _, a := range interpreter {
+		args = append(args, shellQuote(a))
+	}
+	// No && before the &: it would put the whole list, cd included, in a
+	// background subshell whose pid is not the launcher's.
+	return fmt.Sprintf(`d=%s; cd "$d" || exit 1; setsid sh ./run.sh %s </dev/null >/dev/null 2>&1 & echo $! >"$d/pid"; cat "$d/pid"`,
+		workDir(runID), strings.Join(args, " "))
+}
+
+// followCmd streams file of the work directory from byte offset on, until
+// the launcher's process group is gone and everything is out.
+func followCmd(runID, file string, offset int64) string {
+	d := workDir(runID)
+	return fmt.Sprintf(`d=%s && pid=$(cat "$d/pid") && exec tail -c +%d --pid="$pid" -s 0.2 -f "$d/%s"`, d, offset+1, file)
+}
+
+// stateCmd prints the run's state: its pid, whether its group still
+// runs, and its exit status when it has one.
+func stateCmd(runID string) string {
+	d := workDir(runID)
+	return fmt.Sprintf(`d=%s; [ -d "$d" ] || { echo gone; exit 0; }; pid=$(cat "$d/pid" 2>/dev/null); `+
+		`if [ -n "$pid" ] && kill -0 -"$pid" 2>/dev/null; then echo running; else echo ended; fi; cat "$d/status" 2>/dev/null; true`, d)
+}
+
+// stopCmd signals the run's process group: TERM, then KILL after grace.
+func stopCmd(runID string, grace time.Duration) string {
+	d := workDir(runID)
+	secs := max(int(grace/time.Second), 1)
+	return fmt.Sprintf(`d=%s; pid=$(cat "$d/pid" 2>/dev/null) || exit 0; [ -n "$pid" ] || exit 0; kill -TERM -"$pid" 2>/dev/null || exit 0; `+
+		`i=0; while [ $i -lt %d ] && kill -0 -"$pid" 2>/dev/null; do sleep 0.2; i=$((i+1)); done; kill -KILL -"$pid" 2>/dev/null; true`, d, secs*5)
+}
+
+// removeCmd removes the work directory.
+func removeCmd(runID string) string { return "rm -rf " + workDir(runID) }
+
+// parseState reads stateCmd's answer.
+func parseState(out []byte) (state string, status int, hasStatus bool) {
+	fields := strings.Fields(string(out))
+	if len(fields) == 0 {
+		return "gone", 0, false
+	}
+	state = fields[0]
+	if len(fields) > 1 {
+		if n, err := strconv.Atoi(fields[1]); err == nil {
+			return state, n, true
+		}
+	}
+	return state, 0, false
+}

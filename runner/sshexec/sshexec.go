@@ -1,0 +1,596 @@
+// Package sshexec runs script jobs on remote servers over SSH: the
+// executor of runner.TargetServer.
+//
+// A run is launched detached on the server (setsid) with its output going
+// to files of a private work directory, and followed from there over SSH
+// (remote.go): a dropped connection is dialled again and the output goes
+// on from the byte it stopped at; a restarted agent adopts the run from
+// the journal and reads the files again (the runner skips what it
+// journaled already). The runtime API reaches the script through a remote
+// port forward on the server's loopback, to the same per-execution API
+// containers use.
+package sshexec
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cronium/cronium-agent/backend/api"
+	"github.com/cronium/cronium-agent/runner"
+	"github.com/cronium/cronium-agent/runner/output"
+	"github.com/cronium/cronium-agent/runner/sshconn"
+	"github.com/cronium/cronium-agent/runtimes"
+	"github.com/cronium/cronium-agent/runtimes/helpers"
+	"github.com/cronium/cronium-agent/sidecar"
+)
+
+// Credentials fetches a server's details when a job names it without
+// them (§6 servers/{id}/credentials).
+type Credentials interface {
+	ServerCredentials(ctx context.Context, serverID string) (*api.Server, error)
+}
+
+// Option configures an Executor.
+type Option func(*Executor)
+
+// WithRuntimeAPI serves each run the runtime API through a remote forward.
+func WithRuntimeAPI(s *sidecar.Server) Option { return func(x *Executor) { x.api = s } }
+
+// WithCredentials fetches the details of servers jobs name without them.
+func WithCredentials(c Credentials) Option { return func(x *Executor) { x.creds = c } }
+
+// WithHelperProgram uploads the program at path (the agent binary, run as
+// `cronium`) to servers of its architecture, once per server and version,
+// for the bash helpers; without it bash helpers fail with a clear message.
+func WithHelperProgram(path string) Option { return func(x *Executor) { x.helperBin = path } }
+
+// WithStopGrace sets the wait between SIGTERM and SIGKILL (default 10 s).
+func WithStopGrace(d time.Duration) Option { return func(x *Executor) { x.grace = d } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(x *Executor) { x.log = l } }
+
+// Executor runs script jobs on SSH servers. It implements runner.Executor.
+type Executor struct {
+	pool      *sshconn.Pool
+	policy    runner.Policy
+	api       *sidecar.Server
+	creds     Credentials
+	helperBin string
+	grace     time.Duration
+	log       *slog.Logger
+
+	helperOnce sync.Once
+	helper     []byte
+	helperSum  string
+	helperErr  error
+}
+
+// New returns an executor that connects through pool under policy
+// (timeouts).
+func New(pool *sshconn.Pool, policy runner.Policy, opts ...Option) *Executor {
+	x := &Executor{pool: pool, policy: policy, grace: 10 * time.Second, log: slog.Default()}
+	for _, o := range opts {
+		o(x)
+	}
+	return x
+}
+
+var _ runner.Executor = (*Executor)(nil)
+
+// endpoint is where the job runs and how to log in there.
+func (x *Executor) endpoint(ctx context.Context, job *api.Job) (sshconn.Endpoint, error) {
+	srv := job.Target.Server
+	if srv == nil && len(job.Metadata.Servers) > 0 {
+		srv = &job.Metadata.Servers[0]
+	}
+	if srv == nil || srv.Host == "" {
+		if job.Target.ServerID == "" || x.creds == nil {
+			return sshconn.Endpoint{}, fmt.Errorf("the job names no server to run on")
+		}
+		got, err := x.creds.ServerCredentials(ctx, job.Target.ServerID)
+		if err != nil {
+			return sshconn.Endpoint{}, fmt.Errorf("fetch the details of server %s: %w", job.Target.ServerID, err)
+		}
+		srv = got
+	}
+	if srv.PrivateKey == "" && srv.Password == "" {
+		return sshconn.Endpoint{}, fmt.Errorf("server %s (%s) has neither a private key nor a password in the job", srv.ID, srv.Name)
+	}
+	return sshconn.Endpoint{Name: srv.Name, Host: srv.Host, Port: srv.Port, User: srv.Username,
+		PrivateKey: []byte(srv.PrivateKey), Password: srv.Password}, nil
+}
+
+// remoteRun is one run on a server, as the agent follows it.
+type remoteRun struct {
+	x       *Executor
+	a       *runner.Attempt
+	ep      sshconn.Endpoint
+	runID   string
+	timeout time.Duration
+	exec    sidecar.Execution
+
+	lease   *sshconn.Lease
+	apiSess *sidecar.Session
+	apiPort int
+
+	mu      sync.Mutex // hands entries to a.Output one at a time
+	streams [2]*lines
+	offsets [2]int64
+}
+
+func (x *Executor) newRun(a *runner.Attempt, ep sshconn.Endpoint) *remoteRun {
+	sj := runner.ScriptJob(a.Job)
+	timeout := x.policy.Timeout(a.Job.Timeout)
+	r := &remoteRun{x: x, a: a, ep: ep, runID: a.RunID, timeout: timeout, exec: sj.Execution(a.ExecutionID, a.Start, timeout)}
+	for i, s := range []output.Stream{output.Stdout, output.Stderr} {
+		r.streams[i] = &lines{stream: s, emit: func(e output.Entry) { a.Output(e) }}
+	}
+	return r
+}
+
+// Run implements runner.Executor.
+func (x *Executor) Run(ctx context.Context, a *runner.Attempt) runner.Result {
+	fail := func(err error) runner.Result {
+		return runner.Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error(), Start: a.Start, End: time.Now()}
+	}
+	rt, err := runtimes.Lookup(a.Job.Script.Runtime)
+	if err != nil {
+		return fail(err)
+	}
+	ep, err := x.endpoint(ctx, a.Job)
+	if err != nil {
+		return fail(err)
+	}
+	r := x.newRun(a, ep)
+	if r.lease, err = x.pool.Get(ctx, ep); err != nil {
+		return fail(err)
+	}
+	defer r.close()
+	env := runner.ScriptEnv(runner.ScriptJob(a.Job), a.ExecutionID, "ssh")
+	if err := r.serveAPI(ctx, 0); err != nil {
+		a.System("runtime API unavailable on this server: " + err.Error())
+	} else {
+		env["CRONIUM_RUNTIME_API"] = "http://127.0.0.1:" + strconv.Itoa(r.apiPort)
+		env["CRONIUM_EXECUTION_TOKEN"] = r.apiSess.Token()
+	}
+	if err := r.upload(ctx, rt, env); err != nil {
+		r.remove()
+		return fail(err)
+	}
+	start := time.Now()
+	if err := a.Started(start); err != nil {
+		r.remove()
+		return fail(err)
+	}
+	if _, err := session(ctx, r.lease, launchCmd(r.runID, rt.ScriptName, rt.Interpreter), nil); err != nil {
+		a.Text(output.Stderr, []byte("cronium-agent: could not start the script on "+ep.String()+": "+err.Error()+"\n"))
+		r.remove()
+		return runner.Result{Status: api.StatusFailed, ExitCode: 1, Start: start, End: time.Now(), Cleaned: time.Now()}
+	}
+	return r.follow(ctx, start)
+}
+
+// Adopt implements runner.Executor: the run is found again by its work
+// directory, its output read again from the start.
+func (x *Executor) Adopt(ctx context.Context, a *runner.Attempt) runner.Result {
+	a.Owned() // nothing of it is on this host for a sweep to take
+	ep, err := x.endpoint(ctx, a.Job)
+	if err != nil {
+		return runner.Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error(), Start: a.Start, End: time.Now()}
+	}
+	r := x.newRun(a, ep)
+	if a.StartedAt.IsZero() {
+		// Never launched (its start is journaled first): remove what was
+		// uploaded, if the server answers.
+		gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if r.lease, err = x.pool.Get(gctx, ep); err == nil {
+			r.remove()
+			r.close()
+		}
+		return runner.Result{NotStarted: true}
+	}
+	defer r.close()
+	if err := r.reconnect(ctx, a.StartedAt.Add(r.timeout), nil); err != nil {
+		return r.lost(a.StartedAt, err.Error())
+	}
+	out, err := session(ctx, r.lease, stateCmd(r.runID)+`; cat `+workDir(r.runID)+`/port 2>/dev/null`, nil)
+	if err != nil {
+		return r.lost(a.StartedAt, "reading the run's state on "+ep.String()+": "+err.Error())
+	}
+	if st, _, _ := parseState(out); st == "gone" {
+		return r.lost(a.StartedAt, "the run's work directory is gone from "+ep.String()+" (was the server restarted?)")
+	}
+	if f := strings.Fields(string(out)); len(f) > 0 {
+		if port, err := strconv.Atoi(f[len(f)-1]); err == nil && port > 0 {
+			if err := r.serveAPI(ctx, port); err != nil {
+				a.System("runtime API not served again after the restart: " + err.Error())
+			}
+		}
+	}
+	return r.follow(ctx, a.StartedAt)
+}
+
+// sys logs one of the agent's lines in the job's log; say adds text to
+// the completion's stderr too. Both hold r.mu: the tails hand output over
+// meanwhile, and an Attempt takes one call at a time.
+func (r *remoteRun) sys(line string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.a.System(line)
+}
+
+func (r *remoteRun) say(line string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.a.System(line)
+	r.a.Stderr("cronium-agent: " + line + "\n")
+}
+
+// serveAPI forwards a port of the server's loopback (port, or any when 0)
+// to the run's runtime API.
+func (r *remoteRun) serveAPI(ctx context.Context, port int) error {
+	if r.x.api == nil {
+		return errors.New("the agent serves no runtime API")
+	}
+	if r.apiSess != nil {
+		_ = r.apiSess.Close()
+		r.apiSess = nil
+	}
+	ln, err := r.lease.Client().Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return fmt.Errorf("the server refused to forward a port to the agent (AllowTcpForwarding?): %w", err)
+	}
+	sess, err := r.x.api.Start(context.WithoutCancel(ctx), r.exec, ln)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	r.apiSess = sess
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		r.apiPort = a.Port
+	}
+	return nil
+}
+
+// upload makes the work directory and writes the run's files into it.
+func (r *remoteRun) upload(ctx context.Context, rt runtimes.Runtime, env map[string]string) error {
+	// PYTHONPATH, NODE_PATH and BASH_ENV point into the work directory:
+	// run.sh sets them.
+	helperPath := ""
+	if rt.Name == "bash" && r.x.helperBin != "" {
+		helperPath = r.x.helperPath()
+		if helperPath != "" {
+			env["CRONIUM_HELPER_IN_HOME"] = helperPath
+		}
+	}
+	env["CRONIUM_WATCHDOG"] = strconv.Itoa(int((r.timeout + 30*time.Second) / time.Second))
+	if wd := r.a.Job.Script.WorkingDirectory; wd != "" {
+		env["CRONIUM_WORKDIR"] = wd
+	}
+	envData, skipped := envFile(env)
+	if len(skipped) > 0 {
+		r.a.System("not passed to the script (not shell variable names): " + strings.Join(skipped, ", "))
+	}
+	files := []upload{
+		{name: rt.ScriptName, data: []byte(r.a.Job.Script.Content)},
+		{name: "env", data: envData},
+		{name: "run.sh", data: []byte(launcher)},
+		{name: "port", data: []byte(strconv.Itoa(r.apiPort) + "\n")},
+	}
+	for name, data := range helpers.Files() {
+		files = append(files, upload{name: "lib/" + name, data: data})
+	}
+	cmd, stdin := uploadScript(r.runID, rt.Interpreter[0], files)
+	out, err := session(ctx, r.lease, cmd, stdin)
+	if err != nil {
+		return fmt.Errorf("prepare the run on %s: %w", r.ep, err)
+	}
+	if helperPath != "" {
+		if err := r.x.installHelper(ctx, r.lease, strings.TrimSpace(string(out)), helperPath); err != nil {
+			r.a.System("the bash helpers will not work on this server: " + err.Error())
+		}
+	}
+	return nil
+}
+
+// follow streams the run's output until it ends, is stopped (ctx, its
+// timeout) or its server stays unreachable past the timeout, then
+// removes the work directory.
+func (r *remoteRun) follow(ctx context.Context, startedAt time.Time) runner.Result {
+	deadline := startedAt.Add(r.timeout)
+	res := runner.Result{Start: startedAt}
+	var stopped api.Status
+	for {
+		tails := r.tail()
+		timer := time.NewTimer(time.Until(deadline))
+		var err error
+		select {
+		case err = <-tails:
+		case <-ctx.Done():
+			stopped = api.StatusCancelled
+		case <-timer.C:
+			stopped = api.StatusTimeout
+		}
+		timer.Stop()
+		if stopped != "" {
+			r.stop()
+			select {
+			case <-tails:
+			case <-time.After(r.x.grace + 5*time.Second):
+			}
+			break
+		}
+		if err == nil {
+			break
+		}
+		if !r.dead() {
+			// A session failed on a live connection (the server's session
+			// limit?): follow again from where the output stopped.
+			select {
+			case <-time.After(500 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		// The connection failed: dial again and go on from where it stopped.
+		r.sys("connection to " + r.ep.String() + " lost (" + err.Error() + "); reconnecting")
+		if rerr := r.reconnect(ctx, deadline, nil); rerr != nil {
+			if ctx.Err() != nil {
+				stopped = api.StatusCancelled
+				break
+			}
+			return r.lost(startedAt, rerr.Error())
+		}
+		r.sys("reconnected to " + r.ep.String() + "; output continues")
+		if r.apiPort > 0 {
+			if err := r.serveAPI(ctx, r.apiPort); err != nil {
+				r.sys("runtime API not served again: " + err.Error())
+			}
+		}
+	}
+	r.mu.Lock()
+	for _, s := range r.streams {
+		s.end()
+	}
+	r.mu.Unlock()
+	res.End = time.Now()
+	switch stopped {
+	case api.StatusCancelled:
+		res.Status, res.ExitCode = api.StatusCancelled, runner.ExitCancelled
+	case api.StatusTimeout:
+		res.Status, res.ExitCode = api.StatusTimeout, runner.ExitTimeout
+		r.sys(fmt.Sprintf("timed out after %s", r.timeout))
+	default:
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		out, err := session(sctx, r.lease, stateCmd(r.runID), nil)
+		cancel()
+		st, code, ok := parseState(out)
+		switch {
+		case err != nil:
+			res.Status, res.ExitCode = api.StatusFailed, 1
+			r.say("the exit status could not be read from " + r.ep.String() + ": " + err.Error())
+		case !ok:
+			res.Status, res.ExitCode = api.StatusFailed, 1
+			r.say(fmt.Sprintf("the script's processes on %s ended without an exit status (%s): killed on the server?", r.ep, st))
+		default:
+			res.ExitCode = code
+			res.Status = api.StatusCompleted
+			if code != 0 {
+				res.Status = api.StatusFailed
+			}
+		}
+	}
+	r.remove()
+	res.Cleaned = time.Now()
+	return res
+}
+
+// tail follows both output files on the current connection; the channel
+// gets nil when both are read to the end of the run, or the first error.
+func (r *remoteRun) tail() <-chan error {
+	done := make(chan error, 1)
+	errs := make(chan error, 2)
+	for i, file := range []string{"out", "err"} {
+		go func() { errs <- r.tailOne(i, file) }()
+	}
+	go func() {
+		var first error
+		for range 2 {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		done <- first
+	}()
+	return done
+}
+
+// dead: the current connection is lost.
+func (r *remoteRun) dead() bool {
+	select {
+	case <-r.lease.Dead():
+		return true
+	default:
+		return false
+	}
+}
+
+// tailOne streams one file from its offset.
+func (r *remoteRun) tailOne(i int, file string) error {
+	s, err := r.lease.Client().NewSession()
+	if err != nil {
+		return &linkError{err}
+	}
+	defer s.Close()
+	s.Stdout = writerFunc(func(p []byte) (int, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.offsets[i] += int64(len(p))
+		r.streams[i].write(p)
+		return len(p), nil
+	})
+	s.Stderr = io.Discard
+	r.mu.Lock()
+	offset := r.offsets[i]
+	r.mu.Unlock()
+	if err := s.Run(followCmd(r.runID, file, offset)); err != nil {
+		var exit *ssh.ExitError
+		if errors.As(err, &exit) {
+			return nil // tail gave up (the file went): the state says the rest
+		}
+		return &linkError{err}
+	}
+	return nil
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// reconnect replaces a lost connection, trying until deadline.
+func (r *remoteRun) reconnect(ctx context.Context, deadline time.Time, cause error) error {
+	if r.lease != nil {
+		if cause != nil {
+			r.lease.Broken(cause)
+		}
+		r.lease.Release()
+		r.lease = nil
+	}
+	wait := 250 * time.Millisecond
+	var last error
+	for {
+		gctx, cancel := context.WithDeadline(ctx, deadline)
+		lease, err := r.x.pool.Get(gctx, r.ep)
+		cancel()
+		if err == nil {
+			r.lease = lease
+			return nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("%s could not be reached again before the job's timeout (last error: %v); the output received before is kept", r.ep, last)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+// lost is the result of a run the agent cannot follow to its end.
+func (r *remoteRun) lost(startedAt time.Time, reason string) runner.Result {
+	r.mu.Lock()
+	for _, s := range r.streams {
+		s.end()
+	}
+	r.mu.Unlock()
+	r.say(reason)
+	return runner.Result{Status: api.StatusFailed, ExitCode: 1, Start: startedAt, End: time.Now()}
+}
+
+// stop ends the run's process group: SIGTERM, grace, SIGKILL.
+func (r *remoteRun) stop() {
+	if r.lease == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.x.grace+30*time.Second)
+	defer cancel()
+	if _, err := session(ctx, r.lease, stopCmd(r.runID, r.x.grace), nil); err != nil {
+		r.x.log.Warn("stopping the remote run failed; its watchdog ends it at its timeout", "run", r.runID, "server", r.ep.String(), "error", err)
+	}
+}
+
+// remove deletes the work directory, whatever happened to the run.
+func (r *remoteRun) remove() {
+	if r.lease == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := session(ctx, r.lease, removeCmd(r.runID), nil); err != nil {
+		r.x.log.Warn("removing the remote work directory failed", "run", r.runID, "server", r.ep.String(), "error", err)
+	}
+}
+
+// close ends the runtime API and gives the connection back.
+func (r *remoteRun) close() {
+	if r.apiSess != nil {
+		_ = r.apiSess.Close()
+	}
+	if r.lease != nil {
+		r.lease.Release()
+	}
+}
+
+// helperPath is where the helper program is kept on servers, relative to
+// the home directory: per user, per version of it, so that it is uploaded
+// once per server.
+func (x *Executor) helperPath() string {
+	x.loadHelper()
+	if x.helperErr != nil {
+		return ""
+	}
+	// Named cronium: the agent binary is the helper program by that name.
+	return ".cache/cronium-agent/" + x.helperSum + "/cronium"
+}
+
+func (x *Executor) loadHelper() {
+	x.helperOnce.Do(func() {
+		x.helper, x.helperErr = os.ReadFile(x.helperBin)
+		if x.helperErr == nil {
+			sum := sha256.Sum256(x.helper)
+			x.helperSum = hex.EncodeToString(sum[:8])
+		}
+	})
+}
+
+// installHelper uploads the helper program to path on a server whose
+// machine name is machine, unless it is there already.
+func (x *Executor) installHelper(ctx context.Context, lease *sshconn.Lease, machine, path string) error {
+	if want := goArchMachine(); machine != want {
+		return fmt.Errorf("the server is %s, the agent's helper program is built for %s", machine, want)
+	}
+	dir := strings.TrimSuffix(path, "/"+pathBase(path))
+	cmd := fmt.Sprintf(`f="$HOME/%s"; [ -x "$f" ] && exit 0; umask 077 && mkdir -p "$HOME/%s" && t="$f.$$" && cat >"$t" && chmod 700 "$t" && mv "$t" "$f"`, path, dir)
+	// The program is not secret: stdin carries it only because it is big.
+	if _, err := session(ctx, lease, cmd, bytes.NewReader(x.helper)); err != nil {
+		return fmt.Errorf("upload the helper program: %w", err)
+	}
+	return nil
+}
+
+func pathBase(p string) string { return path.Base(p) }
+
+// goArchMachine is `uname -m` of machines the agent's own build runs on.
+func goArchMachine() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	}
+	return runtime.GOARCH
+}

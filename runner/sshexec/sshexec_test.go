@@ -1,0 +1,474 @@
+package sshexec_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/devserver"
+	"github.com/cronium/cronium-agent/backend/devserver/devtest"
+	"github.com/cronium/cronium-agent/internal/testenv"
+	"github.com/cronium/cronium-agent/runner"
+	"github.com/cronium/cronium-agent/runner/sshconn"
+	"github.com/cronium/cronium-agent/runner/sshexec"
+	"github.com/cronium/cronium-agent/sidecar"
+	"github.com/cronium/cronium-agent/state"
+	"github.com/cronium/cronium-agent/state/journal"
+	"github.com/cronium/cronium-agent/state/syncer"
+)
+
+// The SSH executor's tests run it as the agent does (journal, syncer,
+// dispatcher, the development backend on loopback) against real OpenSSH
+// servers on loopback (testenv.StartSSHD).
+
+const (
+	token     = "sshexec-test-token"
+	orch      = "sshexec-test-agent"
+	waitLimit = 60 * time.Second
+)
+
+// agent is the dispatcher with the SSH executor, in the test process.
+type agent struct {
+	t      *testing.T
+	be     *devtest.Backend
+	pool   *sshconn.Pool
+	logs   *testenv.Buffer
+	cancel context.CancelFunc
+	done   chan struct{}
+	jr     *journal.Journal
+	dir    string
+}
+
+type agentOptions struct {
+	policy sshconn.Policy
+	known  string // known_hosts path; default in the state directory
+	grace  time.Duration
+}
+
+func startAgent(t *testing.T, be *devtest.Backend, o agentOptions) *agent {
+	t.Helper()
+	dir := t.TempDir()
+	a := &agent{t: t, be: be, logs: &testenv.Buffer{}, done: make(chan struct{}), dir: dir}
+	log := slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	client, err := backend.NewClient(be.URL, token, orch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := sidecar.LoadOrCreateSecret(filepath.Join(dir, "journal.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.jr, err = journal.Open(filepath.Join(dir, "journal.db"), journal.WithSecretKey(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := state.NewJobs(a.jr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sy := syncer.New(a.jr, client, syncer.WithLogger(log), syncer.WithRetry(20*time.Millisecond, 200*time.Millisecond))
+	jobs.OnAppend(sy.Notify)
+	if o.policy == "" {
+		o.policy = sshconn.PolicyTOFU
+	}
+	if o.known == "" {
+		o.known = filepath.Join(dir, "known_hosts")
+	}
+	if o.grace == 0 {
+		o.grace = 2 * time.Second
+	}
+	hk, err := sshconn.OpenHostKeys(o.known, o.policy, sshconn.WithSystemKnownHosts(""), sshconn.WithHostKeysLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.pool = sshconn.New(hk, sshconn.WithLogger(log), sshconn.WithKeepalive(time.Second), sshconn.WithDialTimeout(5*time.Second),
+		sshconn.WithDialRetries(2, 100*time.Millisecond), sshconn.WithBreaker(1000, time.Second))
+	secret, err := sidecar.LoadOrCreateSecret(filepath.Join(dir, "runtime-api.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiSrv := sidecar.New(secret, runner.NewJournalStore(jobs, client, log), sidecar.WithLogger(log))
+	exe := helperProgram(t)
+	x := sshexec.New(a.pool, runner.DefaultPolicy(), sshexec.WithRuntimeAPI(apiSrv), sshexec.WithLogger(log),
+		sshexec.WithHelperProgram(exe), sshexec.WithStopGrace(o.grace))
+	d := runner.NewDispatcher(client, jobs, sy, runner.Executors{runner.TargetServer: x}, runner.DispatchConfig{
+		OrchestratorID: orch, MaxConcurrent: 4, PollInterval: 20 * time.Millisecond, PollMaxInterval: 100 * time.Millisecond,
+		Heartbeat: 50 * time.Millisecond, Metrics: time.Second,
+	}, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = sy.Run(ctx) }()
+	go func() { defer wg.Done(); _ = d.Run(ctx, nil) }()
+	go func() { wg.Wait(); close(a.done) }()
+	t.Cleanup(func() {
+		a.stop()
+		if t.Failed() {
+			t.Logf("agent log:\n%s", a.logs.String())
+		}
+	})
+	return a
+}
+
+func (a *agent) stop() {
+	a.cancel()
+	select {
+	case <-a.done:
+	case <-time.After(waitLimit):
+		a.t.Errorf("the agent did not stop")
+	}
+	_ = a.pool.Close()
+	_ = a.jr.Close()
+}
+
+// helperProgram builds the agent binary, the bash helpers' program.
+var helperProgram = func() func(t *testing.T) string {
+	var once sync.Once
+	var path string
+	var err error
+	return func(t *testing.T) string {
+		once.Do(func() {
+			dir, derr := os.MkdirTemp("", "sshexec-helper-")
+			if derr != nil {
+				err = derr
+				return
+			}
+			path = filepath.Join(dir, "cronium-agent")
+			cmd := exec.Command("go", "build", "-o", path, "github.com/cronium/cronium-agent/cmd/cronium-agent")
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, berr := cmd.CombinedOutput(); berr != nil {
+				err = fmt.Errorf("build the agent: %v\n%s", berr, out)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+}()
+
+// job is an ssh job for server s as the deployed backend sends it.
+type job struct {
+	runtime, script string
+	env             map[string]string
+	input           any
+	timeout         time.Duration
+	password        bool
+	keyType         string
+	workdir         string
+}
+
+func (j job) raw(s *testenv.SSHD) json.RawMessage {
+	details := map[string]any{"id": "7", "name": "web-1", "host": s.Host, "port": s.Port, "username": s.User}
+	if j.password {
+		details["password"] = s.Password
+	} else {
+		kt := j.keyType
+		if kt == "" {
+			kt = "ed25519"
+		}
+		details["privateKey"] = string(s.ClientKeys[kt])
+	}
+	rt := j.runtime
+	if rt == "" {
+		rt = "BASH"
+	}
+	if j.timeout == 0 {
+		j.timeout = 30 * time.Second
+	}
+	if j.env == nil {
+		j.env = map[string]string{}
+	}
+	if j.input == nil {
+		j.input = map[string]any{}
+	}
+	raw, _ := json.Marshal(map[string]any{
+		"type": "ssh",
+		"execution": map[string]any{
+			"environment": j.env, "timeout": j.timeout.Nanoseconds(), "inputData": j.input,
+			"target": map[string]any{"type": "server", "serverId": "7", "serverDetails": details},
+			"script": map[string]any{"type": rt, "content": j.script, "workingDirectory": j.workdir},
+		},
+		"metadata": map[string]any{"eventName": "ssh test", "triggeredBy": "manual", "originalType": "SCRIPT", "eventId": "40", "userId": "u1", "serverId": "7"},
+	})
+	return raw
+}
+
+func submit(t *testing.T, be *devtest.Backend, raw json.RawMessage) string {
+	t.Helper()
+	id, err := be.Client.SubmitRaw(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func waitDone(t *testing.T, be *devtest.Backend, id string) devserver.JobView {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		v, err := be.Client.Job(context.Background(), id)
+		if err == nil && v.Done() {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s did not end within %s (status %s)", id, waitLimit, v.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func exitCode(v devserver.JobView) int {
+	if v.ExitCode == nil {
+		return -1000
+	}
+	return *v.ExitCode
+}
+
+// remoteLeftovers lists what runs left on the server: work directories
+// and processes of the test user.
+func remoteLeftovers(t *testing.T, s *testenv.SSHD, marker string) []string {
+	t.Helper()
+	var left []string
+	dirs, _ := filepath.Glob("/tmp/cronium-*")
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() && strings.Contains(d, "job") {
+			if owner(fi) == s.User {
+				left = append(left, d)
+			}
+		}
+	}
+	if marker != "" {
+		out, _ := exec.Command("pgrep", "-u", s.User, "-f", marker).Output()
+		for _, pid := range strings.Fields(string(out)) {
+			left = append(left, "process "+pid)
+		}
+	}
+	return left
+}
+
+func TestSSHJobs(t *testing.T) {
+	s := testenv.StartSSHD(t)
+	be := devtest.Start(t, "", token)
+	a := startAgent(t, be, agentOptions{})
+	long := strings.Repeat("x", 100_000)
+	for _, tc := range []struct {
+		name   string
+		job    job
+		status string
+		exit   int
+		stdout string
+		stderr string
+	}{
+		{"bash, key, exit code and both streams", job{script: "echo out; echo err >&2; printf 'no newline'; exit 3"},
+			"failed", 3, "out\nno newline", "err\n"},
+		{"bash, password", job{password: true, script: "echo \"$CRONIUM_EXECUTION_MODE $CRONIUM_JOB_ID\" | cut -c1-8"},
+			"completed", 0, "ssh job_\n", ""},
+		{"rsa key", job{keyType: "rsa", script: "echo rsa"}, "completed", 0, "rsa\n", ""},
+		{"ecdsa key", job{keyType: "ecdsa", script: "echo ecdsa"}, "completed", 0, "ecdsa\n", ""},
+		{"environment, quoted values", job{env: map[string]string{"GREETING": "it's a \"test\" $HOME `x`"}, script: `printf '%s\n' "$GREETING"`},
+			"completed", 0, "it's a \"test\" $HOME `x`\n", ""},
+		{"long line", job{script: "printf '" + long + "\\n'"}, "completed", 0, long + "\n", ""},
+		{"python", job{runtime: "PYTHON", script: "import sys\nprint('py')\nsys.exit(4)"}, "failed", 4, "py\n", ""},
+		{"node", job{runtime: "NODEJS", script: "console.log('js'); console.error('warn')"}, "completed", 0, "js\n", "warn\n"},
+		{"working directory", job{workdir: "/var/lib", script: "pwd"}, "completed", 0, "/var/lib\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := submit(t, be, tc.job.raw(s))
+			v := waitDone(t, be, id)
+			if v.Status != tc.status || exitCode(v) != tc.exit || v.Completions != 1 {
+				t.Fatalf("%s exit %d, %d completing calls; want %s %d once (error %q)", v.Status, exitCode(v), v.Completions, tc.status, tc.exit, v.Error)
+			}
+			if v.Output == nil || v.Output.Stdout != tc.stdout || v.Output.Stderr != tc.stderr {
+				t.Errorf("output %+v\nwant stdout %.80q stderr %q", v.Output, tc.stdout, tc.stderr)
+			}
+		})
+	}
+	if left := remoteLeftovers(t, s, ""); len(left) > 0 {
+		t.Errorf("left on the server: %v", left)
+	}
+	if d := a.pool.Dials(); d >= 9 {
+		t.Errorf("%d dials for 9 jobs on 3 credentials: connections are not reused", d)
+	}
+}
+
+func owner(fi os.FileInfo) string {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	u, err := user.LookupId(strconv.Itoa(int(st.Uid)))
+	if err != nil {
+		return ""
+	}
+	return u.Username
+}
+
+// The helpers work over the link in the three languages, with both name
+// styles: input, variables, output and condition reach the backend.
+func TestSSHHelpers(t *testing.T) {
+	s := testenv.StartSSHD(t)
+	be := devtest.Start(t, "", token)
+	startAgent(t, be, agentOptions{})
+	for _, tc := range []struct {
+		name, runtime, script string
+	}{
+		{"bash", "BASH", `n=$(cronium_input | sed 's/.*"n": *\([0-9]*\).*/\1/')
+cronium_set_variable ssh_k "v-$n"
+cronium.getVariable ssh_k
+cronium_output "{\"n\": $n, \"lang\": \"bash\"}"
+cronium.setCondition true`},
+		{"python", "PYTHON", `import cronium
+n = cronium.input()["n"]
+cronium.set_variable("ssh_k", "v-%d" % n)
+print(cronium.getVariable("ssh_k"))
+cronium.output({"n": n, "lang": "python"})
+cronium.setCondition(True)`},
+		{"node", "NODEJS", `const cronium = require('cronium');
+(async () => {
+  const n = (await cronium.input()).n;
+  await cronium.set_variable('ssh_k', 'v-' + n);
+  console.log(await cronium.getVariable('ssh_k'));
+  await cronium.output({n: n, lang: 'node'});
+  await cronium.setCondition(true);
+})().catch((e) => { console.error(String(e)); process.exit(1); });`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := submit(t, be, job{runtime: tc.runtime, script: tc.script, input: map[string]any{"n": 7}}.raw(s))
+			v := waitDone(t, be, id)
+			if v.Status != "completed" || v.Output == nil || v.Output.Stdout != "v-7\n" {
+				t.Fatalf("%s exit %d, output %+v", v.Status, exitCode(v), v.Output)
+			}
+			var out map[string]any
+			if err := json.Unmarshal(v.ScriptOutput, &out); err != nil || out["n"] != 7.0 || out["lang"] != tc.name {
+				t.Errorf("script output %s (%v)", v.ScriptOutput, err)
+			}
+			if v.Condition == nil || !*v.Condition {
+				t.Errorf("condition %v, want true", v.Condition)
+			}
+		})
+	}
+}
+
+// waitLog waits for a live log line of job id containing text.
+func waitLog(t *testing.T, be *devtest.Backend, id, text string) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for time.Now().Before(deadline) {
+		entries, err := be.Client.Logs(context.Background(), id, 0)
+		if err == nil {
+			for _, e := range entries {
+				if strings.Contains(e.Line, text) {
+					return
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no log line %q of job %s within %s", text, id, waitLimit)
+}
+
+// Timeout and cancellation stop the whole remote process group, children
+// included, and are reported -1 and -2.
+func TestSSHStop(t *testing.T) {
+	s := testenv.StartSSHD(t)
+	be := devtest.Start(t, "", token)
+	startAgent(t, be, agentOptions{grace: time.Second})
+	for _, tc := range []struct {
+		name   string
+		marker string
+		stop   func(id string)
+		status string
+		exit   int
+	}{
+		{"timeout", "sleep 301.5", nil, "timeout", -1},
+		{"cancel", "sleep 302.5", func(id string) {
+			if _, err := be.Client.Cancel(context.Background(), id); err != nil {
+				t.Error(err)
+			}
+		}, "cancelled", -2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A child that ignores SIGTERM, and one in the background.
+			script := fmt.Sprintf("(trap '' TERM; %s) & %s & echo started; wait", tc.marker, tc.marker)
+			j := job{script: script}
+			if tc.stop == nil {
+				j.timeout = 2 * time.Second
+			}
+			id := submit(t, be, j.raw(s))
+			waitLog(t, be, id, "started")
+			if tc.stop != nil {
+				tc.stop(id)
+			}
+			v := waitDone(t, be, id)
+			if v.Status != tc.status || exitCode(v) != tc.exit || v.Completions != 1 {
+				t.Errorf("%s exit %d, %d completing calls; want %s %d", v.Status, exitCode(v), v.Completions, tc.status, tc.exit)
+			}
+			if left := remoteLeftovers(t, s, tc.marker); len(left) > 0 {
+				t.Errorf("left on the server: %v", left)
+			}
+		})
+	}
+}
+
+// sshd dies mid-job (every connection drops) and comes back: the output
+// goes on from where it stopped, nothing lost or doubled, one completion.
+func TestSSHReconnect(t *testing.T) {
+	s := testenv.StartSSHD(t)
+	be := devtest.Start(t, "", token)
+	a := startAgent(t, be, agentOptions{})
+	id := submit(t, be, job{script: "for i in $(seq 1 40); do echo line $i; echo err $i >&2; sleep 0.05; done"}.raw(s))
+	waitLog(t, be, id, "line 3")
+	s.Kill()
+	time.Sleep(500 * time.Millisecond)
+	s.Start()
+	v := waitDone(t, be, id)
+	var wantOut, wantErr strings.Builder
+	for i := 1; i <= 40; i++ {
+		fmt.Fprintf(&wantOut, "line %d\n", i)
+		fmt.Fprintf(&wantErr, "err %d\n", i)
+	}
+	if v.Status != "completed" || v.Completions != 1 || v.Output == nil || v.Output.Stdout != wantOut.String() || v.Output.Stderr != wantErr.String() {
+		t.Errorf("%s, %d completing calls, output %+v", v.Status, v.Completions, v.Output)
+	}
+	entries, err := be.Client.Logs(context.Background(), id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	reconnected := false
+	for _, e := range entries {
+		if e.Stream != "system" {
+			seen[e.Stream+" "+e.Line]++
+		} else if strings.Contains(e.Line, "reconnected") {
+			reconnected = true
+		}
+	}
+	if !reconnected {
+		t.Errorf("no system line says the agent reconnected: the connection did not drop?")
+	}
+	if len(seen) != 80 {
+		t.Errorf("%d distinct live lines, want 80", len(seen))
+	}
+	for line, n := range seen {
+		if n != 1 {
+			t.Errorf("live line %q sent %d times", line, n)
+		}
+	}
+	if d := a.pool.Dials(); d < 2 {
+		t.Errorf("%d dials: the connection was not dialled again", d)
+	}
+}
