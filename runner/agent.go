@@ -45,9 +45,10 @@ type AgentConfig struct {
 	// open, because the runtime API of its runs serves from the journal
 	// (store). release closes the connection.
 	OpenExecutor func(ctx context.Context, store sidecar.Store) (ex LocalRuntime, release func(), err error)
-	// Executors run the jobs of targets other than this host's containers
-	// and HTTP requests (or replace those).
-	Executors Executors
+	// OpenExecutors (optional) makes the executors of targets other than
+	// this host's containers and HTTP requests (SSH servers), once the
+	// journal is open: their runs' runtime API serves from it too.
+	OpenExecutors func(ctx context.Context, store sidecar.Store) (x Executors, release func(), err error)
 	// SweepNetworks (required) removes the job networks no run owns.
 	SweepNetworks func(ctx context.Context) (cni.SweepReport, error)
 
@@ -104,14 +105,22 @@ func (a *Agent) Run(ctx context.Context, drain <-chan struct{}) error {
 		return jobs.Maintain(ctx, a.cfg.Retain, a.log)
 	})()
 
-	ex, release, err := a.cfg.OpenExecutor(ctx, NewJournalStore(jobs, a.client, a.log))
+	store := NewJournalStore(jobs, a.client, a.log)
+	ex, release, err := a.cfg.OpenExecutor(ctx, store)
 	if err != nil {
 		return err
 	}
 	defer release()
 	executors := LocalExecutors(ex, a.cfg.Policy)
-	for t, x := range a.cfg.Executors {
-		executors[t] = x
+	if a.cfg.OpenExecutors != nil {
+		more, release, err := a.cfg.OpenExecutors(ctx, store)
+		if err != nil {
+			return err
+		}
+		defer release()
+		for t, x := range more {
+			executors[t] = x
+		}
 	}
 	d := NewDispatcher(a.client, jobs, sy, executors, a.cfg.Dispatch, a.log)
 	if err := a.prepare(ctx, d, ex); err != nil {

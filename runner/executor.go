@@ -185,10 +185,11 @@ type Attempt struct {
 	StartedAt time.Time
 	Log       *slog.Logger
 
-	jb    *state.Job
-	r     *run
-	fault func(string)
-	owned func()
+	jb     *state.Job
+	r      *run
+	target Target
+	fault  func(string)
+	owned  func()
 }
 
 // Started journals that the script (or request) starts at at, with the
@@ -244,4 +245,49 @@ func (a *Attempt) Fault(point string) {
 	if a.fault != nil {
 		a.fault(point)
 	}
+}
+
+// Executions of one attempt on several servers (multi-server SSH jobs,
+// §3): the attempt's own execution is its first server's; the executor
+// creates the others, and reports the start and end of each.
+
+// CreateExecution journals the creation of execution execID for server
+// serverID (named name) beside the attempt's own.
+func (a *Attempt) CreateExecution(execID, serverID, name string) error {
+	it, err := state.Item(state.KindExecution, state.ExecutionItem{
+		ExecutionID: execID, JobID: a.Job.ID, Attempt: a.Number, ServerID: serverNumber(serverID), ServerName: name})
+	if err != nil {
+		return err
+	}
+	return a.jb.Update(context.Background(), func(*state.Progress) {}, it)
+}
+
+// ExecutionStarted journals that execution execID (one CreateExecution
+// made) started its script at at.
+func (a *Attempt) ExecutionStarted(execID string, at time.Time) error {
+	it, err := startItem(execID, a.Start, at)
+	if err != nil {
+		return err
+	}
+	return a.jb.Update(context.Background(), func(*state.Progress) {}, it)
+}
+
+// EndExecution journals the end update of execution execID (the
+// attempt's own or one CreateExecution made), whose script started at
+// startedAt (zero: it never did), ended as r, and printed stdout and
+// stderr. The attempt's own execution is then not ended again with the
+// job.
+func (a *Attempt) EndExecution(execID string, startedAt time.Time, r Result, stdout, stderr string) error {
+	p := a.jb.Progress()
+	own := execID == p.ExecutionID
+	p.ExecutionID, p.StartedAt, p.ExecutionEnded = execID, startedAt, false
+	it, err := endItems(p, outcome{Result: r, stdout: stdout, stderr: stderr, executor: a.target})
+	if err != nil || len(it) == 0 {
+		return err
+	}
+	return a.jb.Update(context.Background(), func(p *state.Progress) {
+		if own {
+			p.ExecutionEnded = true
+		}
+	}, it...)
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cronium/cronium-agent/backend/api"
+
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runtimes"
@@ -77,6 +79,21 @@ func (p Policy) Timeout(t time.Duration) time.Duration {
 // script's CRONIUM_EXECUTION_ID and the backend's execution row.
 func ExecutionID(jobID string, start time.Time) string {
 	return "exec_" + jobID + "_" + strconv.FormatInt(start.Unix(), 10)
+}
+
+// ServerExecutionID is the id of the run of a multi-server job on one of
+// its servers (§3): exec_<job>_<server>_<unix seconds>.
+func ServerExecutionID(jobID, serverID string, start time.Time) string {
+	return "exec_" + jobID + "_" + serverID + "_" + strconv.FormatInt(start.Unix(), 10)
+}
+
+// attemptExecutionID is the id of an attempt's execution: a multi-server
+// job's first one is that of its first server.
+func attemptExecutionID(job *api.Job, start time.Time) string {
+	if m := job.Metadata; m.MultiServer && len(m.Servers) > 0 {
+		return ServerExecutionID(job.ID, m.Servers[0].ID, start)
+	}
+	return ExecutionID(job.ID, start)
 }
 
 // Request turns a job into a container run request: the runtime and image

@@ -194,11 +194,11 @@ func (jr *jobRunner) endExecution(ctx context.Context, o outcome) {
 func (jr *jobRunner) attempt(ctx context.Context, n, of int) outcome {
 	prev := jr.jb.Progress().ExecutionID
 	start := time.Now()
-	execID := ExecutionID(jr.job.ID, start)
+	execID := attemptExecutionID(jr.job, start)
 	for execID == prev {
 		time.Sleep(time.Until(start.Truncate(time.Second).Add(time.Second)))
 		start = time.Now()
-		execID = ExecutionID(jr.job.ID, start)
+		execID = attemptExecutionID(jr.job, start)
 	}
 	runID := RunID(jr.job.ID)
 	msg := "running"
@@ -235,14 +235,25 @@ func (jr *jobRunner) attempt(ctx context.Context, n, of int) outcome {
 func executionItem(job *api.Job, execID string, n int) state.ExecutionItem {
 	it := state.ExecutionItem{ExecutionID: execID, JobID: job.ID, Attempt: n}
 	if t := job.Target; t.ServerID != "" {
-		if id, err := strconv.ParseInt(t.ServerID, 10, 64); err == nil {
-			it.ServerID = &id
-		}
+		it.ServerID = serverNumber(t.ServerID)
 		if t.Server != nil {
 			it.ServerName = t.Server.Name
 		}
+		for _, s := range job.Metadata.Servers {
+			if s.ID == t.ServerID && it.ServerName == "" {
+				it.ServerName = s.Name
+			}
+		}
 	}
 	return it
+}
+
+// serverNumber is a server id as executions/create sends it: a number.
+func serverNumber(id string) *int64 {
+	if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+		return &n
+	}
+	return nil
 }
 
 // newAttempt hands the executor attempt n; skip says which of its output
@@ -251,7 +262,7 @@ func (jr *jobRunner) newAttempt(execID, runID string, n, of int, start time.Time
 	log := jr.log.With("execution", execID)
 	return &Attempt{
 		Job: jr.job, ExecutionID: execID, RunID: runID, Number: n, Of: of, Start: start, Log: log,
-		jb: jr.jb, fault: jr.fault,
+		jb: jr.jb, fault: jr.fault, target: jr.target,
 		r: &run{
 			jb: jr.jb, exec: execID, skip: skip,
 			logs:   newLogStream(jr.jb, execID, log, jr.fault),

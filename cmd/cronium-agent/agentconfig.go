@@ -7,13 +7,14 @@ import (
 	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/runner"
+	"github.com/cronium/cronium-agent/runner/sshexec"
 	"github.com/cronium/cronium-agent/sidecar"
 )
 
 // agentConfig translates the configuration into the agent's settings, and
 // gives it what connects to the host (containerd, the job networks), which
 // the configuration describes too.
-func agentConfig(env *cliEnv, cfg config.Config, orchID string) runner.AgentConfig {
+func agentConfig(env *cliEnv, cfg config.Config, orchID string, creds sshexec.Credentials) runner.AgentConfig {
 	return runner.AgentConfig{
 		StateDir:        cfg.State.Dir,
 		JournalBudget:   int64(cfg.Journal.Budget),
@@ -36,6 +37,13 @@ func agentConfig(env *cliEnv, cfg config.Config, orchID string) runner.AgentConf
 		RuntimeImages: []string{cfg.Runtimes.Bash.Image, cfg.Runtimes.Python.Image, cfg.Runtimes.Node.Image},
 		OpenExecutor: func(ctx context.Context, store sidecar.Store) (runner.LocalRuntime, func(), error) {
 			return openExecutor(ctx, env, cfg, true, store)
+		},
+		OpenExecutors: func(_ context.Context, store sidecar.Store) (runner.Executors, func(), error) {
+			x, release, err := openSSH(env, cfg, store, creds)
+			if err != nil {
+				return nil, nil, err
+			}
+			return runner.Executors{runner.TargetServer: x}, release, nil
 		},
 		SweepNetworks: func(ctx context.Context) (cni.SweepReport, error) { return sweepNetworks(ctx, env, cfg) },
 		Log:           env.log,

@@ -170,9 +170,49 @@ func rawJobs(t *testing.T, data []byte) []json.RawMessage {
 	return append(q.Jobs, q.Response.Jobs...)
 }
 
+// atSSHD points the servers of an ssh job (target.serverDetails and
+// metadata.servers) at s, with s's credentials of the same kind (key or
+// password): the fixtures name servers that are not here.
+func atSSHD(t *testing.T, raw json.RawMessage, s *testenv.SSHD) json.RawMessage {
+	t.Helper()
+	var j map[string]any
+	if err := json.Unmarshal(raw, &j); err != nil {
+		t.Fatal(err)
+	}
+	if j["type"] != "ssh" {
+		return raw
+	}
+	point := func(v any) {
+		srv, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		srv["host"], srv["port"], srv["username"] = s.Host, s.Port, s.User
+		if _, ok := srv["password"]; ok {
+			srv["password"] = s.Password
+		} else {
+			srv["privateKey"] = string(s.ClientKeys["ed25519"])
+		}
+	}
+	exec, _ := j["execution"].(map[string]any)
+	target, _ := exec["target"].(map[string]any)
+	point(target["serverDetails"])
+	meta, _ := j["metadata"].(map[string]any)
+	servers, _ := meta["servers"].([]any)
+	for _, srv := range servers {
+		point(srv)
+	}
+	out, err := json.Marshal(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func TestE2EFixtures(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
+	sshd := testenv.StartSSHD(t)
 	// The HTTP job of the mixed batch posts to 127.0.0.1:18080/hook.
 	type hookCall struct {
 		method, body string
@@ -194,7 +234,7 @@ func TestE2EFixtures(t *testing.T) {
 	var ids []string
 	for _, f := range []string{"queue-single-bash.json", "queue-mixed-batch.json", "queue-deployed-backend.json", "queue-ssh.json", "queue-deployed-ssh.json"} {
 		for _, raw := range rawJobs(t, fixture(t, f)) {
-			id, err := b.Client.SubmitRaw(context.Background(), raw)
+			id, err := b.Client.SubmitRaw(context.Background(), atSSHD(t, raw, sshd))
 			if err != nil {
 				t.Fatalf("%s: %v", f, err)
 			}
@@ -281,10 +321,18 @@ func TestE2EFixtures(t *testing.T) {
 		}
 	}
 	check("job_k8KG9BXzdZ2v", "completed", 0, "hello from env\ntoken length 6")
-	// SSH jobs are refused, alone and with a clear message.
-	for _, id := range []string{"job_Ss0000000006", "job_Ms0000000007", "job_4lLF0cVNiS9B", "job_mchwSOS8251b"} {
-		if v := check(id, "failed", 1, ""); !strings.Contains(v.Error, "SSH jobs are not supported") {
-			t.Errorf("%s: error %q", id, v.Error)
+	// SSH jobs run on the server they name (pointed at a real sshd on
+	// loopback), with the helpers, the job's environment (decrypted) and
+	// its working directory; a multi-server job on each of its servers.
+	check("job_Ss0000000006", "completed", 0, "Linux")
+	check("job_4lLF0cVNiS9B", "completed", 0, "as "+sshd.User+": hello over ssh")
+	for _, id := range []string{"job_Ms0000000007", "job_mchwSOS8251b"} {
+		v := check(id, "completed", 0, "")
+		if execs := executions(t, b, id); len(execs) != 2 {
+			t.Errorf("%s: %d executions, want one per server", id, len(execs))
+		}
+		if v.Output == nil || strings.Count(v.Output.Stdout, "] ") < 2 || !strings.Contains(v.Output.Stdout, "servers:\n") {
+			t.Errorf("%s: output %+v", id, v.Output)
 		}
 	}
 	assertOneCompletion(t, b)

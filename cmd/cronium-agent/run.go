@@ -36,5 +36,5 @@ func runAgent(parent context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	return runner.NewAgent(client, agentConfig(env, cfg, orchID)).Run(ctx, drain)
+	return runner.NewAgent(client, agentConfig(env, cfg, orchID, client)).Run(ctx, drain)
 }

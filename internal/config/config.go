@@ -46,7 +46,7 @@ type SSH struct {
 	KeepaliveInterval  Duration `yaml:"keepaliveInterval" doc:"Period of the keepalives on each connection; one unanswered within it closes the connection. 0 sends none."`
 	IdleTimeout        Duration `yaml:"idleTimeout" doc:"Pooled connections no job used for this long are closed."`
 	MaxConnsPerServer  int      `yaml:"maxConnsPerServer" doc:"Connections kept open to one server (per user and credentials)."`
-	MaxSessionsPerConn int      `yaml:"maxSessionsPerConn" doc:"Jobs sharing one connection at once (sessions are multiplexed on it; sshd's MaxSessions defaults to 10)."`
+	MaxSessionsPerConn int      `yaml:"maxSessionsPerConn" doc:"SSH sessions open on one connection at once. A job holds up to three (two follow its output), so a connection is shared by this divided by three jobs; sshd's MaxSessions defaults to 10."`
 	MaxParallelServers int      `yaml:"maxParallelServers" doc:"Servers a multi-server job runs on at once."`
 	BreakerFailures    int      `yaml:"breakerFailures" doc:"Failed connection attempts in a row that open a server's circuit breaker: its jobs then fail at once, without trying, for breakerCooldown."`
 	BreakerCooldown    Duration `yaml:"breakerCooldown" doc:"How long an open circuit breaker fails a server's jobs before a connection is tried again."`

@@ -85,11 +85,19 @@ func WithKeepalive(d time.Duration) Option { return func(p *Pool) { p.keepalive 
 // WithIdleTimeout closes connections nobody holds after d (default 5 min).
 func WithIdleTimeout(d time.Duration) Option { return func(p *Pool) { p.idle = d } }
 
-// WithLimits bounds connections per server and runs sharing one
-// connection (defaults 4 and 8).
-func WithLimits(connsPerServer, leasesPerConn int) Option {
-	return func(p *Pool) { p.maxConns, p.maxLeases = max(1, connsPerServer), max(1, leasesPerConn) }
+// WithLimits bounds connections per server and sessions open on one
+// connection at once (defaults 4 and 8). A run holds up to SessionsPerRun
+// sessions, so a connection is shared by sessionsPerConn/SessionsPerRun
+// runs (at least one).
+func WithLimits(connsPerServer, sessionsPerConn int) Option {
+	return func(p *Pool) {
+		p.maxConns, p.maxLeases = max(1, connsPerServer), max(1, sessionsPerConn/SessionsPerRun)
+	}
 }
+
+// SessionsPerRun is the most sessions a run holds at once: two follow
+// its output, a third does the rest.
+const SessionsPerRun = 3
 
 // WithBreaker opens a server's circuit breaker after failures dials in a
 // row failed, for cooldown (defaults 3 and 30 s).
@@ -173,7 +181,7 @@ func (c *conn) isDead() bool {
 func New(hostKeys HostKeyChecker, opts ...Option) *Pool {
 	p := &Pool{
 		hostKeys: hostKeys, dialTimeout: 10 * time.Second, keepalive: 15 * time.Second, idle: 5 * time.Minute,
-		maxConns: 4, maxLeases: 8, breakerFailures: 3, cooldown: 30 * time.Second, tries: 3, retryWait: 250 * time.Millisecond,
+		maxConns: 4, maxLeases: 8 / SessionsPerRun, breakerFailures: 3, cooldown: 30 * time.Second, tries: 3, retryWait: 250 * time.Millisecond,
 		log: slog.Default(), now: time.Now,
 		servers: map[string]*server{}, stop: make(chan struct{}), done: make(chan struct{}),
 	}

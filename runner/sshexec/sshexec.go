@@ -60,6 +60,10 @@ func WithCredentials(c Credentials) Option { return func(x *Executor) { x.creds 
 // for the bash helpers; without it bash helpers fail with a clear message.
 func WithHelperProgram(path string) Option { return func(x *Executor) { x.helperBin = path } }
 
+// WithParallel bounds the servers of a multi-server job run at once
+// (default 8).
+func WithParallel(n int) Option { return func(x *Executor) { x.parallel = n } }
+
 // WithStopGrace sets the wait between SIGTERM and SIGKILL (default 10 s).
 func WithStopGrace(d time.Duration) Option { return func(x *Executor) { x.grace = d } }
 
@@ -74,6 +78,7 @@ type Executor struct {
 	creds     Credentials
 	helperBin string
 	grace     time.Duration
+	parallel  int
 	log       *slog.Logger
 
 	helperOnce sync.Once
@@ -85,7 +90,7 @@ type Executor struct {
 // New returns an executor that connects through pool under policy
 // (timeouts).
 func New(pool *sshconn.Pool, policy runner.Policy, opts ...Option) *Executor {
-	x := &Executor{pool: pool, policy: policy, grace: 10 * time.Second, log: slog.Default()}
+	x := &Executor{pool: pool, policy: policy, grace: 10 * time.Second, parallel: 8, log: slog.Default()}
 	for _, o := range opts {
 		o(x)
 	}
@@ -94,22 +99,142 @@ func New(pool *sshconn.Pool, policy runner.Policy, opts ...Option) *Executor {
 
 var _ runner.Executor = (*Executor)(nil)
 
-// endpoint is where the job runs and how to log in there.
-func (x *Executor) endpoint(ctx context.Context, job *api.Job) (sshconn.Endpoint, error) {
+// remoteRun is one run on a server, as the agent follows it.
+type remoteRun struct {
+	x       *Executor
+	a       *runner.Attempt
+	k       *sink
+	ep      sshconn.Endpoint
+	runID   string
+	execID  string
+	timeout time.Duration
+	exec    sidecar.Execution
+	// started journals the script's start (the attempt's, or its
+	// server's execution's).
+	started func(at time.Time) error
+
+	lease   *sshconn.Lease
+	apiSess *sidecar.Session
+	apiPort int
+
+	mu      sync.Mutex // the offsets and the line cutters
+	streams [2]*lines
+	offsets [2]int64
+}
+
+// sink is where a run's output and the agent's lines about it go: the
+// attempt, which takes one call at a time (mu is shared by the servers of
+// a multi-server attempt), with each line prefixed by its server's name
+// and kept for its own execution when there are several.
+type sink struct {
+	mu     *sync.Mutex
+	a      *runner.Attempt
+	prefix string
+	keep   bool
+	stdout strings.Builder
+	stderr strings.Builder
+}
+
+// keepMax bounds what a server's execution row keeps of each stream.
+const keepMax = 1 << 20
+
+func (k *sink) entry(e output.Entry) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.prefix != "" {
+		e.Data = append([]byte(k.prefix), e.Data...)
+	}
+	if k.keep {
+		b := &k.stdout
+		if e.Stream == output.Stderr {
+			b = &k.stderr
+		}
+		if b.Len() < keepMax {
+			b.Write(e.Data)
+			if !e.Fragment {
+				b.WriteByte('\n')
+			}
+		}
+	}
+	k.a.Output(e)
+}
+
+// system logs one of the agent's lines about the run.
+func (k *sink) system(line string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.a.System(k.prefix + line)
+}
+
+// say logs it and adds it to the completion's stderr too.
+func (k *sink) say(line string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.a.System(k.prefix + line)
+	k.a.Stderr("cronium-agent: " + k.prefix + line + "\n")
+	if k.keep {
+		k.stderr.WriteString("cronium-agent: " + line + "\n")
+	}
+}
+
+func (x *Executor) newRun(a *runner.Attempt, ep sshconn.Endpoint, k *sink, execID, runID string, started func(time.Time) error) *remoteRun {
+	sj := runner.ScriptJob(a.Job)
+	timeout := x.policy.Timeout(a.Job.Timeout)
+	r := &remoteRun{x: x, a: a, k: k, ep: ep, runID: runID, execID: execID, timeout: timeout,
+		exec: sj.Execution(execID, a.Start, timeout), started: started}
+	for i, s := range []output.Stream{output.Stdout, output.Stderr} {
+		r.streams[i] = &lines{stream: s, emit: k.entry}
+	}
+	return r
+}
+
+// target is one server of a job, with what its run is named by.
+type target struct {
+	srv    api.Server
+	execID string
+	runID  string
+}
+
+// targets are the servers the job runs on: all of metadata.servers for a
+// multi-server job (§2.1; the first is the attempt's own execution),
+// else its one target.
+func (x *Executor) targets(ctx context.Context, a *runner.Attempt) ([]target, error) {
+	job := a.Job
+	if m := job.Metadata; m.MultiServer && len(m.Servers) > 1 {
+		out := make([]target, len(m.Servers))
+		for i, srv := range m.Servers {
+			out[i] = target{srv: srv, execID: runner.ServerExecutionID(job.ID, srv.ID, a.Start), runID: a.RunID + "-" + strconv.Itoa(i)}
+		}
+		out[0].execID = a.ExecutionID
+		return out, nil
+	}
+	srv, err := x.server(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	return []target{{srv: srv, execID: a.ExecutionID, runID: a.RunID}}, nil
+}
+
+// server is the job's one server, fetched when the job names it only.
+func (x *Executor) server(ctx context.Context, job *api.Job) (api.Server, error) {
 	srv := job.Target.Server
 	if srv == nil && len(job.Metadata.Servers) > 0 {
 		srv = &job.Metadata.Servers[0]
 	}
 	if srv == nil || srv.Host == "" {
 		if job.Target.ServerID == "" || x.creds == nil {
-			return sshconn.Endpoint{}, fmt.Errorf("the job names no server to run on")
+			return api.Server{}, fmt.Errorf("the job names no server to run on")
 		}
 		got, err := x.creds.ServerCredentials(ctx, job.Target.ServerID)
 		if err != nil {
-			return sshconn.Endpoint{}, fmt.Errorf("fetch the details of server %s: %w", job.Target.ServerID, err)
+			return api.Server{}, fmt.Errorf("fetch the details of server %s: %w", job.Target.ServerID, err)
 		}
 		srv = got
 	}
+	return *srv, nil
+}
+
+func endpoint(srv api.Server) (sshconn.Endpoint, error) {
 	if srv.PrivateKey == "" && srv.Password == "" {
 		return sshconn.Endpoint{}, fmt.Errorf("server %s (%s) has neither a private key nor a password in the job", srv.ID, srv.Name)
 	}
@@ -117,55 +242,148 @@ func (x *Executor) endpoint(ctx context.Context, job *api.Job) (sshconn.Endpoint
 		PrivateKey: []byte(srv.PrivateKey), Password: srv.Password}, nil
 }
 
-// remoteRun is one run on a server, as the agent follows it.
-type remoteRun struct {
-	x       *Executor
-	a       *runner.Attempt
-	ep      sshconn.Endpoint
-	runID   string
-	timeout time.Duration
-	exec    sidecar.Execution
-
-	lease   *sshconn.Lease
-	apiSess *sidecar.Session
-	apiPort int
-
-	mu      sync.Mutex // hands entries to a.Output one at a time
-	streams [2]*lines
-	offsets [2]int64
-}
-
-func (x *Executor) newRun(a *runner.Attempt, ep sshconn.Endpoint) *remoteRun {
-	sj := runner.ScriptJob(a.Job)
-	timeout := x.policy.Timeout(a.Job.Timeout)
-	r := &remoteRun{x: x, a: a, ep: ep, runID: a.RunID, timeout: timeout, exec: sj.Execution(a.ExecutionID, a.Start, timeout)}
-	for i, s := range []output.Stream{output.Stdout, output.Stderr} {
-		r.streams[i] = &lines{stream: s, emit: func(e output.Entry) { a.Output(e) }}
-	}
-	return r
-}
-
 // Run implements runner.Executor.
 func (x *Executor) Run(ctx context.Context, a *runner.Attempt) runner.Result {
+	return x.attempt(ctx, a, false)
+}
+
+// Adopt implements runner.Executor: each run is found again by its work
+// directory, its output read again from the start.
+func (x *Executor) Adopt(ctx context.Context, a *runner.Attempt) runner.Result {
+	a.Owned() // nothing of it is on this host for a sweep to take
+	return x.attempt(ctx, a, true)
+}
+
+// attempt runs (or adopts) the attempt on its servers, several at once
+// for a multi-server job, and sums their results up (§2.4).
+func (x *Executor) attempt(ctx context.Context, a *runner.Attempt, adopt bool) runner.Result {
 	fail := func(err error) runner.Result {
 		return runner.Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error(), Start: a.Start, End: time.Now()}
+	}
+	targets, err := x.targets(ctx, a)
+	if err != nil {
+		return fail(err)
+	}
+	if len(targets) == 1 {
+		k := &sink{mu: &sync.Mutex{}, a: a}
+		return x.runOn(ctx, a, targets[0], k, a.Started, adopt)
+	}
+	var mu sync.Mutex
+	results := make([]runner.Result, len(targets))
+	sinks := make([]*sink, len(targets))
+	sem := make(chan struct{}, max(1, x.parallel))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		name := t.srv.Name
+		if name == "" {
+			name = t.srv.ID
+		}
+		sinks[i] = &sink{mu: &mu, a: a, prefix: "[" + name + "] ", keep: true}
+		started := a.Started
+		if i > 0 {
+			if !adopt {
+				if err := a.CreateExecution(t.execID, t.srv.ID, t.srv.Name); err != nil {
+					results[i] = fail(err)
+					continue
+				}
+			}
+			started = func(at time.Time) error { return a.ExecutionStarted(t.execID, at) }
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results[i] = x.runOn(ctx, a, t, sinks[i], started, adopt)
+		}()
+	}
+	wg.Wait()
+	return x.sum(a, targets, results, sinks)
+}
+
+// sum makes the job's result of its servers' (§2.4): all completed →
+// completed 0; all failed → failed; some → completed with 100 + the
+// number that failed. Stopped runs (timeout, cancelled) stop the job so.
+// Each server's execution gets its own end; the job's output ends with a
+// line per server.
+func (x *Executor) sum(a *runner.Attempt, targets []target, results []runner.Result, sinks []*sink) runner.Result {
+	var failed int
+	var res runner.Result
+	var summary strings.Builder
+	summary.WriteString("servers:\n")
+	for i, r := range results {
+		t := targets[i]
+		if !r.Start.IsZero() && (res.Start.IsZero() || r.Start.Before(res.Start)) {
+			res.Start = r.Start
+		}
+		res.End = later(res.End, r.End)
+		res.Cleaned = later(res.Cleaned, r.Cleaned)
+		status := r.Status
+		if r.NeverRan {
+			sinks[i].say(r.Err)
+		}
+		if status != api.StatusCompleted {
+			failed++
+		}
+		// A stopped server stops the job so: cancelled over timeout.
+		if status == api.StatusCancelled || status == api.StatusTimeout && res.Status == "" {
+			res.Status = status
+		}
+		if err := a.EndExecution(t.execID, r.Start, r, sinks[i].stdout.String(), sinks[i].stderr.String()); err != nil {
+			x.log.Error("journaling the end of a server's execution failed", "execution", t.execID, "error", err)
+		}
+		fmt.Fprintf(&summary, "  %s (%s): %s, exit code %d\n", t.srv.Name, t.srv.ID, status, r.ExitCode)
+	}
+	a.Text(output.Stdout, []byte(summary.String()))
+	switch {
+	case res.Status == api.StatusTimeout:
+		res.ExitCode = runner.ExitTimeout
+	case res.Status == api.StatusCancelled:
+		res.ExitCode = runner.ExitCancelled
+	case failed == 0:
+		res.Status, res.ExitCode = api.StatusCompleted, 0
+	case failed == len(results):
+		res.Status, res.ExitCode = api.StatusFailed, 100+failed
+	default:
+		res.Status, res.ExitCode = api.StatusCompleted, 100+failed
+	}
+	if res.Start.IsZero() {
+		res.Start = a.Start
+	}
+	return res
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// runOn runs (or adopts) the attempt on one server.
+func (x *Executor) runOn(ctx context.Context, a *runner.Attempt, t target, k *sink, started func(time.Time) error, adopt bool) runner.Result {
+	fail := func(err error) runner.Result {
+		return runner.Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error(), Start: a.Start, End: time.Now()}
+	}
+	ep, err := endpoint(t.srv)
+	if err != nil {
+		return fail(err)
+	}
+	r := x.newRun(a, ep, k, t.execID, t.runID, started)
+	if adopt {
+		return r.adopt(ctx)
 	}
 	rt, err := runtimes.Lookup(a.Job.Script.Runtime)
 	if err != nil {
 		return fail(err)
 	}
-	ep, err := x.endpoint(ctx, a.Job)
-	if err != nil {
-		return fail(err)
-	}
-	r := x.newRun(a, ep)
 	if r.lease, err = x.pool.Get(ctx, ep); err != nil {
 		return fail(err)
 	}
 	defer r.close()
-	env := runner.ScriptEnv(runner.ScriptJob(a.Job), a.ExecutionID, "ssh")
+	env := runner.ScriptEnv(runner.ScriptJob(a.Job), t.execID, "ssh")
 	if err := r.serveAPI(ctx, 0); err != nil {
-		a.System("runtime API unavailable on this server: " + err.Error())
+		r.sys("runtime API unavailable on this server: " + err.Error())
 	} else {
 		env["CRONIUM_RUNTIME_API"] = "http://127.0.0.1:" + strconv.Itoa(r.apiPort)
 		env["CRONIUM_EXECUTION_TOKEN"] = r.apiSess.Token()
@@ -175,33 +393,28 @@ func (x *Executor) Run(ctx context.Context, a *runner.Attempt) runner.Result {
 		return fail(err)
 	}
 	start := time.Now()
-	if err := a.Started(start); err != nil {
+	if err := r.started(start); err != nil {
 		r.remove()
 		return fail(err)
 	}
 	if _, err := session(ctx, r.lease, launchCmd(r.runID, rt.ScriptName, rt.Interpreter), nil); err != nil {
-		a.Text(output.Stderr, []byte("cronium-agent: could not start the script on "+ep.String()+": "+err.Error()+"\n"))
+		r.say("could not start the script on " + ep.String() + ": " + err.Error())
 		r.remove()
 		return runner.Result{Status: api.StatusFailed, ExitCode: 1, Start: start, End: time.Now(), Cleaned: time.Now()}
 	}
 	return r.follow(ctx, start)
 }
 
-// Adopt implements runner.Executor: the run is found again by its work
-// directory, its output read again from the start.
-func (x *Executor) Adopt(ctx context.Context, a *runner.Attempt) runner.Result {
-	a.Owned() // nothing of it is on this host for a sweep to take
-	ep, err := x.endpoint(ctx, a.Job)
-	if err != nil {
-		return runner.Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error(), Start: a.Start, End: time.Now()}
-	}
-	r := x.newRun(a, ep)
+// adopt takes over the run a previous agent process launched.
+func (r *remoteRun) adopt(ctx context.Context) runner.Result {
+	a := r.a
 	if a.StartedAt.IsZero() {
 		// Never launched (its start is journaled first): remove what was
 		// uploaded, if the server answers.
 		gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if r.lease, err = x.pool.Get(gctx, ep); err == nil {
+		var err error
+		if r.lease, err = r.x.pool.Get(gctx, r.ep); err == nil {
 			r.remove()
 			r.close()
 		}
@@ -213,36 +426,24 @@ func (x *Executor) Adopt(ctx context.Context, a *runner.Attempt) runner.Result {
 	}
 	out, err := session(ctx, r.lease, stateCmd(r.runID)+`; cat `+workDir(r.runID)+`/port 2>/dev/null`, nil)
 	if err != nil {
-		return r.lost(a.StartedAt, "reading the run's state on "+ep.String()+": "+err.Error())
+		return r.lost(a.StartedAt, "reading the run's state on "+r.ep.String()+": "+err.Error())
 	}
 	if st, _, _ := parseState(out); st == "gone" {
-		return r.lost(a.StartedAt, "the run's work directory is gone from "+ep.String()+" (was the server restarted?)")
+		return r.lost(a.StartedAt, "the run's work directory is gone from "+r.ep.String()+" (was the server restarted?)")
 	}
 	if f := strings.Fields(string(out)); len(f) > 0 {
 		if port, err := strconv.Atoi(f[len(f)-1]); err == nil && port > 0 {
 			if err := r.serveAPI(ctx, port); err != nil {
-				a.System("runtime API not served again after the restart: " + err.Error())
+				r.sys("runtime API not served again after the restart: " + err.Error())
 			}
 		}
 	}
 	return r.follow(ctx, a.StartedAt)
 }
 
-// sys logs one of the agent's lines in the job's log; say adds text to
-// the completion's stderr too. Both hold r.mu: the tails hand output over
-// meanwhile, and an Attempt takes one call at a time.
-func (r *remoteRun) sys(line string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.a.System(line)
-}
-
-func (r *remoteRun) say(line string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.a.System(line)
-	r.a.Stderr("cronium-agent: " + line + "\n")
-}
+// sys and say: the sink's, for this run.
+func (r *remoteRun) sys(line string) { r.k.system(line) }
+func (r *remoteRun) say(line string) { r.k.say(line) }
 
 // serveAPI forwards a port of the server's loopback (port, or any when 0)
 // to the run's runtime API.
@@ -287,7 +488,7 @@ func (r *remoteRun) upload(ctx context.Context, rt runtimes.Runtime, env map[str
 	}
 	envData, skipped := envFile(env)
 	if len(skipped) > 0 {
-		r.a.System("not passed to the script (not shell variable names): " + strings.Join(skipped, ", "))
+		r.sys("not passed to the script (not shell variable names): " + strings.Join(skipped, ", "))
 	}
 	files := []upload{
 		{name: rt.ScriptName, data: []byte(r.a.Job.Script.Content)},
@@ -305,7 +506,7 @@ func (r *remoteRun) upload(ctx context.Context, rt runtimes.Runtime, env map[str
 	}
 	if helperPath != "" {
 		if err := r.x.installHelper(ctx, r.lease, strings.TrimSpace(string(out)), helperPath); err != nil {
-			r.a.System("the bash helpers will not work on this server: " + err.Error())
+			r.sys("the bash helpers will not work on this server: " + err.Error())
 		}
 	}
 	return nil

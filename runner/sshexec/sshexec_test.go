@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -471,4 +472,70 @@ func TestSSHReconnect(t *testing.T) {
 	if d := a.pool.Dials(); d < 2 {
 		t.Errorf("%d dials: the connection was not dialled again", d)
 	}
+}
+
+// A multi-server job runs on every server at once, one execution each
+// (exec_<job>_<server>_<unix>), its lines prefixed with the server's
+// name; one server down makes it completed with 100 + 1 (§2.4).
+func TestSSHMultiServer(t *testing.T) {
+	s1, s2 := testenv.StartSSHD(t), testenv.StartSSHD(t)
+	be := devtest.Start(t, "", token)
+	startAgent(t, be, agentOptions{})
+	down := freePort(t)
+	server := func(id, name string, s *testenv.SSHD, port int) map[string]any {
+		return map[string]any{"id": id, "name": name, "host": "127.0.0.1", "port": port, "username": s.User, "privateKey": string(s.ClientKeys["ed25519"])}
+	}
+	servers := []any{server("3", "web-1", s1, s1.Port), server("4", "web-2", s2, s2.Port), server("5", "web-3", s1, down)}
+	raw, _ := json.Marshal(map[string]any{
+		"type": "ssh",
+		"execution": map[string]any{
+			"environment": map[string]string{}, "timeout": (30 * time.Second).Nanoseconds(), "inputData": map[string]any{},
+			"target": map[string]any{"type": "server", "serverId": "3", "serverDetails": servers[0]},
+			"script": map[string]any{"type": "BASH", "content": `echo "on $CRONIUM_EXECUTION_ID"`, "workingDirectory": ""},
+		},
+		"metadata": map[string]any{"originalType": "SCRIPT", "eventId": "41", "userId": "u1", "serverId": "3",
+			"multiServer": true, "serverCount": 3, "servers": servers},
+	})
+	id := submit(t, be, raw)
+	v := waitDone(t, be, id)
+	if v.Status != "completed" || exitCode(v) != 101 || v.Completions != 1 {
+		t.Fatalf("%s exit %d, %d completing calls; want completed 101 once (output %+v)", v.Status, exitCode(v), v.Completions, v.Output)
+	}
+	execs, err := be.Client.Executions(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(execs) != 3 {
+		t.Fatalf("%d executions, want 3: %+v", len(execs), execs)
+	}
+	for _, sid := range []string{"3", "4", "5"} {
+		prefix := "exec_" + id + "_" + sid + "_"
+		found := false
+		for _, e := range execs {
+			if strings.HasPrefix(e.ID, prefix) {
+				found = true
+				if sid != "5" && !strings.Contains(v.Output.Stdout, "] on "+e.ID+"\n") {
+					t.Errorf("stdout %q lacks the line of %s", v.Output.Stdout, e.ID)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no execution %s*", prefix)
+		}
+	}
+	for _, want := range []string{"[web-1] on exec_", "[web-2] on exec_", "web-3 (5): failed"} {
+		if !strings.Contains(v.Output.Stdout+v.Output.Stderr, want) {
+			t.Errorf("output %+v lacks %q", v.Output, want)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
