@@ -15,6 +15,7 @@ export CRONIUM_BACKEND_TOKEN=demo-$RANDOM$RANDOM
 
 cleanup() {
 	[[ -n ${AGENT_PID:-} ]] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
+	[[ -n ${SSHD_PID:-} ]] && kill "$SSHD_PID" 2>/dev/null && wait "$SSHD_PID" 2>/dev/null
 	[[ -n ${BACKEND_PID:-} ]] && kill "$BACKEND_PID" 2>/dev/null && wait "$BACKEND_PID" 2>/dev/null
 	rm -rf "$DEMO"
 }
@@ -26,6 +27,36 @@ for _ in $(seq 50); do grep -q listening "$DEMO/backend.out" 2>/dev/null && brea
 export CRONIUM_BACKEND_URL=$(grep -o 'http://[0-9.:]*' "$DEMO/backend.out" | head -1)
 [[ -n $CRONIUM_BACKEND_URL ]] || { echo "the development backend did not start:"; cat "$DEMO/backend.log"; exit 1; }
 printf '\n\033[1m== the agent against the development backend at %s\033[0m\n' "$CRONIUM_BACKEND_URL"
+
+# SSH jobs go to an OpenSSH server of the demo's own on loopback (root, by
+# a key made for the demo); the agent pins its host key in the demo's
+# known_hosts, not the agent's.
+export CRONIUM_SSH_KNOWN_HOSTS=$DEMO/known_hosts
+start_sshd() {
+	command -v /usr/sbin/sshd >/dev/null || { echo "no sshd (apt install openssh-server): the SSH demo is skipped"; return 1; }
+	mkdir -p /run/sshd
+	ssh-keygen -q -t ed25519 -N '' -f "$DEMO/host_key" && ssh-keygen -q -t ed25519 -N '' -f "$DEMO/id_ed25519" || return 1
+	cp "$DEMO/id_ed25519.pub" "$DEMO/authorized_keys"
+	SSHD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	cat >"$DEMO/sshd_config" <<-EOF2
+		Port $SSHD_PORT
+		ListenAddress 127.0.0.1
+		HostKey $DEMO/host_key
+		PidFile $DEMO/sshd.pid
+		AuthorizedKeysFile $DEMO/authorized_keys
+		StrictModes no
+		PermitRootLogin prohibit-password
+		PasswordAuthentication no
+		KbdInteractiveAuthentication no
+		AllowTcpForwarding yes
+		GatewayPorts no
+		UsePAM no
+	EOF2
+	/usr/sbin/sshd -D -e -f "$DEMO/sshd_config" 2>"$DEMO/sshd.log" &
+	SSHD_PID=$!
+	for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$SSHD_PORT") 2>/dev/null && return 0; sleep 0.1; done
+	echo "sshd did not start:"; cat "$DEMO/sshd.log"; return 1
+}
 
 start_agent() {
 	CRONIUM_API_ENDPOINT=$CRONIUM_BACKEND_URL CRONIUM_API_TOKEN=$CRONIUM_BACKEND_TOKEN CRONIUM_JOBS_POLL_INTERVAL=0.2 \
@@ -53,6 +84,23 @@ for id in "$bash_id" "$py_id" "$node_id"; do
 	"$BACKEND" logs "$id" -f >/dev/null 2>&1
 	"$BACKEND" show "$id"
 done
+
+if start_sshd; then
+	printf '\n\033[1m== SSH: the same kind of job on a server (an sshd of the demo on 127.0.0.1:%s), then on two at once\033[0m\n' "$SSHD_PORT"
+	web1=$("$BACKEND" servers add --name web-1 --host 127.0.0.1 --port "$SSHD_PORT" --user root --key "$DEMO/id_ed25519")
+	web2=$("$BACKEND" servers add --name web-2 --host 127.0.0.1 --port "$SSHD_PORT" --user root --key "$DEMO/id_ed25519")
+	"$BACKEND" servers list
+	ssh_id=$("$BACKEND" submit --runtime bash --server "$web1" --input '{"service": "nginx"}' -c 'svc=$(cronium_input | sed "s/.*\"service\": *\"\([^\"]*\)\".*/\1/")
+echo "checking $svc on $(hostname) over SSH as $(id -un), in a private directory: $(pwd)"
+cronium_output "{\"service\": \"$svc\", \"host\": \"$(hostname)\"}"')
+	multi_id=$("$BACKEND" submit --runtime python --server "$web1,$web2" -c 'import os, socket
+print("python on", socket.gethostname(), "as execution", os.environ["CRONIUM_EXECUTION_ID"])')
+	for id in "$ssh_id" "$multi_id"; do
+		printf '\n\033[1m-- job %s\033[0m\n' "$id"
+		"$BACKEND" logs "$id" -f >/dev/null 2>&1
+		"$BACKEND" show "$id"
+	done
+fi
 
 printf '\n\033[1m== crash recovery: the agent is killed (SIGKILL) while a job prints; a new agent takes it over\033[0m\n'
 slow_id=$("$BACKEND" submit --runtime bash -c 'for i in $(seq 1 8); do echo "tick $i"; sleep 0.5; done')

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/backend/devserver"
 	"github.com/cronium/cronium-agent/backend/devserver/devtest"
@@ -539,3 +541,46 @@ func freePort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// What a server can refuse fails the job alone, with a message that says
+// what to do: an unknown host under strict, a changed host key, a missing
+// interpreter; a server that refuses port forwarding still runs the job,
+// whose helpers then say the runtime API is not there.
+func TestSSHRefusals(t *testing.T) {
+	be := devtest.Start(t, "", token)
+	t.Run("unknown host, strict", func(t *testing.T) {
+		s := testenv.StartSSHD(t)
+		startAgent(t, be, agentOptions{policy: sshconn.PolicyStrict})
+		v := waitDone(t, be, submit(t, be, job{script: "echo never"}.raw(s)))
+		if v.Status != "failed" || !strings.Contains(v.Error, "cronium-agent ssh trust") {
+			t.Errorf("%s, error %q", v.Status, v.Error)
+		}
+	})
+	t.Run("changed host key", func(t *testing.T) {
+		s := testenv.StartSSHD(t)
+		a := startAgent(t, be, agentOptions{})
+		old := fingerprint(s)
+		if v := waitDone(t, be, submit(t, be, job{script: "echo pinned"}.raw(s))); v.Status != "completed" {
+			t.Fatalf("first job: %s %q", v.Status, v.Error)
+		}
+		// The next agent (a connection pooled by this one would hide the
+		// new key) trusts what this one recorded.
+		a.stop()
+		s.RotateHostKey()
+		startAgent(t, be, agentOptions{known: filepath.Join(a.dir, "known_hosts")})
+		v := waitDone(t, be, submit(t, be, job{script: "echo never"}.raw(s)))
+		if v.Status != "failed" || !strings.Contains(v.Error, old) || !strings.Contains(v.Error, fingerprint(s)) {
+			t.Errorf("%s, error %q; want both %s and %s", v.Status, v.Error, old, fingerprint(s))
+		}
+	})
+	t.Run("forwarding refused", func(t *testing.T) {
+		s := testenv.StartSSHD(t, testenv.WithoutForwarding())
+		startAgent(t, be, agentOptions{})
+		v := waitDone(t, be, submit(t, be, job{runtime: "PYTHON", script: "import cronium\nprint('ran')\ncronium.output(1)"}.raw(s)))
+		if v.Status != "failed" || v.Output == nil || !strings.HasPrefix(v.Output.Stdout, "ran\n") || !strings.Contains(v.Output.Stderr, "CRONIUM_RUNTIME_API is not set") {
+			t.Errorf("%s exit %d, output %+v", v.Status, exitCode(v), v.Output)
+		}
+	})
+}
+
+func fingerprint(s *testenv.SSHD) string { return ssh.FingerprintSHA256(s.HostKey) }
