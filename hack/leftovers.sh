@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Exit non-zero and say what is left when anything of the agent's remains:
-# containers, tasks, run snapshots, cgroups, mounts, run files.
+# containers, tasks, run snapshots, cgroups, mounts, run files, and the test
+# sshds with what SSH runs leave on their server.
 set -uo pipefail
 ADDR=${CONTAINERD_ADDRESS:-/run/cronium-containerd/containerd.sock}
 STATE=${STATE_DIR:-/var/lib/cronium-agent}
@@ -43,6 +44,22 @@ n=$(find /var/lib /run -maxdepth 1 -name 'cronium-test-containerd-*' 2>/dev/null
 ((n)) && left+=("$n private test containerd directories")
 n=$(pgrep -c -f -- '--config /run/cronium-test-containerd-' || true)
 ((n)) && left+=("$n private test containerds")
+# Test sshds (internal/testenv.StartSSHD): the listener runs with -f
+# <dir>/sshd_config, its dir made below ${TMPDIR:-/tmp}.
+n=$(pgrep -c -f -- '-f [^ ]*/cronium-sshd-' || true)
+((n)) && left+=("$n test sshds")
+n=$(find /tmp "${TMPDIR:-/tmp}" -mindepth 1 -maxdepth 1 -name 'cronium-sshd-*' 2>/dev/null | sort -u | wc -l)
+((n)) && left+=("$n test sshd directories")
+# What SSH runs leave on the test server, where they log in as
+# cronium-sshtest: processes, and work directories (/tmp/cronium-job...,
+# ${TMPDIR:-/tmp}/cronium-*). The account and its helper cache
+# (~/.cache/cronium-agent) are kept on purpose.
+if id -u cronium-sshtest >/dev/null 2>&1; then
+	n=$(pgrep -c -u cronium-sshtest || true)
+	((n)) && left+=("$n processes of cronium-sshtest")
+	n=$(find /tmp "${TMPDIR:-/tmp}" -mindepth 1 -maxdepth 1 -user cronium-sshtest -name 'cronium-*' 2>/dev/null | sort -u | wc -l)
+	((n)) && left+=("$n remote work directories of cronium-sshtest")
+fi
 if ((${#left[@]})); then
 	echo "leftovers: ${left[*]}" >&2
 	exit 1

@@ -72,11 +72,7 @@ func sshTrust(ctx context.Context, env *cliEnv, in sshInput, args []string) erro
 	if err != nil {
 		return &exitError{Code: exitUsage, Err: err}
 	}
-	cfg, err := loadConfig(env, *cfgPath)
-	if err != nil {
-		return err
-	}
-	hk, err := openKnownHosts(env, cfg)
+	cfg, hk, err := openKnownHosts(env, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -193,11 +189,7 @@ func sshKnown(env *cliEnv, args []string) error {
 	if _, err := parseArgs(env, fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(env, *cfgPath)
-	if err != nil {
-		return err
-	}
-	hk, err := openKnownHosts(env, cfg)
+	cfg, hk, err := openKnownHosts(env, *cfgPath)
 	if err != nil {
 		return err
 	}
@@ -232,11 +224,19 @@ func sshKnown(env *cliEnv, args []string) error {
 	return tw.Flush()
 }
 
-// openKnownHosts opens the configured files with a strict policy: the
-// commands record keys only when told to.
-func openKnownHosts(env *cliEnv, cfg config.Config) (*sshconn.HostKeys, error) {
-	return sshconn.OpenHostKeys(cfg.KnownHostsPath(), sshconn.PolicyStrict,
+// openKnownHosts loads the configuration at cfgPath and opens the files it
+// names with a strict policy: the commands record keys only when told to.
+func openKnownHosts(env *cliEnv, cfgPath string) (config.Config, *sshconn.HostKeys, error) {
+	cfg, err := loadConfig(env, cfgPath)
+	if err != nil {
+		return config.Config{}, nil, err
+	}
+	hk, err := sshconn.OpenHostKeys(cfg.KnownHostsPath(), sshconn.PolicyStrict,
 		sshconn.WithSystemKnownHosts(cfg.SSH.SystemKnownHosts), sshconn.WithHostKeysLogger(env.log))
+	if err != nil {
+		return config.Config{}, nil, err
+	}
+	return cfg, hk, nil
 }
 
 func knownHostsFiles(cfg config.Config) []string {

@@ -11,15 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/cronium/cronium-agent/internal/command"
 	"github.com/cronium/cronium-agent/runner/sshconn"
+	"github.com/cronium/cronium-agent/runner/sshconn/sshtest"
 )
 
 func newHostKey(t *testing.T) ssh.Signer {
@@ -33,39 +32,6 @@ func newHostKey(t *testing.T) ssh.Signer {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// serveSSHKey runs an SSH server with this host key on 127.0.0.1 until the
-// test ends; `ssh trust` never gets past its key exchange.
-func serveSSHKey(t *testing.T, key ssh.Signer) string {
-	t.Helper()
-	cfg := &ssh.ServerConfig{NoClientAuth: true}
-	cfg.AddHostKey(key)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer nc.Close()
-				_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-				if sc, _, _, err := ssh.NewServerConn(nc, cfg); err == nil {
-					sc.Close()
-				}
-			})
-		}
-	})
-	return l.Addr().String()
 }
 
 func authorizedLine(hosts string, key ssh.PublicKey) string {
@@ -85,7 +51,7 @@ func TestSSHCommands(t *testing.T) {
 	knownHosts := filepath.Join(state, "known_hosts")
 
 	key, newKey := newHostKey(t), newHostKey(t)
-	addr := serveSSHKey(t, key)
+	addr := sshtest.HostKeyServer(t, key)
 	_, port, _ := net.SplitHostPort(addr)
 	entry := "[127.0.0.1]:" + port
 	fp, newFP := ssh.FingerprintSHA256(key.PublicKey()), ssh.FingerprintSHA256(newKey.PublicKey())
@@ -213,7 +179,7 @@ func readSystem(t *testing.T, path string) string {
 // On a terminal, `ssh trust` asks, and records only on yes.
 func TestSSHTrustPrompt(t *testing.T) {
 	key := newHostKey(t)
-	addr := serveSSHKey(t, key)
+	addr := sshtest.HostKeyServer(t, key)
 	for _, tc := range []struct {
 		answer string
 		code   int

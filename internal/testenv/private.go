@@ -45,9 +45,49 @@ type Daemon struct {
 	config string
 	log    string
 
+	daemonProc // containerd
+}
+
+// daemonProc is the process of a daemon a test runs (containerd, sshd)
+// while it runs: Daemon and SSHD embed it.
+type daemonProc struct {
 	mu     sync.Mutex
-	cmd    *exec.Cmd
+	cmd    *exec.Cmd     // nil until started, and once stopped or killed
 	exited chan struct{} // closed when cmd ended
+}
+
+// spawn starts cmd as the daemon's process and returns a channel closed
+// when it has ended (and been waited for).
+func (p *daemonProc) spawn(cmd *exec.Cmd) (<-chan struct{}, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	p.mu.Lock()
+	p.cmd, p.exited = cmd, exited
+	p.mu.Unlock()
+	return exited, nil
+}
+
+// current returns the running process and its exited channel; cmd is nil
+// when none runs.
+func (p *daemonProc) current() (cmd *exec.Cmd, exited <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd, p.exited
+}
+
+// take is current, and forgets the process: the caller stops it.
+func (p *daemonProc) take() (cmd *exec.Cmd, exited <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmd, exited = p.cmd, p.exited
+	p.cmd = nil
+	return cmd, exited
 }
 
 // PrivateContainerd starts a containerd of the test's own, waits until it
@@ -177,17 +217,10 @@ func (d *Daemon) start() error {
 	// Its own process group: a signal to the test's group must not stop
 	// it behind the test's back.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	exited, err := d.spawn(cmd)
+	if err != nil {
 		return fmt.Errorf("start containerd: %w", err)
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	d.mu.Lock()
-	d.cmd, d.exited = cmd, exited
-	d.mu.Unlock()
 	if err := d.waitServing(exited); err != nil {
 		d.Stop()
 		return fmt.Errorf("%w; its log ends:\n%s", err, tail(d.log, 20))
@@ -241,10 +274,7 @@ func (d *Daemon) importImage(archive, ref string) error {
 // Stop stops the daemon gracefully (SIGTERM), as a service manager does:
 // its shims and their tasks keep running. It waits until the daemon is gone.
 func (d *Daemon) Stop() {
-	d.mu.Lock()
-	cmd, exited := d.cmd, d.exited
-	d.cmd = nil
-	d.mu.Unlock()
+	cmd, exited := d.take()
 	if cmd == nil {
 		return
 	}
@@ -270,10 +300,7 @@ func (d *Daemon) Restart(tb testing.TB) {
 // cleanup kills every task of the daemon, removes its containers, stops it,
 // kills any shim left and removes its directories.
 func (d *Daemon) cleanup(tb testing.TB) {
-	d.mu.Lock()
-	running := d.cmd != nil
-	d.mu.Unlock()
-	if !running {
+	if cmd, _ := d.current(); cmd == nil {
 		if err := d.start(); err != nil {
 			tb.Logf("cleanup: %v", err)
 		}

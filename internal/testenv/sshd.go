@@ -79,9 +79,7 @@ type SSHD struct {
 
 	config, hostKeyFile, logFile string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd     // the listener; nil when killed
-	exited chan struct{} // closed when cmd ended
+	daemonProc // the listener
 }
 
 // SSHDOption changes the configuration of a server of StartSSHD.
@@ -242,10 +240,7 @@ func (s *SSHD) Start() {
 // the listener's process tree in /proc, stopping what it finds until the
 // tree stands still, and then kills it.
 func (s *SSHD) Kill() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, exited := s.take()
 	if cmd == nil {
 		return
 	}
@@ -298,9 +293,7 @@ func (s *SSHD) RotateHostKey() {
 	if err := s.newHostKey(); err != nil {
 		s.tb.Fatal(err)
 	}
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.mu.Unlock()
+	cmd, exited := s.current()
 	if cmd == nil {
 		return
 	}
@@ -383,10 +376,7 @@ var errSSHDBind = errors.New("sshd could not bind its port")
 
 // start runs sshd on the current configuration and waits until it serves.
 func (s *SSHD) start() error {
-	s.mu.Lock()
-	running := s.cmd != nil
-	s.mu.Unlock()
-	if running {
+	if cmd, _ := s.current(); cmd != nil {
 		return nil
 	}
 	from := s.logSize()
@@ -404,17 +394,10 @@ func (s *SSHD) start() error {
 	// not reach it, and Kill's sweep of sshd's sessions must not reach
 	// the test.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	exited, err := s.spawn(cmd)
+	if err != nil {
 		return fmt.Errorf("start %s: %w", sshdPath, err)
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
 	if err := s.waitServing(exited, from); err != nil {
 		s.Kill()
 		return err

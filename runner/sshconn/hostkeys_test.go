@@ -22,6 +22,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/cronium/cronium-agent/runner/sshconn/sshtest"
 )
 
 func newSigner(t testing.TB, kind string) ssh.Signer {
@@ -48,47 +50,6 @@ func newSigner(t testing.TB, kind string) ssh.Signer {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// serveSSH runs an SSH server on 127.0.0.1 with these host keys, letting
-// anyone in, until the test ends; it returns its address.
-func serveSSH(t testing.TB, hostKeys ...ssh.Signer) string {
-	t.Helper()
-	cfg := &ssh.ServerConfig{NoClientAuth: true}
-	for _, k := range hostKeys {
-		cfg.AddHostKey(k)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer nc.Close()
-				_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-				sc, chans, reqs, err := ssh.NewServerConn(nc, cfg)
-				if err != nil {
-					return // the client gave up, as FetchHostKey does
-				}
-				defer sc.Close()
-				go ssh.DiscardRequests(reqs)
-				for ch := range chans {
-					_ = ch.Reject(ssh.Prohibited, "no sessions here")
-				}
-			})
-		}
-	})
-	return l.Addr().String()
 }
 
 // dial logs in to addr checking its key with hk.
@@ -483,7 +444,7 @@ func TestHostKeysReplace(t *testing.T) {
 // type; left to choose, it may offer another, which fails as changed.
 func TestHostKeysAlgorithms(t *testing.T) {
 	ed, ec := newSigner(t, "ed25519"), newSigner(t, "ecdsa")
-	addr := serveSSH(t, ed, ec)
+	addr := sshtest.HostKeyServer(t, ed, ec)
 	hk := openHK(t, filepath.Join(t.TempDir(), "known_hosts"), PolicyStrict)
 	if err := hk.Trust(addr, ed.PublicKey()); err != nil {
 		t.Fatal(err)
@@ -511,7 +472,7 @@ func TestHostKeysDial(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "known_hosts")
 	hk := openHK(t, path, PolicyTOFU)
 	key := newSigner(t, "ed25519")
-	addr := serveSSH(t, key)
+	addr := sshtest.HostKeyServer(t, key)
 	if err := dial(addr, hk, hk.Algorithms(addr)); err != nil {
 		t.Fatal(err)
 	}
@@ -607,7 +568,7 @@ func TestOpenHostKeysErrors(t *testing.T) {
 
 func TestFetchHostKey(t *testing.T) {
 	ed, ec := newSigner(t, "ed25519"), newSigner(t, "ecdsa")
-	addr := serveSSH(t, ed, ec)
+	addr := sshtest.HostKeyServer(t, ed, ec)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		algorithms []string

@@ -58,17 +58,18 @@ fi
 unset CRONIUM_HELPER_IN_HOME
 if [ -n "$CRONIUM_WATCHDOG" ]; then
 	( sleep "$CRONIUM_WATCHDOG"; kill -TERM -$$; sleep 10; kill -KILL -$$ ) >/dev/null 2>&1 &
-	wd=$!
 fi
 unset CRONIUM_WATCHDOG
 if [ -n "$CRONIUM_WORKDIR" ]; then
-	cd "$CRONIUM_WORKDIR" || { echo "cronium: cannot enter the working directory $CRONIUM_WORKDIR" >&2; echo 1 >"$d/status.tmp"; mv "$d/status.tmp" "$d/status"; exit 1; }
+	cd "$CRONIUM_WORKDIR" || { echo "cronium: cannot enter the working directory $CRONIUM_WORKDIR" >&2; echo 1 >"$d/status.tmp"; mv "$d/status.tmp" "$d/status"; kill -KILL -$$; }
 fi
 unset CRONIUM_WORKDIR
 "$@" "$d/$script"
 code=$?
-[ -n "$wd" ] && kill "$wd" 2>/dev/null
 echo "$code" >"$d/status.tmp" && mv "$d/status.tmp" "$d/status"
+# The run's process group goes with it, as a container's processes do:
+# the watchdog and its sleep, and whatever the script left running.
+kill -KILL -$$ 2>/dev/null
 `
 
 // envFile renders env as sh assignments, sorted; names that are not shell

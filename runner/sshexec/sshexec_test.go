@@ -190,7 +190,7 @@ func (j job) raw(s *testenv.SSHD) json.RawMessage {
 		rt = "BASH"
 	}
 	if j.timeout == 0 {
-		j.timeout = 30 * time.Second
+		j.timeout = 37 * time.Second
 	}
 	if j.env == nil {
 		j.env = map[string]string{}
@@ -241,23 +241,22 @@ func exitCode(v devserver.JobView) int {
 	return *v.ExitCode
 }
 
-// remoteLeftovers lists what runs left on the server: work directories
-// and processes of the test user.
-func remoteLeftovers(t *testing.T, s *testenv.SSHD, marker string) []string {
+// remoteLeftovers lists what the jobs ids left on the server: their work
+// directories, and the processes of the test user whose command line
+// matches marker (a pattern unique to the test: other packages' tests
+// use the same account at the same time).
+func remoteLeftovers(t *testing.T, s *testenv.SSHD, marker string, ids ...string) []string {
 	t.Helper()
 	var left []string
-	dirs, _ := filepath.Glob("/tmp/cronium-*")
-	for _, d := range dirs {
-		if fi, err := os.Stat(d); err == nil && fi.IsDir() && strings.Contains(d, "job") {
-			if owner(fi) == s.User {
-				left = append(left, d)
-			}
-		}
+	for _, id := range ids {
+		dirs, _ := filepath.Glob("/tmp/cronium-" + id + "-*")
+		left = append(left, dirs...)
 	}
 	if marker != "" {
 		out, _ := exec.Command("pgrep", "-u", s.User, "-f", marker).Output()
 		for _, pid := range strings.Fields(string(out)) {
-			left = append(left, "process "+pid)
+			cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+			left = append(left, "process "+pid+" "+strings.ReplaceAll(string(cmdline), "\x00", " "))
 		}
 	}
 	return left
@@ -268,6 +267,7 @@ func TestSSHJobs(t *testing.T) {
 	be := devtest.Start(t, "", token)
 	a := startAgent(t, be, agentOptions{})
 	long := strings.Repeat("x", 100_000)
+	var ids []string
 	for _, tc := range []struct {
 		name   string
 		job    job
@@ -288,9 +288,11 @@ func TestSSHJobs(t *testing.T) {
 		{"python", job{runtime: "PYTHON", script: "import sys\nprint('py')\nsys.exit(4)"}, "failed", 4, "py\n", ""},
 		{"node", job{runtime: "NODEJS", script: "console.log('js'); console.error('warn')"}, "completed", 0, "js\n", "warn\n"},
 		{"working directory", job{workdir: "/var/lib", script: "pwd"}, "completed", 0, "/var/lib\n", ""},
+		{"what the script leaves running goes with it", job{script: "sleep 123.25 & echo bye"}, "completed", 0, "bye\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := submit(t, be, tc.job.raw(s))
+			ids = append(ids, id)
 			v := waitDone(t, be, id)
 			if v.Status != tc.status || exitCode(v) != tc.exit || v.Completions != 1 {
 				t.Fatalf("%s exit %d, %d completing calls; want %s %d once (error %q)", v.Status, exitCode(v), v.Completions, tc.status, tc.exit, v.Error)
@@ -300,11 +302,12 @@ func TestSSHJobs(t *testing.T) {
 			}
 		})
 	}
-	if left := remoteLeftovers(t, s, ""); len(left) > 0 {
+	// Nor the watchdog's sleep (the job's timeout plus 30 s: 67 s here).
+	if left := remoteLeftovers(t, s, "^sleep (123.25|67)$", ids...); len(left) > 0 {
 		t.Errorf("left on the server: %v", left)
 	}
-	if d := a.pool.Dials(); d >= 9 {
-		t.Errorf("%d dials for 9 jobs on 3 credentials: connections are not reused", d)
+	if d := a.pool.Dials(); d >= 10 {
+		t.Errorf("%d dials for 10 jobs on 4 credentials: connections are not reused", d)
 	}
 }
 
@@ -420,7 +423,7 @@ func TestSSHStop(t *testing.T) {
 			if v.Status != tc.status || exitCode(v) != tc.exit || v.Completions != 1 {
 				t.Errorf("%s exit %d, %d completing calls; want %s %d", v.Status, exitCode(v), v.Completions, tc.status, tc.exit)
 			}
-			if left := remoteLeftovers(t, s, tc.marker); len(left) > 0 {
+			if left := remoteLeftovers(t, s, tc.marker, id); len(left) > 0 {
 				t.Errorf("left on the server: %v", left)
 			}
 		})
