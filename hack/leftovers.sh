@@ -55,7 +55,8 @@ n=$(find /tmp "${TMPDIR:-/tmp}" -mindepth 1 -maxdepth 1 -name 'cronium-sshd-*' 2
 # ${TMPDIR:-/tmp}/cronium-*). The account and its helper cache
 # (~/.cache/cronium-agent) are kept on purpose.
 if id -u cronium-sshtest >/dev/null 2>&1; then
-	n=$(pgrep -c -u cronium-sshtest || true)
+	# Zombies are not counted: they are dead, and some inits reap them late.
+	n=$(ps -u cronium-sshtest -o stat= 2>/dev/null | grep -vc '^Z' || true)
 	((n)) && left+=("$n processes of cronium-sshtest")
 	n=$(find /tmp "${TMPDIR:-/tmp}" -mindepth 1 -maxdepth 1 -user cronium-sshtest -name 'cronium-*' 2>/dev/null | sort -u | wc -l)
 	((n)) && left+=("$n remote work directories of cronium-sshtest")

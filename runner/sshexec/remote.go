@@ -203,10 +203,23 @@ func launchCmd(runID, script string, interpreter []string) string {
 }
 
 // followCmd streams file of the work directory from byte offset on, until
-// the launcher's process group is gone and everything is out.
+// the run has ended and everything is out. It polls (every 50 ms, slowing
+// to 500 ms while nothing comes) rather than tail --pid: the launcher's
+// pid stays alive as a zombie until init reaps it, which some inits do
+// late. The end is the status file, written after the script's last
+// output; a run stopped before it wrote one ends when its process group
+// is gone.
 func followCmd(runID, file string, offset int64) string {
-	d := workDir(runID)
-	return fmt.Sprintf(`d=%s && pid=$(cat "$d/pid") && exec tail -c +%d --pid="$pid" -s 0.2 -f "$d/%s"`, d, offset+1, file)
+	return fmt.Sprintf(`d=%s; f="$d/%s"; off=%d; nap=5
+while :; do
+	n=$(stat -c %%s "$f") || exit 3
+	if [ "$n" -gt "$off" ]; then tail -c +$((off+1)) "$f" | head -c $((n-off)); off=$n; nap=5; continue; fi
+	if [ -e "$d/status" ] || ! kill -0 -"$(cat "$d/pid")" 2>/dev/null; then
+		[ "$(stat -c %%s "$f")" -gt "$off" ] && continue
+		exit 0
+	fi
+	sleep 0.$(printf %%02d $nap); [ $nap -lt 50 ] && nap=$((nap+5))
+done`, workDir(runID), file, offset)
 }
 
 // stateCmd prints the run's state: its pid, whether its group still
