@@ -587,3 +587,40 @@ func TestSSHRefusals(t *testing.T) {
 }
 
 func fingerprint(s *testenv.SSHD) string { return ssh.FingerprintSHA256(s.HostKey) }
+
+// Jobs on one server at once each get their own runtime API forward.
+func TestSSHConcurrentJobs(t *testing.T) {
+	s := testenv.StartSSHD(t)
+	be := devtest.Start(t, "", token)
+	startAgent(t, be, agentOptions{})
+	var ids []string
+	for i := range 4 {
+		ids = append(ids, submit(t, be, job{runtime: "PYTHON", input: map[string]any{"i": i},
+			script: "import cronium, time\ni = cronium.input()['i']\ntime.sleep(0.5)\ncronium.output({'i': i})\nprint(i)"}.raw(s)))
+	}
+	for i, id := range ids {
+		v := waitDone(t, be, id)
+		if v.Status != "completed" || string(v.ScriptOutput) != fmt.Sprintf(`{"i":%d}`, i) {
+			t.Errorf("job %d: %s, output %s %+v", i, v.Status, v.ScriptOutput, v.Output)
+		}
+	}
+}
+
+// A server that dies for good mid-job: the job fails at its timeout with
+// the reason and the output received before.
+func TestSSHServerGone(t *testing.T) {
+	s := testenv.StartSSHD(t)
+	be := devtest.Start(t, "", token)
+	startAgent(t, be, agentOptions{})
+	id := submit(t, be, job{timeout: 3 * time.Second, script: "echo before; sleep 30.75; echo never"}.raw(s))
+	waitLog(t, be, id, "before")
+	s.Kill()
+	v := waitDone(t, be, id)
+	if v.Status != "failed" || v.Completions != 1 || v.Output == nil || v.Output.Stdout != "before\n" ||
+		!strings.Contains(v.Output.Stderr, "could not be reached again before the job's timeout") {
+		t.Errorf("%s exit %d, output %+v", v.Status, exitCode(v), v.Output)
+	}
+	// What the watchdog could not be told to stop ends at the timeout: not
+	// left for the next test. (The server is gone: stop what it ran.)
+	_ = exec.Command("pkill", "-u", s.User, "-f", "^sleep 30.75$").Run()
+}
