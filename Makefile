@@ -65,6 +65,7 @@ bench: import
 		go test -run '^$$' -bench BenchmarkIdleClaimLatency -benchtime 10x ./cmd/cronium-agent/
 	go test -run '^$$' -bench . ./runner/output/ ./sidecar/
 	go test -run '^$$' -bench . -benchtime 3x ./state/journal/ ./state/syncer/
+	go test -run '^$$' -bench BenchmarkSSH -benchtime 30x ./runner/sshexec/
 
 # Fail when anything of the agent's is left on this host.
 leftovers:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -259,7 +260,11 @@ func (a *Attempt) CreateExecution(execID, serverID, name string) error {
 	if err != nil {
 		return err
 	}
-	return a.jb.Update(context.Background(), func(*state.Progress) {}, it)
+	return a.jb.Update(context.Background(), func(p *state.Progress) {
+		if !slices.Contains(p.Executions, execID) {
+			p.Executions = append(p.Executions, execID)
+		}
+	}, it)
 }
 
 // ExecutionStarted journals that execution execID (one CreateExecution

@@ -215,6 +215,7 @@ func (jr *jobRunner) attempt(ctx context.Context, n, of int) outcome {
 			p.State, p.Attempt, p.Attempts, p.AttemptStart = state.Running, n, of, start.UTC()
 			p.RunID, p.ExecutionID, p.StartedAt = runID, execID, time.Time{}
 			p.Entries, p.ErrEntries, p.StreamCounts = 0, 0, true
+			p.Executions = nil
 			p.ExecutionEnded = false
 			p.Output, p.Condition = nil, nil
 		}, created, running)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -63,6 +64,10 @@ type Progress struct {
 	// skipped by the total, as then.)
 	Entries    uint64 `json:"entries"`
 	ErrEntries uint64 `json:"errEntries,omitempty"`
+	// Executions are the current attempt's executions beside ExecutionID
+	// (the other servers of a multi-server job): the runtime API serves
+	// them too.
+	Executions []string `json:"executions,omitempty"`
 	// StreamCounts: ErrEntries is kept (journals made since it exists).
 	StreamCounts bool            `json:"streamCounts,omitempty"`
 	Output       json.RawMessage `json:"output,omitempty"`
@@ -355,7 +360,8 @@ func (s *Jobs) ByExecution(execution string) *Job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, jb := range s.live {
-		if jb.Progress().ExecutionID == execution {
+		p := jb.Progress()
+		if p.ExecutionID == execution || slices.Contains(p.Executions, execution) {
 			return jb
 		}
 	}

@@ -46,13 +46,17 @@ func TestE2ESSHAgentKilled(t *testing.T) {
 
 	follow := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: printer(40, "0.1", 0), ServerID: keyServer})
 	ended := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo before; sleep 2; echo after; echo oops >&2; exit 7", ServerID: pwServer})
+	// Ends well within its timeout, which has passed when the next agent
+	// starts: still reported from how it ended.
+	pastTimeout := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo quick; sleep 1; exit 4", ServerID: keyServer, Timeout: "3s"})
 	first := startAgent(t, b.URL, state)
 	waitLines(t, b, follow, 5)
 	waitLines(t, b, ended, 1)
+	waitLines(t, b, pastTimeout, 1)
 	assertNoSecretInCmdlines(t, s)
 	first.signal(syscall.SIGKILL)
 	first.waitDead(t, 10*time.Second)
-	time.Sleep(3 * time.Second) // the second job's script ends meanwhile
+	time.Sleep(4 * time.Second) // the other jobs' scripts end meanwhile
 	second := startAgent(t, b.URL, state)
 
 	v := waitJob(t, b, follow, time.Minute)
@@ -64,7 +68,11 @@ func TestE2ESSHAgentKilled(t *testing.T) {
 	if v.Status != "failed" || exitCode(v) != 7 || v.Completions != 1 || v.Output == nil || v.Output.Stdout != "before\nafter\n" || v.Output.Stderr != "oops\n" {
 		t.Errorf("job that ended meanwhile: %s exit %d, %d completing calls, output %+v", v.Status, exitCode(v), v.Completions, v.Output)
 	}
-	for _, id := range []string{follow, ended} {
+	v = waitJob(t, b, pastTimeout, time.Minute)
+	if v.Status != "failed" || exitCode(v) != 4 || v.Completions != 1 || v.Output == nil || v.Output.Stdout != "quick\n" {
+		t.Errorf("job that ended before its timeout passed: %s exit %d, output %+v", v.Status, exitCode(v), v.Output)
+	}
+	for _, id := range []string{follow, ended, pastTimeout} {
 		if execs := executions(t, b, id); len(execs) != 1 || execs[0].ServerID == nil || execs[0].ServerName != "loopback-sshd" {
 			t.Errorf("%s: executions %+v, want one naming its server", id, execs)
 		}
@@ -88,8 +96,12 @@ func TestE2ESSHAgentKilled(t *testing.T) {
 		}
 	}
 	dirs, _ := filepath.Glob("/tmp/cronium-" + follow + "*")
-	if more, _ := filepath.Glob("/tmp/cronium-" + ended + "*"); len(dirs)+len(more) > 0 {
-		t.Errorf("remote work directories left: %v %v", dirs, more)
+	for _, id := range []string{ended, pastTimeout} {
+		more, _ := filepath.Glob("/tmp/cronium-" + id + "*")
+		dirs = append(dirs, more...)
+	}
+	if len(dirs) > 0 {
+		t.Errorf("remote work directories left: %v", dirs)
 	}
 }
 

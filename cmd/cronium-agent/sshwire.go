@@ -37,6 +37,7 @@ func openSSH(env *cliEnv, cfg config.Config, store sidecar.Store, creds sshexec.
 	opts := []sshexec.Option{
 		sshexec.WithRuntimeAPI(sidecar.New(secret, store, sidecar.WithLogger(env.log))),
 		sshexec.WithStopGrace(time.Duration(cfg.Jobs.KillGrace)),
+		sshexec.WithParallel(c.MaxParallelServers),
 		sshexec.WithLogger(env.log),
 	}
 	if creds != nil {

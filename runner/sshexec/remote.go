@@ -188,38 +188,56 @@ type linkError struct{ err error }
 func (e *linkError) Error() string { return "SSH connection: " + e.err.Error() }
 func (e *linkError) Unwrap() error { return e.err }
 
-// launchCmd starts run.sh detached (setsid: its own session and process
-// group, which the agent signals as a whole) with the script's file name
-// and its interpreter, and prints its pid.
-func launchCmd(runID, script string, interpreter []string) string {
+// launchArgs are run.sh's arguments: the script's file name and its
+// interpreter, quoted for sh.
+func launchArgs(script string, interpreter []string) string {
 	args := []string{shellQuote(script)}
 	for _, a := range interpreter {
 		args = append(args, shellQuote(a))
 	}
-	// No && before the &: it would put the whole list, cd included, in a
-	// background subshell whose pid is not the launcher's.
-	return fmt.Sprintf(`d=%s; cd "$d" || exit 1; setsid sh ./run.sh %s </dev/null >/dev/null 2>&1 & echo $! >"$d/pid"; cat "$d/pid"`,
-		workDir(runID), strings.Join(args, " "))
+	return strings.Join(args, " ")
 }
 
-// followCmd streams file of the work directory from byte offset on, until
-// the run has ended and everything is out. It polls (every 50 ms, slowing
-// to 500 ms while nothing comes) rather than tail --pid: the launcher's
-// pid stays alive as a zombie until init reaps it, which some inits do
-// late. The end is the status file, written after the script's last
-// output; a run stopped before it wrote one ends when its process group
-// is gone.
-func followCmd(runID, file string, offset int64) string {
-	return fmt.Sprintf(`d=%s; f="$d/%s"; off=%d; nap=5
+// followCmd streams the work directory's out and err, from byte offsets
+// on, to its stdout and stderr until the run has ended and everything is
+// out. With launch (run.sh's arguments) it first starts run.sh detached
+// unless it was (setsid: its own session and process group, which the
+// agent signals as a whole, and which outlives this session).
+//
+// It polls (after 2 ms, doubling to 16 ms for its first 60 polls, then to
+// 500 ms while nothing comes: short jobs end soon after they do) rather
+// than tail --pid: a launcher whose parent is gone stays a zombie until
+// init reaps it, which some inits do late. The end is the status file,
+// written after the script's last output; a run stopped before it wrote
+// one ends when its launcher is gone (its process, not its group: the
+// group exists once the launcher's setsid has run).
+func followCmd(runID string, offOut, offErr int64, launch string) string {
+	start := ""
+	if launch != "" {
+		// No && before the &: it would put the list, cd included, in a
+		// background subshell whose pid is not the launcher's.
+		start = `if [ ! -s "$d/pid" ]; then cd "$d" || exit 1; setsid sh ./run.sh ` + launch + ` </dev/null >/dev/null 2>&1 & echo $! >"$d/pid"; fi
+`
+	}
+	// The job's stderr goes out on fd 3: the shell's own stderr (its
+	// notice that the launcher it started was killed, say) is not the
+	// job's.
+	return fmt.Sprintf(`exec 3>&2 2>/dev/null; d=%s; o=%d; e=%d; nap=2; i=0
+%ssizes() { n=$(stat -c %%s "$d/out") && m=$(stat -c %%s "$d/err") || exit 3; }
 while :; do
-	n=$(stat -c %%s "$f") || exit 3
-	if [ "$n" -gt "$off" ]; then tail -c +$((off+1)) "$f" | head -c $((n-off)); off=$n; nap=5; continue; fi
-	if [ -e "$d/status" ] || ! kill -0 -"$(cat "$d/pid")" 2>/dev/null; then
-		[ "$(stat -c %%s "$f")" -gt "$off" ] && continue
+	sizes
+	if [ "$n" -gt "$o" ] || [ "$m" -gt "$e" ]; then
+		[ "$n" -gt "$o" ] && { tail -c +$((o+1)) "$d/out" | head -c $((n-o)); o=$n; }
+		[ "$m" -gt "$e" ] && { tail -c +$((e+1)) "$d/err" | head -c $((m-e)) >&3; e=$m; }
+		nap=2; continue
+	fi
+	if [ -e "$d/status" ] || ! kill -0 "$(cat "$d/pid" 2>/dev/null)" 2>/dev/null; then
+		sizes; { [ "$n" -gt "$o" ] || [ "$m" -gt "$e" ]; } && continue
 		exit 0
 	fi
-	sleep 0.$(printf %%02d $nap); [ $nap -lt 50 ] && nap=$((nap+5))
-done`, workDir(runID), file, offset)
+	sleep 0.$(printf %%03d $nap); nap=$((nap*2)); i=$((i+1))
+	if [ $i -lt 60 ]; then [ $nap -gt 16 ] && nap=16; else [ $nap -gt 500 ] && nap=500; fi
+done`, workDir(runID), offOut, offErr, start)
 }
 
 // stateCmd prints the run's state: its pid, whether its group still
@@ -227,7 +245,7 @@ done`, workDir(runID), file, offset)
 func stateCmd(runID string) string {
 	d := workDir(runID)
 	return fmt.Sprintf(`d=%s; [ -d "$d" ] || { echo gone; exit 0; }; pid=$(cat "$d/pid" 2>/dev/null); `+
-		`if [ -n "$pid" ] && kill -0 -"$pid" 2>/dev/null; then echo running; else echo ended; fi; cat "$d/status" 2>/dev/null; true`, d)
+		`if [ -n "$pid" ] && { kill -0 "$pid" || kill -0 -"$pid"; } 2>/dev/null; then echo running; else echo ended; fi; cat "$d/status" 2>/dev/null; true`, d)
 }
 
 // stopCmd signals the run's process group: TERM, then KILL after grace.

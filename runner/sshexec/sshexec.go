@@ -82,6 +82,7 @@ type Executor struct {
 	log       *slog.Logger
 
 	helperOnce sync.Once
+	helperOK   sync.Map // "user@host:port/path" of servers that have it
 	helper     []byte
 	helperSum  string
 	helperErr  error
@@ -116,6 +117,10 @@ type remoteRun struct {
 	lease   *sshconn.Lease
 	apiSess *sidecar.Session
 	apiPort int
+
+	// launch is the launcher's arguments, for the follow to start it if it
+	// is not yet (never set when adopting: a run is launched only once).
+	launch string
 
 	mu      sync.Mutex // the offsets and the line cutters
 	streams [2]*lines
@@ -397,12 +402,9 @@ func (x *Executor) runOn(ctx context.Context, a *runner.Attempt, t target, k *si
 		r.remove()
 		return fail(err)
 	}
-	if _, err := session(ctx, r.lease, launchCmd(r.runID, rt.ScriptName, rt.Interpreter), nil); err != nil {
-		r.say("could not start the script on " + ep.String() + ": " + err.Error())
-		r.remove()
-		return runner.Result{Status: api.StatusFailed, ExitCode: 1, Start: start, End: time.Now(), Cleaned: time.Now()}
-	}
-	return r.follow(ctx, start)
+	// The first follow launches it, in the same session.
+	r.launch = launchArgs(rt.ScriptName, rt.Interpreter)
+	return r.follow(ctx, start, start.Add(r.timeout))
 }
 
 // adopt takes over the run a previous agent process launched.
@@ -421,15 +423,24 @@ func (r *remoteRun) adopt(ctx context.Context) runner.Result {
 		return runner.Result{NotStarted: true}
 	}
 	defer r.close()
-	if err := r.reconnect(ctx, a.StartedAt.Add(r.timeout), nil); err != nil {
+	// The server gets a while to answer even when the job's timeout passed
+	// while no agent ran: the run may have ended well before it.
+	deadline := a.StartedAt.Add(r.timeout)
+	if err := r.reconnect(ctx, later(deadline, time.Now().Add(adoptReach)), nil); err != nil {
 		return r.lost(a.StartedAt, err.Error())
 	}
 	out, err := session(ctx, r.lease, stateCmd(r.runID)+`; cat `+workDir(r.runID)+`/port 2>/dev/null`, nil)
 	if err != nil {
 		return r.lost(a.StartedAt, "reading the run's state on "+r.ep.String()+": "+err.Error())
 	}
-	if st, _, _ := parseState(out); st == "gone" {
+	st, _, _ := parseState(out)
+	switch st {
+	case "gone":
 		return r.lost(a.StartedAt, "the run's work directory is gone from "+r.ep.String()+" (was the server restarted?)")
+	case "ended":
+		// Ended while no agent ran: its output is read whole, whatever
+		// the time (a run still going past its timeout is stopped).
+		deadline = later(deadline, time.Now().Add(adoptReach))
 	}
 	if f := strings.Fields(string(out)); len(f) > 0 {
 		if port, err := strconv.Atoi(f[len(f)-1]); err == nil && port > 0 {
@@ -438,8 +449,12 @@ func (r *remoteRun) adopt(ctx context.Context) runner.Result {
 			}
 		}
 	}
-	return r.follow(ctx, a.StartedAt)
+	return r.follow(ctx, a.StartedAt, deadline)
 }
+
+// adoptReach is how long an adopted run's server gets to answer, and its
+// ended run to be read, after the job's timeout.
+const adoptReach = time.Minute
 
 // sys and say: the sink's, for this run.
 func (r *remoteRun) sys(line string) { r.k.system(line) }
@@ -505,7 +520,7 @@ func (r *remoteRun) upload(ctx context.Context, rt runtimes.Runtime, env map[str
 		return fmt.Errorf("prepare the run on %s: %w", r.ep, err)
 	}
 	if helperPath != "" {
-		if err := r.x.installHelper(ctx, r.lease, strings.TrimSpace(string(out)), helperPath); err != nil {
+		if err := r.x.installHelper(ctx, r.lease, r.ep, strings.TrimSpace(string(out)), helperPath); err != nil {
 			r.sys("the bash helpers will not work on this server: " + err.Error())
 		}
 	}
@@ -515,10 +530,10 @@ func (r *remoteRun) upload(ctx context.Context, rt runtimes.Runtime, env map[str
 // follow streams the run's output until it ends, is stopped (ctx, its
 // timeout) or its server stays unreachable past the timeout, then
 // removes the work directory.
-func (r *remoteRun) follow(ctx context.Context, startedAt time.Time) runner.Result {
-	deadline := startedAt.Add(r.timeout)
+func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time) runner.Result {
 	res := runner.Result{Start: startedAt}
 	var stopped api.Status
+	removed := false
 	for {
 		tails := r.tail()
 		timer := time.NewTimer(time.Until(deadline))
@@ -580,10 +595,13 @@ func (r *remoteRun) follow(ctx context.Context, startedAt time.Time) runner.Resu
 		res.Status, res.ExitCode = api.StatusTimeout, runner.ExitTimeout
 		r.sys(fmt.Sprintf("timed out after %s", r.timeout))
 	default:
+		// The state, and the work directory removed once it is final: one
+		// session.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		out, err := session(sctx, r.lease, stateCmd(r.runID), nil)
+		out, err := session(sctx, r.lease, stateCmd(r.runID)+`; [ -e `+workDir(r.runID)+`/status ] && rm -rf `+workDir(r.runID)+`; true`, nil)
 		cancel()
 		st, code, ok := parseState(out)
+		removed = err == nil && ok
 		switch {
 		case err != nil:
 			res.Status, res.ExitCode = api.StatusFailed, 1
@@ -599,28 +617,20 @@ func (r *remoteRun) follow(ctx context.Context, startedAt time.Time) runner.Resu
 			}
 		}
 	}
-	r.remove()
+	if !removed {
+		r.remove()
+	}
 	res.Cleaned = time.Now()
 	return res
 }
 
-// tail follows both output files on the current connection; the channel
-// gets nil when both are read to the end of the run, or the first error.
+// tail follows both output files in one session of the current
+// connection (stdout and stderr of the session carry them apart), after
+// launching the script when it is not yet (r.launch); the channel gets nil
+// when both are read to the end of the run, or an error.
 func (r *remoteRun) tail() <-chan error {
 	done := make(chan error, 1)
-	errs := make(chan error, 2)
-	for i, file := range []string{"out", "err"} {
-		go func() { errs <- r.tailOne(i, file) }()
-	}
-	go func() {
-		var first error
-		for range 2 {
-			if err := <-errs; err != nil && first == nil {
-				first = err
-			}
-		}
-		done <- first
-	}()
+	go func() { done <- r.follow1() }()
 	return done
 }
 
@@ -634,28 +644,31 @@ func (r *remoteRun) dead() bool {
 	}
 }
 
-// tailOne streams one file from its offset.
-func (r *remoteRun) tailOne(i int, file string) error {
-	s, err := r.lease.Client().NewSession()
-	if err != nil {
-		return &linkError{err}
-	}
-	defer s.Close()
-	s.Stdout = writerFunc(func(p []byte) (int, error) {
+// streamWriter takes stream i's bytes, counting them.
+func (r *remoteRun) streamWriter(i int) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.offsets[i] += int64(len(p))
 		r.streams[i].write(p)
 		return len(p), nil
 	})
-	s.Stderr = io.Discard
+}
+
+func (r *remoteRun) follow1() error {
+	s, err := r.lease.Client().NewSession()
+	if err != nil {
+		return &linkError{err}
+	}
+	defer s.Close()
+	s.Stdout, s.Stderr = r.streamWriter(0), r.streamWriter(1)
 	r.mu.Lock()
-	offset := r.offsets[i]
+	cmd := followCmd(r.runID, r.offsets[0], r.offsets[1], r.launch)
 	r.mu.Unlock()
-	if err := s.Run(followCmd(r.runID, file, offset)); err != nil {
+	if err := s.Run(cmd); err != nil {
 		var exit *ssh.ExitError
 		if errors.As(err, &exit) {
-			return nil // tail gave up (the file went): the state says the rest
+			return nil // the loop gave up (the files went): the state says the rest
 		}
 		return &linkError{err}
 	}
@@ -769,17 +782,29 @@ func (x *Executor) loadHelper() {
 }
 
 // installHelper uploads the helper program to path on a server whose
-// machine name is machine, unless it is there already.
-func (x *Executor) installHelper(ctx context.Context, lease *sshconn.Lease, machine, path string) error {
+// machine name is machine, unless it is there already (known from an
+// earlier job to the same account, or found there).
+func (x *Executor) installHelper(ctx context.Context, lease *sshconn.Lease, ep sshconn.Endpoint, machine, path string) error {
 	if want := goArchMachine(); machine != want {
 		return fmt.Errorf("the server is %s, the agent's helper program is built for %s", machine, want)
 	}
-	dir := strings.TrimSuffix(path, "/"+pathBase(path))
-	cmd := fmt.Sprintf(`f="$HOME/%s"; [ -x "$f" ] && exit 0; umask 077 && mkdir -p "$HOME/%s" && t="$f.$$" && cat >"$t" && chmod 700 "$t" && mv "$t" "$f"`, path, dir)
-	// The program is not secret: stdin carries it only because it is big.
-	if _, err := session(ctx, lease, cmd, bytes.NewReader(x.helper)); err != nil {
-		return fmt.Errorf("upload the helper program: %w", err)
+	key := ep.String() + "/" + path
+	if _, ok := x.helperOK.Load(key); ok {
+		return nil
 	}
+	out, err := session(ctx, lease, fmt.Sprintf(`[ -x "$HOME/%s" ] && echo present; true`, path), nil)
+	if err != nil {
+		return fmt.Errorf("look for the helper program: %w", err)
+	}
+	if strings.TrimSpace(string(out)) != "present" {
+		dir := strings.TrimSuffix(path, "/"+pathBase(path))
+		cmd := fmt.Sprintf(`f="$HOME/%s"; umask 077 && mkdir -p "$HOME/%s" && t="$f.$$" && cat >"$t" && chmod 700 "$t" && mv "$t" "$f"`, path, dir)
+		// The program is not secret: stdin carries it only because it is big.
+		if _, err := session(ctx, lease, cmd, bytes.NewReader(x.helper)); err != nil {
+			return fmt.Errorf("upload the helper program: %w", err)
+		}
+	}
+	x.helperOK.Store(key, true)
 	return nil
 }
 

@@ -44,7 +44,7 @@ const (
 
 // agent is the dispatcher with the SSH executor, in the test process.
 type agent struct {
-	t      *testing.T
+	t      testing.TB
 	be     *devtest.Backend
 	pool   *sshconn.Pool
 	logs   *testenv.Buffer
@@ -58,13 +58,21 @@ type agentOptions struct {
 	policy sshconn.Policy
 	known  string // known_hosts path; default in the state directory
 	grace  time.Duration
+	// keepalive is the pool's (default 1 s, to find dead connections
+	// soon); quiet logs at Info, the agent's default level, not Debug.
+	keepalive time.Duration
+	quiet     bool
 }
 
-func startAgent(t *testing.T, be *devtest.Backend, o agentOptions) *agent {
+func startAgent(t testing.TB, be *devtest.Backend, o agentOptions) *agent {
 	t.Helper()
 	dir := t.TempDir()
 	a := &agent{t: t, be: be, logs: &testenv.Buffer{}, done: make(chan struct{}), dir: dir}
-	log := slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	level := slog.LevelDebug
+	if o.quiet {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: level}))
 	client, err := backend.NewClient(be.URL, token, orch)
 	if err != nil {
 		t.Fatal(err)
@@ -92,18 +100,24 @@ func startAgent(t *testing.T, be *devtest.Backend, o agentOptions) *agent {
 	if o.grace == 0 {
 		o.grace = 2 * time.Second
 	}
+	if o.keepalive == 0 {
+		o.keepalive = time.Second
+	}
 	hk, err := sshconn.OpenHostKeys(o.known, o.policy, sshconn.WithSystemKnownHosts(""), sshconn.WithHostKeysLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.pool = sshconn.New(hk, sshconn.WithLogger(log), sshconn.WithKeepalive(time.Second), sshconn.WithDialTimeout(5*time.Second),
+	a.pool = sshconn.New(hk, sshconn.WithLogger(log), sshconn.WithKeepalive(o.keepalive), sshconn.WithDialTimeout(5*time.Second),
 		sshconn.WithDialRetries(2, 100*time.Millisecond), sshconn.WithBreaker(1000, time.Second))
 	secret, err := sidecar.LoadOrCreateSecret(filepath.Join(dir, "runtime-api.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	apiSrv := sidecar.New(secret, runner.NewJournalStore(jobs, client, log), sidecar.WithLogger(log))
-	exe := helperProgram(t)
+	if helperErr != nil {
+		t.Fatal(helperErr)
+	}
+	exe := helperBin
 	x := sshexec.New(a.pool, runner.DefaultPolicy(), sshexec.WithRuntimeAPI(apiSrv), sshexec.WithLogger(log),
 		sshexec.WithHelperProgram(exe), sshexec.WithStopGrace(o.grace))
 	d := runner.NewDispatcher(client, jobs, sy, runner.Executors{runner.TargetServer: x}, runner.DispatchConfig{
@@ -137,31 +151,27 @@ func (a *agent) stop() {
 	_ = a.jr.Close()
 }
 
-// helperProgram builds the agent binary, the bash helpers' program.
-var helperProgram = func() func(t *testing.T) string {
-	var once sync.Once
-	var path string
-	var err error
-	return func(t *testing.T) string {
-		once.Do(func() {
-			dir, derr := os.MkdirTemp("", "sshexec-helper-")
-			if derr != nil {
-				err = derr
-				return
-			}
-			path = filepath.Join(dir, "cronium-agent")
-			cmd := exec.Command("go", "build", "-o", path, "github.com/cronium/cronium-agent/cmd/cronium-agent")
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, berr := cmd.CombinedOutput(); berr != nil {
-				err = fmt.Errorf("build the agent: %v\n%s", berr, out)
-			}
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return path
+// helperBin is the agent binary, the bash helpers' program, built once
+// for the package's tests into a directory removed after them.
+var helperBin string
+var helperErr error
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sshexec-helper-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-}()
+	helperBin = filepath.Join(dir, "cronium-agent")
+	cmd := exec.Command("go", "build", "-o", helperBin, "github.com/cronium/cronium-agent/cmd/cronium-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		helperErr = fmt.Errorf("build the agent: %v\n%s", err, out)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // job is an ssh job for server s as the deployed backend sends it.
 type job struct {
@@ -480,8 +490,9 @@ func TestSSHReconnect(t *testing.T) {
 }
 
 // A multi-server job runs on every server at once, one execution each
-// (exec_<job>_<server>_<unix>), its lines prefixed with the server's
-// name; one server down makes it completed with 100 + 1 (§2.4).
+// (exec_<job>_<server>_<unix>) whose runtime API works, its lines
+// prefixed with the server's name; one server down makes it completed
+// with 100 + 1 (§2.4).
 func TestSSHMultiServer(t *testing.T) {
 	s1, s2 := testenv.StartSSHD(t), testenv.StartSSHD(t)
 	be := devtest.Start(t, "", token)
@@ -496,7 +507,7 @@ func TestSSHMultiServer(t *testing.T) {
 		"execution": map[string]any{
 			"environment": map[string]string{}, "timeout": (30 * time.Second).Nanoseconds(), "inputData": map[string]any{},
 			"target": map[string]any{"type": "server", "serverId": "3", "serverDetails": servers[0]},
-			"script": map[string]any{"type": "BASH", "content": `echo "on $CRONIUM_EXECUTION_ID"`, "workingDirectory": ""},
+			"script": map[string]any{"type": "BASH", "content": `cronium_output "{\"on\": \"$CRONIUM_EXECUTION_ID\"}" && echo "on $CRONIUM_EXECUTION_ID"`, "workingDirectory": ""},
 		},
 		"metadata": map[string]any{"originalType": "SCRIPT", "eventId": "41", "userId": "u1", "serverId": "3",
 			"multiServer": true, "serverCount": 3, "servers": servers},
