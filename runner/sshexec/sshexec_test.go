@@ -631,7 +631,17 @@ func TestSSHServerGone(t *testing.T) {
 		!strings.Contains(v.Output.Stderr, "could not be reached again before the job's timeout") {
 		t.Errorf("%s exit %d, output %+v", v.Status, exitCode(v), v.Output)
 	}
-	// What the watchdog could not be told to stop ends at the timeout: not
-	// left for the next test. (The server is gone: stop what it ran.)
+	// A server that is gone keeps what it had; here it is this host:
+	// stop what it ran and remove the work directory, as an operator
+	// would once the server is back.
 	_ = exec.Command("pkill", "-u", s.User, "-f", "^sleep 30.75$").Run()
+	dirs, _ := filepath.Glob("/tmp/cronium-" + id + "-*")
+	for _, d := range dirs {
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(d, "status")); err == nil {
+				break // the run has ended: nothing writes there any more
+			}
+		}
+		_ = os.RemoveAll(d)
+	}
 }
