@@ -211,6 +211,11 @@ func (a *Attempt) Started(at time.Time) error {
 // journal takes only what it does not have).
 func (a *Attempt) Output(e output.Entry) { a.r.entry(e) }
 
+// OutputFrom takes the next output entry of source src (≥ 0), one of
+// several whose output is read apart (the servers of a multi-server job):
+// a run adopted after a restart skips what is journaled source by source.
+func (a *Attempt) OutputFrom(src int, e output.Entry) { a.r.entryFrom(src, e) }
+
 // Text adds what the executor produced itself to a stream: as it is to
 // the output the completion carries, line by line to the live log.
 func (a *Attempt) Text(s output.Stream, text []byte) {

@@ -215,7 +215,7 @@ func (jr *jobRunner) attempt(ctx context.Context, n, of int) outcome {
 			p.State, p.Attempt, p.Attempts, p.AttemptStart = state.Running, n, of, start.UTC()
 			p.RunID, p.ExecutionID, p.StartedAt = runID, execID, time.Time{}
 			p.Entries, p.ErrEntries, p.StreamCounts = 0, 0, true
-			p.Executions = nil
+			p.Executions, p.SourceEntries = nil, nil
 			p.ExecutionEnded = false
 			p.Output, p.Condition = nil, nil
 		}, created, running)
@@ -383,8 +383,10 @@ type run struct {
 	// skip: the output entries already journaled (a run adopted after a
 	// restart reads its output from the start again).
 	skip skipped
-	// entries counts the output entries taken, errEntries those of stderr.
+	// entries counts the output entries taken, errEntries those of stderr;
+	// sources those of each source's stdout and stderr.
 	entries, errEntries uint64
+	sources             [][2]uint64
 }
 
 // skipped is how many output entries of a run are journaled: stream by
@@ -393,14 +395,21 @@ type skipped struct {
 	out, err  uint64
 	total     uint64
 	byStreams bool
+	sources   [][2]uint64
 }
 
 // skippedOf is what progress p says is journaled of its run.
 func skippedOf(p state.Progress) skipped {
 	if p.StreamCounts {
-		return skipped{out: p.Entries - p.ErrEntries, err: p.ErrEntries, byStreams: true}
+		return skipped{out: p.Entries - p.ErrEntries, err: p.ErrEntries, byStreams: true, sources: p.SourceEntries}
 	}
 	return skipped{total: p.Entries}
+}
+
+// hasFrom tells whether the n-th entry of stream (0 stdout, 1 stderr) of
+// source src is journaled already.
+func (s skipped) hasFrom(src, stream int, n uint64) bool {
+	return src < len(s.sources) && n <= s.sources[src][stream]
 }
 
 // has tells whether the entry counted so (in all, of its stream) is
@@ -430,6 +439,29 @@ func (r *run) entry(e output.Entry) {
 	}
 	if !r.skip.has(r.entries, ofStream, stderr) {
 		r.logs.add(e.Stream.String(), string(e.Data), e.Time.UTC(), r.entries, r.errEntries)
+	}
+}
+
+// entryFrom takes the run's next output entry from source src (one of
+// several read apart: the servers of a multi-server job).
+func (r *run) entryFrom(src int, e output.Entry) {
+	r.entries++
+	stream, buf := 0, r.stdout
+	if e.Stream == output.Stderr {
+		r.errEntries++
+		stream, buf = 1, r.stderr
+	}
+	for len(r.sources) <= src {
+		r.sources = append(r.sources, [2]uint64{})
+	}
+	r.sources[src][stream]++
+	n := r.sources[src][stream]
+	buf.Write(e.Data)
+	if !e.Fragment {
+		buf.Write([]byte{'\n'})
+	}
+	if !r.skip.hasFrom(src, stream, n) {
+		r.logs.addFrom(e.Stream.String(), string(e.Data), e.Time.UTC(), r.entries, r.errEntries, src, stream, n)
 	}
 }
 

@@ -24,10 +24,15 @@ const (
 )
 
 // logLine is a numbered line with the counts of output entries it accounts
-// for, in all and of stderr (0 for the agent's own lines).
+// for, in all and of stderr (0 for the agent's own lines), and for an
+// entry of one of several sources (src ≥ 0: a server of a multi-server
+// job), its count in that source's stream (srcStream 0 stdout, 1 stderr).
 type logLine struct {
 	entry     api.LogEntry
 	file, err uint64
+	src       int
+	srcStream int
+	srcN      uint64
 }
 
 // logStream numbers a run's lines (seq across every stream and attempt,
@@ -57,7 +62,14 @@ func newLogStream(jb *state.Job, exec string, log *slog.Logger, fault func(strin
 // one at a time.
 func (s *logStream) add(stream, line string, at time.Time, file, err uint64) {
 	s.seq++
-	s.ch <- logLine{entry: api.LogEntry{Seq: s.seq, Stream: stream, Line: line, Timestamp: at}, file: file, err: err}
+	s.ch <- logLine{entry: api.LogEntry{Seq: s.seq, Stream: stream, Line: line, Timestamp: at}, file: file, err: err, src: -1}
+}
+
+// addFrom is add for the srcN-th entry of stream srcStream of source src.
+func (s *logStream) addFrom(stream, line string, at time.Time, file, err uint64, src, srcStream int, srcN uint64) {
+	s.seq++
+	s.ch <- logLine{entry: api.LogEntry{Seq: s.seq, Stream: stream, Line: line, Timestamp: at}, file: file, err: err,
+		src: src, srcStream: srcStream, srcN: srcN}
 }
 
 // close journals what is queued and returns when it is durable.
@@ -75,10 +87,12 @@ func (s *logStream) loop() {
 		size  int
 		file  uint64
 		errs  uint64
+		srcs  [][2]uint64
 	)
 	flush := func() {
 		if len(batch) > 0 {
-			s.journal(batch, file, errs)
+			s.journal(batch, file, errs, srcs)
+			srcs = nil
 		}
 		// The batch was encoded and written: its array serves the next one.
 		batch, size = batch[:0], 0
@@ -87,6 +101,12 @@ func (s *logStream) loop() {
 		batch = append(batch, l.entry)
 		size += len(l.entry.Line) + 48
 		file, errs = max(file, l.file), max(errs, l.err)
+		if l.src >= 0 {
+			for len(srcs) <= l.src {
+				srcs = append(srcs, [2]uint64{})
+			}
+			srcs[l.src][l.srcStream] = max(srcs[l.src][l.srcStream], l.srcN)
+		}
 	}
 	for {
 		select {
@@ -124,7 +144,7 @@ func (s *logStream) loop() {
 
 // journal writes a batch; a failing disk is retried a while, then the
 // batch is given up (the completion still carries the output).
-func (s *logStream) journal(batch []api.LogEntry, file, errs uint64) {
+func (s *logStream) journal(batch []api.LogEntry, file, errs uint64, srcs [][2]uint64) {
 	it, err := state.Item(state.KindLogs, state.LogsItem{ExecutionID: s.exec, Entries: batch})
 	if err != nil {
 		s.log.Error("encode log batch", "error", err)
@@ -141,6 +161,12 @@ func (s *logStream) journal(batch []api.LogEntry, file, errs uint64) {
 				p.Entries, p.ErrEntries, p.StreamCounts = out+errEntries, errEntries, true
 			} else {
 				p.Entries = max(p.Entries, file)
+			}
+			for i, c := range srcs {
+				for len(p.SourceEntries) <= i {
+					p.SourceEntries = append(p.SourceEntries, [2]uint64{})
+				}
+				p.SourceEntries[i] = [2]uint64{max(p.SourceEntries[i][0], c[0]), max(p.SourceEntries[i][1], c[1])}
 			}
 		}, it)
 		if err == nil {

@@ -68,6 +68,10 @@ type Progress struct {
 	// (the other servers of a multi-server job): the runtime API serves
 	// them too.
 	Executions []string `json:"executions,omitempty"`
+	// SourceEntries counts, for a run with several sources of output (the
+	// servers of a multi-server job, by index), the entries of each
+	// source's stdout and stderr journaled: its sources are read apart.
+	SourceEntries [][2]uint64 `json:"sourceEntries,omitempty"`
 	// StreamCounts: ErrEntries is kept (journals made since it exists).
 	StreamCounts bool            `json:"streamCounts,omitempty"`
 	Output       json.RawMessage `json:"output,omitempty"`

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,9 +18,9 @@ import (
 
 // sshServer registers s with the development backend, logging in with its
 // ed25519 key or its password.
-func sshServer(t *testing.T, b *devBackend, s *testenv.SSHD, password bool) string {
+func sshServer(t *testing.T, b *devBackend, s *testenv.SSHD, name string, password bool) string {
 	t.Helper()
-	srv := api.Server{Name: "loopback-sshd", Host: s.Host, Port: s.Port, Username: s.User}
+	srv := api.Server{Name: name, Host: s.Host, Port: s.Port, Username: s.User}
 	if password {
 		srv.Password = s.Password
 	} else {
@@ -41,7 +42,8 @@ func TestE2ESSHAgentKilled(t *testing.T) {
 	testenv.Containerd(t)
 	s := testenv.StartSSHD(t)
 	b := startDevBackend(t, "")
-	keyServer, pwServer := sshServer(t, b, s, false), sshServer(t, b, s, true)
+	keyServer, pwServer := sshServer(t, b, s, "loopback-sshd", false), sshServer(t, b, s, "loopback-sshd", true)
+	web1, web2 := sshServer(t, b, s, "web-1", false), sshServer(t, b, s, "web-2", true)
 	state := stateDir(t)
 
 	follow := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: printer(40, "0.1", 0), ServerID: keyServer})
@@ -49,10 +51,13 @@ func TestE2ESSHAgentKilled(t *testing.T) {
 	// Ends well within its timeout, which has passed when the next agent
 	// starts: still reported from how it ended.
 	pastTimeout := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo quick; sleep 1; exit 4", ServerID: keyServer, Timeout: "3s"})
+	// On two servers: each server's lines are skipped apart on adoption.
+	multi := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: printer(30, "0.1", 0), ServerIDs: []string{web1, web2}})
 	first := startAgent(t, b.URL, state)
 	waitLines(t, b, follow, 5)
 	waitLines(t, b, ended, 1)
 	waitLines(t, b, pastTimeout, 1)
+	waitLines(t, b, multi, 6)
 	assertNoSecretInCmdlines(t, s)
 	first.signal(syscall.SIGKILL)
 	first.waitDead(t, 10*time.Second)
@@ -71,6 +76,26 @@ func TestE2ESSHAgentKilled(t *testing.T) {
 	v = waitJob(t, b, pastTimeout, time.Minute)
 	if v.Status != "failed" || exitCode(v) != 4 || v.Completions != 1 || v.Output == nil || v.Output.Stdout != "quick\n" {
 		t.Errorf("job that ended before its timeout passed: %s exit %d, output %+v", v.Status, exitCode(v), v.Output)
+	}
+	v = waitJob(t, b, multi, time.Minute)
+	if v.Status != "completed" || exitCode(v) != 0 || v.Completions != 1 {
+		t.Errorf("multi-server job: %s exit %d, %d completing calls", v.Status, exitCode(v), v.Completions)
+	}
+	perServer := map[string][]string{}
+	for _, l := range assertLogsInOrder(t, b, multi) {
+		if name, line, ok := strings.Cut(strings.TrimPrefix(l, "stdout:["), "] "); ok && strings.HasPrefix(l, "stdout:[") {
+			perServer[name] = append(perServer[name], line)
+		}
+	}
+	for _, name := range []string{"web-1", "web-2"} {
+		got := perServer[name]
+		ok := len(got) == 30
+		for i := 0; ok && i < 30; i++ {
+			ok = got[i] == fmt.Sprintf("n %d", i+1)
+		}
+		if !ok {
+			t.Errorf("live lines of %s after the adoption: %q, want n 1..n 30 once each", name, got)
+		}
 	}
 	for _, id := range []string{follow, ended, pastTimeout} {
 		if execs := executions(t, b, id); len(execs) != 1 || execs[0].ServerID == nil || execs[0].ServerName != "loopback-sshd" {

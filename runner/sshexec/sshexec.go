@@ -136,6 +136,8 @@ type sink struct {
 	a      *runner.Attempt
 	prefix string
 	keep   bool
+	// src is the server's index in a multi-server job (-1: the only one).
+	src    int
 	stdout strings.Builder
 	stderr strings.Builder
 }
@@ -160,6 +162,10 @@ func (k *sink) entry(e output.Entry) {
 				b.WriteByte('\n')
 			}
 		}
+	}
+	if k.src >= 0 {
+		k.a.OutputFrom(k.src, e)
+		return
 	}
 	k.a.Output(e)
 }
@@ -270,7 +276,7 @@ func (x *Executor) attempt(ctx context.Context, a *runner.Attempt, adopt bool) r
 		return fail(err)
 	}
 	if len(targets) == 1 {
-		k := &sink{mu: &sync.Mutex{}, a: a}
+		k := &sink{mu: &sync.Mutex{}, a: a, src: -1}
 		return x.runOn(ctx, a, targets[0], k, a.Started, adopt)
 	}
 	var mu sync.Mutex
@@ -283,7 +289,7 @@ func (x *Executor) attempt(ctx context.Context, a *runner.Attempt, adopt bool) r
 		if name == "" {
 			name = t.srv.ID
 		}
-		sinks[i] = &sink{mu: &mu, a: a, prefix: "[" + name + "] ", keep: true}
+		sinks[i] = &sink{mu: &mu, a: a, prefix: "[" + name + "] ", keep: true, src: i}
 		started := a.Started
 		if i > 0 {
 			if !adopt {
