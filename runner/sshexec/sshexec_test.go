@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cronium/cronium-agent/backend"
+	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/backend/devserver"
 	"github.com/cronium/cronium-agent/backend/devserver/devtest"
 	"github.com/cronium/cronium-agent/internal/testenv"
@@ -119,7 +120,7 @@ func startAgent(t testing.TB, be *devtest.Backend, o agentOptions) *agent {
 	}
 	exe := helperBin
 	x := sshexec.New(a.pool, runner.DefaultPolicy(), sshexec.WithRuntimeAPI(apiSrv), sshexec.WithLogger(log),
-		sshexec.WithHelperProgram(exe), sshexec.WithStopGrace(o.grace))
+		sshexec.WithHelperProgram(exe), sshexec.WithStopGrace(o.grace), sshexec.WithCredentials(client))
 	d := runner.NewDispatcher(client, jobs, sy, runner.Executors{runner.TargetServer: x}, runner.DispatchConfig{
 		OrchestratorID: orch, MaxConcurrent: 4, PollInterval: 20 * time.Millisecond, PollMaxInterval: 100 * time.Millisecond,
 		Heartbeat: 50 * time.Millisecond, Metrics: time.Second,
@@ -643,5 +644,25 @@ func TestSSHServerGone(t *testing.T) {
 			}
 		}
 		_ = os.RemoveAll(d)
+	}
+}
+
+// A job that names its server without its details (the plan's shape):
+// the agent asks servers/{id}/credentials (§6) and runs it there.
+func TestSSHServerByID(t *testing.T) {
+	s := testenv.StartSSHD(t)
+	be := devtest.Start(t, "", token)
+	startAgent(t, be, agentOptions{})
+	srv, err := be.Client.AddServer(context.Background(), api.Server{Name: "by-id", Host: s.Host, Port: s.Port, Username: s.User,
+		PrivateKey: string(s.ClientKeys["ed25519"])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := be.Client.Submit(context.Background(), devserver.SubmitRequest{Runtime: "bash", Script: "echo fetched", ServerID: srv.ID, OmitServerDetails: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := waitDone(t, be, id); v.Status != "completed" || v.Output == nil || v.Output.Stdout != "fetched\n" {
+		t.Errorf("%s %q, output %+v", v.Status, v.Error, v.Output)
 	}
 }
