@@ -61,12 +61,13 @@ func TestE2ESSHAgentKilled(t *testing.T) {
 	assertNoSecretInCmdlines(t, s)
 	first.signal(syscall.SIGKILL)
 	first.waitDead(t, 10*time.Second)
+
 	time.Sleep(4 * time.Second) // the other jobs' scripts end meanwhile
 	second := startAgent(t, b.URL, state)
 
 	v := waitJob(t, b, follow, time.Minute)
 	if v.Status != "completed" || v.Completions != 1 {
-		t.Errorf("followed job: %s, %d completing calls", v.Status, v.Completions)
+		t.Errorf("followed job: %s, %d completing calls, output %+v", v.Status, v.Completions, v.Output)
 	}
 	assertNumbered(t, b, follow, 40)
 	v = waitJob(t, b, ended, time.Minute)

@@ -143,6 +143,21 @@ func uploadScript(runID, interpreter string, files []upload) (cmd string, stdin 
 	return b.String(), io.MultiReader(in...)
 }
 
+// readyLine starts the line the first session prints once the files are
+// written, with the server's machine name; the run is then launched when
+// the agent sends "g" (after journaling its start), or not at all.
+const readyLine = "cronium-ready "
+
+// firstCmd writes the run's files from stdin (uploadScript), says so
+// (readyLine), waits for the go, then launches the run and follows it:
+// the whole of a run in one session when nothing goes wrong.
+func firstCmd(runID, interpreter string, files []upload, launch string) (cmd string, stdin io.Reader) {
+	up, in := uploadScript(runID, interpreter, files)
+	up = strings.TrimSuffix(up, " && uname -m")
+	return up + ` && printf '` + readyLine + `%s\n' "$(uname -m)" && [ "$(dd bs=1 count=1 status=none)" = g ] || kill -USR1 $$
+` + followCmd(runID, 0, 0, launch), in
+}
+
 // session runs cmd in a new session of lease with stdin, returning its
 // stdout; ctx ending closes the session.
 func session(ctx context.Context, lease *sshconn.Lease, cmd string, stdin io.Reader) ([]byte, error) {
@@ -211,6 +226,11 @@ func launchArgs(script string, interpreter []string) string {
 // written after the script's last output; a run stopped before it wrote
 // one ends when its launcher is gone (its process, not its group: the
 // group exists once the launcher's setsid has run).
+//
+// It ends as the run did: with the script's exit status, once the work
+// directory is removed; killed by SIGUSR2 when the run left no status
+// (it was stopped, or killed on the server), by SIGUSR1 when the files
+// went.
 func followCmd(runID string, offOut, offErr int64, launch string) string {
 	start := ""
 	if launch != "" {
@@ -223,18 +243,32 @@ func followCmd(runID string, offOut, offErr int64, launch string) string {
 	// notice that the launcher it started was killed, say) is not the
 	// job's.
 	return fmt.Sprintf(`exec 3>&2 2>/dev/null; d=%s; o=%d; e=%d; nap=2; i=0
-%ssizes() { n=$(stat -c %%s "$d/out") && m=$(stat -c %%s "$d/err") || exit 3; }
+%s# A zombie is not alive: the launcher is this shell's child when this
+# session launched it, and this shell does not reap it.
+alive() { p=$(cat "$d/pid" 2>/dev/null) && kill -0 "$p" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$p/status" 2>/dev/null; }
+# Orphaned: this shell's parent (sshd's session) is not the one it had.
+orphan() { read -r _ _ _ pp _ </proc/$$/stat && [ "$pp" != "$PPID" ]; }
+end=
 while :; do
-	sizes
-	if [ "$n" -gt "$o" ] || [ "$m" -gt "$e" ]; then
-		[ "$n" -gt "$o" ] && { tail -c +$((o+1)) "$d/out" | head -c $((n-o)); o=$n; }
-		[ "$m" -gt "$e" ] && { tail -c +$((e+1)) "$d/err" | head -c $((m-e)) >&3; e=$m; }
+	[ -e "$d/status" ] && end=status
+	sz=$(stat -c %%s "$d/out" "$d/err") || kill -USR1 $$
+	set -- $sz
+	if [ "$1" -gt "$o" ] || [ "$2" -gt "$e" ]; then
+		[ "$1" -gt "$o" ] && { tail -c +$((o+1)) "$d/out" | head -c $(($1-o)); o=$1; }
+		[ "$2" -gt "$e" ] && { tail -c +$((e+1)) "$d/err" | head -c $(($2-e)) >&3; e=$2; }
 		nap=2; continue
 	fi
-	if [ -e "$d/status" ] || ! kill -0 "$(cat "$d/pid" 2>/dev/null)" 2>/dev/null; then
-		sizes; { [ "$n" -gt "$o" ] || [ "$m" -gt "$e" ]; } && continue
-		exit 0
-	fi
+	# A loop whose session is gone (the agent died, the connection
+	# dropped) stops, and leaves the work directory to the agent that
+	# follows the run next.
+	orphan && kill -USR1 $$
+	case $end in
+	status) c=$(cat "$d/status"); rm -rf "$d"; exit "$c" ;;
+	gone) kill -USR2 $$ ;;
+	esac
+	# Whether the launcher is gone (stopped, or killed on the server) is
+	# asked every 8th poll: the status file ends a run that ends well.
+	if [ $((i %% 8)) -eq 7 ] && ! alive; then end=gone; continue; fi
 	sleep 0.$(printf %%03d $nap); nap=$((nap*2)); i=$((i+1))
 	if [ $i -lt 60 ]; then [ $nap -gt 16 ] && nap=16; else [ $nap -gt 500 ] && nap=500; fi
 done`, workDir(runID), offOut, offErr, start)

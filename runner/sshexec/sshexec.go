@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -120,11 +121,17 @@ type remoteRun struct {
 
 	// launch is the launcher's arguments, for the follow to start it if it
 	// is not yet (never set when adopting: a run is launched only once).
-	launch string
+	launch   string
+	launched atomic.Bool
 
 	mu      sync.Mutex // the offsets and the line cutters
 	streams [2]*lines
 	offsets [2]int64
+
+	// final is the script's exit status when a follow ended with it
+	// (and removed the work directory).
+	final    int
+	hasFinal bool
 }
 
 // sink is where a run's output and the agent's lines about it go: the
@@ -399,18 +406,128 @@ func (x *Executor) runOn(ctx context.Context, a *runner.Attempt, t target, k *si
 		env["CRONIUM_RUNTIME_API"] = "http://127.0.0.1:" + strconv.Itoa(r.apiPort)
 		env["CRONIUM_EXECUTION_TOKEN"] = r.apiSess.Token()
 	}
-	if err := r.upload(ctx, rt, env); err != nil {
+	// Later follows (after a reconnection) launch it if the first did not.
+	r.launch = launchArgs(rt.ScriptName, rt.Interpreter)
+	files, helperPath := r.files(rt, env)
+	first, start, err := r.first(ctx, rt, files, helperPath)
+	if err != nil {
 		r.remove()
 		return fail(err)
+	}
+	return r.follow(ctx, start, start.Add(r.timeout), first)
+}
+
+// first runs the run's first session: it writes the files, and once the
+// agent has journaled the start, launches and follows the run. Its
+// channel gets what a follow's does.
+func (r *remoteRun) first(ctx context.Context, rt runtimes.Runtime, files []upload, helperPath string) (<-chan error, time.Time, error) {
+	s, err := r.lease.Client().NewSession()
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("prepare the run on %s: open an SSH session: %w", r.ep, err)
+	}
+	in, err := s.StdinPipe()
+	if err != nil {
+		s.Close()
+		return nil, time.Time{}, err
+	}
+	ready := make(chan string, 1)
+	var pre bytes.Buffer // the upload's own stderr, until it is ready
+	var preMu sync.Mutex
+	s.Stdout = &readyWriter{ready: ready, launched: &r.launched, rest: r.streamWriter(0)}
+	errOut := r.streamWriter(1)
+	s.Stderr = writerFunc(func(p []byte) (int, error) {
+		// The script's stderr comes after the go, which comes after the
+		// ready line: what comes before is the upload's.
+		if r.launched.Load() {
+			return errOut.Write(p)
+		}
+		preMu.Lock()
+		defer preMu.Unlock()
+		if pre.Len() < 64<<10 {
+			pre.Write(p)
+		}
+		return len(p), nil
+	})
+	cmd, stdin := firstCmd(r.runID, rt.Interpreter[0], files, r.launch)
+	if err := s.Start(cmd); err != nil {
+		s.Close()
+		return nil, time.Time{}, fmt.Errorf("prepare the run on %s: %w", r.ep, err)
+	}
+	go func() { _, _ = io.Copy(in, stdin) }()
+	waited := make(chan error, 1)
+	go func() { waited <- s.Wait() }()
+	done := make(chan error, 1)
+	finish := func(err error) {
+		done <- r.followEnded(err)
+		s.Close()
+	}
+	var machine string
+	select {
+	case machine = <-ready:
+	case err := <-waited:
+		s.Close()
+		preMu.Lock()
+		msg := strings.TrimSpace(pre.String())
+		preMu.Unlock()
+		if msg == "" {
+			msg = fmt.Sprint(err)
+		}
+		return nil, time.Time{}, fmt.Errorf("prepare the run on %s: %s", r.ep, msg)
+	case <-ctx.Done():
+		s.Close()
+		return nil, time.Time{}, context.Cause(ctx)
+	}
+	if helperPath != "" {
+		if err := r.x.installHelper(ctx, r.lease, r.ep, machine, helperPath); err != nil {
+			r.sys("the bash helpers will not work on this server: " + err.Error())
+		}
 	}
 	start := time.Now()
 	if err := r.started(start); err != nil {
-		r.remove()
-		return fail(err)
+		in.Close() // no go: the server launches nothing
+		<-waited
+		s.Close()
+		return nil, time.Time{}, err
 	}
-	// The first follow launches it, in the same session.
-	r.launch = launchArgs(rt.ScriptName, rt.Interpreter)
-	return r.follow(ctx, start, start.Add(r.timeout))
+	// A failed write is a connection gone: the follow after the
+	// reconnection launches the run.
+	_, _ = in.Write([]byte("g"))
+	in.Close()
+	go func() { finish(<-waited) }()
+	return done, start, nil
+}
+
+// readyWriter takes the first session's stdout: the ready line, then the
+// script's stdout.
+type readyWriter struct {
+	line     []byte
+	ready    chan string
+	launched *atomic.Bool
+	seen     bool
+	rest     io.Writer
+}
+
+func (w *readyWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if !w.seen {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.line = append(w.line, p...)
+			return n, nil
+		}
+		w.line = append(w.line, p[:i]...)
+		w.seen = true
+		w.launched.Store(true)
+		w.ready <- strings.TrimPrefix(string(w.line), readyLine)
+		close(w.ready)
+		p = p[i+1:]
+	}
+	if len(p) > 0 {
+		if _, err := w.rest.Write(p); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 // adopt takes over the run a previous agent process launched.
@@ -455,7 +572,7 @@ func (r *remoteRun) adopt(ctx context.Context) runner.Result {
 			}
 		}
 	}
-	return r.follow(ctx, a.StartedAt, deadline)
+	return r.follow(ctx, a.StartedAt, deadline, nil)
 }
 
 // adoptReach is how long an adopted run's server gets to answer, and its
@@ -492,8 +609,9 @@ func (r *remoteRun) serveAPI(ctx context.Context, port int) error {
 	return nil
 }
 
-// upload makes the work directory and writes the run's files into it.
-func (r *remoteRun) upload(ctx context.Context, rt runtimes.Runtime, env map[string]string) error {
+// files are the run's files for its work directory, and where the bash
+// helpers' program goes on the server ("" when it is not needed).
+func (r *remoteRun) files(rt runtimes.Runtime, env map[string]string) ([]upload, string) {
 	// PYTHONPATH, NODE_PATH and BASH_ENV point into the work directory:
 	// run.sh sets them.
 	helperPath := ""
@@ -520,28 +638,22 @@ func (r *remoteRun) upload(ctx context.Context, rt runtimes.Runtime, env map[str
 	for name, data := range helpers.Files() {
 		files = append(files, upload{name: "lib/" + name, data: data})
 	}
-	cmd, stdin := uploadScript(r.runID, rt.Interpreter[0], files)
-	out, err := session(ctx, r.lease, cmd, stdin)
-	if err != nil {
-		return fmt.Errorf("prepare the run on %s: %w", r.ep, err)
-	}
-	if helperPath != "" {
-		if err := r.x.installHelper(ctx, r.lease, r.ep, strings.TrimSpace(string(out)), helperPath); err != nil {
-			r.sys("the bash helpers will not work on this server: " + err.Error())
-		}
-	}
-	return nil
+	return files, helperPath
 }
 
 // follow streams the run's output until it ends, is stopped (ctx, its
 // timeout) or its server stays unreachable past the timeout, then
 // removes the work directory.
-func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time) runner.Result {
+func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time, first <-chan error) runner.Result {
 	res := runner.Result{Start: startedAt}
 	var stopped api.Status
 	removed := false
 	for {
-		tails := r.tail()
+		tails := first
+		if tails == nil {
+			tails = r.tail()
+		}
+		first = nil
 		timer := time.NewTimer(time.Until(deadline))
 		var err error
 		select {
@@ -600,7 +712,16 @@ func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time) r
 	case api.StatusTimeout:
 		res.Status, res.ExitCode = api.StatusTimeout, runner.ExitTimeout
 		r.sys(fmt.Sprintf("timed out after %s", r.timeout))
-	default:
+	case "":
+		if r.hasFinal {
+			// The follow ended with the script's status, and removed the
+			// work directory.
+			res.ExitCode, res.Status, removed = r.final, api.StatusCompleted, true
+			if r.final != 0 {
+				res.Status = api.StatusFailed
+			}
+			break
+		}
 		// The state, and the work directory removed once it is final: one
 		// session.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -671,11 +792,22 @@ func (r *remoteRun) follow1() error {
 	r.mu.Lock()
 	cmd := followCmd(r.runID, r.offsets[0], r.offsets[1], r.launch)
 	r.mu.Unlock()
-	if err := s.Run(cmd); err != nil {
-		var exit *ssh.ExitError
-		if errors.As(err, &exit) {
-			return nil // the loop gave up (the files went): the state says the rest
-		}
+	return r.followEnded(s.Run(cmd))
+}
+
+// followEnded reads how a follow session ended (followCmd): with the
+// script's status (kept as final), or a signal (nothing final: the state
+// says the rest), or a connection error.
+func (r *remoteRun) followEnded(err error) error {
+	var exit *ssh.ExitError
+	switch {
+	case err == nil:
+		r.final, r.hasFinal = 0, true
+	case errors.As(err, &exit) && exit.Signal() == "":
+		r.final, r.hasFinal = exit.ExitStatus(), true
+	case errors.As(err, &exit):
+		// USR2: no status; USR1: the files went.
+	default:
 		return &linkError{err}
 	}
 	return nil
