@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -147,6 +148,117 @@ func TestRecoverWithoutTheExecutor(t *testing.T) {
 	if v.Status != devserver.StatusFailed || exitCode(v) != 1 || v.Completions != 1 || v.Output == nil ||
 		!strings.Contains(v.Output.Stderr, "without an executor for SSH jobs") {
 		t.Errorf("job: %s exit %d, %d completing calls, output %+v", v.Status, exitCode(v), v.Completions, v.Output)
+	}
+	b.assertOnce(t)
+}
+
+// multiExecutor runs an attempt on two "servers" as the SSH executor does
+// for a multi-server job: a second execution beside the attempt's own,
+// each started and ended on its own, output from two sources.
+type multiExecutor struct {
+	release chan struct{}
+	started chan struct{}
+}
+
+func (x *multiExecutor) run(ctx context.Context, a *runner.Attempt, adopt bool) runner.Result {
+	second := a.ExecutionID + "_b"
+	start := a.StartedAt
+	if !adopt {
+		start = time.Now()
+		if err := a.CreateExecution(second, "8", "web-2"); err != nil {
+			return runner.Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error()}
+		}
+		if err := a.Started(start); err != nil {
+			return runner.Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error()}
+		}
+		_ = a.ExecutionStarted(second, start)
+	} else {
+		a.Owned()
+	}
+	emit := func(src int, line string) {
+		a.OutputFrom(src, output.Entry{Stream: output.Stdout, Time: time.Now(), Data: []byte(line)})
+	}
+	// The first run hands over a1, a2 and b1, then waits; meanwhile the
+	// servers wrote more (b2, b3, a3), which an adoption reads with the
+	// rest, from the start, in another order: a count per stream would
+	// skip b1, b2, a1 and journal a2 twice, b2 never.
+	if !adopt {
+		emit(0, "a1")
+		emit(0, "a2")
+		emit(1, "b1")
+		x.started <- struct{}{}
+		select {
+		case <-x.release:
+		case <-ctx.Done(): // the killed agent's run, wound down
+			return runner.Result{Status: api.StatusCancelled, ExitCode: runner.ExitCancelled, Start: start, End: time.Now()}
+		}
+	} else {
+		for i := 1; i <= 3; i++ {
+			emit(1, fmt.Sprintf("b%d", i))
+		}
+		for i := 1; i <= 3; i++ {
+			emit(0, fmt.Sprintf("a%d", i))
+		}
+	}
+	emit(0, "a4")
+	emit(1, "b4")
+	end := time.Now()
+	ok := runner.Result{Status: api.StatusCompleted, Start: start, End: end}
+	_ = a.EndExecution(a.ExecutionID, start, ok, "a\n", "")
+	_ = a.EndExecution(second, start, runner.Result{Status: api.StatusFailed, ExitCode: 3, Start: start, End: end}, "b\n", "boom\n")
+	return runner.Result{Status: api.StatusCompleted, ExitCode: 101, Start: start, End: end}
+}
+
+func (x *multiExecutor) Run(ctx context.Context, a *runner.Attempt) runner.Result {
+	return x.run(ctx, a, false)
+}
+
+func (x *multiExecutor) Adopt(ctx context.Context, a *runner.Attempt) runner.Result {
+	return x.run(ctx, a, true)
+}
+
+// An executor with several executions per attempt: each is created,
+// started and ended on its own, and an adoption that hands the sources'
+// output over in another order journals each source's lines once.
+func TestDispatcherSeveralExecutionsPerAttempt(t *testing.T) {
+	t.Parallel()
+	b, w := startBackend(t), newWorld(t)
+	first := &multiExecutor{release: make(chan struct{}), started: make(chan struct{}, 1)}
+	a := newAgent(t, b, w, t.TempDir(), agentConfig{executors: runner.Executors{runner.TargetServer: first}})
+	a.start()
+	id := b.submitRaw(t, json.RawMessage(`{"type":"ssh","execution":{"target":{"type":"server","serverId":"7"},
+		"script":{"type":"BASH","content":"echo"}},"metadata":{"originalType":"SCRIPT"}}`))
+	waitClosed(t, "the first run", first.started)
+	next := a.kill(id, 3)
+	a2 := newAgent(t, b, w, next, agentConfig{executors: runner.Executors{runner.TargetServer: &multiExecutor{}}})
+	if n := a2.recover(); n != 1 {
+		t.Fatalf("recovered %d, want 1", n)
+	}
+	a2.start()
+	v := b.waitDone(t, id)
+	if v.Status != devserver.StatusCompleted || exitCode(v) != 101 || v.Completions != 1 {
+		t.Errorf("job: %s exit %d, %d completing calls", v.Status, exitCode(v), v.Completions)
+	}
+	stdout, _, _ := b.liveLog(t, id)
+	var as, bs []string
+	for _, l := range stdout {
+		if strings.HasPrefix(l, "a") {
+			as = append(as, l)
+		} else {
+			bs = append(bs, l)
+		}
+	}
+	if !slices.Equal(as, []string{"a1", "a2", "a3", "a4"}) || !slices.Equal(bs, []string{"b1", "b2", "b3", "b4"}) {
+		t.Errorf("live lines per source: %q %q, want each once in order", as, bs)
+	}
+	execs := b.executions(t, id)
+	if len(execs) != 2 {
+		t.Fatalf("%d executions, want 2: %+v", len(execs), execs)
+	}
+	for _, e := range execs {
+		if e.ServerID == nil || (*e.ServerID != 7 && *e.ServerID != 8) {
+			t.Errorf("execution %s names server %v", e.ID, e.ServerID)
+		}
 	}
 	b.assertOnce(t)
 }
