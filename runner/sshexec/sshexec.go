@@ -453,7 +453,11 @@ func (r *remoteRun) first(ctx context.Context, rt runtimes.Runtime, files []uplo
 		s.Close()
 		return nil, time.Time{}, fmt.Errorf("prepare the run on %s: %w", r.ep, err)
 	}
-	go func() { _, _ = io.Copy(in, stdin) }()
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(in, stdin)
+	}()
 	waited := make(chan error, 1)
 	go func() { waited <- s.Wait() }()
 	done := make(chan error, 1)
@@ -489,8 +493,10 @@ func (r *remoteRun) first(ctx context.Context, rt runtimes.Runtime, files []uplo
 		s.Close()
 		return nil, time.Time{}, err
 	}
-	// A failed write is a connection gone: the follow after the
-	// reconnection launches the run.
+	// The files are read (the ready line came after them): the copy is
+	// done writing, or about to return. A failed write is a connection
+	// gone: the follow after the reconnection launches the run.
+	<-copied
 	_, _ = in.Write([]byte("g"))
 	in.Close()
 	go func() { finish(<-waited) }()
