@@ -67,11 +67,11 @@ func (x *ContainerExecutor) request(a *Attempt, start time.Time) (container.Requ
 func (x *ContainerExecutor) Run(ctx context.Context, a *Attempt) Result {
 	req, err := x.request(a, a.Start)
 	if err != nil {
-		return neverRan(a.Start, err)
+		return NeverRan(a.Start, err)
 	}
 	res, err := x.scripts.Run(ctx, req, a.Output)
 	if err != nil && res.StartedAt.IsZero() {
-		return neverRan(a.Start, err)
+		return NeverRan(a.Start, err)
 	}
 	r := x.result(a, req, res, err)
 	r.Cleaned = time.Now() // Run returns once the run's leftovers are removed
@@ -82,7 +82,7 @@ func (x *ContainerExecutor) Run(ctx context.Context, a *Attempt) Result {
 func (x *ContainerExecutor) Adopt(ctx context.Context, a *Attempt) Result {
 	req, err := x.request(a, a.Start)
 	if err != nil {
-		return neverRan(a.Start, err)
+		return NeverRan(a.Start, err)
 	}
 	if !a.StartedAt.IsZero() {
 		req.Execution.StartTime = a.StartedAt

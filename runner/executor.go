@@ -163,8 +163,9 @@ type Result struct {
 	Cleaned time.Time
 }
 
-// neverRan is the result of an attempt that failed before it started.
-func neverRan(start time.Time, err error) Result {
+// NeverRan is the result of an attempt that failed before its script
+// started (begun at start): the job is failed with err's message.
+func NeverRan(start time.Time, err error) Result {
 	return Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error(), Start: start, End: time.Now()}
 }
 

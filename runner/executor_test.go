@@ -37,7 +37,7 @@ func (x *remoteExecutor) Run(ctx context.Context, a *runner.Attempt) runner.Resu
 	x.mu.Unlock()
 	start := time.Now()
 	if err := a.Started(start); err != nil {
-		return runner.Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error(), Start: start, End: time.Now()}
+		return runner.NeverRan(start, err)
 	}
 	a.Text(output.Stdout, []byte("started remotely\n"))
 	x.started <- struct{}{}
@@ -166,10 +166,10 @@ func (x *multiExecutor) run(ctx context.Context, a *runner.Attempt, adopt bool) 
 	if !adopt {
 		start = time.Now()
 		if err := a.CreateExecution(second, "8", "web-2"); err != nil {
-			return runner.Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error()}
+			return runner.NeverRan(start, err)
 		}
 		if err := a.Started(start); err != nil {
-			return runner.Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error()}
+			return runner.NeverRan(start, err)
 		}
 		_ = a.ExecutionStarted(second, start)
 	} else {

@@ -28,7 +28,7 @@ func (x *HTTPExecutor) Run(ctx context.Context, a *Attempt) Result {
 	// Journaled as started first: after a crash the request is not sent
 	// again (it may have reached its target already).
 	if err := a.Started(start); err != nil {
-		return neverRan(start, err)
+		return NeverRan(start, err)
 	}
 	h := a.Job.HTTP
 	res, err := x.http.Do(ctx, httpexec.Request{Method: h.Method, URL: h.URL, Headers: h.Headers, Body: h.Body}, x.policy.Timeout(a.Job.Timeout))

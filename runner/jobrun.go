@@ -207,7 +207,7 @@ func (jr *jobRunner) attempt(ctx context.Context, n, of int) outcome {
 	}
 	created, err := state.Item(state.KindExecution, executionItem(jr.job, execID, n))
 	if err != nil {
-		return outcome{Result: neverRan(start, err)}
+		return outcome{Result: NeverRan(start, err)}
 	}
 	running, err := state.Item(state.KindStatus, state.StatusItem{Status: string(api.StatusRunning), Message: msg, At: start.UTC()})
 	if err == nil {
@@ -221,7 +221,7 @@ func (jr *jobRunner) attempt(ctx context.Context, n, of int) outcome {
 		}, created, running)
 	}
 	if err != nil {
-		return outcome{Result: neverRan(start, fmt.Errorf("the agent could not journal the run: %w", err))}
+		return outcome{Result: NeverRan(start, fmt.Errorf("the agent could not journal the run: %w", err))}
 	}
 	jr.attempting(jr.job.ID, execID, n, start)
 	a := jr.newAttempt(execID, runID, n, of, start, skipped{byStreams: true})
@@ -424,20 +424,29 @@ func (s skipped) has(total, ofStream uint64, stderr bool) bool {
 	return ofStream <= s.out
 }
 
-// entry takes the run's next output entry.
-func (r *run) entry(e output.Entry) {
+// capture counts an output entry and adds it to the streams the
+// completion carries; stream is 0 for stdout, 1 for stderr.
+func (r *run) capture(e output.Entry) (stream int) {
 	r.entries++
-	stderr := e.Stream == output.Stderr
-	buf, ofStream := r.stdout, r.entries-r.errEntries
-	if stderr {
+	buf := r.stdout
+	if e.Stream == output.Stderr {
 		r.errEntries++
-		buf, ofStream = r.stderr, r.errEntries
+		stream, buf = 1, r.stderr
 	}
 	buf.Write(e.Data)
 	if !e.Fragment {
 		buf.Write([]byte{'\n'})
 	}
-	if !r.skip.has(r.entries, ofStream, stderr) {
+	return stream
+}
+
+// entry takes the run's next output entry.
+func (r *run) entry(e output.Entry) {
+	ofStream := r.entries - r.errEntries + 1
+	if r.capture(e) == 1 {
+		ofStream = r.errEntries
+	}
+	if !r.skip.has(r.entries, ofStream, e.Stream == output.Stderr) {
 		r.logs.add(e.Stream.String(), string(e.Data), e.Time.UTC(), r.entries, r.errEntries)
 	}
 }
@@ -445,21 +454,12 @@ func (r *run) entry(e output.Entry) {
 // entryFrom takes the run's next output entry from source src (one of
 // several read apart: the servers of a multi-server job).
 func (r *run) entryFrom(src int, e output.Entry) {
-	r.entries++
-	stream, buf := 0, r.stdout
-	if e.Stream == output.Stderr {
-		r.errEntries++
-		stream, buf = 1, r.stderr
-	}
+	stream := r.capture(e)
 	for len(r.sources) <= src {
 		r.sources = append(r.sources, [2]uint64{})
 	}
 	r.sources[src][stream]++
 	n := r.sources[src][stream]
-	buf.Write(e.Data)
-	if !e.Fragment {
-		buf.Write([]byte{'\n'})
-	}
 	if !r.skip.hasFrom(src, stream, n) {
 		r.logs.addFrom(e.Stream.String(), string(e.Data), e.Time.UTC(), r.entries, r.errEntries, src, stream, n)
 	}

@@ -61,11 +61,11 @@ func newLogStream(jb *state.Job, exec string, log *slog.Logger, fault func(strin
 // the file-th output entry of the run. Only the run's goroutines call it,
 // one at a time.
 func (s *logStream) add(stream, line string, at time.Time, file, err uint64) {
-	s.seq++
-	s.ch <- logLine{entry: api.LogEntry{Seq: s.seq, Stream: stream, Line: line, Timestamp: at}, file: file, err: err, src: -1}
+	s.addFrom(stream, line, at, file, err, -1, 0, 0)
 }
 
-// addFrom is add for the srcN-th entry of stream srcStream of source src.
+// addFrom is add for the srcN-th entry of stream srcStream of source src
+// (src -1: none).
 func (s *logStream) addFrom(stream, line string, at time.Time, file, err uint64, src, srcStream int, srcN uint64) {
 	s.seq++
 	s.ch <- logLine{entry: api.LogEntry{Seq: s.seq, Stream: stream, Line: line, Timestamp: at}, file: file, err: err,

@@ -231,10 +231,6 @@ func (l *Lease) Client() *ssh.Client { return l.c.client }
 // Dead is closed when the connection is lost.
 func (l *Lease) Dead() <-chan struct{} { return l.c.dead }
 
-// Broken marks the connection lost (a caller saw it fail): it is closed
-// and never handed out again.
-func (l *Lease) Broken(err error) { l.c.kill(err) }
-
 // Release gives the connection back to the pool.
 func (l *Lease) Release() {
 	l.once.Do(func() { l.p.release(l.ep.key(), l.c) })

@@ -116,13 +116,11 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 type upload struct {
 	name string
 	data []byte
-	mode string // chmod mode
 }
 
 // uploadScript makes the work directory and writes files into it from
 // stdin (each read by dd to its exact size: nothing secret is on a
-// command line), after checking that the interpreter exists. It prints
-// the machine name, for the helper program's architecture.
+// command line), after checking that the interpreter exists.
 func uploadScript(runID, interpreter string, files []upload) (cmd string, stdin io.Reader) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "command -v %s >/dev/null 2>&1 || { echo 'cronium: %s is not installed on this server (not found in PATH)' >&2; exit 127; }; ", interpreter, interpreter)
@@ -135,11 +133,7 @@ func uploadScript(runID, interpreter string, files []upload) (cmd string, stdin 
 			fmt.Fprintf(&b, " && dd bs=%d count=1 iflag=fullblock status=none of=%s", len(f.data), f.name)
 			in = append(in, bytes.NewReader(f.data))
 		}
-		if f.mode != "" {
-			fmt.Fprintf(&b, " && chmod %s %s", f.mode, f.name)
-		}
 	}
-	b.WriteString(" && uname -m")
 	return b.String(), io.MultiReader(in...)
 }
 
@@ -149,11 +143,11 @@ func uploadScript(runID, interpreter string, files []upload) (cmd string, stdin 
 const readyLine = "cronium-ready "
 
 // firstCmd writes the run's files from stdin (uploadScript), says so
-// (readyLine), waits for the go, then launches the run and follows it:
+// (readyLine, with the machine name for the helper program's
+// architecture), waits for the go, then launches the run and follows it:
 // the whole of a run in one session when nothing goes wrong.
 func firstCmd(runID, interpreter string, files []upload, launch string) (cmd string, stdin io.Reader) {
 	up, in := uploadScript(runID, interpreter, files)
-	up = strings.TrimSuffix(up, " && uname -m")
 	return up + ` && printf '` + readyLine + `%s\n' "$(uname -m)" && [ "$(dd bs=1 count=1 status=none)" = g ] || kill -USR1 $$
 ` + followCmd(runID, 0, 0, launch), in
 }
@@ -178,7 +172,7 @@ func session(ctx context.Context, lease *sshconn.Lease, cmd string, stdin io.Rea
 			if msg == "" {
 				msg = fmt.Sprintf("exit status %d", exit.ExitStatus())
 			}
-			return out.Bytes(), &remoteError{status: exit.ExitStatus(), msg: msg}
+			return out.Bytes(), errors.New(msg)
 		}
 		if ctx.Err() != nil {
 			return out.Bytes(), context.Cause(ctx)
@@ -187,14 +181,6 @@ func session(ctx context.Context, lease *sshconn.Lease, cmd string, stdin io.Rea
 	}
 	return out.Bytes(), nil
 }
-
-// remoteError is a command that ran on the server and failed there.
-type remoteError struct {
-	status int
-	msg    string
-}
-
-func (e *remoteError) Error() string { return e.msg }
 
 // linkError is a command whose connection failed: trying again on a new
 // one may do better.
@@ -274,12 +260,14 @@ while :; do
 done`, workDir(runID), offOut, offErr, start)
 }
 
-// stateCmd prints the run's state: its pid, whether its group still
-// runs, and its exit status when it has one.
+// stateCmd prints the run's state in three fields: gone (no work
+// directory), running or ended; the exit status or -; the runtime API's
+// port on the server or 0.
 func stateCmd(runID string) string {
 	d := workDir(runID)
-	return fmt.Sprintf(`d=%s; [ -d "$d" ] || { echo gone; exit 0; }; pid=$(cat "$d/pid" 2>/dev/null); `+
-		`if [ -n "$pid" ] && { kill -0 "$pid" || kill -0 -"$pid"; } 2>/dev/null; then echo running; else echo ended; fi; cat "$d/status" 2>/dev/null; true`, d)
+	return fmt.Sprintf(`d=%s; [ -d "$d" ] || { echo gone - 0; exit 0; }; pid=$(cat "$d/pid" 2>/dev/null); `+
+		`if [ -n "$pid" ] && { kill -0 "$pid" || kill -0 -"$pid"; } 2>/dev/null; then st=running; else st=ended; fi; `+
+		`echo "$st $(cat "$d/status" 2>/dev/null || echo -) $(cat "$d/port" 2>/dev/null || echo 0)"`, d)
 }
 
 // stopCmd signals the run's process group: TERM, then KILL after grace.
@@ -293,17 +281,25 @@ func stopCmd(runID string, grace time.Duration) string {
 // removeCmd removes the work directory.
 func removeCmd(runID string) string { return "rm -rf " + workDir(runID) }
 
-// parseState reads stateCmd's answer.
-func parseState(out []byte) (state string, status int, hasStatus bool) {
-	fields := strings.Fields(string(out))
-	if len(fields) == 0 {
-		return "gone", 0, false
+// runState is stateCmd's answer.
+type runState struct {
+	state     string // gone, running or ended
+	status    int
+	hasStatus bool
+	port      int
+}
+
+// parseState reads stateCmd's answer (no answer: gone).
+func parseState(out []byte) runState {
+	f := strings.Fields(string(out))
+	st := runState{state: "gone"}
+	if len(f) != 3 {
+		return st
 	}
-	state = fields[0]
-	if len(fields) > 1 {
-		if n, err := strconv.Atoi(fields[1]); err == nil {
-			return state, n, true
-		}
+	st.state = f[0]
+	if n, err := strconv.Atoi(f[1]); err == nil {
+		st.status, st.hasStatus = n, true
 	}
-	return state, 0, false
+	st.port, _ = strconv.Atoi(f[2])
+	return st
 }

@@ -2,6 +2,7 @@ package sshexec
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,5 +63,54 @@ func TestUploadScript(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// stateCmd, run by a local sh, answers in the three fields parseState
+// reads, whatever the work directory holds.
+func TestStateCmd(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(dir string)
+		want  runState
+	}{
+		{"no work directory", nil, runState{state: "gone"}},
+		{"launched, running", func(d string) {
+			write(t, d, "pid", fmt.Sprint(os.Getpid()))
+			write(t, d, "port", "41234\n")
+		}, runState{state: "running", port: 41234}},
+		{"ended with its status", func(d string) {
+			write(t, d, "pid", "2147483646")
+			write(t, d, "status", "7\n")
+			write(t, d, "port", "0\n")
+		}, runState{state: "ended", status: 7, hasStatus: true}},
+		{"never launched, no port file", func(d string) {}, runState{state: "ended"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			if tc.setup != nil {
+				dir := filepath.Join(tmp, "cronium-test-run")
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				tc.setup(dir)
+			}
+			c := exec.Command("sh", "-c", stateCmd("cronium-test-run"))
+			c.Env = append(os.Environ(), "TMPDIR="+tmp)
+			out, err := c.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := parseState(out); got != tc.want {
+				t.Errorf("state %q parsed %+v, want %+v", out, got, tc.want)
+			}
+		})
+	}
+}
+
+func write(t *testing.T, dir, name, data string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

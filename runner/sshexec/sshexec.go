@@ -84,7 +84,6 @@ type Executor struct {
 
 	helperOnce sync.Once
 	helperOK   sync.Map // "user@host:port/path" of servers that have it
-	helper     []byte
 	helperSum  string
 	helperErr  error
 }
@@ -275,12 +274,9 @@ func (x *Executor) Adopt(ctx context.Context, a *runner.Attempt) runner.Result {
 // attempt runs (or adopts) the attempt on its servers, several at once
 // for a multi-server job, and sums their results up (§2.4).
 func (x *Executor) attempt(ctx context.Context, a *runner.Attempt, adopt bool) runner.Result {
-	fail := func(err error) runner.Result {
-		return runner.Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error(), Start: a.Start, End: time.Now()}
-	}
 	targets, err := x.targets(ctx, a)
 	if err != nil {
-		return fail(err)
+		return runner.NeverRan(a.Start, err)
 	}
 	if len(targets) == 1 {
 		k := &sink{mu: &sync.Mutex{}, a: a, src: -1}
@@ -301,7 +297,7 @@ func (x *Executor) attempt(ctx context.Context, a *runner.Attempt, adopt bool) r
 		if i > 0 {
 			if !adopt {
 				if err := a.CreateExecution(t.execID, t.srv.ID, t.srv.Name); err != nil {
-					results[i] = fail(err)
+					results[i] = runner.NeverRan(a.Start, err)
 					continue
 				}
 			}
@@ -380,9 +376,7 @@ func later(a, b time.Time) time.Time {
 
 // runOn runs (or adopts) the attempt on one server.
 func (x *Executor) runOn(ctx context.Context, a *runner.Attempt, t target, k *sink, started func(time.Time) error, adopt bool) runner.Result {
-	fail := func(err error) runner.Result {
-		return runner.Result{Status: api.StatusFailed, ExitCode: 1, NeverRan: true, Err: err.Error(), Start: a.Start, End: time.Now()}
-	}
+	fail := func(err error) runner.Result { return runner.NeverRan(a.Start, err) }
 	ep, err := endpoint(t.srv)
 	if err != nil {
 		return fail(err)
@@ -555,15 +549,15 @@ func (r *remoteRun) adopt(ctx context.Context) runner.Result {
 	// The server gets a while to answer even when the job's timeout passed
 	// while no agent ran: the run may have ended well before it.
 	deadline := a.StartedAt.Add(r.timeout)
-	if err := r.reconnect(ctx, later(deadline, time.Now().Add(adoptReach)), nil); err != nil {
+	if err := r.reconnect(ctx, later(deadline, time.Now().Add(adoptReach))); err != nil {
 		return r.lost(a.StartedAt, err.Error())
 	}
-	out, err := session(ctx, r.lease, stateCmd(r.runID)+`; cat `+workDir(r.runID)+`/port 2>/dev/null`, nil)
+	out, err := session(ctx, r.lease, stateCmd(r.runID), nil)
 	if err != nil {
 		return r.lost(a.StartedAt, "reading the run's state on "+r.ep.String()+": "+err.Error())
 	}
-	st, _, _ := parseState(out)
-	switch st {
+	st := parseState(out)
+	switch st.state {
 	case "gone":
 		return r.lost(a.StartedAt, "the run's work directory is gone from "+r.ep.String()+" (was the server restarted?)")
 	case "ended":
@@ -571,11 +565,9 @@ func (r *remoteRun) adopt(ctx context.Context) runner.Result {
 		// the time (a run still going past its timeout is stopped).
 		deadline = later(deadline, time.Now().Add(adoptReach))
 	}
-	if f := strings.Fields(string(out)); len(f) > 0 {
-		if port, err := strconv.Atoi(f[len(f)-1]); err == nil && port > 0 {
-			if err := r.serveAPI(ctx, port); err != nil {
-				r.sys("runtime API not served again after the restart: " + err.Error())
-			}
+	if st.port > 0 {
+		if err := r.serveAPI(ctx, st.port); err != nil {
+			r.sys("runtime API not served again after the restart: " + err.Error())
 		}
 	}
 	return r.follow(ctx, a.StartedAt, deadline, nil)
@@ -692,7 +684,7 @@ func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time, f
 		}
 		// The connection failed: dial again and go on from where it stopped.
 		r.sys("connection to " + r.ep.String() + " lost (" + err.Error() + "); reconnecting")
-		if rerr := r.reconnect(ctx, deadline, nil); rerr != nil {
+		if rerr := r.reconnect(ctx, deadline); rerr != nil {
 			if ctx.Err() != nil {
 				stopped = api.StatusCancelled
 				break
@@ -733,19 +725,19 @@ func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time, f
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		out, err := session(sctx, r.lease, stateCmd(r.runID)+`; [ -e `+workDir(r.runID)+`/status ] && rm -rf `+workDir(r.runID)+`; true`, nil)
 		cancel()
-		st, code, ok := parseState(out)
-		removed = err == nil && ok
+		st := parseState(out)
+		removed = err == nil && st.hasStatus
 		switch {
 		case err != nil:
 			res.Status, res.ExitCode = api.StatusFailed, 1
 			r.say("the exit status could not be read from " + r.ep.String() + ": " + err.Error())
-		case !ok:
+		case !st.hasStatus:
 			res.Status, res.ExitCode = api.StatusFailed, 1
-			r.say(fmt.Sprintf("the script's processes on %s ended without an exit status (%s): killed on the server?", r.ep, st))
+			r.say(fmt.Sprintf("the script's processes on %s ended without an exit status (%s): killed on the server?", r.ep, st.state))
 		default:
-			res.ExitCode = code
+			res.ExitCode = st.status
 			res.Status = api.StatusCompleted
-			if code != 0 {
+			if st.status != 0 {
 				res.Status = api.StatusFailed
 			}
 		}
@@ -823,12 +815,10 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
-// reconnect replaces a lost connection, trying until deadline.
-func (r *remoteRun) reconnect(ctx context.Context, deadline time.Time, cause error) error {
+// reconnect replaces a lost connection (or gets the first, adopting),
+// trying until deadline.
+func (r *remoteRun) reconnect(ctx context.Context, deadline time.Time) error {
 	if r.lease != nil {
-		if cause != nil {
-			r.lease.Broken(cause)
-		}
 		r.lease.Release()
 		r.lease = nil
 	}
@@ -915,44 +905,56 @@ func (x *Executor) helperPath() string {
 	return ".cache/cronium-agent/" + x.helperSum + "/cronium"
 }
 
+// loadHelper hashes the helper program, once: the program (about
+// 20 MiB) is read from its file again only when a server lacks it, and
+// never kept in memory.
 func (x *Executor) loadHelper() {
 	x.helperOnce.Do(func() {
-		x.helper, x.helperErr = os.ReadFile(x.helperBin)
-		if x.helperErr == nil {
-			sum := sha256.Sum256(x.helper)
-			x.helperSum = hex.EncodeToString(sum[:8])
+		f, err := os.Open(x.helperBin)
+		if err != nil {
+			x.helperErr = err
+			return
 		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			x.helperErr = err
+			return
+		}
+		x.helperSum = hex.EncodeToString(h.Sum(nil)[:8])
 	})
 }
 
 // installHelper uploads the helper program to path on a server whose
 // machine name is machine, unless it is there already (known from an
 // earlier job to the same account, or found there).
-func (x *Executor) installHelper(ctx context.Context, lease *sshconn.Lease, ep sshconn.Endpoint, machine, path string) error {
+func (x *Executor) installHelper(ctx context.Context, lease *sshconn.Lease, ep sshconn.Endpoint, machine, rel string) error {
 	if want := goArchMachine(); machine != want {
 		return fmt.Errorf("the server is %s, the agent's helper program is built for %s", machine, want)
 	}
-	key := ep.String() + "/" + path
+	key := ep.String() + "/" + rel
 	if _, ok := x.helperOK.Load(key); ok {
 		return nil
 	}
-	out, err := session(ctx, lease, fmt.Sprintf(`[ -x "$HOME/%s" ] && echo present; true`, path), nil)
+	out, err := session(ctx, lease, fmt.Sprintf(`[ -x "$HOME/%s" ] && echo present; true`, rel), nil)
 	if err != nil {
 		return fmt.Errorf("look for the helper program: %w", err)
 	}
 	if strings.TrimSpace(string(out)) != "present" {
-		dir := strings.TrimSuffix(path, "/"+pathBase(path))
-		cmd := fmt.Sprintf(`f="$HOME/%s"; umask 077 && mkdir -p "$HOME/%s" && t="$f.$$" && cat >"$t" && chmod 700 "$t" && mv "$t" "$f"`, path, dir)
+		f, err := os.Open(x.helperBin)
+		if err != nil {
+			return fmt.Errorf("read the helper program: %w", err)
+		}
+		defer f.Close()
+		cmd := fmt.Sprintf(`f="$HOME/%s"; umask 077 && mkdir -p "$HOME/%s" && t="$f.$$" && cat >"$t" && chmod 700 "$t" && mv "$t" "$f"`, rel, path.Dir(rel))
 		// The program is not secret: stdin carries it only because it is big.
-		if _, err := session(ctx, lease, cmd, bytes.NewReader(x.helper)); err != nil {
+		if _, err := session(ctx, lease, cmd, f); err != nil {
 			return fmt.Errorf("upload the helper program: %w", err)
 		}
 	}
 	x.helperOK.Store(key, true)
 	return nil
 }
-
-func pathBase(p string) string { return path.Base(p) }
 
 // goArchMachine is `uname -m` of machines the agent's own build runs on.
 func goArchMachine() string {
