@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/cronium/cronium-agent/internal/command"
+	"github.com/cronium/cronium-agent/runner/sshexec/sshworker"
 	"github.com/cronium/cronium-agent/runtimes/helpercli"
 	"github.com/cronium/cronium-agent/runtimes/jobinit"
 )
@@ -66,6 +67,10 @@ func main() {
 	// helper program the bash helper calls.
 	switch filepath.Base(os.Args[0]) {
 	case "cronium":
+		if len(os.Args) > 1 && os.Args[1] == sshworker.Command {
+			// On an SSH job's server: the worker that runs its jobs.
+			os.Exit(sshworker.Main(os.Stdin, os.Stdout, os.Stderr, os.Environ()))
+		}
 		os.Exit(helpercli.Main(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 	case jobinit.Name:
 		// Mounted as /cronium/bin/cronium-init, it is PID 1 of every job.

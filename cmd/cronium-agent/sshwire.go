@@ -38,6 +38,7 @@ func openSSH(env *cliEnv, cfg config.Config, store sidecar.Store, creds sshexec.
 		sshexec.WithRuntimeAPI(sidecar.New(secret, store, sidecar.WithLogger(env.log))),
 		sshexec.WithStopGrace(time.Duration(cfg.Jobs.KillGrace)),
 		sshexec.WithParallel(c.MaxParallelServers),
+		sshexec.WithWorker(c.Worker),
 		sshexec.WithLogger(env.log),
 	}
 	if creds != nil {

@@ -46,7 +46,8 @@ type SSH struct {
 	KeepaliveInterval  Duration `yaml:"keepaliveInterval" doc:"Period of the keepalives on each connection; one unanswered within it closes the connection. 0 sends none."`
 	IdleTimeout        Duration `yaml:"idleTimeout" doc:"Pooled connections no job used for this long are closed."`
 	MaxConnsPerServer  int      `yaml:"maxConnsPerServer" doc:"Connections kept open to one server (per user and credentials)."`
-	MaxSessionsPerConn int      `yaml:"maxSessionsPerConn" doc:"SSH sessions open on one connection at once. A job holds up to three (two follow its output), so a connection is shared by this divided by three jobs; sshd's MaxSessions defaults to 10."`
+	MaxSessionsPerConn int      `yaml:"maxSessionsPerConn" doc:"SSH sessions open on one connection at once. One is the connection's worker's and a job holds up to three more (two follow its output), so a connection is shared by (this - 1) / 3 jobs; sshd's MaxSessions defaults to 10."`
+	Worker             bool     `yaml:"worker" doc:"Run jobs through a worker on each server: the agent's own binary, uploaded once per server, version and account to ~/.cache/cronium-agent/, serving each connection's jobs from one session. Without it, or on a server it cannot run on (another architecture), each job costs the server about a dozen short processes more."`
 	MaxParallelServers int      `yaml:"maxParallelServers" doc:"Servers a multi-server job runs on at once."`
 	BreakerFailures    int      `yaml:"breakerFailures" doc:"Failed connection attempts in a row that open a server's circuit breaker: its jobs then fail at once, without trying, for breakerCooldown."`
 	BreakerCooldown    Duration `yaml:"breakerCooldown" doc:"How long an open circuit breaker fails a server's jobs before a connection is tried again."`
@@ -214,6 +215,7 @@ func Default() Config {
 			IdleTimeout:        Duration(5 * time.Minute),
 			MaxConnsPerServer:  4,
 			MaxSessionsPerConn: 8,
+			Worker:             true,
 			MaxParallelServers: 8,
 			BreakerFailures:    3,
 			BreakerCooldown:    Duration(30 * time.Second),

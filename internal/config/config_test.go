@@ -98,7 +98,7 @@ func TestLoad(t *testing.T) {
 		}},
 		{name: "ssh defaults", check: func(t *testing.T, c Config) {
 			want := SSH{HostKeyPolicy: "tofu", SystemKnownHosts: "/etc/ssh/ssh_known_hosts", DialTimeout: Duration(10 * time.Second),
-				KeepaliveInterval: Duration(15 * time.Second), IdleTimeout: Duration(5 * time.Minute), MaxConnsPerServer: 4, MaxSessionsPerConn: 8,
+				KeepaliveInterval: Duration(15 * time.Second), IdleTimeout: Duration(5 * time.Minute), MaxConnsPerServer: 4, MaxSessionsPerConn: 8, Worker: true,
 				MaxParallelServers: 8, BreakerFailures: 3, BreakerCooldown: Duration(30 * time.Second)}
 			if c.SSH != want {
 				t.Errorf("ssh %+v, want %+v", c.SSH, want)

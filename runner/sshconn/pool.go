@@ -86,14 +86,17 @@ func WithKeepalive(d time.Duration) Option { return func(p *Pool) { p.keepalive 
 func WithIdleTimeout(d time.Duration) Option { return func(p *Pool) { p.idle = d } }
 
 // WithLimits bounds connections per server and sessions open on one
-// connection at once (defaults 4 and 8). A run holds up to SessionsPerRun
-// sessions, so a connection is shared by sessionsPerConn/SessionsPerRun
-// runs (at least one).
+// connection at once (defaults 4 and 8). One session of a connection is
+// kept for its runs' worker (runner/sshexec/sshworker) and a run holds up
+// to SessionsPerRun more, so a connection is shared by
+// (sessionsPerConn-1)/SessionsPerRun runs (at least one).
 func WithLimits(connsPerServer, sessionsPerConn int) Option {
 	return func(p *Pool) {
-		p.maxConns, p.maxLeases = max(1, connsPerServer), max(1, sessionsPerConn/SessionsPerRun)
+		p.maxConns, p.maxLeases = max(1, connsPerServer), leasesFor(sessionsPerConn)
 	}
 }
+
+func leasesFor(sessionsPerConn int) int { return max(1, (sessionsPerConn-1)/SessionsPerRun) }
 
 // SessionsPerRun is the most sessions a run holds at once: two follow
 // its output, a third does the rest.
@@ -181,7 +184,7 @@ func (c *conn) isDead() bool {
 func New(hostKeys HostKeyChecker, opts ...Option) *Pool {
 	p := &Pool{
 		hostKeys: hostKeys, dialTimeout: 10 * time.Second, keepalive: 15 * time.Second, idle: 5 * time.Minute,
-		maxConns: 4, maxLeases: 8 / SessionsPerRun, breakerFailures: 3, cooldown: 30 * time.Second, tries: 3, retryWait: 250 * time.Millisecond,
+		maxConns: 4, maxLeases: leasesFor(8), breakerFailures: 3, cooldown: 30 * time.Second, tries: 3, retryWait: 250 * time.Millisecond,
 		log: slog.Default(), now: time.Now,
 		servers: map[string]*server{}, stop: make(chan struct{}), done: make(chan struct{}),
 	}

@@ -54,6 +54,9 @@ import (
 //	openssh-controlmaster  one `ssh ... bash -s` process over the master,
 //	                       script on stdin, fork/exec to exit
 //
+// The agent runs on its connection's worker (runner/sshexec/sshworker),
+// started by the warm-up job: one session per connection, so 0 per job.
+//
 // Both report sessions/job and logins/job as the server logged them and
 // rtts/job, the round trips on the wire: counted by a relay in front of
 // the server, over a few extra jobs outside the timed loop (so the relay
@@ -99,7 +102,8 @@ const (
 )
 
 func benchAgent(b *testing.B, s *testenv.SSHD, be *devtest.Backend, pool *sshconn.Pool, relay *turnRelay, direct, viaRelay json.RawMessage) {
-	// Warm: the connection pooled, the helper program on the server.
+	// Warm: the connection pooled, the helper program on the server, the
+	// connection's worker started.
 	runAgentJob(b, be, direct)
 	sessions, logins, dials := logCount(s, sessionLine), logCount(s, loginLine), pool.Dials()
 	times := make([]agentTiming, 0, b.N)

@@ -26,7 +26,8 @@ import (
 //	out, err       the script's stdout and stderr, as written
 //	pid            the launcher's pid, which is its process group and session
 //	port           the remote port of the runtime API forward
-//	status         the exit status, written (atomically) when the script ends
+//	status         the exit status, written when the script ends (one
+//	               short write: it is there once it is not empty)
 //
 // The launcher runs under setsid, detached from every SSH session: the
 // run survives a dropped connection and a restarted agent, which follow
@@ -41,14 +42,23 @@ func workDir(runID string) string { return `"${TMPDIR:-/tmp}/` + runID + `"` }
 // it sooner. Paths into the work directory are made here, where it is
 // known ($TMPDIR is the server's).
 const launcher = `#!/bin/sh
-d=$(cd "$(dirname "$0")" && pwd) || exit 1
+# Started in the work directory (both paths cd there first).
+d=$PWD
 exec >"$d/out" 2>"$d/err" </dev/null
 script=$1
 shift
 set -a
 . "$d/env"
 set +a
-rm -f "$d/env"
+wd=$CRONIUM_WATCHDOG
+unset CRONIUM_WATCHDOG
+# One background process, off the script's path, removes the environment
+# file (it may hold secrets) and is the watchdog.
+(
+	rm -f "$d/env"
+	[ -n "$wd" ] || exit 0
+	sleep "$wd"; kill -TERM -$$; sleep 10; kill -KILL -$$
+) >/dev/null 2>&1 &
 export PYTHONPATH="$d/lib${PYTHONPATH:+:$PYTHONPATH}"
 export NODE_PATH="$d/lib${NODE_PATH:+:$NODE_PATH}"
 export BASH_ENV="$d/lib/cronium.sh"
@@ -56,17 +66,17 @@ if [ -n "$CRONIUM_HELPER_IN_HOME" ]; then
 	export CRONIUM_HELPER="$HOME/$CRONIUM_HELPER_IN_HOME"
 fi
 unset CRONIUM_HELPER_IN_HOME
-if [ -n "$CRONIUM_WATCHDOG" ]; then
-	( sleep "$CRONIUM_WATCHDOG"; kill -TERM -$$; sleep 10; kill -KILL -$$ ) >/dev/null 2>&1 &
-fi
-unset CRONIUM_WATCHDOG
 if [ -n "$CRONIUM_WORKDIR" ]; then
-	cd "$CRONIUM_WORKDIR" || { echo "cronium: cannot enter the working directory $CRONIUM_WORKDIR" >&2; echo 1 >"$d/status.tmp"; mv "$d/status.tmp" "$d/status"; kill -KILL -$$; }
+	cd "$CRONIUM_WORKDIR" || { echo "cronium: cannot enter the working directory $CRONIUM_WORKDIR" >&2; echo 1 >"$d/status"; kill -KILL -$$; }
 fi
 unset CRONIUM_WORKDIR
 "$@" "$d/$script"
 code=$?
-echo "$code" >"$d/status.tmp" && mv "$d/status.tmp" "$d/status"
+# One write of a few bytes: readers wait for it to be non-empty (-s), so
+# no rename (one process less) is needed to make it atomic.
+echo "$code" >"$d/status"
+# A script quicker than the background rm: the file goes now.
+[ -e "$d/env" ] && rm -f "$d/env"
 # The run's process group goes with it, as a container's processes do:
 # the watchdog and its sleep, and whatever the script left running.
 kill -KILL -$$ 2>/dev/null
@@ -137,18 +147,17 @@ func uploadScript(runID, interpreter string, files []upload) (cmd string, stdin 
 	return b.String(), io.MultiReader(in...)
 }
 
-// readyLine starts the line the first session prints once the files are
-// written, with the server's machine name; the run is then launched when
-// the agent sends "g" (after journaling its start), or not at all.
-const readyLine = "cronium-ready "
+// readyLine is the line the first session prints once the files are
+// written; the run is then launched when the agent sends "g" (after
+// journaling its start), or not at all.
+const readyLine = "cronium-ready"
 
 // firstCmd writes the run's files from stdin (uploadScript), says so
-// (readyLine, with the machine name for the helper program's
-// architecture), waits for the go, then launches the run and follows it:
+// (readyLine), waits for the go, then launches the run and follows it:
 // the whole of a run in one session when nothing goes wrong.
 func firstCmd(runID, interpreter string, files []upload, launch string) (cmd string, stdin io.Reader) {
 	up, in := uploadScript(runID, interpreter, files)
-	return up + ` && printf '` + readyLine + `%s\n' "$(uname -m)" && [ "$(dd bs=1 count=1 status=none)" = g ] || kill -USR1 $$
+	return up + ` && echo ` + readyLine + ` && [ "$(dd bs=1 count=1 status=none)" = g ] || kill -USR1 $$
 ` + followCmd(runID, 0, 0, launch), in
 }
 
@@ -236,7 +245,7 @@ alive() { p=$(cat "$d/pid" 2>/dev/null) && kill -0 "$p" 2>/dev/null && ! grep -q
 orphan() { read -r _ _ _ pp _ </proc/$$/stat && [ "$pp" != "$PPID" ]; }
 end=
 while :; do
-	[ -e "$d/status" ] && end=status
+	[ -s "$d/status" ] && end=status
 	sz=$(stat -c %%s "$d/out" "$d/err") || kill -USR1 $$
 	set -- $sz
 	if [ "$1" -gt "$o" ] || [ "$2" -gt "$e" ]; then
@@ -267,7 +276,7 @@ func stateCmd(runID string) string {
 	d := workDir(runID)
 	return fmt.Sprintf(`d=%s; [ -d "$d" ] || { echo gone - 0; exit 0; }; pid=$(cat "$d/pid" 2>/dev/null); `+
 		`if [ -n "$pid" ] && { kill -0 "$pid" || kill -0 -"$pid"; } 2>/dev/null; then st=running; else st=ended; fi; `+
-		`echo "$st $(cat "$d/status" 2>/dev/null || echo -) $(cat "$d/port" 2>/dev/null || echo 0)"`, d)
+		`echo "$st $([ -s "$d/status" ] && cat "$d/status" || echo -) $(cat "$d/port" 2>/dev/null || echo 0)"`, d)
 }
 
 // stopCmd signals the run's process group: TERM, then KILL after grace.

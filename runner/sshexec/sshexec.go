@@ -61,6 +61,12 @@ func WithCredentials(c Credentials) Option { return func(x *Executor) { x.creds 
 // for the bash helpers; without it bash helpers fail with a clear message.
 func WithHelperProgram(path string) Option { return func(x *Executor) { x.helperBin = path } }
 
+// WithWorker says whether runs take the worker where the helper program
+// is installed (default true); without it every run takes the shell path:
+// a dozen short processes on the server per run, where the worker starts
+// only the interpreter.
+func WithWorker(on bool) Option { return func(x *Executor) { x.useWorker = on } }
+
 // WithParallel bounds the servers of a multi-server job run at once
 // (default 8).
 func WithParallel(n int) Option { return func(x *Executor) { x.parallel = n } }
@@ -78,12 +84,17 @@ type Executor struct {
 	api       *sidecar.Server
 	creds     Credentials
 	helperBin string
+	useWorker bool
 	grace     time.Duration
 	parallel  int
 	log       *slog.Logger
 
+	wmu      sync.Mutex
+	workers  map[*ssh.Client]*workerConn
+	noWorker sync.Map // endpoints where no worker runs
+
 	helperOnce sync.Once
-	helperOK   sync.Map // "user@host:port/path" of servers that have it
+	helperOK   sync.Map // "user@host:port/path" → "" (it is there) or why it cannot be
 	helperSum  string
 	helperErr  error
 }
@@ -91,7 +102,7 @@ type Executor struct {
 // New returns an executor that connects through pool under policy
 // (timeouts).
 func New(pool *sshconn.Pool, policy runner.Policy, opts ...Option) *Executor {
-	x := &Executor{pool: pool, policy: policy, grace: 10 * time.Second, parallel: 8, log: slog.Default()}
+	x := &Executor{pool: pool, policy: policy, grace: 10 * time.Second, parallel: 8, log: slog.Default(), useWorker: true, workers: map[*ssh.Client]*workerConn{}}
 	for _, o := range opts {
 		o(x)
 	}
@@ -402,8 +413,12 @@ func (x *Executor) runOn(ctx context.Context, a *runner.Attempt, t target, k *si
 	}
 	// Later follows (after a reconnection) launch it if the first did not.
 	r.launch = launchArgs(rt.ScriptName, rt.Interpreter)
-	files, helperPath := r.files(rt, env)
-	first, start, err := r.first(ctx, rt, files, helperPath)
+	helper, err := x.ensureHelper(ctx, r.lease, ep)
+	if err != nil && rt.Name == "bash" {
+		r.sys("the bash helpers will not work on this server: " + err.Error())
+	}
+	files := r.files(rt, env, helper)
+	first, start, err := r.first(ctx, rt, files, helper != "")
 	if err != nil {
 		r.remove()
 		return fail(err)
@@ -414,7 +429,12 @@ func (x *Executor) runOn(ctx context.Context, a *runner.Attempt, t target, k *si
 // first runs the run's first session: it writes the files, and once the
 // agent has journaled the start, launches and follows the run. Its
 // channel gets what a follow's does.
-func (r *remoteRun) first(ctx context.Context, rt runtimes.Runtime, files []upload, helperPath string) (<-chan error, time.Time, error) {
+func (r *remoteRun) first(ctx context.Context, rt runtimes.Runtime, files []upload, helper bool) (<-chan error, time.Time, error) {
+	if helper && r.x.useWorker {
+		if w := r.x.worker(ctx, r.lease, r.ep); w != nil {
+			return r.firstOnWorker(ctx, w, rt, files)
+		}
+	}
 	s, err := r.lease.Client().NewSession()
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("prepare the run on %s: open an SSH session: %w", r.ep, err)
@@ -424,7 +444,7 @@ func (r *remoteRun) first(ctx context.Context, rt runtimes.Runtime, files []uplo
 		s.Close()
 		return nil, time.Time{}, err
 	}
-	ready := make(chan string, 1)
+	ready := make(chan struct{})
 	var pre bytes.Buffer // the upload's own stderr, until it is ready
 	var preMu sync.Mutex
 	s.Stdout = &readyWriter{ready: ready, launched: &r.launched, rest: r.streamWriter(0)}
@@ -459,9 +479,8 @@ func (r *remoteRun) first(ctx context.Context, rt runtimes.Runtime, files []uplo
 		done <- r.followEnded(err)
 		s.Close()
 	}
-	var machine string
 	select {
-	case machine = <-ready:
+	case <-ready:
 	case err := <-waited:
 		s.Close()
 		preMu.Lock()
@@ -474,11 +493,6 @@ func (r *remoteRun) first(ctx context.Context, rt runtimes.Runtime, files []uplo
 	case <-ctx.Done():
 		s.Close()
 		return nil, time.Time{}, context.Cause(ctx)
-	}
-	if helperPath != "" {
-		if err := r.x.installHelper(ctx, r.lease, r.ep, machine, helperPath); err != nil {
-			r.sys("the bash helpers will not work on this server: " + err.Error())
-		}
 	}
 	start := time.Now()
 	if err := r.started(start); err != nil {
@@ -501,7 +515,7 @@ func (r *remoteRun) first(ctx context.Context, rt runtimes.Runtime, files []uplo
 // script's stdout.
 type readyWriter struct {
 	line     []byte
-	ready    chan string
+	ready    chan struct{}
 	launched *atomic.Bool
 	seen     bool
 	rest     io.Writer
@@ -518,7 +532,6 @@ func (w *readyWriter) Write(p []byte) (int, error) {
 		w.line = append(w.line, p[:i]...)
 		w.seen = true
 		w.launched.Store(true)
-		w.ready <- strings.TrimPrefix(string(w.line), readyLine)
 		close(w.ready)
 		p = p[i+1:]
 	}
@@ -607,17 +620,13 @@ func (r *remoteRun) serveAPI(ctx context.Context, port int) error {
 	return nil
 }
 
-// files are the run's files for its work directory, and where the bash
-// helpers' program goes on the server ("" when it is not needed).
-func (r *remoteRun) files(rt runtimes.Runtime, env map[string]string) ([]upload, string) {
+// files are the run's files for its work directory; helper is where the
+// helper program is on the server, relative to its home ("": nowhere).
+func (r *remoteRun) files(rt runtimes.Runtime, env map[string]string, helper string) []upload {
 	// PYTHONPATH, NODE_PATH and BASH_ENV point into the work directory:
 	// run.sh sets them.
-	helperPath := ""
-	if rt.Name == "bash" && r.x.helperBin != "" {
-		helperPath = r.x.helperPath()
-		if helperPath != "" {
-			env["CRONIUM_HELPER_IN_HOME"] = helperPath
-		}
+	if helper != "" && rt.Name == "bash" {
+		env["CRONIUM_HELPER_IN_HOME"] = helper
 	}
 	env["CRONIUM_WATCHDOG"] = strconv.Itoa(int((r.timeout + 30*time.Second) / time.Second))
 	if wd := r.a.Job.Script.WorkingDirectory; wd != "" {
@@ -636,7 +645,7 @@ func (r *remoteRun) files(rt runtimes.Runtime, env map[string]string) ([]upload,
 	for name, data := range helpers.Files() {
 		files = append(files, upload{name: "lib/" + name, data: data})
 	}
-	return files, helperPath
+	return files
 }
 
 // follow streams the run's output until it ends, is stopped (ctx, its
@@ -723,7 +732,7 @@ func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time, f
 		// The state, and the work directory removed once it is final: one
 		// session.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		out, err := session(sctx, r.lease, stateCmd(r.runID)+`; [ -e `+workDir(r.runID)+`/status ] && rm -rf `+workDir(r.runID)+`; true`, nil)
+		out, err := session(sctx, r.lease, stateCmd(r.runID)+`; [ -s `+workDir(r.runID)+`/status ] && rm -rf `+workDir(r.runID)+`; true`, nil)
 		cancel()
 		st := parseState(out)
 		removed = err == nil && st.hasStatus
@@ -925,35 +934,51 @@ func (x *Executor) loadHelper() {
 	})
 }
 
-// installHelper uploads the helper program to path on a server whose
-// machine name is machine, unless it is there already (known from an
-// earlier job to the same account, or found there).
-func (x *Executor) installHelper(ctx context.Context, lease *sshconn.Lease, ep sshconn.Endpoint, machine, rel string) error {
-	if want := goArchMachine(); machine != want {
-		return fmt.Errorf("the server is %s, the agent's helper program is built for %s", machine, want)
+// ensureHelper makes sure the helper program is on the server, before
+// its first run from this agent process (so that every run can take the
+// worker): one session asks for the machine and whether the program is
+// there, a second uploads it if not. It returns where it is, relative to
+// the home directory; "" with no error when the agent has none.
+func (x *Executor) ensureHelper(ctx context.Context, lease *sshconn.Lease, ep sshconn.Endpoint) (string, error) {
+	if x.helperBin == "" {
+		return "", nil
+	}
+	rel := x.helperPath()
+	if rel == "" {
+		return "", fmt.Errorf("the agent's helper program: %w", x.helperErr)
 	}
 	key := ep.String() + "/" + rel
-	if _, ok := x.helperOK.Load(key); ok {
-		return nil
-	}
-	out, err := session(ctx, lease, fmt.Sprintf(`[ -x "$HOME/%s" ] && echo present; true`, rel), nil)
-	if err != nil {
-		return fmt.Errorf("look for the helper program: %w", err)
-	}
-	if strings.TrimSpace(string(out)) != "present" {
-		f, err := os.Open(x.helperBin)
-		if err != nil {
-			return fmt.Errorf("read the helper program: %w", err)
+	if v, ok := x.helperOK.Load(key); ok {
+		if msg := v.(string); msg != "" {
+			return "", errors.New(msg)
 		}
-		defer f.Close()
+		return rel, nil
+	}
+	out, err := session(ctx, lease, fmt.Sprintf(`uname -m; [ -x "$HOME/%s" ] && echo present; true`, rel), nil)
+	if err != nil {
+		return "", fmt.Errorf("look for the helper program: %w", err)
+	}
+	f := strings.Fields(string(out))
+	if want := goArchMachine(); len(f) == 0 || f[0] != want {
+		// Known for good: this agent's program cannot run there.
+		err := fmt.Errorf("the server is %s, the agent's helper program is built for %s", strings.Join(f[:min(1, len(f))], ""), want)
+		x.helperOK.Store(key, err.Error())
+		return "", err
+	}
+	if len(f) < 2 || f[1] != "present" {
+		p, err := os.Open(x.helperBin)
+		if err != nil {
+			return "", fmt.Errorf("read the helper program: %w", err)
+		}
+		defer p.Close()
 		cmd := fmt.Sprintf(`f="$HOME/%s"; umask 077 && mkdir -p "$HOME/%s" && t="$f.$$" && cat >"$t" && chmod 700 "$t" && mv "$t" "$f"`, rel, path.Dir(rel))
 		// The program is not secret: stdin carries it only because it is big.
-		if _, err := session(ctx, lease, cmd, f); err != nil {
-			return fmt.Errorf("upload the helper program: %w", err)
+		if _, err := session(ctx, lease, cmd, p); err != nil {
+			return "", fmt.Errorf("upload the helper program: %w", err)
 		}
 	}
-	x.helperOK.Store(key, true)
-	return nil
+	x.helperOK.Store(key, "")
+	return rel, nil
 }
 
 // goArchMachine is `uname -m` of machines the agent's own build runs on.

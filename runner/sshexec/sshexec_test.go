@@ -1,6 +1,7 @@
 package sshexec_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -63,7 +64,22 @@ type agentOptions struct {
 	// soon); quiet logs at Info, the agent's default level, not Debug.
 	keepalive time.Duration
 	quiet     bool
+	// shell: every run takes the shell path, not the worker (set by
+	// onBothPaths).
+	shell bool
 }
+
+// onBothPaths runs test once on the worker (the path a server with the
+// helper program takes) and once on the shell path (the one without), as
+// subtests "worker" and "shell"; startAgent takes the path from the
+// subtest's name.
+func onBothPaths(t *testing.T, test func(t *testing.T)) {
+	t.Run("worker", test)
+	t.Run("shell", test)
+}
+
+// shellPath: t runs under onBothPaths' "shell".
+func shellPath(t testing.TB) bool { return strings.Contains(t.Name(), "/shell") }
 
 func startAgent(t testing.TB, be *devtest.Backend, o agentOptions) *agent {
 	t.Helper()
@@ -120,7 +136,8 @@ func startAgent(t testing.TB, be *devtest.Backend, o agentOptions) *agent {
 	}
 	exe := helperBin
 	x := sshexec.New(a.pool, runner.DefaultPolicy(), sshexec.WithRuntimeAPI(apiSrv), sshexec.WithLogger(log),
-		sshexec.WithHelperProgram(exe), sshexec.WithStopGrace(o.grace), sshexec.WithCredentials(client))
+		sshexec.WithHelperProgram(exe), sshexec.WithStopGrace(o.grace), sshexec.WithCredentials(client),
+		sshexec.WithWorker(!o.shell && !shellPath(t)))
 	d := runner.NewDispatcher(client, jobs, sy, runner.Executors{runner.TargetServer: x}, runner.DispatchConfig{
 		OrchestratorID: orch, MaxConcurrent: 4, PollInterval: 20 * time.Millisecond, PollMaxInterval: 100 * time.Millisecond,
 		Heartbeat: 50 * time.Millisecond, Metrics: time.Second,
@@ -273,7 +290,9 @@ func remoteLeftovers(t *testing.T, s *testenv.SSHD, marker string, ids ...string
 	return left
 }
 
-func TestSSHJobs(t *testing.T) {
+func TestSSHJobs(t *testing.T) { onBothPaths(t, testSSHJobs) }
+
+func testSSHJobs(t *testing.T) {
 	s := testenv.StartSSHD(t)
 	be := devtest.Start(t, "", token)
 	a := startAgent(t, be, agentOptions{})
@@ -336,7 +355,9 @@ func owner(fi os.FileInfo) string {
 
 // The helpers work over the link in the three languages, with both name
 // styles: input, variables, output and condition reach the backend.
-func TestSSHHelpers(t *testing.T) {
+func TestSSHHelpers(t *testing.T) { onBothPaths(t, testSSHHelpers) }
+
+func testSSHHelpers(t *testing.T) {
 	s := testenv.StartSSHD(t)
 	be := devtest.Start(t, "", token)
 	startAgent(t, be, agentOptions{})
@@ -400,7 +421,9 @@ func waitLog(t *testing.T, be *devtest.Backend, id, text string) {
 
 // Timeout and cancellation stop the whole remote process group, children
 // included, and are reported -1 and -2.
-func TestSSHStop(t *testing.T) {
+func TestSSHStop(t *testing.T) { onBothPaths(t, testSSHStop) }
+
+func testSSHStop(t *testing.T) {
 	s := testenv.StartSSHD(t)
 	be := devtest.Start(t, "", token)
 	startAgent(t, be, agentOptions{grace: time.Second})
@@ -443,7 +466,9 @@ func TestSSHStop(t *testing.T) {
 
 // sshd dies mid-job (every connection drops) and comes back: the output
 // goes on from where it stopped, nothing lost or doubled, one completion.
-func TestSSHReconnect(t *testing.T) {
+func TestSSHReconnect(t *testing.T) { onBothPaths(t, testSSHReconnect) }
+
+func testSSHReconnect(t *testing.T) {
 	s := testenv.StartSSHD(t)
 	be := devtest.Start(t, "", token)
 	a := startAgent(t, be, agentOptions{})
@@ -601,7 +626,9 @@ func TestSSHRefusals(t *testing.T) {
 func fingerprint(s *testenv.SSHD) string { return ssh.FingerprintSHA256(s.HostKey) }
 
 // Jobs on one server at once each get their own runtime API forward.
-func TestSSHConcurrentJobs(t *testing.T) {
+func TestSSHConcurrentJobs(t *testing.T) { onBothPaths(t, testSSHConcurrentJobs) }
+
+func testSSHConcurrentJobs(t *testing.T) {
 	s := testenv.StartSSHD(t)
 	be := devtest.Start(t, "", token)
 	startAgent(t, be, agentOptions{})
@@ -620,7 +647,9 @@ func TestSSHConcurrentJobs(t *testing.T) {
 
 // A server that dies for good mid-job: the job fails at its timeout with
 // the reason and the output received before.
-func TestSSHServerGone(t *testing.T) {
+func TestSSHServerGone(t *testing.T) { onBothPaths(t, testSSHServerGone) }
+
+func testSSHServerGone(t *testing.T) {
 	s := testenv.StartSSHD(t)
 	be := devtest.Start(t, "", token)
 	startAgent(t, be, agentOptions{})
@@ -664,5 +693,49 @@ func TestSSHServerByID(t *testing.T) {
 	}
 	if v := waitDone(t, be, id); v.Status != "completed" || v.Output == nil || v.Output.Stdout != "fetched\n" {
 		t.Errorf("%s %q, output %+v", v.Status, v.Error, v.Output)
+	}
+}
+
+// The worker is killed mid-run (its runs' parent): the run goes on, the
+// agent follows it to its end through the shell path with nothing lost,
+// and reports it failed for want of a status, saying so.
+func TestSSHWorkerKilled(t *testing.T) {
+	s := testenv.StartSSHD(t)
+	be := devtest.Start(t, "", token)
+	startAgent(t, be, agentOptions{})
+	id := submit(t, be, job{script: "for i in $(seq 1 30); do echo line $i; sleep 0.05; done"}.raw(s))
+	waitLog(t, be, id, "line 3")
+	dirs, _ := filepath.Glob("/tmp/cronium-" + id + "-*")
+	if len(dirs) != 1 {
+		t.Fatalf("work directories %v", dirs)
+	}
+	pid, err := os.ReadFile(filepath.Join(dirs[0], "pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stat, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pid (comm) state ppid ...: the script's parent is the worker.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	worker, _ := strconv.Atoi(f[1])
+	if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", worker)); !strings.Contains(string(cmdline), "ssh-worker") {
+		t.Fatalf("the script's parent %d is %q, not the worker", worker, cmdline)
+	}
+	if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	v := waitDone(t, be, id)
+	var want strings.Builder
+	for i := 1; i <= 30; i++ {
+		fmt.Fprintf(&want, "line %d\n", i)
+	}
+	if v.Status != "failed" || exitCode(v) != 1 || v.Completions != 1 || v.Output == nil || v.Output.Stdout != want.String() ||
+		!strings.Contains(v.Output.Stderr, "ended without an exit status") {
+		t.Errorf("%s exit %d, %d completing calls, output %+v", v.Status, exitCode(v), v.Completions, v.Output)
+	}
+	if left := remoteLeftovers(t, s, "", id); len(left) > 0 {
+		t.Errorf("left on the server: %v", left)
 	}
 }
