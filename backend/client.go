@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cronium/cronium-agent/backend/api"
@@ -44,6 +45,10 @@ type Client struct {
 	maxDelay    time.Duration
 	attemptTO   time.Duration
 	envKey      []byte
+	longPoll    time.Duration
+	// queueWait is the longest claim wait the backend offered in its last
+	// queue answer (0: none).
+	queueWait atomic.Int64
 }
 
 // ClientOption configures a Client.
@@ -101,6 +106,15 @@ func WithAttemptTimeout(d time.Duration) ClientOption {
 	}
 }
 
+// WithLongPoll sets how long a claim may wait for a job on a backend that
+// offers it (api.QueueWaitHeader; at most what it offers): a job
+// submitted meanwhile is claimed at once rather than at the next poll.
+// Default 20 s; 0 never waits. Without the offer (the deployed backend)
+// claims are never held.
+func WithLongPoll(d time.Duration) ClientOption {
+	return func(c *Client) { c.longPoll = max(d, 0) }
+}
+
 // WithEnvKey sets the key that decrypts the deployed backend's encrypted
 // environment values in ClaimJobs (32 bytes, see ParseEnvKey).
 func WithEnvKey(key []byte) ClientOption {
@@ -147,6 +161,7 @@ func NewClient(baseURL, token, orchestratorID string, opts ...ClientOption) (*Cl
 		baseDelay:   200 * time.Millisecond,
 		maxDelay:    10 * time.Second,
 		attemptTO:   30 * time.Second,
+		longPoll:    20 * time.Second,
 	}
 	for _, o := range opts {
 		o(c)
@@ -174,6 +189,11 @@ type request struct {
 	// was made (the request cannot have reached the backend).
 	dialRetryOnly bool
 	secret        bool // the answer holds secrets: keep no body in errors
+	// hold is how long the backend may hold the request on purpose (a
+	// long-poll claim), added to the attempt's timeout.
+	hold time.Duration
+	// header, if set, gets a 2xx answer's header.
+	header func(http.Header)
 }
 
 // apiPath escapes each segment (so '/' and spaces in a variable key stay
@@ -271,7 +291,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // once is one attempt.
 func (c *Client) once(ctx context.Context, rq request, target, path string, payload []byte) ([]byte, time.Duration, error) {
-	actx, cancel := context.WithTimeout(ctx, c.attemptTO)
+	actx, cancel := context.WithTimeout(ctx, c.attemptTO+rq.hold)
 	defer cancel()
 	var rd io.Reader
 	if payload != nil {
@@ -298,6 +318,9 @@ func (c *Client) once(ctx context.Context, rq request, target, path string, payl
 		rerr = fmt.Errorf("answer larger than %d bytes", maxResponse)
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if rq.header != nil {
+			rq.header(resp.Header)
+		}
 		// A write that was answered 2xx is done even if its answer was
 		// cut; a read is tried again.
 		if rerr != nil && rq.method == http.MethodGet {
@@ -356,17 +379,50 @@ func (c *Client) ClaimJobs(ctx context.Context, batchSize int, jobTypes []string
 			q += "&jobTypes=" + strings.Join(esc, ",")
 		}
 	}
+	items, held, err := c.claim(ctx, q)
+	if err == nil && len(items) == 0 && !held && c.claimWait() > 0 {
+		// The backend offers to hold claims, which this answer just said:
+		// wait there now rather than at the caller's next poll.
+		items, _, err = c.claim(ctx, q)
+	}
+	return items, err
+}
+
+// claim is one jobs/queue call with query q, held by the backend when it
+// offers that (held).
+func (c *Client) claim(ctx context.Context, q string) (items []api.QueueItem, held bool, err error) {
+	rq := request{method: http.MethodGet, segs: []string{"jobs", "queue"}, dialRetryOnly: true, header: c.noteQueueWait}
+	if wait := c.claimWait(); wait > 0 {
+		q += "&wait=" + wait.String()
+		rq.hold, held = wait, true
+	}
+	rq.query = q
 	// A claim whose answer was lost is not sent again (it would claim more
 	// jobs while the lost ones stay claimed); the caller polls again.
-	body, err := c.do(ctx, request{method: http.MethodGet, segs: []string{"jobs", "queue"}, query: q, dialRetryOnly: true})
+	body, err := c.do(ctx, rq)
 	if err != nil {
-		return nil, err
+		return nil, held, err
 	}
-	items, err := api.DecodeQueue(body, api.DecodeOptions{EnvKey: c.envKey})
+	items, err = api.DecodeQueue(body, api.DecodeOptions{EnvKey: c.envKey})
 	if err != nil {
-		return nil, fmt.Errorf("backend GET %s/jobs/queue: %w", apiPrefix, err)
+		return nil, held, fmt.Errorf("backend GET %s/jobs/queue: %w", apiPrefix, err)
 	}
-	return items, nil
+	return items, held, nil
+}
+
+// claimWait is how long a claim asks the backend to hold it (0: not).
+func (c *Client) claimWait() time.Duration {
+	return min(c.longPoll, time.Duration(c.queueWait.Load()))
+}
+
+// noteQueueWait keeps the longest claim wait the backend offers (none when
+// its answer does not say).
+func (c *Client) noteQueueWait(h http.Header) {
+	d, err := time.ParseDuration(h.Get(api.QueueWaitHeader))
+	if err != nil || d < 0 {
+		d = 0
+	}
+	c.queueWait.Store(int64(d))
 }
 
 // Acknowledge tells the backend this agent takes the claimed job. A 403

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -886,5 +887,50 @@ func eq[T any](t *testing.T, got, want T) {
 	t.Helper()
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// A claim waits (jobs/queue?wait=) only on a backend that offered it in
+// its last answer, never longer than offered nor than WithLongPoll.
+func TestClaimJobsLongPoll(t *testing.T) {
+	offer := "" // guarded by the test's sequence: one request at a time
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if offer != "" {
+			w.Header().Set(api.QueueWaitHeader, offer)
+		}
+		io.WriteString(w, `{"jobs":[],"count":0}`)
+	})
+	tests := []struct {
+		name     string
+		longPoll time.Duration
+		offers   string
+		// The queries of two ClaimJobs in a row: an empty answer that
+		// brings the offer is followed by a held claim in the same call.
+		wantQuery []string
+	}{
+		{"deployed backend", 20 * time.Second, "", []string{"batchSize=1", "batchSize=1"}},
+		{"offered", 20 * time.Second, "60s", []string{"batchSize=1", "batchSize=1&wait=20s", "batchSize=1&wait=20s"}},
+		{"offered less", 20 * time.Second, "5s", []string{"batchSize=1", "batchSize=1&wait=5s", "batchSize=1&wait=5s"}},
+		{"off", 0, "60s", []string{"batchSize=1", "batchSize=1"}},
+		{"unreadable offer", 20 * time.Second, "soon", []string{"batchSize=1", "batchSize=1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			offer = tt.offers
+			c := rec.client(t, WithLongPoll(tt.longPoll))
+			before := rec.count()
+			for range 2 {
+				if _, err := c.ClaimJobs(context.Background(), 1, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got []string
+			for _, r := range rec.requests()[before:] {
+				got = append(got, r.Query)
+			}
+			if !slices.Equal(got, tt.wantQuery) {
+				t.Errorf("queries %q, want %q", got, tt.wantQuery)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package runner_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -305,6 +306,10 @@ type agentConfig struct {
 	// executors are added to the local ones (the fake container executor
 	// and the HTTP executor).
 	executors runner.Executors
+	// pollInterval is the dispatcher's (default 20 ms); longPoll the
+	// client's (default 20 s, as the agent's).
+	pollInterval time.Duration
+	longPoll     time.Duration
 }
 
 // agent is `cronium-agent run` in the test process.
@@ -350,7 +355,7 @@ func newAgent(t *testing.T, b *devBackend, w *world, dir string, cfg agentConfig
 	a.net = &killSwitch{base: http.DefaultTransport.(*http.Transport).Clone()}
 	client, err := backend.NewClient(b.URL, testToken, testOrch,
 		backend.WithHTTPClient(&http.Client{Transport: a.net}),
-		backend.WithRetry(3, 10*time.Millisecond, 100*time.Millisecond))
+		backend.WithRetry(3, 10*time.Millisecond, 100*time.Millisecond), backend.WithLongPoll(cmp.Or(cfg.longPoll, 20*time.Second)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,8 +393,8 @@ func newAgent(t *testing.T, b *devBackend, w *world, dir string, cfg agentConfig
 	a.d = runner.NewDispatcher(a.be, a.jobs, a.sy, executors, runner.DispatchConfig{
 		OrchestratorID:  testOrch,
 		MaxConcurrent:   cfg.maxConcurrent,
-		PollInterval:    20 * time.Millisecond,
-		PollMaxInterval: 100 * time.Millisecond,
+		PollInterval:    cmp.Or(cfg.pollInterval, 20*time.Millisecond),
+		PollMaxInterval: max(cfg.pollInterval, 100*time.Millisecond),
 		Heartbeat:       50 * time.Millisecond,
 		Metrics:         100 * time.Millisecond,
 		DrainTimeout:    cfg.drainTimeout,

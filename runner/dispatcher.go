@@ -189,9 +189,10 @@ claim:
 			}
 			reconciled = true
 		}
-		items, err := d.be.ClaimJobs(ctx, free, d.env.executors.JobTypes())
+		asked := time.Now()
+		items, err := d.claim(ctx, drain, free)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || drained(drain) {
 				break claim
 			}
 			failures++
@@ -203,7 +204,9 @@ claim:
 		if len(items) == 0 {
 			// An empty queue is polled at the base interval: a new job is
 			// claimed within it (a claim is one cheap GET for the backend).
-			wait = d.cfg.PollInterval
+			// A backend that held the claim until its wait ended (long
+			// poll) is asked again at once.
+			wait = max(0, d.cfg.PollInterval-time.Since(asked))
 			continue
 		}
 		wait = 0
@@ -245,6 +248,32 @@ claim:
 	d.stopAll(errShutdown)
 	d.wg.Wait()
 	return nil
+}
+
+// claim asks the backend for up to free jobs; a drain ends a claim the
+// backend holds (a long poll), so that draining does not wait for it.
+func (d *Dispatcher) claim(ctx context.Context, drain <-chan struct{}, free int) ([]api.QueueItem, error) {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if drain != nil {
+		go func() {
+			select {
+			case <-drain:
+				cancel()
+			case <-cctx.Done():
+			}
+		}()
+	}
+	return d.be.ClaimJobs(cctx, free, d.env.executors.JobTypes())
+}
+
+func drained(drain <-chan struct{}) bool {
+	select {
+	case <-drain:
+		return true
+	default:
+		return false
+	}
 }
 
 func (d *Dispatcher) logClaimError(err error, retryIn time.Duration) {

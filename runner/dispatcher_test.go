@@ -616,3 +616,26 @@ func TestDispatcherBackendOutage(t *testing.T) {
 	waitFor(t, "the journal's backlog to drain", func() bool { return a.sy.Reachable() && a.sy.Backlog() == 0 })
 	b.assertOnce(t)
 }
+
+// On a backend that holds claims (long poll), an idle agent claims a job
+// as it is submitted, not at its next poll, and a drain ends the held
+// claim rather than waiting for it.
+func TestDispatcherLongPoll(t *testing.T) {
+	b := startBackend(t)
+	w := newWorld(t)
+	// Polls a minute apart, claims held 55 s: within waitLimit (30 s),
+	// only a held claim takes the job, and only an ended one stops.
+	a := newAgent(t, b, w, t.TempDir(), agentConfig{pollInterval: time.Minute, longPoll: 55 * time.Second}).start()
+	waitFor(t, "the first claim", func() bool { return len(a.be.claimSizes()) >= 1 })
+	time.Sleep(200 * time.Millisecond) // the held claim is under way
+	id := b.submit(t, devserver.SubmitRequest{Script: "out held"})
+	v := b.waitDone(t, id)
+	if v.Status != "completed" || len(a.be.claimSizes()) > 2 {
+		t.Errorf("%s after %d claims, want completed after at most 2", v.Status, len(a.be.claimSizes()))
+	}
+	waitFor(t, "a held claim again", func() bool { return len(a.be.claimSizes()) >= 2 })
+	time.Sleep(200 * time.Millisecond)
+	a.drain()
+	a.waitStopped()
+	b.assertOnce(t)
+}

@@ -18,6 +18,13 @@ const (
 	TypeToolAction = "TOOL_ACTION"
 )
 
+// QueueWaitHeader is the answer header of jobs/queue by which a backend
+// offers long-poll claims, with the longest wait it takes (a Go duration:
+// "60s"); a client then sends jobs/queue?wait=<duration> and the backend
+// holds the request until a job is due or the wait ends. Our extension:
+// the deployed backend neither sends it nor reads wait.
+const QueueWaitHeader = "Cronium-Queue-Wait"
+
 // Job is one queued job, decoded and checked. Only what the agent uses is
 // typed; Metadata keeps the whole object as received.
 type Job struct {

@@ -79,7 +79,7 @@ func saveExec(tx *bolt.Tx, e *ExecutionView) error {
 
 func (s *Server) updateExec(id string, fn func(e *ExecutionView) error) (*ExecutionView, error) {
 	var out *ExecutionView
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		e, err := loadExec(tx, id)
 		if err != nil {
 			return err
@@ -123,7 +123,7 @@ func (s *Server) handleExecCreate(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	var out *ExecutionView
 	existed := false
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		if prev, err := loadExec(tx, id); err == nil {
 			if prev.JobID != body.JobID {
 				return errf(http.StatusConflict, "Execution %s exists for job %s", id, prev.JobID)
@@ -455,7 +455,7 @@ func (s *Server) handleVarPut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := varRecord{Value: value, UpdatedAt: s.now()}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		ub, err := tx.Bucket(bVars).CreateBucketIfNotExists([]byte(user))
 		if err != nil {
 			return err

@@ -41,26 +41,86 @@ func (s *Server) handleQueue(w http.ResponseWriter, r *http.Request) {
 			types[t] = true
 		}
 	}
+	wait, err := parseWait(q.Get("wait"))
+	if err != nil {
+		fail(w, errf(http.StatusBadRequest, "%v", err))
+		return
+	}
+	w.Header().Set(api.QueueWaitHeader, maxQueueWait.String())
+	deadline := time.Now().Add(wait)
+	for {
+		// Taken before the claim: a job queued after it wakes this wait.
+		woken := s.queued.wait()
+		jobs, next, err := s.claim(orch, batch, types)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		left := time.Until(deadline)
+		if len(jobs) > 0 || left <= 0 || s.queued.ended() {
+			writeJSON(w, http.StatusOK, map[string]any{"jobs": jobs, "count": len(jobs)})
+			return
+		}
+		if !next.IsZero() {
+			// A scheduled job comes due: claim it then.
+			left = min(left, max(next.Sub(s.now()), time.Millisecond))
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-woken:
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
+	}
+}
+
+// claim claims up to batch queued jobs of types (nil: any) for orch; next
+// is when the first job scheduled for later comes due (zero: none).
+func (s *Server) claim(orch string, batch int, types map[string]bool) (jobs []json.RawMessage, next time.Time, err error) {
 	now := s.now()
-	jobs := []json.RawMessage{}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	jobs = []json.RawMessage{}
+	due := func(tx *bolt.Tx) ([]string, error) {
 		var ids []string
+		next = time.Time{}
 		c := tx.Bucket(bQueue).Cursor()
 		for k, v := c.First(); k != nil && len(ids) < batch; k, v = c.Next() {
 			j, err := loadJob(tx, string(v))
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if j == nil || j.Status != StatusQueued {
 				continue // a stale index entry; never expected
 			}
 			if !j.ScheduledFor.IsZero() && j.ScheduledFor.After(now) {
+				if next.IsZero() || j.ScheduledFor.Before(next) {
+					next = j.ScheduledFor
+				}
 				continue
 			}
 			if types != nil && !types[strings.ToUpper(j.OriginalType)] {
 				continue
 			}
 			ids = append(ids, j.ID)
+		}
+		return ids, nil
+	}
+	// Looked at first in a read transaction: an empty poll (and a waiting
+	// claim woken for another agent's job) costs no write.
+	var found bool
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		ids, err := due(tx)
+		found = len(ids) > 0
+		return err
+	}); err != nil || !found {
+		return jobs, next, err
+	}
+	err = s.update(func(tx *bolt.Tx) error {
+		ids, err := due(tx)
+		if err != nil {
+			return err
 		}
 		for _, id := range ids {
 			j, err := updateJobTx(tx, id, func(j *jobRecord) error {
@@ -79,11 +139,7 @@ func (s *Server) handleQueue(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": jobs, "count": len(jobs)})
+	return jobs, next, err
 }
 
 // handleAcknowledge confirms a claim (§2.2): 403 unless the caller holds it.
@@ -291,7 +347,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, endpoint strin
 	// The executions are settled in the same transaction: whoever sees the
 	// job completed sees its executions final.
 	var j *jobRecord
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		var err error
 		if j, err = updateJobTx(tx, r.PathValue("id"), record); err != nil {
 			return err
@@ -333,7 +389,7 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	now := s.now()
 	var accepted, dups int
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		_, err := updateJobTx(tx, id, func(j *jobRecord) error {
 			lb, err := tx.Bucket(bLogs).CreateBucketIfNotExists([]byte(id))
 			if err != nil {

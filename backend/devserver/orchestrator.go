@@ -74,7 +74,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	cancel := []string{}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		prefix := orchPrefix(orch)
 		err := forPrefix(tx.Bucket(bCancels), prefix, func(k, _ []byte) error {
 			cancel = append(cancel, string(k[len(prefix):]))
@@ -156,7 +156,7 @@ func (s *Server) storeOrch(w http.ResponseWriter, r *http.Request, fromBody stri
 		return
 	}
 	now := s.now()
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		return s.updateOrch(tx, orch, func(o *OrchestratorView) { fn(o, now) })
 	})
 	if err != nil {

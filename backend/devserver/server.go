@@ -45,6 +45,8 @@ type Server struct {
 	now         func() time.Time
 	logEndpoint bool
 	handler     http.Handler
+	// queued wakes the claims waiting for a job (jobs/queue?wait=).
+	queued *broadcast
 }
 
 type options struct {
@@ -98,6 +100,7 @@ func New(dataDir, token string, opts ...Option) (*Server, error) {
 		log:         o.log,
 		now:         func() time.Time { return o.now().UTC() },
 		logEndpoint: !o.noLogRoutes,
+		queued:      newBroadcast(),
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -107,7 +110,10 @@ func New(dataDir, token string, opts ...Option) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Close closes the bbolt file. Requests after Close fail with 500.
-func (s *Server) Close() error { return s.db.Close() }
+func (s *Server) Close() error {
+	s.EndWaits()
+	return s.db.Close()
+}
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()

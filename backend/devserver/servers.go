@@ -132,7 +132,7 @@ func (s *Server) handleDevServerAdd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := serverRecord{Server: sv, CreatedAt: s.now()}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		if rec.ID == "" {
 			for {
 				rec.ID = strconv.FormatUint(nextCounter(tx, "serverId"), 10)
@@ -184,7 +184,7 @@ func (s *Server) handleDevServers(w http.ResponseWriter, r *http.Request) {
 // 404 from servers/{id}/credentials.
 func (s *Server) handleDevServerRemove(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		if _, err := loadServer(tx, id); err != nil {
 			return err
 		}

@@ -204,8 +204,15 @@ func saveJob(tx *bolt.Tx, before []indexEntry, j *jobRecord) error {
 		}
 	}
 	for _, e := range indexEntries(j) {
-		if err := tx.Bucket(e.bucket).Put(e.key, e.val); err != nil {
+		b := tx.Bucket(e.bucket)
+		if err := b.Put(e.key, e.val); err != nil {
 			return err
+		}
+		if string(e.bucket) == string(bQueue) {
+			// Counted, for Server.update to wake the waiting claims.
+			if _, err := b.NextSequence(); err != nil {
+				return err
+			}
 		}
 	}
 	b, err := marshal(j)
@@ -234,7 +241,7 @@ func updateJobTx(tx *bolt.Tx, id string, fn func(j *jobRecord) error) (*jobRecor
 // updateJob is updateJobTx in a transaction of its own.
 func (s *Server) updateJob(id string, fn func(j *jobRecord) error) (*jobRecord, error) {
 	var out *jobRecord
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		j, err := updateJobTx(tx, id, fn)
 		out = j
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/backend/api"
@@ -23,7 +24,7 @@ func agentClient(cfg config.Config) (*backend.Client, string, error) {
 			return nil, "", err
 		}
 	}
-	copts := []backend.ClientOption{backend.WithUserAgentVersion(version)}
+	copts := []backend.ClientOption{backend.WithUserAgentVersion(version), backend.WithLongPoll(time.Duration(cfg.Jobs.LongPoll))}
 	if cfg.Backend.EnvEncryptionKey != "" {
 		key, err := api.ParseEnvKey(cfg.Backend.EnvEncryptionKey)
 		if err != nil {

@@ -131,6 +131,7 @@ type Jobs struct {
 	MaxConcurrent     int      `yaml:"maxConcurrent" doc:"How many jobs run at once; the agent never claims more than its free slots."`
 	PollInterval      Duration `yaml:"pollInterval" doc:"Wait between claims, also while the queue is empty: an idle agent claims a new job within it, at the cost of one GET of the queue per interval for the backend."`
 	PollMaxInterval   Duration `yaml:"pollMaxInterval" doc:"While the backend fails (unreachable, 5xx, refusing the token) the wait between claims doubles up to this."`
+	LongPoll          Duration `yaml:"longPoll" doc:"On a backend that offers long-poll claims (cronium-backend does; the deployed Cronium backend does not), how long one claim may wait for a job: a job submitted meanwhile is claimed at once instead of at the next poll. 0 polls at pollInterval everywhere."`
 	DrainTimeout      Duration `yaml:"drainTimeout" doc:"How long SIGTERM lets running jobs finish before they are cancelled."`
 	HeartbeatInterval Duration `yaml:"heartbeatInterval" doc:"Period of the heartbeat (running jobs and capacity; its answer may cancel jobs)."`
 	MetricsInterval   Duration `yaml:"metricsInterval" doc:"Period of the metrics report."`
@@ -188,6 +189,7 @@ func Default() Config {
 			MaxConcurrent:     5,
 			PollInterval:      Duration(time.Second),
 			PollMaxInterval:   Duration(10 * time.Second),
+			LongPoll:          Duration(20 * time.Second),
 			DrainTimeout:      Duration(5 * time.Minute),
 			HeartbeatInterval: Duration(10 * time.Second),
 			MetricsInterval:   Duration(time.Minute),
@@ -294,6 +296,7 @@ func (c Config) Validate() error {
 	check(c.Network.RunDir != "", "network.runDir is empty")
 	check(c.Jobs.MaxConcurrent > 0, "jobs.maxConcurrent must be positive")
 	check(c.Jobs.PollInterval > 0 && c.Jobs.PollMaxInterval >= c.Jobs.PollInterval, "jobs.pollInterval must be positive and at most jobs.pollMaxInterval")
+	check(c.Jobs.LongPoll >= 0 && time.Duration(c.Jobs.LongPoll) <= time.Minute, "jobs.longPoll must be between 0 and 1m")
 	check(c.Jobs.OutputCap >= 4*KiB, "jobs.outputCap must be at least 4KiB")
 	check(c.Jobs.OutputBudget >= 1*MiB, "jobs.outputBudget must be at least 1MiB")
 	check(c.Journal.Budget >= 1*MiB, "journal.budget must be at least 1MiB")

@@ -37,10 +37,9 @@ import (
 //	agent                  submit to completion as the backend records it
 //	                       (createdAt to completedAt: no polling in the
 //	                       figure), p50 and p90, with its parts (p50 each):
-//	                       queue-ms   submit to claim (the dispatcher's poll:
-//	                                  about its whole 20 ms interval here, as
-//	                                  each submit comes just after the claim
-//	                                  the previous job's end set off)
+//	                       queue-ms   submit to claim (the development
+//	                                  backend holds the agent's claim until a
+//	                                  job comes: a long poll)
 //	                       setup-ms   claim to launch (journal, acknowledge,
 //	                                  forward, upload)
 //	                       run-ms     launch to the end of the follow
