@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -17,6 +18,9 @@ import (
 // no link-local address, so it cannot reach the host's services on [::].
 // Its loopback, made with the namespace, keeps ::1.
 func createNetNS(name string) error {
+	if err := shareNetnsDir(); err != nil {
+		return fmt.Errorf("create network namespace %s: %w", name, err)
+	}
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -43,6 +47,52 @@ func createNetNS(name string) error {
 		return fmt.Errorf("create network namespace %s: %w", name, err)
 	}
 	return nil
+}
+
+// shareNetnsDir makes netnsDir a mount of its own with shared
+// propagation, as `ip netns add` does on its first use, unless it is one
+// already. Done after job namespaces are mounted there (by someone's
+// `ip netns add` on the host while jobs run), that bind would hide them:
+// no unmount could reach them any more and their files could never be
+// removed. So it is done here first, and never over mounts already there.
+func shareNetnsDir() error {
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		return err
+	}
+	err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	// Not a mount point yet.
+	dir, derr := filepath.EvalSymlinks(netnsDir)
+	if derr != nil {
+		return derr
+	}
+	if busy, merr := mountsUnder(dir); merr != nil || busy {
+		// Namespaces mounted before this agent version: left as they
+		// are (binding now would hide them).
+		return merr
+	}
+	if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", dir, err)
+	}
+	return unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+}
+
+// mountsUnder tells whether anything is mounted below dir.
+func mountsUnder(dir string) (bool, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	prefix := strings.TrimSuffix(dir, "/") + "/"
+	for line := range strings.SplitSeq(string(data), "\n") {
+		// id parent major:minor root mountpoint ...
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], prefix) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // deleteNetNS unmounts and removes a named namespace; a missing one is fine.

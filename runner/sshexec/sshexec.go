@@ -84,6 +84,7 @@ type Executor struct {
 	api       *sidecar.Server
 	creds     Credentials
 	helperBin string
+	arch      string // `uname -m` of the servers the helper program runs on
 	useWorker bool
 	grace     time.Duration
 	parallel  int
@@ -102,7 +103,7 @@ type Executor struct {
 // New returns an executor that connects through pool under policy
 // (timeouts).
 func New(pool *sshconn.Pool, policy runner.Policy, opts ...Option) *Executor {
-	x := &Executor{pool: pool, policy: policy, grace: 10 * time.Second, parallel: 8, log: slog.Default(), useWorker: true, workers: map[*ssh.Client]*workerConn{}}
+	x := &Executor{pool: pool, policy: policy, grace: 10 * time.Second, parallel: 8, log: slog.Default(), arch: goArchMachine(), useWorker: true, workers: map[*ssh.Client]*workerConn{}}
 	for _, o := range opts {
 		o(x)
 	}
@@ -959,7 +960,7 @@ func (x *Executor) ensureHelper(ctx context.Context, lease *sshconn.Lease, ep ss
 		return "", fmt.Errorf("look for the helper program: %w", err)
 	}
 	f := strings.Fields(string(out))
-	if want := goArchMachine(); len(f) == 0 || f[0] != want {
+	if want := x.arch; len(f) == 0 || f[0] != want {
 		// Known for good: this agent's program cannot run there.
 		err := fmt.Errorf("the server is %s, the agent's helper program is built for %s", strings.Join(f[:min(1, len(f))], ""), want)
 		x.helperOK.Store(key, err.Error())

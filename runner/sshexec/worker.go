@@ -31,11 +31,14 @@ type workerConn struct {
 	started chan struct{} // closed once start has ended, well or not
 	err     error         // why it could not start
 
-	mu   sync.Mutex // in, next, runs, dead
-	in   io.WriteCloser
+	mu   sync.Mutex // next, runs, dead
 	next uint32
 	runs map[uint32]*workerRun
 	dead error
+	// in is written under inMu alone: a write that waits for the
+	// channel's window must not hold up the frames being read.
+	inMu sync.Mutex
+	in   io.WriteCloser
 }
 
 // workerRun is one run on a worker, as its frames arrive.
@@ -265,10 +268,13 @@ func (w *workerConn) add(stdout, stderr io.Writer) (uint32, *workerRun, error) {
 // send writes one frame to the worker.
 func (w *workerConn) send(typ byte, id uint32, payload []byte) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.dead != nil {
-		return &linkError{w.dead}
+	dead := w.dead
+	w.mu.Unlock()
+	if dead != nil {
+		return &linkError{dead}
 	}
+	w.inMu.Lock()
+	defer w.inMu.Unlock()
 	if err := sshworker.WriteFrame(w.in, sshworker.Frame{Type: typ, Run: id, Payload: payload}); err != nil {
 		return &linkError{err}
 	}

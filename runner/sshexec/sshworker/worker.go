@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Main runs a worker on stdin and stdout until the agent closes stdin
@@ -245,30 +247,58 @@ func (r *run) start() (int, bool) {
 		return r.ended(stderr, 127, "cronium: start "+interp[0]+": "+err.Error())
 	}
 	_ = writeAtomic(filepath.Join(d, "pid"), strconv.Itoa(p.Pid)+"\n")
+	// The group is signalled only while its leader is not reaped: its id
+	// cannot have gone to another process group then.
+	var mu sync.Mutex
+	reaped := false
+	toGroup := func(sig syscall.Signal) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !reaped {
+			_ = syscall.Kill(-p.Pid, sig)
+		}
+	}
 	if watchdog > 0 {
 		// run.sh's watchdog: the run ends at its timeout (and a grace)
 		// even when no agent reaches the server.
+		var kill *time.Timer
 		t := time.AfterFunc(time.Duration(watchdog)*time.Second, func() {
-			_ = syscall.Kill(-p.Pid, syscall.SIGTERM)
-			time.AfterFunc(10*time.Second, func() { _ = syscall.Kill(-p.Pid, syscall.SIGKILL) })
+			toGroup(syscall.SIGTERM)
+			mu.Lock()
+			kill = time.AfterFunc(10*time.Second, func() { toGroup(syscall.SIGKILL) })
+			mu.Unlock()
 		})
-		defer t.Stop()
+		defer func() {
+			t.Stop()
+			mu.Lock()
+			if kill != nil {
+				kill.Stop()
+			}
+			mu.Unlock()
+		}()
 	}
 	exited := make(chan struct{})
 	var code int
 	var wrote bool
 	go func() {
 		defer close(exited)
+		// Waited for without reaping, so that the group's leftovers are
+		// killed while its id is still theirs.
+		var info unix.Siginfo
+		_ = unix.Waitid(unix.P_PID, p.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		// The run's process group goes with it, as a container's
+		// processes do: whatever the script left running.
+		toGroup(syscall.SIGKILL)
 		st, err := p.Wait()
+		mu.Lock()
+		reaped = true
+		mu.Unlock()
 		code = 1
 		if err == nil {
 			code = exitCode(st)
 		}
-		// The status after the script's last output, as run.sh writes it;
-		// then the run's process group goes, as a container's processes
-		// do: whatever the script left running.
+		// The status after the script's last output, as run.sh writes it.
 		wrote = writeAtomic(filepath.Join(d, "status"), strconv.Itoa(code)+"\n") == nil
-		_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
 	}()
 	r.follow(exited)
 	return code, wrote

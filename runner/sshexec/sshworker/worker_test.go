@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -296,5 +298,37 @@ func TestWorkerAgentGone(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(d, "env")); !os.IsNotExist(err) {
 		t.Errorf("the environment file is still there: %v", err)
+	}
+}
+
+// The watchdog ends a run at its time, and what a run leaves in the
+// background goes with it: no process of its group is left.
+func TestWorkerWatchdogAndLeftovers(t *testing.T) {
+	w := startWorker(t)
+	tests := []struct {
+		name, script, env string
+		want              int
+	}{
+		{"watchdog", "sleep 303.25 & echo started; wait", "CRONIUM_WATCHDOG='1'\n", 128 + 15},
+		{"leftovers", "(sleep 304.5 &); echo started", "", 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := uint32(i + 1)
+			w.send(Prepare, id, prepare(fmt.Sprintf("run_w%d", i), tt.script, tt.env))
+			if f := w.read(); f.Type != Ready {
+				t.Fatalf("prepare: %q %q", f.Type, f.Payload)
+			}
+			w.send(Go, id, nil)
+			stdout, _, last := w.until(id)
+			if st, _ := ExitStatus(last.Payload); last.Type != Exit || st != tt.want || stdout != "started\n" {
+				t.Errorf("ended %q status %d, stdout %q; want status %d", last.Type, st, stdout, tt.want)
+			}
+			marker := strings.Fields(tt.script)[1]
+			out, _ := exec.Command("pgrep", "-f", "sleep "+marker).Output()
+			if len(out) > 0 {
+				t.Errorf("left running: %s", out)
+			}
+		})
 	}
 }
