@@ -9,6 +9,7 @@ import (
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/runner/metrics"
 	"github.com/cronium/cronium-agent/sidecar"
 	"github.com/cronium/cronium-agent/state"
 	"github.com/cronium/cronium-agent/state/admin"
@@ -51,6 +52,15 @@ type AgentConfig struct {
 	OpenExecutors func(ctx context.Context, store sidecar.Store) (x Executors, release func(), err error)
 	// SweepNetworks (required) removes the job networks no run owns.
 	SweepNetworks func(ctx context.Context) (cni.SweepReport, error)
+
+	// MetricsListen is the address of the metrics and health listener
+	// (empty: none); ContainerdReady, if set, is one of its readiness
+	// checks.
+	MetricsListen   string
+	ContainerdReady func(ctx context.Context) error
+	// Notify, if set, tells the service manager the agent's state
+	// (sd_notify: READY=1, STATUS=..., STOPPING=1).
+	Notify func(state ...string) error
 
 	Log *slog.Logger
 }
@@ -122,10 +132,43 @@ func (a *Agent) Run(ctx context.Context, drain <-chan struct{}) error {
 			executors[t] = x
 		}
 	}
-	d := NewDispatcher(a.client, jobs, sy, executors, a.cfg.Dispatch, a.log)
+	notify := a.cfg.Notify
+	if notify == nil {
+		notify = func(...string) error { return nil }
+	}
+	dcfg := a.cfg.Dispatch
+	src := &metricsSource{jobs: jobs, sy: sy}
+	var m *metrics.Metrics
+	if a.cfg.MetricsListen != "" {
+		opts := []metrics.Option{metrics.WithLogger(a.log), metrics.WithReadyCheck("journal", func(ctx context.Context) error {
+			_, err := jobs.Journal().Usage(ctx)
+			return err
+		})}
+		if a.cfg.ContainerdReady != nil {
+			opts = append(opts, metrics.WithReadyCheck("containerd", a.cfg.ContainerdReady))
+		}
+		m = metrics.New(src, opts...)
+		dcfg.Observer = metricsObserver{m}
+	}
+	ready := newReadiness(a.client, notify)
+	d := NewDispatcher(ready, jobs, sy, executors, dcfg, a.log)
+	src.d = d
+	if m != nil {
+		// Listening before recovery: a busy address stops the start, and
+		// /healthz answers while recovery runs (/readyz says what is not
+		// usable yet).
+		ln, err := m.Listen(a.cfg.MetricsListen)
+		if err != nil {
+			return err
+		}
+		defer background(ctx, a.log, "metrics listener", func(ctx context.Context) error { return m.Serve(ctx, ln) })()
+		a.log.Info("metrics and health served", "addr", ln.Addr().String())
+	}
+	_ = notify("STATUS=recovering unfinished jobs and sweeping leftovers")
 	if err := a.prepare(ctx, d, ex); err != nil {
 		return err
 	}
+	ready.start(ctx)
 
 	insp := NewInspector(d, jobs, sy)
 	insp.Version, insp.OrchestratorID, insp.Backend = a.cfg.Version, a.cfg.Dispatch.OrchestratorID, a.client.BaseURL()
@@ -139,6 +182,7 @@ func (a *Agent) Run(ctx context.Context, drain <-chan struct{}) error {
 	if err := d.Run(ctx, drain); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
+	_ = notify("STOPPING=1", "STATUS=stopping: reporting the last jobs")
 	a.windDown(sy, ex)
 	a.log.Info("cronium-agent stopped")
 	return nil

@@ -49,6 +49,9 @@ type DispatchConfig struct {
 	// Fault, when set, is called at named points of a job's life
 	// (fault-injection tests kill the agent there).
 	Fault func(point string)
+	// Observer, when set, hears of each claim and each job's end (the
+	// Prometheus metrics).
+	Observer Observer
 }
 
 // Dispatcher polls the backend, claims as many jobs as it has free slots,
@@ -116,13 +119,16 @@ func NewDispatcher(be Backend, jobs *state.Jobs, delivery Delivery, executors Ex
 	}
 	d.env = &jobEnv{
 		be: be, jobs: jobs, executors: executors, outputCap: cfg.OutputCap, fault: cfg.Fault, log: log,
-		stopped: d.stopped, attempting: d.setRunning, ended: d.count,
+		stopped: d.stopped, attempting: d.setRunning, ended: d.count, observer: cfg.Observer,
 	}
 	return d
 }
 
 // count adds a job's end to the metrics.
 func (d *Dispatcher) count(o outcome) {
+	if d.cfg.Observer != nil {
+		d.cfg.Observer.JobEnded(o.end())
+	}
 	d.stats.processed.Add(1)
 	d.stats.totalMillis.Add(o.End.Sub(o.Start).Milliseconds())
 	if o.Status == api.StatusCompleted && !o.NeverRan {

@@ -35,6 +35,8 @@ type jobEnv struct {
 	attempting func(jobID, execution string, attempt int, start time.Time)
 	// ended counts a job's end (metrics).
 	ended func(o outcome)
+	// observer, if set, hears of claims (metrics).
+	observer Observer
 }
 
 // jobRunner runs one job: its attempts, their retries, the adoption of an
@@ -68,6 +70,8 @@ type outcome struct {
 	executor       Target
 	// adopted: a restarted agent took the run over.
 	adopted bool
+	// attemptStart is when the attempt began (its setup with it).
+	attemptStart time.Time
 }
 
 // runClaimed runs a claimed job: journal it, acknowledge, then each
@@ -83,6 +87,15 @@ func (e *jobEnv) runClaimed(ctx context.Context, job *api.Job) {
 	}
 	e.fault("claimed")
 	jr := e.runnerFor(jb)
+	if e.observer != nil {
+		due := job.CreatedAt
+		if job.ScheduledFor.After(due) {
+			due = job.ScheduledFor
+		}
+		if !due.IsZero() {
+			e.observer.Claimed(jr.target, max(0, time.Since(due)))
+		}
+	}
 	if err := e.acknowledge(ctx, job.ID); err != nil {
 		if errors.Is(err, backend.ErrNotClaimed) {
 			log.Warn("the backend says the job is not claimed by this agent; not running it")
@@ -283,7 +296,7 @@ func (jr *jobRunner) end(ctx context.Context, a *Attempt, res Result, adopted bo
 	}
 	r := a.r
 	r.logs.close()
-	o := outcome{Result: res, executor: jr.target, adopted: adopted}
+	o := outcome{Result: res, executor: jr.target, adopted: adopted, attemptStart: a.Start}
 	if res.NotStarted {
 		return o
 	}
@@ -332,6 +345,7 @@ func (jr *jobRunner) finish(o outcome) {
 	code := o.ExitCode
 	jr.endJob(func(p *state.Progress) {
 		p.State, p.Status, p.ExitCode = state.Finished, string(o.Status), &code
+		p.Usage = o.Usage
 		if o.NeverRan {
 			p.Status = string(api.StatusFailed)
 		}

@@ -58,6 +58,8 @@ func startAgent(t testing.TB, backendURL, state string, env ...string) *agentPro
 		"CRONIUM_JOBS_HEARTBEAT_INTERVAL=0.5",
 		"CRONIUM_JOBS_KILL_GRACE=2s",
 		"CRONIUM_LOG_LEVEL=info",
+		// Agents run side by side: each its own port (the log names it).
+		"CRONIUM_METRICS_LISTEN=127.0.0.1:0",
 	)
 	cmd.Env = append(cmd.Env, env...)
 	a := &agentProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}

@@ -35,6 +35,12 @@ type Config struct {
 	Journal    Journal    `yaml:"journal"`
 	Admin      Admin      `yaml:"admin"`
 	SSH        SSH        `yaml:"ssh"`
+	Metrics    Metrics    `yaml:"metrics"`
+}
+
+// Metrics configures the Prometheus metrics and health listener.
+type Metrics struct {
+	Listen string `yaml:"listen" doc:"Address of the metrics and health listener (/metrics, /healthz, /readyz); empty turns it off. Loopback by default: the figures name jobs and servers."`
 }
 
 // SSH configures the connections to the servers jobs run on over SSH.
@@ -121,6 +127,8 @@ type Runtimes struct {
 	Bash   Runtime `yaml:"bash"`
 	Python Runtime `yaml:"python"`
 	Node   Runtime `yaml:"node"`
+	// ArchiveDir is where packaged runtime images wait to be imported.
+	ArchiveDir string `yaml:"archiveDir" doc:"Directory of runtime image archives (OCI, *.tar) that the agent imports at start when a runtime's image is missing from containerd: the cronium-runtimes package puts them there, so an offline host needs no registry. Empty imports nothing."`
 }
 
 // Jobs holds limits that apply to every job.
@@ -178,9 +186,10 @@ func Default() Config {
 		},
 		State: State{Dir: "/var/lib/cronium-agent"},
 		Runtimes: Runtimes{
-			Bash:   Runtime{Image: "cronium.local/runtimes/bash:latest"},
-			Python: Runtime{Image: "cronium.local/runtimes/python:latest"},
-			Node:   Runtime{Image: "cronium.local/runtimes/node:latest"},
+			Bash:       Runtime{Image: "cronium.local/runtimes/bash:latest"},
+			Python:     Runtime{Image: "cronium.local/runtimes/python:latest"},
+			Node:       Runtime{Image: "cronium.local/runtimes/node:latest"},
+			ArchiveDir: "/usr/share/cronium/runtimes",
 		},
 		Jobs: Jobs{
 			DefaultTimeout:    Duration(time.Hour),
@@ -222,6 +231,7 @@ func Default() Config {
 			BreakerFailures:    3,
 			BreakerCooldown:    Duration(30 * time.Second),
 		},
+		Metrics: Metrics{Listen: "127.0.0.1:9465"},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -196,4 +197,45 @@ func (s *Store) List(ctx context.Context) ([]Info, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// ImportMissing imports the image archives (*.tar) of dir when one of
+// want is not in the namespace: the way packaged runtime images
+// (cronium-runtimes) reach containerd on a host with no registry. It
+// returns the names imported; a dir that does not exist imports nothing.
+func (s *Store) ImportMissing(ctx context.Context, dir string, want []string) ([]string, error) {
+	if dir == "" || len(want) == 0 {
+		return nil, nil
+	}
+	have := map[string]bool{}
+	imgs, err := s.client.ListImages(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	for _, img := range imgs {
+		have[img.Name()] = true
+	}
+	missing := false
+	for _, w := range want {
+		if n, err := Normalize(w); err == nil && !have[n] && !have[w] {
+			missing = true
+		}
+	}
+	if !missing {
+		return nil, nil
+	}
+	archives, err := filepath.Glob(filepath.Join(dir, "*.tar"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(archives)
+	var names []string
+	for _, a := range archives {
+		n, err := s.ImportFile(ctx, a)
+		names = append(names, n...)
+		if err != nil {
+			return names, err
+		}
+	}
+	return names, nil
 }

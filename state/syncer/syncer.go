@@ -97,6 +97,7 @@ type Syncer struct {
 	reachable   atomic.Bool
 	lastContact atomic.Int64
 	lastErr     atomic.Pointer[string]
+	errors      atomic.Int64 // failed deliveries since New
 }
 
 // New returns a syncer of j's streams to be.
@@ -149,6 +150,9 @@ func (s *Syncer) Contact() (time.Time, string) {
 	}
 	return last, msg
 }
+
+// Errors counts the deliveries that failed since New (each is retried).
+func (s *Syncer) Errors() int64 { return s.errors.Load() }
 
 // Backlog returns the number of streams with items still to deliver.
 func (s *Syncer) Backlog() int {
@@ -305,6 +309,7 @@ func (s *Syncer) deliverStream(ctx context.Context, stream string) {
 
 // unreachable records a failed delivery; s.mu is held.
 func (s *Syncer) unreachable(err error) {
+	s.errors.Add(1)
 	if s.reachable.Swap(false) {
 		s.log.Warn("backend unreachable: jobs keep running, their reports wait in the journal", "error", err)
 	}
