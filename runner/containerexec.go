@@ -116,7 +116,7 @@ func (x *ContainerExecutor) Adopt(ctx context.Context, a *Attempt) Result {
 // result turns the container executor's result into the attempt's,
 // saying in the job's log what the exit code alone does not.
 func (x *ContainerExecutor) result(a *Attempt, req container.Request, res container.Result, err error) Result {
-	r := Result{Status: res.Status, ExitCode: res.BackendExitCode(), Start: res.StartedAt, End: res.FinishedAt}
+	r := Result{Status: res.Status, ExitCode: res.BackendExitCode(), Start: res.StartedAt, End: res.FinishedAt, Usage: containerUsage(res.Usage)}
 	if res.Lost {
 		a.System(res.LostReason)
 		a.Stderr("cronium-agent: " + res.LostReason + "\n")

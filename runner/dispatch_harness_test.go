@@ -310,6 +310,8 @@ type agentConfig struct {
 	// client's (default 20 s, as the agent's).
 	pollInterval time.Duration
 	longPoll     time.Duration
+	// host gives the metrics their host figures (DispatchConfig.Host).
+	host runner.HostSampler
 }
 
 // agent is `cronium-agent run` in the test process.
@@ -399,6 +401,7 @@ func newAgent(t *testing.T, b *devBackend, w *world, dir string, cfg agentConfig
 		Metrics:         100 * time.Millisecond,
 		DrainTimeout:    cfg.drainTimeout,
 		Fault:           cfg.faults.hook,
+		Host:            cfg.host,
 	}, log)
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	t.Cleanup(func() {

@@ -52,6 +52,9 @@ type DispatchConfig struct {
 	// Observer, when set, hears of each claim and each job's end (the
 	// Prometheus metrics).
 	Observer Observer
+	// Host, when set, gives the host's CPU, memory and disk figures of
+	// the backend's metrics call (runner/hoststats); nil sends zeros.
+	Host HostSampler
 }
 
 // Dispatcher polls the backend, claims as many jobs as it has free slots,
@@ -472,8 +475,10 @@ func (d *Dispatcher) sendMetrics(ctx context.Context) {
 	}
 	m := api.AgentMetrics{
 		JobsProcessed: n, JobsSucceeded: d.stats.succeeded.Load(), JobsFailed: d.stats.failed.Load(),
-		AverageExecutionTime: avg, ActiveContainers: d.runningCount(),
+		AverageExecutionTime: avg,
 	}
+	m.ActiveContainers, m.QueueDepth = d.jobFigures(ctx)
+	d.hostFigures(&m)
 	if err := d.be.SendMetrics(ctx, m); err != nil && ctx.Err() == nil {
 		d.log.Debug("metrics not sent", "error", err)
 	}

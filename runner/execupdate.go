@@ -91,6 +91,7 @@ func endUpdate(p state.Progress, o outcome) api.ExecutionUpdate {
 	if o.adopted {
 		u.ExecutionMetadata["adopted"] = true
 	}
+	addUsage(u.ExecutionMetadata, o.Usage)
 	return u
 }
 

@@ -161,6 +161,10 @@ type Result struct {
 	// Cleaned is when the removal of what the run created ended (zero:
 	// nothing to remove).
 	Cleaned time.Time
+	// Usage is what the script consumed, from an executor that measures
+	// it (containers, from the job's cgroup); nil from the others and for
+	// a run that never started.
+	Usage *Usage
 }
 
 // NeverRan is the result of an attempt that failed before its script

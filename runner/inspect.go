@@ -71,6 +71,9 @@ func (in *Inspector) Jobs(ctx context.Context, limit int) ([]admin.JobSummary, e
 			Status: p.Status, ExitCode: p.ExitCode, ClaimedAt: p.ClaimedAt, StartedAt: p.StartedAt, FinishedAt: p.FinishedAt,
 			Delivery: "delivered",
 		}
+		if u := p.Usage; u != nil {
+			s.Measured, s.CPUSeconds, s.PeakMemoryBytes = true, u.CPUSeconds, u.PeakMemoryBytes
+		}
 		info, found, err := in.jobs.Journal().Stream(ctx, p.Stream)
 		if err != nil {
 			return nil, err

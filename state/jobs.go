@@ -80,6 +80,10 @@ type Progress struct {
 	Status     string    `json:"status,omitempty"`
 	ExitCode   *int      `json:"exitCode,omitempty"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	// Usage is what the last attempt's run consumed, set with the job's
+	// end; nil when its executor does not measure it, the run never
+	// started, or the record predates it.
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // jobRecord holds the claimed job as the backend sent it, decoded, sealed

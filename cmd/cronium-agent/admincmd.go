@@ -166,7 +166,7 @@ func backendState(st admin.Status, now time.Time) string {
 
 func printJobs(w io.Writer, jobs []admin.JobSummary, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tEXECUTION\tSTATE\tSTATUS\tEXIT\tSTARTED\tDURATION\tDELIVERY")
+	fmt.Fprintln(tw, "JOB\tEXECUTION\tSTATE\tSTATUS\tEXIT\tSTARTED\tDURATION\tCPU\tPEAK MEM\tDELIVERY")
 	for _, j := range jobs {
 		exec := j.ExecutionID
 		if j.Attempt > 1 {
@@ -189,9 +189,27 @@ func printJobs(w io.Writer, jobs []admin.JobSummary, now time.Time) error {
 		if j.PendingItems > 0 {
 			delivery += fmt.Sprintf(" (%d items)", j.PendingItems)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.JobID, exec, j.State, orDash(j.Status), exit, started, took, delivery)
+		cpu, peak := usageColumns(j)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.JobID, exec, j.State, orDash(j.Status), exit, started, took, cpu, peak, delivery)
 	}
 	return tw.Flush()
+}
+
+// usageColumns are the CPU and PEAK MEM columns: "-" where nothing was
+// measured (a job still running, an HTTP request), "unknown" for a figure
+// the run's cgroup did not give (memory.peak before Linux 5.19).
+func usageColumns(j admin.JobSummary) (cpu, peak string) {
+	if !j.Measured {
+		return "-", "-"
+	}
+	cpu, peak = "unknown", "unknown"
+	if j.CPUSeconds != nil {
+		cpu = roundDuration(time.Duration(*j.CPUSeconds * float64(time.Second))).String()
+	}
+	if j.PeakMemoryBytes != nil {
+		peak = humanBytes(*j.PeakMemoryBytes)
+	}
+	return cpu, peak
 }
 
 // roundDuration keeps about three significant digits, enough for a person.

@@ -53,7 +53,8 @@ var (
 		{JobID: "job-2", ExecutionID: "exec-2", Attempt: 1, State: "running", ClaimedAt: adminT0.Add(-91 * time.Second),
 			StartedAt: adminT0.Add(-90 * time.Second), Delivery: "pending", PendingItems: 3},
 		{JobID: "job-1", ExecutionID: "exec-1", Attempt: 2, State: "finished", Status: "failed", ExitCode: new(3),
-			ClaimedAt: adminT0.Add(-time.Hour), StartedAt: adminT0.Add(-time.Hour), FinishedAt: adminT0.Add(-time.Hour + 2500*time.Millisecond), Delivery: "delivered"},
+			ClaimedAt: adminT0.Add(-time.Hour), StartedAt: adminT0.Add(-time.Hour), FinishedAt: adminT0.Add(-time.Hour + 2500*time.Millisecond), Delivery: "delivered",
+			Measured: true, CPUSeconds: new(1.234), PeakMemoryBytes: new(int64(52 << 20))},
 		{JobID: "job-0", ExecutionID: "exec-0", Attempt: 1, State: "claimed", ClaimedAt: adminT0, Delivery: "pending", PendingItems: 1},
 	}
 )
@@ -103,12 +104,34 @@ func TestAdminPrintJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := func(d time.Duration) string { return adminT0.Add(d).Local().Format("2006-01-02 15:04:05") }
-	want := "JOB    EXECUTION           STATE     STATUS  EXIT  STARTED              DURATION  DELIVERY\n" +
-		"job-2  exec-2              running   -       -     " + started(-90*time.Second) + "  1m30s     pending (3 items)\n" +
-		"job-1  exec-1 (attempt 2)  finished  failed  3     " + started(-time.Hour) + "  2.5s      delivered\n" +
-		"job-0  exec-0              claimed   -       -     -                    -         pending (1 items)\n"
+	want := "JOB    EXECUTION           STATE     STATUS  EXIT  STARTED              DURATION  CPU   PEAK MEM  DELIVERY\n" +
+		"job-2  exec-2              running   -       -     " + started(-90*time.Second) + "  1m30s     -     -         pending (3 items)\n" +
+		"job-1  exec-1 (attempt 2)  finished  failed  3     " + started(-time.Hour) + "  2.5s      1.2s  52.0 MiB  delivered\n" +
+		"job-0  exec-0              claimed   -       -     -                    -         -     -         pending (1 items)\n"
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// The CPU and PEAK MEM columns tell a figure the run's cgroup did not
+// give from a run nothing measured.
+func TestAdminJobsUsageColumns(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		j         admin.JobSummary
+		cpu, peak string
+	}{
+		{"not measured (running, HTTP, older journal)", admin.JobSummary{CPUSeconds: new(1.0)}, "-", "-"},
+		{"both figures", admin.JobSummary{Measured: true, CPUSeconds: new(0.0421), PeakMemoryBytes: new(int64(3 << 30))}, "42ms", "3.0 GiB"},
+		{"long CPU time", admin.JobSummary{Measured: true, CPUSeconds: new(125.4), PeakMemoryBytes: new(int64(512))}, "2m5s", "512 B"},
+		{"no memory.peak (cgroup v2 before Linux 5.19)", admin.JobSummary{Measured: true, CPUSeconds: new(2.0)}, "2s", "unknown"},
+		{"lost with its cgroup", admin.JobSummary{Measured: true}, "unknown", "unknown"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if cpu, peak := usageColumns(tc.j); cpu != tc.cpu || peak != tc.peak {
+				t.Errorf("columns %q %q, want %q %q", cpu, peak, tc.cpu, tc.peak)
+			}
+		})
 	}
 }
 
@@ -142,6 +165,7 @@ func TestAdminCommands(t *testing.T) {
 		{args: []string{"status"}, stdout: "backend:      https://cronium.example (unreachable: dial tcp 10.0.0.1:443: connection refused; last contact "},
 		{args: []string{"status"}, stdout: "\n  job-10      execution exec-10, attempt 3, for "},
 		{args: []string{"jobs"}, stdout: "\njob-1  exec-1 (attempt 2)  finished  failed  3     ", lines: 4},
+		{args: []string{"jobs"}, stdout: "  1.2s  52.0 MiB  delivered\n"},
 		{args: []string{"jobs", "--limit", "1"}, stdout: "DELIVERY\njob-2 ", lines: 2},
 		{args: []string{"logs", "job-1"}, stdout: "one\n[stderr] two\n[system] three\n  four <&> \n"},
 		{args: []string{"logs", "job-1", "-f"}, stdout: "one\n[stderr] two\n[system] three\n  four <&> \n"},

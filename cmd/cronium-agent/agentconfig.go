@@ -8,6 +8,7 @@ import (
 	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/internal/sdnotify"
 	"github.com/cronium/cronium-agent/runner"
+	"github.com/cronium/cronium-agent/runner/hoststats"
 	"github.com/cronium/cronium-agent/runner/sshexec"
 	"github.com/cronium/cronium-agent/sidecar"
 )
@@ -34,6 +35,7 @@ func agentConfig(env *cliEnv, cfg config.Config, orchID string, creds sshexec.Cr
 			DrainTimeout:    time.Duration(cfg.Jobs.DrainTimeout),
 			OutputCap:       int(cfg.Jobs.OutputCap),
 			Fault:           faultHook(env),
+			Host:            hoststats.New(hoststats.WithDiskPath(cfg.State.Dir)),
 		},
 		RuntimeImages: []string{cfg.Runtimes.Bash.Image, cfg.Runtimes.Python.Image, cfg.Runtimes.Node.Image},
 		OpenExecutor: func(ctx context.Context, store sidecar.Store) (runner.LocalRuntime, func(), error) {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -196,4 +197,57 @@ func (r *socketRelay) stop() {
 	r.conns = map[net.Conn]bool{}
 	r.mu.Unlock()
 	r.wg.Wait()
+}
+
+// Under systemd (NOTIFY_SOCKET): READY=1 once recovery is done and the
+// backend answered, STOPPING=1 on SIGTERM.
+func TestE2ESystemdNotify(t *testing.T) {
+	testenv.Containerd(t)
+	sock := filepath.Join(t.TempDir(), "notify")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	msgs := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ln.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	be := startDevBackend(t, "")
+	a := startAgent(t, be.URL, stateDir(t), "NOTIFY_SOCKET="+sock)
+	next := func(want string) string {
+		t.Helper()
+		deadline := time.After(time.Minute)
+		for {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					t.Fatalf("notify socket closed before %q", want)
+				}
+				if strings.Contains(m, want) {
+					return m
+				}
+			case <-deadline:
+				t.Fatalf("no %q from the agent", want)
+			}
+		}
+	}
+	if m := next("READY=1"); !strings.Contains(m, "STATUS=taking jobs") {
+		t.Errorf("ready message %q", m)
+	}
+	a.signal(syscall.SIGTERM)
+	next("STOPPING=1")
+	select {
+	case <-a.done:
+	case <-time.After(time.Minute):
+		t.Fatal("the agent did not stop after SIGTERM")
+	}
 }

@@ -31,6 +31,9 @@ const (
 	exitAgent   = command.ExitFailure
 	exitTimeout = 124
 	exitOOM     = 137
+	// exitConfig (EX_CONFIG of sysexits.h): `run` has no backend to take jobs
+	// from. The systemd unit does not restart on it (RestartPreventExitStatus).
+	exitConfig = 78
 )
 
 type subcommand struct {
@@ -56,6 +59,7 @@ func commands() []subcommand {
 		{"backend", "alias of cronium-backend (the development backend: serve, submit, jobs, show, logs, cancel), kept for one release", runBackend},
 		{"images", "import and list runtime images (images import ARCHIVE..., images list)", runImages},
 		{"gc", "remove containers, snapshots, files and cgroups no run owns", runGC},
+		{"doctor", "check this host for what jobs need, with a fix for each problem (doctor [--json])", runDoctor},
 		{"ssh", "trust and list the host keys of SSH jobs' servers (ssh trust HOST[:PORT] [--yes] [--replace], ssh known [--json])", runSSH},
 		{"version", "print the version", runVersion},
 		{"shim-logger", "(internal) capture a container's output; started by the containerd shim", runShimLogger},

@@ -67,16 +67,7 @@ func agent(t testing.TB, state string, args ...string) cliResult {
 		e2ePool,
 		"CRONIUM_JOBS_KILL_GRACE=2s",
 	)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return cliResult{code, out.String(), errb.String()}
+	return runCLI(t, cmd)
 }
 
 func stateDir(t testing.TB) string { return testenv.StateDir(t) }
@@ -425,4 +416,20 @@ func TestGCRemovesRunsOfAVanishedStateDir(t *testing.T) {
 	if len(ctrs) != 0 {
 		t.Errorf("%d containers of the vanished state directory left", len(ctrs))
 	}
+}
+
+// runCLI runs cmd and returns its exit code and output; a command that
+// could not run fails the test.
+func runCLI(t testing.TB, cmd *exec.Cmd) cliResult {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return cliResult{code, out.String(), errb.String()}
 }

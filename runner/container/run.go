@@ -80,6 +80,9 @@ type Result struct {
 	// as a timeout) and LostReason saying what happened.
 	Lost       bool
 	LostReason string
+	// Usage is what the script consumed, from its cgroup; all unknown
+	// for a lost run, whose cgroup went with its task.
+	Usage Usage
 }
 
 // BackendExitCode is the exit code as the Cronium backend understands it:
@@ -264,7 +267,7 @@ func (e *Executor) removeLater(runID, dir string) {
 type attached struct {
 	watch     *taskWatch
 	startedAt time.Time
-	cgroups   string // the task's cgroups path, for OOM detection
+	cgroups   string // the task's cgroups path, for OOM detection and usage
 	follow    *follower
 }
 
@@ -293,6 +296,8 @@ func (e *Executor) finish(ctx context.Context, j *job, a attached) (Result, erro
 		res.OOMKilled = true
 		res.MemoryLimit = req.Resources.MemoryBytes
 	}
+	// Read before the task's deletion, which removes the cgroup.
+	res.Usage = cgroupUsage(cgroupRoot, a.cgroups)
 	if res.Status == api.StatusCompleted && res.ExitCode != 0 {
 		res.Status = api.StatusFailed
 	}

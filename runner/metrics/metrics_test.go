@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -92,4 +94,26 @@ func grep(body, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// The sample Grafana dashboard queries only metrics the agent exports.
+func TestDashboardNamesExist(t *testing.T) {
+	data, err := os.ReadFile("../../packaging/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(fixedSource{}, WithReadyCheck("journal", func(context.Context) error { return nil }))
+	m.Claimed("container", time.Millisecond)
+	m.JobEnded("container", "completed", time.Millisecond, time.Millisecond, time.Millisecond)
+	_, body := scrape(t, m.Handler(), "/metrics")
+	names := regexp.MustCompile(`\b(?:cronium|process)_[a-z_]+`).FindAllString(string(data), -1)
+	if len(names) == 0 {
+		t.Fatal("no metric in the dashboard")
+	}
+	for _, n := range names {
+		base := strings.TrimSuffix(n, "_bucket")
+		if !strings.Contains(body, "\n"+base) && !strings.HasPrefix(body, base) {
+			t.Errorf("the dashboard queries %s, which /metrics does not have", n)
+		}
+	}
 }

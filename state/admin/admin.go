@@ -106,6 +106,13 @@ type JobSummary struct {
 	// Delivery is "delivered" or "pending".
 	Delivery     string `json:"delivery"`
 	PendingItems int64  `json:"pendingItems,omitempty"`
+	// Measured: the run's executor measured what it consumed (a
+	// container run that ended); a figure it could not get is then
+	// absent. CPUSeconds is its CPU time, every core added up;
+	// PeakMemoryBytes the most memory its cgroup held at once.
+	Measured        bool     `json:"measured,omitempty"`
+	CPUSeconds      *float64 `json:"cpuSeconds,omitempty"`
+	PeakMemoryBytes *int64   `json:"peakMemoryBytes,omitempty"`
 }
 
 // LogLine is one line of a job's log.
