@@ -245,9 +245,5 @@ func TestE2ESystemdNotify(t *testing.T) {
 	}
 	a.signal(syscall.SIGTERM)
 	next("STOPPING=1")
-	select {
-	case <-a.done:
-	case <-time.After(time.Minute):
-		t.Fatal("the agent did not stop after SIGTERM")
-	}
+	a.wait(t, time.Minute)
 }
