@@ -46,7 +46,7 @@ func TestBackendAlias(t *testing.T) {
 		want string
 	}{
 		{[]string{"backend"}, 2, "usage: cronium-agent backend <command>"},
-		{[]string{"backend", "--help"}, 0, "alias of cronium-backend, kept for one release"},
+		{[]string{"backend", "--help"}, 0, "NAME\n    cronium-agent backend - alias of cronium-backend"},
 		{[]string{"backend", "show"}, 2, "cronium-agent backend show: missing JOB (see cronium-agent backend show -h)\n"},
 		{[]string{"backend", "version"}, 2, `cronium-agent backend: unknown command "version"`},
 		{[]string{"--help"}, 0, "alias of cronium-backend"},

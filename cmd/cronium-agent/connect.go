@@ -18,7 +18,7 @@ import (
 )
 
 func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("config", config.DefaultPath, "configuration file")
+	return fs.String("config", config.DefaultPath, "read the configuration from `FILE`")
 }
 
 func loadConfig(env *cliEnv, path string) (config.Config, error) {
@@ -88,19 +88,32 @@ func newExecutor(env *cliEnv, client *containerd.Client, cfg config.Config, extr
 	return container.New(client, cfg.State.Dir, append(opts, extra...)...)
 }
 
-// parseFlags parses a subcommand's flags: -h prints its usage, a bad flag is
-// one line of error (the usage is there with -h).
+// parseFlags parses a subcommand's flags: -h and --help print its manual
+// page (helpPages, by the flag set's name) and exit 0, a bad flag is one
+// line of error (the page is there with -h).
 func parseFlags(env *cliEnv, fs *flag.FlagSet, args []string) error {
-	return command.ParseFlags(env.stderr, "cronium-agent", fs, args)
+	help := helpFlags(fs)
+	if err := command.ParseFlags(env.stderr, "cronium-agent", fs, args); err != nil {
+		return err
+	}
+	if *help {
+		return printHelp(env, fs.Name(), fs)
+	}
+	return nil
 }
 
 // parseArgs parses flags that may come before, between and after the
 // positional arguments (`logs JOB -f`), and checks that the positionals are
-// exactly those named.
+// exactly those named; -h and --help print the manual page, as with
+// parseFlags, whatever the positionals.
 func parseArgs(env *cliEnv, fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
+	help := helpFlags(fs)
 	pos, err := command.ParseInterspersed(env.stderr, "cronium-agent", fs, args)
 	if err != nil {
 		return nil, err
+	}
+	if *help {
+		return nil, printHelp(env, fs.Name(), fs)
 	}
 	return pos, command.WantArgs("cronium-agent", fs, pos, names...)
 }

@@ -46,18 +46,18 @@ func (s sizeFlag) Set(v string) error {
 func runExec(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
 	cfgPath := configFlag(fs)
-	rtName := fs.String("runtime", "bash", "runtime: "+strings.Join(runtimes.Names(), ", "))
-	file := fs.String("file", "", "script file to run")
-	code := fs.String("c", "", "script code to run")
+	rtName := fs.String("runtime", "bash", "the `RUNTIME` that runs the script: "+strings.Join(runtimes.Names(), ", "))
+	file := fs.String("file", "", "script `FILE` to run")
+	code := fs.String("c", "", "script `CODE` to run")
 	vars := command.EnvFlag{}
-	fs.Var(vars, "env", "environment variable KEY=VALUE (repeatable)")
+	fs.Var(vars, "env", "environment variable `KEY=VALUE` (repeatable)")
 	timeout := fs.Duration("timeout", 0, "job timeout (default: jobs.defaultTimeout)")
 	var memory config.ByteSize
-	fs.Var(sizeFlag{&memory}, "memory", "memory limit, e.g. 256MiB (default: resources.defaults.memory)")
+	fs.Var(sizeFlag{&memory}, "memory", "memory limit `SIZE`, e.g. 256MiB (default: resources.defaults.memory)")
 	cpus := fs.Float64("cpus", 0, "CPU limit in cores (default: resources.defaults.cpu)")
 	pids := fs.Int64("pids", 0, "process limit (default: resources.defaults.pids)")
-	image := fs.String("image", "", "image to run in instead of the runtime's configured one")
-	input := fs.String("input", "", "the step's input as JSON, served to cronium.input()")
+	image := fs.String("image", "", "`IMAGE` to run in instead of the runtime's configured one")
+	input := fs.String("input", "", "the step's input as `JSON`, served to cronium.input()")
 	asJSON := fs.Bool("json", false, "print the whole result as one JSON object at the end (output still streams)")
 	if err := parseFlags(env, fs, args); err != nil {
 		return err

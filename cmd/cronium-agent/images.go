@@ -11,7 +11,17 @@ func runImages(ctx context.Context, env *cliEnv, args []string) error {
 	if len(args) == 0 {
 		return &exitError{Code: exitUsage, Err: fmt.Errorf("want `images import ARCHIVE...` or `images list`")}
 	}
-	fs := flag.NewFlagSet("images "+args[0], flag.ContinueOnError)
+	sub := args[0]
+	switch sub {
+	case "-h", "--help", "help":
+		return printHelp(env, "images", nil)
+	case "ls":
+		sub = "list" // its page and messages are list's
+	case "import", "list":
+	default:
+		return &exitError{Code: exitUsage, Err: fmt.Errorf("unknown images command %q (want import or list)", args[0])}
+	}
+	fs := flag.NewFlagSet("images "+sub, flag.ContinueOnError)
 	cfgPath := configFlag(fs)
 	if err := parseFlags(env, fs, args[1:]); err != nil {
 		return err
@@ -20,10 +30,7 @@ func runImages(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if args[0] != "import" && args[0] != "list" && args[0] != "ls" {
-		return &exitError{Code: exitUsage, Err: fmt.Errorf("unknown images command %q (want import or list)", args[0])}
-	}
-	if args[0] == "import" && fs.NArg() == 0 {
+	if sub == "import" && fs.NArg() == 0 {
 		return &exitError{Code: exitUsage, Err: fmt.Errorf("no archive given")}
 	}
 	ex, closeClient, err := openExecutor(ctx, env, cfg, false, nil)
@@ -31,7 +38,7 @@ func runImages(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer closeClient()
-	switch args[0] {
+	switch sub {
 	case "import":
 		for _, path := range fs.Args() {
 			names, err := ex.Images().ImportFile(ctx, path)
@@ -43,7 +50,7 @@ func runImages(ctx context.Context, env *cliEnv, args []string) error {
 			}
 		}
 		return nil
-	default: // list, ls
+	default: // list
 		list, err := ex.Images().List(ctx)
 		if err != nil {
 			return err

@@ -4,12 +4,14 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/cronium/cronium-agent/internal/command"
@@ -86,6 +88,10 @@ func main() {
 }
 
 func run(env *cliEnv, args []string) int {
+	if len(args) > 1 && args[0] == "help" {
+		// `help COMMAND...` is `COMMAND... --help`.
+		args = append(slices.Clone(args[1:]), "--help")
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(env.stderr)
 		if len(args) == 0 {
@@ -113,9 +119,18 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nstatus, jobs and logs ask the running agent through its admin socket (admin.socket, root only).")
 	fmt.Fprintln(w, "Every command takes --config FILE (default /etc/cronium/agent.yaml); every key can also be set by a CRONIUM_* variable.")
+	fmt.Fprintln(w, "Run `cronium-agent COMMAND --help` (or `cronium-agent help COMMAND`) for a command's manual page.")
 }
 
-func runVersion(_ context.Context, env *cliEnv, _ []string) error {
+func runVersion(_ context.Context, env *cliEnv, args []string) error {
+	// Parsed, though version takes nothing, for its --help.
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	if err := parseFlags(env, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &exitError{Code: exitUsage, Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
 	fmt.Fprintf(env.stdout, "cronium-agent %s\n", version)
 	return nil
 }

@@ -28,7 +28,7 @@ commands:
   trust HOST[:PORT] [--yes] [--replace]   fetch a server's host key, show its fingerprint, record it in ssh.knownHosts
   known [--json]                          list the known host keys: the agent's file, then the system file's
 
-Each takes --config FILE; see cronium-agent ssh <command> -h.
+Each takes --config FILE; see cronium-agent ssh --help and cronium-agent ssh <command> --help.
 `
 
 // sshInput is where `ssh trust` asks for its confirmation. cliEnv has no
@@ -49,8 +49,7 @@ func sshCommand(ctx context.Context, env *cliEnv, in sshInput, args []string) er
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
-		fmt.Fprint(env.stderr, sshUsage)
-		return nil
+		return printHelp(env, "ssh", nil)
 	case "trust":
 		return sshTrust(ctx, env, in, args[1:])
 	case "known":

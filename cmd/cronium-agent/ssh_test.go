@@ -102,8 +102,8 @@ func TestSSHCommands(t *testing.T) {
 		{name: "bad flag", args: []string{"known", "--bogus"}, code: 2, stderr: []string{"flag provided but not defined: -bogus"}},
 		{name: "no command", args: nil, code: 2, stderr: []string{"usage: cronium-agent ssh <command>", "trust HOST[:PORT]"}},
 		{name: "unknown command", args: []string{"forget"}, code: 2, stderr: []string{`unknown ssh command "forget" (want trust or known)`}},
-		{name: "help", args: []string{"--help"}, stderr: []string{"usage: cronium-agent ssh <command>"}},
-		{name: "trust -h", args: []string{"trust", "-h"}, stderr: []string{"usage of cronium-agent ssh trust:", "-replace", "-yes", "-config"}},
+		{name: "help", args: []string{"--help"}, stderr: []string{"NAME\n    cronium-agent ssh - ", "COMMANDS\n    trust ", "    known "}},
+		{name: "trust -h", args: []string{"trust", "-h"}, stderr: []string{"NAME\n    cronium-agent ssh trust - ", "--replace", "--yes", "--config FILE"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.setup != nil {

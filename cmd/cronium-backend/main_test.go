@@ -83,3 +83,31 @@ func TestBinary(t *testing.T) {
 		t.Errorf("serve after SIGTERM: %v; stderr %q", err, serr.String())
 	}
 }
+
+// The binary's commands print their manual pages on stderr and exit 0; the
+// pages themselves are tested in backend/devserver/cli.
+func TestBinaryHelp(t *testing.T) {
+	bin := build(t)
+	for _, tc := range []struct {
+		args []string
+		name string
+	}{
+		{[]string{"serve", "--help"}, "serve"},
+		{[]string{"help", "submit"}, "submit"},
+		{[]string{"servers", "add", "-h"}, "servers add"},
+		{[]string{"version", "--help"}, "version"},
+	} {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil || stdout.Len() != 0 || !strings.HasPrefix(stderr.String(), "NAME\n    cronium-backend "+tc.name+" - ") {
+			t.Errorf("%q: %v, stdout %q, stderr %q", tc.args, err, stdout.String(), stderr.String())
+		}
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "--help")
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil || !strings.Contains(stderr.String(), "cronium-backend COMMAND --help") {
+		t.Errorf("--help: %v, %q", err, stderr.String())
+	}
+}

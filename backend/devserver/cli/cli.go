@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 
 	"github.com/cronium/cronium-agent/backend/devserver"
 	"github.com/cronium/cronium-agent/internal/command"
@@ -61,6 +62,19 @@ type subcommand struct {
 	run                 func(ctx context.Context, s session, args []string) error
 }
 
+// Command is one of a program's commands, as its usage lists it.
+type Command struct{ Name, Args, Summary string }
+
+// Commands lists the program's commands, for a page that names them (the
+// alias's, in cronium-agent).
+func Commands(p Program) []Command {
+	var list []Command
+	for _, c := range subcommands(p) {
+		list = append(list, Command{c.name, c.args, c.summary})
+	}
+	return list
+}
+
 func subcommands(p Program) []subcommand {
 	subs := []subcommand{
 		{"serve", "--token T --data DIR [--listen ADDR]", "run the development backend until interrupted", runServe},
@@ -72,7 +86,11 @@ func subcommands(p Program) []subcommand {
 		{"servers", "(add ... | list | rm ID)", "register, list and remove the SSH servers of `submit --server`", runServers},
 	}
 	if p.Version != "" {
-		subs = append(subs, subcommand{"version", "", "print the version", func(_ context.Context, s session, _ []string) error {
+		subs = append(subs, subcommand{"version", "", "print the version", func(_ context.Context, s session, args []string) error {
+			// Parsed, though version takes nothing, for its --help.
+			if _, err := s.args(flag.NewFlagSet("version", flag.ContinueOnError), args); err != nil {
+				return err
+			}
 			_, err := fmt.Fprintf(s.Stdout, "%s %s\n", p.Name, p.Version)
 			return err
 		}})
@@ -84,6 +102,10 @@ func subcommands(p Program) []subcommand {
 // returns the exit code. ctx ends serving and following (the caller cancels
 // it on SIGINT and SIGTERM).
 func Main(ctx context.Context, env command.Env, p Program, args []string) int {
+	if len(args) > 1 && args[0] == "help" {
+		// `help COMMAND...` is `COMMAND... --help`.
+		args = append(slices.Clone(args[1:]), "--help")
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(env.Stderr, p)
 		if len(args) == 0 {
@@ -111,6 +133,7 @@ func usage(w io.Writer, p Program) {
 		fmt.Fprintf(w, "  %-7s %-42s %s\n", c.name, c.args, c.summary)
 	}
 	fmt.Fprintf(w, "\nThe client commands take --backend URL and --token T (default $%s, $%s).\n", EnvURL, EnvToken)
+	fmt.Fprintf(w, "Run `%s COMMAND --help` (or `%s help COMMAND`) for a command's manual page.\n", p.Name, p.Name)
 	if p.Note != "" {
 		fmt.Fprintf(w, "\n%s\n", p.Note)
 	}
@@ -118,11 +141,16 @@ func usage(w io.Writer, p Program) {
 
 // args parses a command's flags, which may come before, between and after
 // its positional arguments, and checks that the positionals are exactly
-// those named.
+// those named; -h and --help print the command's manual page (helpPages,
+// by the flag set's name) and exit 0, whatever the positionals.
 func (s session) args(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
+	help := helpFlags(fs)
 	pos, err := command.ParseInterspersed(s.Stderr, s.prog, fs, args)
 	if err != nil {
 		return nil, err
+	}
+	if *help {
+		return nil, s.printHelp(fs.Name(), fs)
 	}
 	return pos, command.WantArgs(s.prog, fs, pos, names...)
 }
@@ -134,8 +162,8 @@ type clientFlags struct {
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
 	return clientFlags{
-		url:   fs.String("backend", "", "dev backend URL, e.g. http://127.0.0.1:5001 (default $"+EnvURL+")"),
-		token: fs.String("token", "", "service token (default $"+EnvToken+")"),
+		url:   fs.String("backend", "", "dev backend `URL`, e.g. http://127.0.0.1:5001 (default $"+EnvURL+")"),
+		token: fs.String("token", "", "service `TOKEN` (default $"+EnvToken+")"),
 	}
 }
 

@@ -538,7 +538,7 @@ func TestBackendServersErrors(t *testing.T) {
 		stderr string
 	}{
 		{"no subcommand", "", []string{"servers"}, 2, "usage: cronium-backend servers <command>"},
-		{"help", "", []string{"servers", "-h"}, 0, "  add  --name N --host H [--port P] --user U (--key FILE | --password-stdin)"},
+		{"help", "", []string{"servers", "-h"}, 0, "COMMANDS\n    add   register a server"},
 		{"add help", "", []string{"servers", "add", "-h"}, 0, "-password-stdin"},
 		{"unknown subcommand", "", []string{"servers", "frob"}, 2, `unknown command "frob"`},
 		{"missing fields", "", []string{"servers", "add", "--key", keyFile}, 2, "missing --name, --host, --user"},

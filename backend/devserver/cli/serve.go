@@ -16,9 +16,9 @@ import (
 // runServe runs the development backend until ctx ends.
 func runServe(ctx context.Context, s session, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:5001", "address to listen on (loopback only unless --allow-remote)")
-	token := fs.String("token", "", "service token the agents must send (default $"+EnvToken+")")
-	data := fs.String("data", "", "data directory (holds "+devserver.DBFile+")")
+	listen := fs.String("listen", "127.0.0.1:5001", "listen on `ADDR`, host:port (loopback only unless --allow-remote)")
+	token := fs.String("token", "", "service `TOKEN` the agents must send (default $"+EnvToken+")")
+	data := fs.String("data", "", "keep the data in `DIR`, in "+devserver.DBFile+" (made if missing)")
 	noLogs := fs.Bool("no-logs-endpoint", false, "answer 404 on jobs/{id}/logs, like the deployed backend")
 	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback listen address (plain HTTP, one shared token)")
 	if _, err := s.args(fs, args); err != nil {

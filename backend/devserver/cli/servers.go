@@ -54,8 +54,7 @@ func runServers(ctx context.Context, s session, args []string) error {
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
-		serversUsage(s.Stderr, s.prog)
-		return &command.ExitError{Code: 0}
+		return s.printHelp("servers", nil)
 	}
 	for _, c := range serversCommands {
 		if c.name == args[0] {
@@ -68,11 +67,11 @@ func runServers(ctx context.Context, s session, args []string) error {
 func runServersAdd(ctx context.Context, s session, args []string) error {
 	fs := flag.NewFlagSet("servers add", flag.ContinueOnError)
 	cf := addClientFlags(fs)
-	name := fs.String("name", "", "the server's name (required)")
-	host := fs.String("host", "", "host name or address of the server's sshd (required)")
-	port := fs.Int("port", 22, "port of the server's sshd")
-	user := fs.String("user", "", "user to log in as (required)")
-	keyFile := fs.String("key", "", "file holding the user's private key (unencrypted OpenSSH or PEM), sent as it is")
+	name := fs.String("name", "", "the server's `NAME` (required)")
+	host := fs.String("host", "", "`HOST` name or address of the server's sshd (required)")
+	port := fs.Int("port", 22, "`PORT` of the server's sshd")
+	user := fs.String("user", "", "`USER` to log in as (required)")
+	keyFile := fs.String("key", "", "`FILE` holding the user's private key (unencrypted OpenSSH or PEM), sent as it is")
 	pwStdin := fs.Bool("password-stdin", false, "read the user's password from standard input (one line; it is never taken from the command line or the environment)")
 	if _, err := s.args(fs, args); err != nil {
 		return err

@@ -21,18 +21,18 @@ const pollInterval = 200 * time.Millisecond
 func runSubmit(ctx context.Context, s session, args []string) error {
 	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
 	cf := addClientFlags(fs)
-	rt := fs.String("runtime", "bash", "runtime: bash, python or node")
-	file := fs.String("file", "", "script file")
-	code := fs.String("c", "", "script code")
-	raw := fs.String("raw", "", "file holding a complete wire job (JSON, as in the contract's fixtures), submitted as it is")
+	rt := fs.String("runtime", "bash", "the `RUNTIME` that runs the script: bash, python or node")
+	file := fs.String("file", "", "script `FILE`")
+	code := fs.String("c", "", "script `CODE`")
+	raw := fs.String("raw", "", "`FILE` holding a complete wire job (JSON, as in the contract's fixtures), submitted as it is")
 	vars := command.EnvFlag{}
-	fs.Var(vars, "env", "environment variable KEY=VALUE (repeatable)")
-	input := fs.String("input", "", "the job's input as JSON")
+	fs.Var(vars, "env", "environment variable `KEY=VALUE` (repeatable)")
+	input := fs.String("input", "", "the job's input as `JSON`")
 	timeout := fs.Duration("timeout", 0, "job timeout, e.g. 30s (default: the agent's)")
 	priority := fs.Int("priority", 0, "priority (higher runs first)")
-	user := fs.String("user", "", "user id (variables are per user)")
-	name := fs.String("name", "", "event name")
-	server := fs.String("server", "", "run the script over SSH on these registered servers: ID[,ID...] (see servers list); several make a multi-server job")
+	user := fs.String("user", "", "user `ID` (variables are per user)")
+	name := fs.String("name", "", "event `NAME`")
+	server := fs.String("server", "", "run the script over SSH on these registered servers: `ID[,ID...]` (see servers list); several make a multi-server job")
 	wait := fs.Bool("wait", false, "follow the job's live log until it ends and exit with its exit code")
 	if _, err := s.args(fs, args); err != nil {
 		return err

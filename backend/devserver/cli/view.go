@@ -18,7 +18,7 @@ import (
 func runJobs(ctx context.Context, s session, args []string) error {
 	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)
 	cf := addClientFlags(fs)
-	status := fs.String("status", "", "only jobs with this status")
+	status := fs.String("status", "", "only jobs with this `STATUS`")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := s.args(fs, args); err != nil {
 		return err
@@ -221,7 +221,7 @@ func runLogs(ctx context.Context, s session, args []string) error {
 	cf := addClientFlags(fs)
 	follow := fs.Bool("f", false, "follow: keep printing new lines until the job ends")
 	fs.BoolVar(follow, "follow", false, "same as -f")
-	after := fs.Uint64("after", 0, "only lines with a seq above this")
+	after := fs.Uint64("after", 0, "only lines with a seq above `SEQ`")
 	raw := fs.Bool("raw", false, termsafe.RawUsage)
 	id, c, err := s.jobArgs(fs, cf, args)
 	if err != nil {
