@@ -17,7 +17,7 @@ export CONTAINERD_ADDRESS IMAGE_CACHE
 # The agent as the demo and tests run it: our containerd, our state dir.
 RUN_AGENT := CRONIUM_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) CRONIUM_STATE_DIR=$(STATE_DIR) $(AGENT)
 
-.PHONY: all deps build containerd images import demo test unit bench gc clean stop
+.PHONY: all deps build containerd images import demo test unit bench gc clean stop package package-test
 
 all: build
 
@@ -51,6 +51,19 @@ test: import
 	CRONIUM_REQUIRE_CONTAINERD=$(if $(CI),1,$(CRONIUM_REQUIRE_CONTAINERD)) \
 		go test $(GOTEST_FLAGS) ./... 2>&1 | tee /tmp/cronium-test.log; exit $${PIPESTATUS[0]}
 	@$(MAKE) --no-print-directory leftovers
+	@$(MAKE) --no-print-directory package-test
+	@$(MAKE) --no-print-directory leftovers
+
+# The .deb and .rpm packages (cronium-agent, cronium-backend, cronium-runtimes)
+# for amd64 and arm64 into dist/, with nfpm (go tool nfpm): packaging/build.sh.
+package: deps images
+	@VERSION=$(VERSION) IMAGE_CACHE=$(IMAGE_CACHE) packaging/build.sh
+
+# Build the packages, then check their contents and scripts, install them in a
+# clean Debian 12 root (debootstrap, cached in /var/cache/cronium-agent/pkgtest)
+# and run a job there with the installed agent; the .rpm into an empty root.
+package-test: package
+	@hack/package-test.sh
 
 # Unit tests only: no root, no containerd.
 unit:
@@ -78,4 +91,4 @@ stop:
 	@hack/containerd.sh stop
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -64,20 +64,8 @@ recipe_hash() {
 	) | sha256sum | cut -c1-12
 }
 
-# unmount_under DIR: unmount anything mounted below DIR (debootstrap mounts
-# /proc and /sys in the target and normally unmounts them; be sure before rm).
-unmount_under() {
-	local m
-	findmnt -rn -o TARGET | awk -v d="$1/" 'index($0, d) == 1' | LC_ALL=C sort -r | while read -r m; do
-		umount -l "$m" || true
-	done
-}
-
-remove_tree() {
-	[[ -e $1 ]] || return 0
-	unmount_under "$1"
-	rm -rf --one-file-system "$1"
-}
+# shellcheck source=hack/lib-fs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib-fs.sh"
 
 # trim ROOTFS [CLEANUP_FILE]: remove what a job never needs.
 trim() {

@@ -10,6 +10,7 @@ packages=(
 	docker-registry                             # loopback registry for pull tests
 	python3 nodejs                              # the helpers' own test runners
 	openssh-server openssh-client               # SSH executor tests (their own sshd on loopback)
+	rpm cpio busybox-static                     # package tests: rpm -qp, rpm2cpio, an RPM install into a root holding only a static shell
 	ca-certificates git make
 )
 

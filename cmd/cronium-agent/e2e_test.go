@@ -529,7 +529,7 @@ func TestE2ERunRefusesWithoutBackend(t *testing.T) {
 	cmd := exec.Command(agentBin, "run")
 	cmd.Env = append(os.Environ(), "CRONIUM_STATE_DIR="+t.TempDir())
 	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "set backend.url and backend.token") {
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitConfig || !strings.Contains(string(out), "set backend.url and backend.token") {
 		t.Errorf("run without a backend: %v %s", err, out)
 	}
 }

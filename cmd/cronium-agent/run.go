@@ -26,7 +26,7 @@ func runAgent(parent context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if cfg.Backend.URL == "" || cfg.Backend.Token == "" {
-		return &exitError{Code: exitUsage, Err: fmt.Errorf("no backend to take jobs from: set backend.url and backend.token in %s, or %s and %s (CRONIUM_API_ENDPOINT and CRONIUM_API_TOKEN are read too)",
+		return &exitError{Code: exitConfig, Err: fmt.Errorf("no backend to take jobs from: set backend.url and backend.token in %s, or %s and %s (CRONIUM_API_ENDPOINT and CRONIUM_API_TOKEN are read too)",
 			*cfgPath, config.EnvName("backend", "url"), config.EnvName("backend", "token"))}
 	}
 
