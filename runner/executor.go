@@ -165,6 +165,11 @@ type Result struct {
 	// it (containers, from the job's cgroup); nil from the others and for
 	// a run that never started.
 	Usage *Usage
+	// Release, if set, is called once the attempt's end is journaled: it
+	// removes what the run kept until then for an agent that would adopt
+	// it (an SSH run's work directory: removed before, a crash in between
+	// would lose the run's status).
+	Release func(ctx context.Context)
 }
 
 // NeverRan is the result of an attempt that failed before its script

@@ -184,9 +184,18 @@ func (jr *jobRunner) runAttempts(ctx context.Context, from int) {
 		}
 		if attempt < of {
 			jr.endExecution(ctx, last)
+			last.release(ctx)
 		}
 	}
 	jr.finish(last)
+	last.release(ctx)
+}
+
+// release runs the result's Release, its end being journaled.
+func (o outcome) release(ctx context.Context) {
+	if o.Release != nil {
+		o.Release(context.WithoutCancel(ctx))
+	}
 }
 
 // endExecution journals the end update of an attempt that is retried: the

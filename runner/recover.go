@@ -94,9 +94,11 @@ func (jr *jobRunner) resumeAttempts(ctx context.Context, p state.Progress, owned
 		jr.runAttempts(ctx, p.Attempt)
 	case retryable(o.Status) && p.Attempt < attempts(jr.job):
 		jr.endExecution(ctx, o)
+		o.release(ctx)
 		jr.runAttempts(ctx, p.Attempt+1)
 	default:
 		jr.finish(o)
+		o.release(ctx)
 	}
 }
 

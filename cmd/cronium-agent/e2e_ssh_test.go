@@ -121,14 +121,17 @@ func TestE2ESSHAgentKilled(t *testing.T) {
 			t.Errorf("the journal file holds a secret in clear (%.12q...)", sec)
 		}
 	}
-	dirs, _ := filepath.Glob("/tmp/cronium-" + follow + "*")
-	for _, id := range []string{ended, pastTimeout} {
-		more, _ := filepath.Glob("/tmp/cronium-" + id + "*")
-		dirs = append(dirs, more...)
-	}
-	if len(dirs) > 0 {
-		t.Errorf("remote work directories left: %v", dirs)
-	}
+	// A work directory goes once its run's end is journaled, which may be
+	// just after the backend has the job done.
+	var dirs []string
+	waitFor(t, 10*time.Second, func() bool {
+		dirs = nil
+		for _, id := range []string{follow, ended, pastTimeout} {
+			more, _ := filepath.Glob("/tmp/cronium-" + id + "*")
+			dirs = append(dirs, more...)
+		}
+		return len(dirs) == 0
+	})
 }
 
 // sshSecrets are the credentials of s, as a log or a file would show them:

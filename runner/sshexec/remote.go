@@ -222,8 +222,8 @@ func launchArgs(script string, interpreter []string) string {
 // one ends when its launcher is gone (its process, not its group: the
 // group exists once the launcher's setsid has run).
 //
-// It ends as the run did: with the script's exit status, once the work
-// directory is removed; killed by SIGUSR2 when the run left no status
+// It ends as the run did: with the script's exit status (the work
+// directory stays until the agent has journaled it); killed by SIGUSR2 when the run left no status
 // (it was stopped, or killed on the server), by SIGUSR1 when the files
 // went.
 func followCmd(runID string, offOut, offErr int64, launch string) string {
@@ -258,7 +258,7 @@ while :; do
 	# follows the run next.
 	orphan && kill -USR1 $$
 	case $end in
-	status) c=$(cat "$d/status"); rm -rf "$d"; exit "$c" ;;
+	status) exit "$(cat "$d/status")" ;;
 	gone) kill -USR2 $$ ;;
 	esac
 	# Whether the launcher is gone (stopped, or killed on the server) is

@@ -361,6 +361,21 @@ func (x *Executor) sum(a *runner.Attempt, targets []target, results []runner.Res
 		fmt.Fprintf(&summary, "  %s (%s): %s, exit code %d\n", t.srv.Name, t.srv.ID, status, r.ExitCode)
 	}
 	a.Text(output.Stdout, []byte(summary.String()))
+	var releases []func(context.Context)
+	for _, r := range results {
+		if r.Release != nil {
+			releases = append(releases, r.Release)
+		}
+	}
+	if len(releases) > 0 {
+		res.Release = func(ctx context.Context) {
+			var wg sync.WaitGroup
+			for _, rel := range releases {
+				wg.Go(func() { rel(ctx) })
+			}
+			wg.Wait()
+		}
+	}
 	switch {
 	case res.Status == api.StatusTimeout:
 		res.ExitCode = runner.ExitTimeout
@@ -655,7 +670,6 @@ func (r *remoteRun) files(rt runtimes.Runtime, env map[string]string, helper str
 func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time, first <-chan error) runner.Result {
 	res := runner.Result{Start: startedAt}
 	var stopped api.Status
-	removed := false
 	for {
 		tails := first
 		if tails == nil {
@@ -722,9 +736,8 @@ func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time, f
 		r.sys(fmt.Sprintf("timed out after %s", r.timeout))
 	case "":
 		if r.hasFinal {
-			// The follow ended with the script's status, and removed the
-			// work directory.
-			res.ExitCode, res.Status, removed = r.final, api.StatusCompleted, true
+			// The follow ended with the script's status.
+			res.ExitCode, res.Status = r.final, api.StatusCompleted
 			if r.final != 0 {
 				res.Status = api.StatusFailed
 			}
@@ -733,10 +746,9 @@ func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time, f
 		// The state, and the work directory removed once it is final: one
 		// session.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		out, err := session(sctx, r.lease, stateCmd(r.runID)+`; [ -s `+workDir(r.runID)+`/status ] && rm -rf `+workDir(r.runID)+`; true`, nil)
+		out, err := session(sctx, r.lease, stateCmd(r.runID), nil)
 		cancel()
 		st := parseState(out)
-		removed = err == nil && st.hasStatus
 		switch {
 		case err != nil:
 			res.Status, res.ExitCode = api.StatusFailed, 1
@@ -752,10 +764,9 @@ func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time, f
 			}
 		}
 	}
-	if !removed {
-		r.remove()
-	}
-	res.Cleaned = time.Now()
+	// The work directory stays until the result is journaled: an agent
+	// killed before that adopts the run from it (Release removes it).
+	res.Release = r.releaser()
 	return res
 }
 
@@ -878,6 +889,25 @@ func (r *remoteRun) stop() {
 	defer cancel()
 	if _, err := session(ctx, r.lease, stopCmd(r.runID, r.x.grace), nil); err != nil {
 		r.x.log.Warn("stopping the remote run failed; its watchdog ends it at its timeout", "run", r.runID, "server", r.ep.String(), "error", err)
+	}
+}
+
+// releaser removes the work directory once the run's end is journaled, on
+// a connection of its own (the run's is given back by then).
+func (r *remoteRun) releaser() func(context.Context) {
+	x, ep, runID := r.x, r.ep, r.runID
+	return func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		lease, err := x.pool.Get(ctx, ep)
+		if err != nil {
+			x.log.Warn("removing the remote work directory failed", "run", runID, "server", ep.String(), "error", err)
+			return
+		}
+		defer lease.Release()
+		if _, err := session(ctx, lease, removeCmd(runID), nil); err != nil {
+			x.log.Warn("removing the remote work directory failed", "run", runID, "server", ep.String(), "error", err)
+		}
 	}
 }
 

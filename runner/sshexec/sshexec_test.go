@@ -275,6 +275,18 @@ func exitCode(v devserver.JobView) int {
 // use the same account at the same time).
 func remoteLeftovers(t *testing.T, s *testenv.SSHD, marker string, ids ...string) []string {
 	t.Helper()
+	// A work directory goes once the run's end is journaled, which may be
+	// just after the backend has the job done: wait a little for it.
+	var left []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if left = remoteLeftoversNow(t, s, marker, ids...); len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+	}
+}
+
+func remoteLeftoversNow(t *testing.T, s *testenv.SSHD, marker string, ids ...string) []string {
+	t.Helper()
 	var left []string
 	for _, id := range ids {
 		dirs, _ := filepath.Glob("/tmp/cronium-" + id + "-*")

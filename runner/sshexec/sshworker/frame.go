@@ -39,8 +39,8 @@ const (
 	Failed byte = 'F' // the payload says why
 	Stdout byte = 'O'
 	Stderr byte = 'E'
-	// Exit: the run ended with the status in the payload (int32) and its
-	// work directory is removed.
+	// Exit: the run ended with the status in the payload (int32); its
+	// work directory stays for the agent to remove.
 	Exit byte = 'X'
 	// NoStatus: the run ended without a status (stopped, or killed on
 	// the server); its work directory is left.

@@ -182,8 +182,9 @@ func plainName(s string) bool {
 // watchdog and status; the interpreter in its own session and process
 // group, which the agent signals as a whole), follows its output to the
 // agent, and ends as the shell's follow does: the rest of the output
-// sent, the work directory removed, then Exit with the status. With the
-// agent gone, the directory is left to the agent that follows next.
+// sent, then Exit with the status; the work directory is left to the
+// agent (it removes it once the status is journaled) or, with the agent
+// gone, to the agent that follows next.
 //
 // The worker is its run's parent, as run.sh is on the shell path: the
 // worker runs in a session of its own (setsid) so that it outlives the
@@ -198,7 +199,8 @@ func (r *run) launch() {
 		r.w.send(Frame{Type: NoStatus, Run: r.id})
 		return
 	}
-	_ = os.RemoveAll(r.dir)
+	// The directory stays: the agent removes it once it has journaled
+	// the status (a crash before that would find nothing to adopt).
 	r.w.send(Frame{Type: Exit, Run: r.id, Payload: ExitPayload(code)})
 }
 
