@@ -17,7 +17,7 @@ export CONTAINERD_ADDRESS IMAGE_CACHE
 # The agent as the demo and tests run it: our containerd, our state dir.
 RUN_AGENT := CRONIUM_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) CRONIUM_STATE_DIR=$(STATE_DIR) $(AGENT)
 
-.PHONY: all deps build containerd images import demo test unit bench gc clean stop package package-test
+.PHONY: all deps build containerd images import demo test unit bench gc clean stop package package-test vm-test
 
 all: build
 
@@ -64,6 +64,13 @@ package: deps images
 # and run a job there with the installed agent; the .rpm into an empty root.
 package-test: package
 	@hack/package-test.sh
+
+# Boot a Debian 12 VM (qemu, TCG, no network device) and test the .debs and
+# systemd units under a real systemd: hack/vm-test.sh (8-16 min on 2 cores;
+# the first run also builds the cached VM image, about 5 min). Not part of
+# make test, for CI's time budget.
+vm-test: package
+	@hack/vm-test.sh
 
 # Unit tests only: no root, no containerd.
 unit:

@@ -11,6 +11,7 @@ packages=(
 	python3 nodejs                              # the helpers' own test runners
 	openssh-server openssh-client               # SSH executor tests (their own sshd on loopback)
 	rpm cpio busybox-static                     # package tests: rpm -qp, rpm2cpio, an RPM install into a root holding only a static shell
+	qemu-system-x86 e2fsprogs                   # VM test (hack/vm-test.sh): a Debian VM under TCG; mkfs.ext4 -d, debugfs
 	ca-certificates git make
 )
 
