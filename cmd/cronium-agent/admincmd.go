@@ -139,14 +139,14 @@ func printStatus(w io.Writer, st admin.Status, now time.Time) error {
 	if b.Jobs == 0 && b.Items == 0 {
 		row("backlog:", "nothing undelivered")
 	} else {
-		row("backlog:", "%s, %d items, %s undelivered (%d log lines)", plural(b.Jobs, "job"), b.Items, humanBytes(b.Bytes), b.LogLines)
+		row("backlog:", "%s, %d items, %s undelivered (%d log lines)", plural(b.Jobs, "job"), b.Items, command.HumanBytes(b.Bytes), b.LogLines)
 	}
 	row("running:", "%s", plural(len(st.Running), "job"))
 	for _, r := range st.Running {
 		row("  "+r.JobID, "execution %s, attempt %d, for %s", r.ExecutionID, r.Attempt, roundDuration(now.Sub(r.StartedAt)))
 	}
 	j := st.Journal
-	row("journal:", "%s used of %s budget, file %s (%s)", humanBytes(j.UsedBytes), humanBytes(j.Budget), humanBytes(j.FileBytes), j.Path)
+	row("journal:", "%s used of %s budget, file %s (%s)", command.HumanBytes(j.UsedBytes), command.HumanBytes(j.Budget), command.HumanBytes(j.FileBytes), j.Path)
 	return tw.Flush()
 }
 
@@ -207,7 +207,7 @@ func usageColumns(j admin.JobSummary) (cpu, peak string) {
 		cpu = roundDuration(time.Duration(*j.CPUSeconds * float64(time.Second))).String()
 	}
 	if j.PeakMemoryBytes != nil {
-		peak = humanBytes(*j.PeakMemoryBytes)
+		peak = command.HumanBytes(*j.PeakMemoryBytes)
 	}
 	return cpu, peak
 }
@@ -221,18 +221,6 @@ func roundDuration(d time.Duration) time.Duration {
 		return d.Round(100 * time.Millisecond)
 	}
 	return d.Round(time.Second)
-}
-
-func humanBytes(n int64) string {
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, unit := float64(n)/1024, 0
-	for v >= 1024 && unit < 3 {
-		v /= 1024
-		unit++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGT"[unit])
 }
 
 func plural(n int, what string) string {

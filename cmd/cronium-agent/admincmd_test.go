@@ -135,19 +135,6 @@ func TestAdminJobsUsageColumns(t *testing.T) {
 	}
 }
 
-func TestAdminHumanBytes(t *testing.T) {
-	for _, tc := range []struct {
-		n    int64
-		want string
-	}{
-		{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"}, {5 << 20, "5.0 MiB"}, {3 << 30, "3.0 GiB"}, {2 << 40, "2.0 TiB"}, {2 << 50, "2048.0 TiB"},
-	} {
-		if got := humanBytes(tc.n); got != tc.want {
-			t.Errorf("humanBytes(%d) = %q, want %q", tc.n, got, tc.want)
-		}
-	}
-}
-
 // The commands, run as the built binary against an in-test server.
 func TestAdminCommands(t *testing.T) {
 	src := admintest.New(adminStatus, adminJobs...)

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cronium/cronium-agent/internal/command"
 	"github.com/cronium/cronium-agent/internal/config"
 )
 
@@ -199,19 +200,7 @@ func (d *doctor) disk(context.Context) Result {
 	budget := int64(d.cfg.Journal.Budget)
 	if free < budget {
 		return warn(fmt.Sprintf("free space on that file system, lower journal.budget (%s), or move state.dir to a larger one", config.EnvName("journal", "budget")),
-			"%s free on the file system of %s, less than journal.budget (%s): a long backend outage would fill it", humanBytes(free), dir, humanBytes(budget))
+			"%s free on the file system of %s, less than journal.budget (%s): a long backend outage would fill it", command.HumanBytes(free), dir, command.HumanBytes(budget))
 	}
-	return pass("%s free on the file system of %s (journal.budget %s)", humanBytes(free), dir, humanBytes(budget))
-}
-
-func humanBytes(n int64) string {
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, unit := float64(n)/1024, 0
-	for v >= 1024 && unit < 4 {
-		v /= 1024
-		unit++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[unit])
+	return pass("%s free on the file system of %s (journal.budget %s)", command.HumanBytes(free), dir, command.HumanBytes(budget))
 }
