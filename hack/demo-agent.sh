@@ -58,11 +58,11 @@ start_sshd() {
 	echo "sshd did not start:"; cat "$DEMO/sshd.log"; return 1
 }
 
+METRICS=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 start_agent() {
-	# Metrics on a port of its own (an installed agent may hold 9465); the
-	# log says which.
+	# Metrics on a free port of their own (an installed agent may hold 9465).
 	CRONIUM_API_ENDPOINT=$CRONIUM_BACKEND_URL CRONIUM_API_TOKEN=$CRONIUM_BACKEND_TOKEN CRONIUM_JOBS_POLL_INTERVAL=0.2 \
-		CRONIUM_METRICS_LISTEN=127.0.0.1:0 "$AGENT" run 2>>"$DEMO/agent.log" &
+		CRONIUM_METRICS_LISTEN=$METRICS "$AGENT" run 2>>"$DEMO/agent.log" &
 	AGENT_PID=$!
 }
 start_agent
@@ -114,7 +114,7 @@ start_agent
 "$BACKEND" show "$slow_id"
 printf '\n\033[1m-- what the agent journaled (cronium-agent jobs, through its admin socket)\033[0m\n'
 "$AGENT" jobs --limit 5
-metrics=$(grep -o 'msg="metrics and health served" addr=[0-9.:]*' "$DEMO/agent.log" | tail -1 | sed 's/.*addr=//')
+metrics=$METRICS
 printf '\n\033[1m-- its Prometheus metrics (GET http://%s/metrics, some cronium_ lines; the counters start with the restarted agent)\033[0m\n' "$metrics"
 python3 -c 'import sys, urllib.request; print(urllib.request.urlopen("http://" + sys.argv[1] + "/metrics", timeout=5).read().decode())' "$metrics" |
 	grep -E '^cronium_(jobs_total|running_jobs|free_slots|undelivered_items|backend_reachable|component_up|claim_latency_seconds_count|job_phase_seconds_sum)' ||
