@@ -80,7 +80,6 @@ func TestE2EMetricsAndReadiness(t *testing.T) {
 	if out := get(t, base+"/readyz", 200); !strings.Contains(out, "containerd: ok") {
 		t.Errorf("/readyz with containerd back:\n%s", out)
 	}
-	_ = a
 }
 
 var listenRe = regexp.MustCompile(`msg="metrics and health served" addr=(\S+)`)

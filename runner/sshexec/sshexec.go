@@ -530,7 +530,6 @@ func (r *remoteRun) first(ctx context.Context, rt runtimes.Runtime, files []uplo
 // readyWriter takes the first session's stdout: the ready line, then the
 // script's stdout.
 type readyWriter struct {
-	line     []byte
 	ready    chan struct{}
 	launched *atomic.Bool
 	seen     bool
@@ -540,12 +539,12 @@ type readyWriter struct {
 func (w *readyWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	if !w.seen {
+		// The ready line says nothing but that it came (it named the
+		// machine once; ensureHelper asks that now).
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			w.line = append(w.line, p...)
 			return n, nil
 		}
-		w.line = append(w.line, p[:i]...)
 		w.seen = true
 		w.launched.Store(true)
 		close(w.ready)
