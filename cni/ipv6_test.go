@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/vishvananda/netlink"
+
+	"github.com/cronium/cronium-agent/internal/testenv"
 )
 
 // A job network carries no IPv6: the job's eth0, the bridge and the host's

@@ -230,6 +230,16 @@ func (m *Manager) Teardown(ctx context.Context, n *Network) error {
 	return err
 }
 
+// Release lets go of the job's network without removing anything, for
+// another process of the agent to Adopt (a hand-over: its job runs on). n
+// is not to be used afterwards.
+func (m *Manager) Release(n *Network) {
+	if n != nil && n.lock != nil {
+		n.lock.Close()
+		n.lock = nil
+	}
+}
+
 func (m *Manager) teardown(ctx context.Context, n *Network) error {
 	var errs []error
 	keep := func(e error) {

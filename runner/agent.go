@@ -184,6 +184,10 @@ func (a *Agent) Run(ctx context.Context, drain <-chan struct{}) error {
 	}
 	_ = notify("STOPPING=1", "STATUS=stopping: reporting the last jobs")
 	a.windDown(sy, ex)
+	if n := d.HandedOver(); n > 0 {
+		a.log.Info("cronium-agent stopped; its running jobs go on, for the next start to adopt", "jobs", n)
+		return nil
+	}
 	a.log.Info("cronium-agent stopped")
 	return nil
 }

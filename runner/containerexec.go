@@ -63,6 +63,10 @@ func (x *ContainerExecutor) request(a *Attempt, start time.Time) (container.Requ
 	return req, nil
 }
 
+// HandsOver implements HandsOver: a container runs on without the agent
+// (its shim and output logger are containerd's).
+func (x *ContainerExecutor) HandsOver() bool { return true }
+
 // Run implements Executor.
 func (x *ContainerExecutor) Run(ctx context.Context, a *Attempt) Result {
 	req, err := x.request(a, a.Start)
@@ -70,6 +74,9 @@ func (x *ContainerExecutor) Run(ctx context.Context, a *Attempt) Result {
 		return NeverRan(a.Start, err)
 	}
 	res, err := x.scripts.Run(ctx, req, a.Output)
+	if res.HandedOver {
+		return HandedOver()
+	}
 	if err != nil && res.StartedAt.IsZero() {
 		return NeverRan(a.Start, err)
 	}
@@ -98,6 +105,8 @@ func (x *ContainerExecutor) Adopt(ctx context.Context, a *Attempt) Result {
 	res, err := x.scripts.Adopt(ctx, req, startedAt, 0, a.Output)
 	cleaned := time.Now() // Adopt returns once the run's leftovers are removed
 	switch {
+	case res.HandedOver:
+		return HandedOver()
 	case errors.Is(err, container.ErrNotStarted):
 		return Result{NotStarted: true}
 	case err != nil && res.StartedAt.IsZero():

@@ -428,7 +428,9 @@ var errAgentDied = errors.New("fake executor: the agent was killed")
 // exit api.StatusFailed. Adopt takes a run over by its RunID with the journaled
 // start (PhaseAdopted once it holds it), skips the entries the caller has,
 // reports a task that ended meanwhile from its exit code, one lost with its
-// host as Lost, and none (or one never started) as ErrNotStarted.
+// host as Lost, and none (or one never started) as ErrNotStarted. A run
+// cancelled with container.ErrHandOver is left running and returns
+// HandedOver.
 type fakeExecutor struct {
 	w *world
 	// mu is held while entries are handed over, so that kill returns only
@@ -626,6 +628,10 @@ func (e *fakeExecutor) follow(ctx context.Context, req container.Request, t *tas
 		select {
 		case <-changed:
 		case <-done:
+			if errors.Is(context.Cause(ctx), container.ErrHandOver) {
+				// Left running, as the containerd executor leaves it.
+				return container.Result{HandedOver: true, StartedAt: startedAt}, nil
+			}
 			done = nil
 			if stoppedAs == "" {
 				stoppedAs = api.StatusCancelled

@@ -80,10 +80,15 @@ type Dispatcher struct {
 		processed, succeeded, failed atomic.Int64
 		totalMillis                  atomic.Int64
 	}
+	// handOver says whether the next stop is a hand-over; handedOver
+	// counts the jobs left running by it.
+	handOver   handOverArm
+	handedOver atomic.Int64
 }
 
 type activeJob struct {
 	cancel    context.CancelCauseFunc
+	gate      *handOverGate
 	start     time.Time
 	execution string
 	attempt   int
@@ -122,7 +127,7 @@ func NewDispatcher(be Backend, jobs *state.Jobs, delivery Delivery, executors Ex
 	}
 	d.env = &jobEnv{
 		be: be, jobs: jobs, executors: executors, outputCap: cfg.OutputCap, fault: cfg.Fault, log: log,
-		stopped: d.stopped, attempting: d.setRunning, ended: d.count, observer: cfg.Observer,
+		stopped: d.stopped, attempting: d.setRunning, ended: d.count, observer: cfg.Observer, gateOf: d.gateOf,
 	}
 	return d
 }
@@ -245,7 +250,11 @@ claim:
 		}
 	}
 
-	if ctx.Err() == nil && d.cfg.DrainTimeout > 0 {
+	switch {
+	case ctx.Err() != nil:
+	case d.handOver.armed(time.Now()):
+		d.handOverAll(ctx)
+	case d.cfg.DrainTimeout > 0:
 		d.log.Info("draining: no new claims; waiting for running jobs", "running", d.runningCount(), "timeout", d.cfg.DrainTimeout)
 		select {
 		case <-d.allDone():
@@ -256,6 +265,61 @@ claim:
 	}
 	d.stopAll(errShutdown)
 	d.wg.Wait()
+	return nil
+}
+
+// handOverAll leaves every running job to the next agent process, each as
+// soon as its gate allows (see handOverGate), and waits for them to let
+// go. Jobs that cannot be handed over (HTTP requests) are waited for as
+// in a drain; what is still running after DrainTimeout is stopped by the
+// caller, as a drain's.
+func (d *Dispatcher) handOverAll(ctx context.Context) {
+	d.log.Info("handing over: no new claims; running jobs are left running for the next start", "running", d.runningCount(), "timeout", d.cfg.DrainTimeout)
+	done := d.allDone()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.NewTimer(d.cfg.DrainTimeout)
+	defer timeout.Stop()
+	for {
+		d.mu.Lock()
+		for _, j := range d.running {
+			if j.gate.handOver() {
+				d.handedOver.Add(1)
+			}
+		}
+		d.mu.Unlock()
+		select {
+		case <-done:
+			d.log.Info("handed over: every running job is left to the next start", "jobs", d.handedOver.Load())
+			return
+		case <-tick.C:
+		case <-timeout.C:
+			d.log.Warn("hand-over timeout: stopping the jobs that could not be handed over as cancelled", "running", d.runningCount(), "handedOver", d.handedOver.Load())
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// ArmHandOver makes a stop that comes before until a hand-over instead of
+// a drain. It returns how many jobs run now.
+func (d *Dispatcher) ArmHandOver(until time.Time) int {
+	d.handOver.arm(until)
+	n := d.runningCount()
+	d.log.Info("the next stop hands running jobs over to the next start", "until", until.Format(time.RFC3339), "running", n)
+	return n
+}
+
+// HandedOver is how many jobs the stop left running for the next start.
+func (d *Dispatcher) HandedOver() int { return int(d.handedOver.Load()) }
+
+func (d *Dispatcher) gateOf(jobID string) *handOverGate {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if j := d.running[jobID]; j != nil {
+		return j.gate
+	}
 	return nil
 }
 
@@ -362,7 +426,7 @@ func (d *Dispatcher) spawn(base context.Context, jobID string, fn func(ctx conte
 		cancel(nil)
 		return false
 	}
-	d.running[jobID] = &activeJob{cancel: cancel, start: time.Now()}
+	d.running[jobID] = &activeJob{cancel: cancel, gate: newHandOverGate(cancel), start: time.Now()}
 	d.mu.Unlock()
 	d.wg.Add(1)
 	go func() {

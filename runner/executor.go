@@ -165,6 +165,10 @@ type Result struct {
 	// it (containers, from the job's cgroup); nil from the others and for
 	// a run that never started.
 	Usage *Usage
+	// HandedOver: the run goes on, left to the next agent process at a
+	// hand-over (ErrHandOver); nothing of it was stopped or removed, and
+	// nothing else in the Result counts.
+	HandedOver bool
 	// Release, if set, is called once the attempt's end is journaled: it
 	// removes what the run kept until then for an agent that would adopt
 	// it (an SSH run's work directory: removed before, a crash in between
@@ -201,6 +205,7 @@ type Attempt struct {
 	target Target
 	fault  func(string)
 	owned  func()
+	gate   *handOverGate
 }
 
 // Started journals that the script (or request) starts at at, with the
@@ -213,7 +218,11 @@ func (a *Attempt) Started(at time.Time) error {
 	if err != nil {
 		return err
 	}
-	return a.jb.Update(context.Background(), func(p *state.Progress) { p.StartedAt = at.UTC() }, it)
+	if err := a.jb.Update(context.Background(), func(p *state.Progress) { p.StartedAt = at.UTC() }, it); err != nil {
+		return err
+	}
+	a.gate.started()
+	return nil
 }
 
 // Output takes the run's next output entry (entries are counted: a run
@@ -253,6 +262,9 @@ func (a *Attempt) Owned() {
 	if a.owned != nil {
 		a.owned()
 	}
+	if !a.StartedAt.IsZero() {
+		a.gate.started()
+	}
 }
 
 // Fault marks a named point of the run; fault-injection tests kill the
@@ -275,6 +287,8 @@ func (a *Attempt) CreateExecution(execID, serverID, name string) error {
 	if err != nil {
 		return err
 	}
+	// Not to be handed over before it starts (or ends without).
+	a.gate.created(execID)
 	return a.jb.Update(context.Background(), func(p *state.Progress) {
 		if !slices.Contains(p.Executions, execID) {
 			p.Executions = append(p.Executions, execID)
@@ -289,7 +303,11 @@ func (a *Attempt) ExecutionStarted(execID string, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	return a.jb.Update(context.Background(), func(*state.Progress) {}, it)
+	if err := a.jb.Update(context.Background(), func(*state.Progress) {}, it); err != nil {
+		return err
+	}
+	a.gate.settled(execID)
+	return nil
 }
 
 // EndExecution journals the end update of execution execID (the
@@ -298,6 +316,7 @@ func (a *Attempt) ExecutionStarted(execID string, at time.Time) error {
 // stderr. The attempt's own execution is then not ended again with the
 // job.
 func (a *Attempt) EndExecution(execID string, startedAt time.Time, r Result, stdout, stderr string) error {
+	defer a.gate.settled(execID)
 	p := a.jb.Progress()
 	own := execID == p.ExecutionID
 	p.ExecutionID, p.StartedAt, p.ExecutionEnded = execID, startedAt, false

@@ -55,6 +55,11 @@ func (in *Inspector) Status(ctx context.Context) (admin.Status, error) {
 	return st, nil
 }
 
+// HandOver implements admin.HandOverSource.
+func (in *Inspector) HandOver(_ context.Context, until time.Time) (admin.HandOver, error) {
+	return admin.HandOver{Until: until, Running: in.d.ArmHandOver(until)}, nil
+}
+
 // Jobs lists the journal's jobs, newest claim first.
 func (in *Inspector) Jobs(ctx context.Context, limit int) ([]admin.JobSummary, error) {
 	list, err := in.jobs.List(ctx, limit)

@@ -37,6 +37,8 @@ type jobEnv struct {
 	ended func(o outcome)
 	// observer, if set, hears of claims (metrics).
 	observer Observer
+	// gateOf is a running job's hand-over gate (nil: none).
+	gateOf func(jobID string) *handOverGate
 }
 
 // jobRunner runs one job: its attempts, their retries, the adoption of an
@@ -51,6 +53,23 @@ type jobRunner struct {
 	target Target
 	exec   Executor
 	log    *slog.Logger
+}
+
+// phase moves the job to phase p of its hand-over gate; false if it was
+// handed over meanwhile: the job then returns at once, journaling nothing.
+func (jr *jobRunner) phase(p gatePhase) bool {
+	if jr.gateOf == nil {
+		return true
+	}
+	h, ok := jr.exec.(HandsOver)
+	return jr.gateOf(jr.job.ID).setPhase(p, ok && h.HandsOver())
+}
+
+func (jr *jobRunner) gate() *handOverGate {
+	if jr.gateOf == nil {
+		return nil
+	}
+	return jr.gateOf(jr.job.ID)
 }
 
 func (e *jobEnv) runnerFor(jb *state.Job) *jobRunner {
@@ -169,8 +188,13 @@ func (jr *jobRunner) runAttempts(ctx context.Context, from int) {
 		if attempt > 1 {
 			delay := retryDelay(jr.job.Retry, attempt-1)
 			jr.log.Info("retrying failed run", "attempt", attempt, "of", of, "in", delay)
+			jr.phase(phaseWaiting)
 			select {
 			case <-ctx.Done():
+				if HandingOver(ctx) {
+					jr.log.Info("left to the next start while it waits to retry", "attempt", attempt)
+					return
+				}
 				now := time.Now()
 				last = outcome{Result: Result{Status: api.StatusCancelled, ExitCode: ExitCancelled, Start: now, End: now}}
 				attempt = of // report the cancellation below
@@ -178,7 +202,15 @@ func (jr *jobRunner) runAttempts(ctx context.Context, from int) {
 			case <-time.After(delay):
 			}
 		}
+		if !jr.phase(phaseBusy) {
+			jr.log.Info("left to the next start while it waits to retry", "attempt", attempt)
+			return
+		}
 		last = jr.attempt(ctx, attempt, of)
+		if last.HandedOver {
+			jr.log.Info("left running for the next start", "attempt", attempt)
+			return
+		}
 		if !retryable(last.Status) {
 			break
 		}
@@ -250,7 +282,11 @@ func (jr *jobRunner) attempt(ctx context.Context, n, of int) outcome {
 	if of > 1 {
 		a.System(fmt.Sprintf("attempt %d of %d", n, of))
 	}
-	return jr.end(ctx, a, jr.exec.Run(ctx, a), false)
+	// Its start journaled, the run may be handed over (the gate says when).
+	jr.phase(phaseRunning)
+	res := jr.exec.Run(ctx, a)
+	jr.phase(phaseBusy)
+	return jr.end(ctx, a, res, false)
 }
 
 // executionItem creates execution execID, attempt n of job; one on a
@@ -285,7 +321,7 @@ func (jr *jobRunner) newAttempt(execID, runID string, n, of int, start time.Time
 	log := jr.log.With("execution", execID)
 	return &Attempt{
 		Job: jr.job, ExecutionID: execID, RunID: runID, Number: n, Of: of, Start: start, Log: log,
-		jb: jr.jb, fault: jr.fault, target: jr.target,
+		jb: jr.jb, fault: jr.fault, target: jr.target, gate: jr.gate(),
 		r: &run{
 			jb: jr.jb, exec: execID, skip: skip,
 			logs:   newLogStream(jr.jb, execID, log, jr.fault),
@@ -306,7 +342,7 @@ func (jr *jobRunner) end(ctx context.Context, a *Attempt, res Result, adopted bo
 	r := a.r
 	r.logs.close()
 	o := outcome{Result: res, executor: jr.target, adopted: adopted, attemptStart: a.Start}
-	if res.NotStarted {
+	if res.NotStarted || res.HandedOver {
 		return o
 	}
 	o.stdout, o.stderr = r.stdout.String(), r.stderr.String()

@@ -85,9 +85,16 @@ func (jr *jobRunner) resumeAttempts(ctx context.Context, p state.Progress, owned
 	}
 	a := jr.newAttempt(p.ExecutionID, p.RunID, p.Attempt, p.Attempts, p.AttemptStart, skippedOf(p))
 	a.StartedAt, a.owned = p.StartedAt, owned
-	o := jr.end(ctx, a, jr.exec.Adopt(ctx, a), true)
+	// Held again (Owned), with its start journaled, it may be handed over
+	// once more.
+	jr.phase(phaseRunning)
+	res := jr.exec.Adopt(ctx, a)
+	jr.phase(phaseBusy)
+	o := jr.end(ctx, a, res, true)
 	owned()
 	switch {
+	case o.HandedOver:
+		jr.log.Info("left running for the next start", "attempt", p.Attempt)
 	case o.NotStarted && p.Attempt <= 1:
 		jr.release("the agent restarted before the job's script started")
 	case o.NotStarted:

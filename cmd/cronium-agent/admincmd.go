@@ -30,6 +30,28 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	return show(env, st, err, *asJSON, printStatus)
 }
 
+// runHandOver arms the running agent's hand-over: a package upgrade runs
+// it before the restart, so that the restart does not wait for the
+// running jobs (the next start adopts them).
+func runHandOver(ctx context.Context, env *cliEnv, args []string) error {
+	fs := flag.NewFlagSet("hand-over", flag.ContinueOnError)
+	within := fs.Duration("within", admin.DefaultHandOverWithin, "how long the arming lasts: a stop later than this drains as usual")
+	asJSON := fs.Bool("json", false, "print the answer as JSON")
+	c, _, err := adminArgs(env, fs, args)
+	if err != nil {
+		return err
+	}
+	if *within <= 0 || *within > admin.MaxHandOverWithin {
+		return &exitError{Code: exitUsage, Err: fmt.Errorf("--within must be above 0 and at most %s", admin.MaxHandOverWithin)}
+	}
+	h, err := c.HandOver(ctx, *within)
+	return show(env, h, err, *asJSON, func(w io.Writer, h admin.HandOver, now time.Time) error {
+		_, err := fmt.Fprintf(w, "the agent's next stop before %s (in %s) leaves its %d running job(s) running for the next start to adopt; stop or restart it now (systemctl restart cronium-agent)\n",
+			h.Until.Local().Format(time.TimeOnly), h.Until.Sub(now).Round(time.Second), h.Running)
+		return err
+	})
+}
+
 func runJobs(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)
 	limit := fs.Int("limit", admin.DefaultJobs, fmt.Sprintf("how many of the most recent jobs to list (1 to %d)", admin.MaxJobs))

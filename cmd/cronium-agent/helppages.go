@@ -14,6 +14,7 @@ import (
 var helpPages = map[string]helpPage{
 	"run":           runHelp,
 	"status":        statusHelp,
+	"hand-over":     handOverHelp,
 	"jobs":          jobsHelp,
 	"logs":          logsHelp,
 	"exec":          execHelp,
@@ -115,6 +116,20 @@ var statusHelp = helpPage{
 	exit:     []helpItem{exitOK, exitBadArgs, exitNotRunner},
 	examples: []string{"cronium-agent status", "cronium-agent status --json | jq .backlog"},
 	seeAlso:  []string{"cronium-agent jobs --help", "cronium-agent logs --help", "docs/operations.md (Inspection)"},
+}
+
+var handOverHelp = helpPage{
+	summary:  "make the running agent's next stop leave its running jobs running for the next start",
+	synopsis: []string{"hand-over [--within DURATION] [--json] [--config FILE]"},
+	description: `A stop (SIGTERM, systemctl stop or restart) normally drains: the agent claims no more jobs and waits up to jobs.drainTimeout for the running ones to end, then cancels what is left. hand-over makes the next stop, if it comes within --within (default 1m, at most 1h), a hand-over instead: the agent claims no more jobs, lets each running job reach the point where its start is journaled (a job being set up finishes its setup), stops following it without stopping or removing anything, delivers what it journaled and exits, in about a second. The jobs go on: their containers (kept by containerd's shims) and their SSH runs (in sessions of their own on their servers) do not depend on the agent process, and their output is captured meanwhile. The next start adopts each of them from the journal, reads the output it missed, serves the runtime API again and reports each job once.
+
+A package upgrade runs it before it restarts the service, so that an upgrade does not wait for the running jobs. A stop that comes after --within drains as usual. HTTP requests are made by the agent itself: a hand-over waits for them as a drain does (up to jobs.drainTimeout). While no agent runs, a script's calls to the runtime API are refused (the helpers report the error); the new agent serves them again once it has adopted the job.
+
+` + adminNote,
+	env:      []helpEnv{adminEnv},
+	exit:     []helpItem{exitOK, exitBadArgs, exitNotRunner},
+	examples: []string{"cronium-agent hand-over && systemctl restart cronium-agent", "cronium-agent hand-over --within 5m"},
+	seeAlso:  []string{"cronium-agent status --help", "docs/operations.md (Upgrades)"},
 }
 
 var jobsHelp = helpPage{

@@ -55,6 +55,7 @@ func commands() []subcommand {
 	return []subcommand{
 		{"run", "run the agent: take jobs from the Cronium backend and report them back", runAgent},
 		{"status", "show the running agent's backend, backlog, running jobs and journal (status [--json])", runStatus},
+		{"hand-over", "make the running agent's next stop leave its running jobs running for the next start (hand-over [--within D])", runHandOver},
 		{"jobs", "list the running agent's recent jobs and their delivery (jobs [--limit N] [--json])", runJobs},
 		{"logs", "print a job's log from the running agent's journal (logs [-f] [--raw] JOB); stdout lines as they are, others prefixed [stderr] / [system]", runLogs},
 		{"exec", "run one script job in a container and stream its output", runExec},

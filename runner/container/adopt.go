@@ -101,11 +101,12 @@ func (e *Executor) resume(ctx context.Context, j *job, left leftover, startedAt 
 			e.log.Warn("resume the adopted job", "container", req.RunID, "error", err)
 		}
 	}
-	exitCh, err := left.task.Wait(context.WithoutCancel(ctx))
+	wctx := j.waitContext(ctx)
+	exitCh, err := left.task.Wait(wctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("wait for task of job %s: %w", req.JobID, err)
 	}
-	w := e.watch(ctx, req.RunID, left.task, exitCh, startedAt.Add(req.Timeout))
+	w := e.watch(ctx, wctx, req.RunID, left.task, exitCh, startedAt.Add(req.Timeout))
 	if left.status == containerd.Stopped {
 		// Its exit is known: no deadline or cancellation applies any more.
 		<-w.done

@@ -479,3 +479,82 @@ while :; do sleep 0.05; done
 		t.Errorf("stdout %q, want lines 1 to 3", r.stdout.String())
 	}
 }
+
+// A hand-over (ErrHandOver) leaves the started run going, its container,
+// task and network in place, and returns at once; an adoption then
+// delivers the rest of the output, none twice and none lost, serves the
+// runtime API again with the token the job was started with, reports the
+// job's real exit code and removes everything.
+func TestHandOverThenAdopt(t *testing.T) {
+	const n = 20
+	h := newHarness(t)
+	script := fmt.Sprintf(`trap 'go=1' USR1
+for i in $(seq 1 %d); do
+  echo "line $i"
+  if [ "$i" = 5 ]; then while [ -z "$go" ]; do sleep 0.05; done; fi
+done
+cronium_output '{"lines":%d}' || exit 9
+exit 4
+`, n, n)
+	req := h.request(t, "bash", script)
+	var startedAt time.Time
+	req.OnPhase = func(p container.Phase, at time.Time) error {
+		if p == container.PhaseStarting {
+			startedAt = at
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	var mu sync.Mutex
+	var had []seqLine
+	fifth := make(chan struct{})
+	h.track(req.RunID)
+	res, err := h.ex.Run(ctx, req, func(e output.Entry) {
+		mu.Lock()
+		had = append(had, lineOf(e))
+		mu.Unlock()
+		if string(e.Data) == "line 5" {
+			close(fifth)
+			cancel(container.ErrHandOver)
+		}
+	})
+	<-fifth
+	if err != nil || !res.HandedOver {
+		t.Fatalf("Run after ErrHandOver: %+v, %v; want HandedOver", res, err)
+	}
+	// Left as it was: the task runs on, paused at line 5 until signalled.
+	h.waitTask(t, req.RunID, "running after the hand-over", func(st containerd.ProcessStatus, err error) bool {
+		return err == nil && st == containerd.Running
+	})
+	if _, err := os.Stat(filepath.Join(h.stateDir, "runs", req.RunID, "output")); err != nil {
+		t.Errorf("the run's output file after the hand-over: %v", err)
+	}
+	mu.Lock()
+	skip := uint64(len(had))
+	mu.Unlock()
+
+	// The rest is printed once the run is held again (its runtime API is
+	// served again right after: the helper retries meanwhile).
+	req.OnPhase = func(p container.Phase, _ time.Time) error {
+		if p == container.PhaseAdopted {
+			go func() {
+				if err := h.signal(req.RunID, syscall.SIGUSR1); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		return nil
+	}
+	r := h.adopt(context.Background(), req, startedAt, skip, nil)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.Status != api.StatusFailed || r.ExitCode != 4 || r.Lost || r.HandedOver {
+		t.Errorf("adopted: status %s exit %d lost %v handedOver %v, want failed with the job's exit 4", r.Status, r.ExitCode, r.Lost, r.HandedOver)
+	}
+	if !r.HasOutput || string(r.Output) != fmt.Sprintf(`{"lines":%d}`, n) {
+		t.Errorf("output set through the runtime API after the hand-over: %q (set: %v)", r.Output, r.HasOutput)
+	}
+	assertLines(t, had, r, numbered(1, n))
+}

@@ -109,7 +109,7 @@ func (e *Executor) call(ctx context.Context, runID, what string, until func(lost
 type taskWatch struct {
 	e    *Executor
 	id   string
-	ctx  context.Context // values only
+	ctx  context.Context // ended by the run's release only
 	done chan struct{}
 	exit containerd.ExitStatus
 	err  error
@@ -122,8 +122,10 @@ type taskWatch struct {
 // watch follows the exit of task, whose Wait is exitCh. deadline is when
 // the run's timeout ends; it and ctx's cancellation bound how long the run
 // waits for a lost containerd.
-func (e *Executor) watch(ctx context.Context, runID string, task containerd.Task, exitCh <-chan containerd.ExitStatus, deadline time.Time) *taskWatch {
-	w := &taskWatch{e: e, id: runID, ctx: context.WithoutCancel(ctx), done: make(chan struct{}), task: task, stopBy: deadline}
+//
+// wctx is exitCh's context: its end (the run's release) ends the watch.
+func (e *Executor) watch(ctx, wctx context.Context, runID string, task containerd.Task, exitCh <-chan containerd.ExitStatus, deadline time.Time) *taskWatch {
+	w := &taskWatch{e: e, id: runID, ctx: wctx, done: make(chan struct{}), task: task, stopBy: deadline}
 	stop := context.AfterFunc(ctx, w.cancelled)
 	go func() {
 		defer close(w.done)
@@ -167,6 +169,10 @@ func (w *taskWatch) follow(exitCh <-chan containerd.ExitStatus) (containerd.Exit
 		err := st.Error()
 		if err == nil {
 			return st, nil
+		}
+		if w.ctx.Err() != nil {
+			// Released without an exit: handed over.
+			return st, errHandedOver
 		}
 		for {
 			switch {

@@ -51,8 +51,19 @@ type Request struct {
 	OnPhase func(p Phase, at time.Time) error `json:"-"`
 }
 
+// ErrHandOver, as the cause of ctx's cancellation, leaves a started run
+// going: Run and Adopt return at once with Result.HandedOver, stopping and
+// removing nothing (the run's container, task, network, files and output
+// file stay), for the next agent process to adopt.
+var ErrHandOver = errors.New("the agent hands its running jobs over to its next start")
+
+// errHandedOver: await met ErrHandOver.
+var errHandedOver = errors.New("run handed over")
+
 // Result is what a finished run reports.
 type Result struct {
+	// HandedOver: the run goes on (ErrHandOver); nothing else counts.
+	HandedOver bool
 	// Status is how the run ended (never StatusRunning).
 	Status api.Status
 	// ExitCode is the script's own exit code (128+signal when killed).
@@ -177,7 +188,8 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 		return Result{}, fmt.Errorf("create task for job %s: %w", req.JobID, err)
 	}
 	ph.mark("task")
-	exitCh, err := task.Wait(context.WithoutCancel(ctx))
+	wctx := j.waitContext(ctx)
+	exitCh, err := task.Wait(wctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("wait for task of job %s: %w", req.JobID, err)
 	}
@@ -197,7 +209,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	}
 	ph.mark("start")
 	j.started = true
-	w := e.watch(ctx, req.RunID, task, exitCh, startedAt.Add(req.Timeout))
+	w := e.watch(ctx, wctx, req.RunID, task, exitCh, startedAt.Add(req.Timeout))
 	return e.finish(ctx, j, attached{watch: w, startedAt: startedAt, cgroups: spec.Linux.CgroupsPath, follow: follow})
 }
 
@@ -211,6 +223,20 @@ type job struct {
 	ph      *phases
 	// started: the script ran, so the run has a result of its own.
 	started bool
+	// handedOver: the run goes on for the next agent process; nothing of
+	// it is removed.
+	handedOver bool
+	// stopWait ends the wait for the task's exit (waitContext).
+	stopWait context.CancelFunc
+}
+
+// waitContext is the context of the wait for the task's exit: not ended
+// by the run's cancellation (the exit is still awaited then), only by the
+// run's release.
+func (j *job) waitContext(ctx context.Context) context.Context {
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	j.stopWait = cancel
+	return wctx
 }
 
 // release removes everything of the run and adds what went wrong doing so
@@ -221,9 +247,23 @@ type job struct {
 // meets: cleanup errors are only logged then (gc retries the removal).
 func (e *Executor) release(ctx context.Context, j *job, err error) error {
 	j.ph.mark("capture")
+	if j.stopWait != nil {
+		defer j.stopWait()
+	}
 	var cerr error
 	if j.session != nil {
 		cerr = j.session.Close()
+	}
+	if j.handedOver {
+		// Everything stays for the next agent process, which serves the
+		// runtime API again and removes the rest once the job ended.
+		j.lock.Close()
+		if e.net != nil {
+			if n, nerr := j.network.wait(context.Background()); nerr == nil {
+				e.net.Release(n)
+			}
+		}
+		return errors.Join(err, cerr)
 	}
 	cerr = errors.Join(cerr, e.call(ctx, j.req.RunID, "remove the run", func(lostAt time.Time) time.Time { return lostAt.Add(cleanupWait) },
 		func(ctx context.Context) error { return e.remove(ctx, j.req.RunID, j.dir) }))
@@ -279,6 +319,11 @@ func (e *Executor) finish(ctx context.Context, j *job, a attached) (Result, erro
 	req := j.req
 	res := Result{StartedAt: a.startedAt}
 	status, err := e.await(ctx, a.watch, a.startedAt.Add(req.Timeout))
+	if errors.Is(err, errHandedOver) {
+		j.handedOver = true
+		e.log.Info("job left running for the next agent process", "container", req.RunID)
+		return Result{HandedOver: true, StartedAt: a.startedAt}, nil
+	}
 	res.FinishedAt = time.Now()
 	if errors.Is(err, errTaskLost) {
 		e.log.Warn("the job's task vanished while it ran", "container", req.RunID, "error", err)
@@ -446,6 +491,9 @@ func (e *Executor) await(ctx context.Context, w *taskWatch, deadline time.Time) 
 	case <-timer.C:
 		status = api.StatusTimeout
 	case <-ctx.Done():
+		if errors.Is(context.Cause(ctx), ErrHandOver) {
+			return "", errHandedOver
+		}
 		status = api.StatusCancelled
 	}
 	e.log.Info("stopping job", "container", w.id, "reason", status, "grace", e.killGrace)

@@ -135,9 +135,12 @@ type remoteRun struct {
 	launch   string
 	launched atomic.Bool
 
-	mu      sync.Mutex // the offsets and the line cutters
+	mu      sync.Mutex // the offsets, the line cutters and handedOver
 	streams [2]*lines
 	offsets [2]int64
+	// handedOver: the run is left to the next agent process; what the
+	// sessions still bring is dropped (that agent reads it again).
+	handedOver bool
 
 	// final is the script's exit status when a follow ended with it
 	// (and removed the work directory).
@@ -271,6 +274,10 @@ func endpoint(srv api.Server) (sshconn.Endpoint, error) {
 		PrivateKey: []byte(srv.PrivateKey), Password: srv.Password}, nil
 }
 
+// HandsOver implements runner.HandsOver: a run goes on on its server
+// without the agent (in a session of its own), and writes its status there.
+func (x *Executor) HandsOver() bool { return true }
+
 // Run implements runner.Executor.
 func (x *Executor) Run(ctx context.Context, a *runner.Attempt) runner.Result {
 	return x.attempt(ctx, a, false)
@@ -299,20 +306,31 @@ func (x *Executor) attempt(ctx context.Context, a *runner.Attempt, adopt bool) r
 	sinks := make([]*sink, len(targets))
 	sem := make(chan struct{}, max(1, x.parallel))
 	var wg sync.WaitGroup
+	// Every execution exists before any run starts: a hand-over waits
+	// for all of them to start.
+	created := make([]bool, len(targets))
+	for i, t := range targets {
+		if i == 0 || adopt {
+			created[i] = true
+			continue
+		}
+		if err := a.CreateExecution(t.execID, t.srv.ID, t.srv.Name); err != nil {
+			results[i] = runner.NeverRan(a.Start, err)
+			continue
+		}
+		created[i] = true
+	}
 	for i, t := range targets {
 		name := t.srv.Name
 		if name == "" {
 			name = t.srv.ID
 		}
 		sinks[i] = &sink{mu: &mu, a: a, prefix: "[" + name + "] ", keep: true, src: i}
+		if !created[i] {
+			continue
+		}
 		started := a.Started
 		if i > 0 {
-			if !adopt {
-				if err := a.CreateExecution(t.execID, t.srv.ID, t.srv.Name); err != nil {
-					results[i] = runner.NeverRan(a.Start, err)
-					continue
-				}
-			}
 			started = func(at time.Time) error { return a.ExecutionStarted(t.execID, at) }
 		}
 		wg.Add(1)
@@ -333,6 +351,13 @@ func (x *Executor) attempt(ctx context.Context, a *runner.Attempt, adopt bool) r
 // Each server's execution gets its own end; the job's output ends with a
 // line per server.
 func (x *Executor) sum(a *runner.Attempt, targets []target, results []runner.Result, sinks []*sink) runner.Result {
+	for _, r := range results {
+		if r.HandedOver {
+			// The next agent adopts every server's run, those that ended
+			// too (their work directories stay until it journals them).
+			return runner.HandedOver()
+		}
+	}
 	var failed int
 	var res runner.Result
 	var summary strings.Builder
@@ -578,10 +603,16 @@ func (r *remoteRun) adopt(ctx context.Context) runner.Result {
 	// while no agent ran: the run may have ended well before it.
 	deadline := a.StartedAt.Add(r.timeout)
 	if err := r.reconnect(ctx, later(deadline, time.Now().Add(adoptReach))); err != nil {
+		if runner.HandingOver(ctx) {
+			return r.handOver()
+		}
 		return r.lost(a.StartedAt, err.Error())
 	}
 	out, err := session(ctx, r.lease, stateCmd(r.runID), nil)
 	if err != nil {
+		if runner.HandingOver(ctx) {
+			return r.handOver()
+		}
 		return r.lost(a.StartedAt, "reading the run's state on "+r.ep.String()+": "+err.Error())
 	}
 	st := parseState(out)
@@ -680,6 +711,10 @@ func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time, f
 		select {
 		case err = <-tails:
 		case <-ctx.Done():
+			if runner.HandingOver(ctx) {
+				timer.Stop()
+				return r.handOver()
+			}
 			stopped = api.StatusCancelled
 		case <-timer.C:
 			stopped = api.StatusTimeout
@@ -708,6 +743,9 @@ func (r *remoteRun) follow(ctx context.Context, startedAt, deadline time.Time, f
 		// The connection failed: dial again and go on from where it stopped.
 		r.sys("connection to " + r.ep.String() + " lost (" + err.Error() + "); reconnecting")
 		if rerr := r.reconnect(ctx, deadline); rerr != nil {
+			if runner.HandingOver(ctx) {
+				return r.handOver()
+			}
 			if ctx.Err() != nil {
 				stopped = api.StatusCancelled
 				break
@@ -794,6 +832,9 @@ func (r *remoteRun) streamWriter(i int) io.Writer {
 	return writerFunc(func(p []byte) (int, error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		if r.handedOver {
+			return len(p), nil
+		}
 		r.offsets[i] += int64(len(p))
 		r.streams[i].write(p)
 		return len(p), nil
@@ -866,6 +907,18 @@ func (r *remoteRun) reconnect(ctx context.Context, deadline time.Time) error {
 		}
 		wait = min(wait*2, 5*time.Second)
 	}
+}
+
+// handOver leaves the run going on its server for the next agent process
+// (runner.ErrHandOver): nothing is stopped or removed, the partial line
+// in each cutter is not taken (the next agent reads the output again from
+// what is journaled), and nothing the sessions still bring is.
+func (r *remoteRun) handOver() runner.Result {
+	r.mu.Lock()
+	r.handedOver = true
+	r.mu.Unlock()
+	r.x.log.Info("job left running for the next agent process", "run", r.runID, "server", r.ep.String())
+	return runner.HandedOver()
 }
 
 // lost is the result of a run the agent cannot follow to its end.

@@ -10,9 +10,13 @@
 //	GET /v1/jobs?limit=N                         []JobSummary (default 50, at most 1000)
 //	GET /v1/jobs/{id}/logs?after=SEQ             []LogLine, every line with seq > SEQ
 //	GET /v1/jobs/{id}/logs?after=SEQ&follow=1    LogLine per line (NDJSON) as they come
+//	POST /v1/hand-over?within=DURATION           HandOver: a stop (SIGTERM) that comes
+//	                                             within DURATION (default 1m, at most 1h)
+//	                                             leaves the running jobs running for the
+//	                                             next start instead of draining
 //
 // Errors are {"error": "..."} with 400 (bad parameter), 404 (unknown job or
-// path) or 405 (not GET). A follow stream that ends cleanly means the log is
+// path), 405 (wrong method) or 501 (a Source that cannot hand over). A follow stream that ends cleanly means the log is
 // complete; when the agent stops first it aborts the connection instead, so
 // that a client never takes a cut log for a whole one.
 package admin
@@ -41,6 +45,27 @@ type Source interface {
 	// ErrUnknownJob when the journal does not know the job.
 	Logs(ctx context.Context, jobID string, after uint64, limit int) (lines []LogLine, complete bool, err error)
 }
+
+// HandOverSource is a Source whose next stop can be made a hand-over.
+type HandOverSource interface {
+	// HandOver makes a stop that comes before until leave the running
+	// jobs running for the next agent process to adopt.
+	HandOver(ctx context.Context, until time.Time) (HandOver, error)
+}
+
+// HandOver is the answer to POST /v1/hand-over.
+type HandOver struct {
+	// Until is when the arming lapses: a later stop drains.
+	Until time.Time `json:"until"`
+	// Running is how many jobs run now.
+	Running int `json:"running"`
+}
+
+// Hand-over windows of POST /v1/hand-over.
+const (
+	DefaultHandOverWithin = time.Minute
+	MaxHandOverWithin     = time.Hour
+)
 
 // ErrUnknownJob is what Source.Logs and Client.Logs return for a job the
 // journal does not know.

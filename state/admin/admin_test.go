@@ -141,6 +141,10 @@ func TestHTTPAnswers(t *testing.T) {
 		{"GET", "/v1/nope", 404, "no such endpoint"},
 		{"POST", "/v1/status", 405, "POST is not allowed"},
 		{"DELETE", "/v1/jobs/x/logs", 405, "DELETE is not allowed"},
+		{"GET", "/v1/hand-over", 405, "GET is not allowed (only POST)"},
+		{"POST", "/v1/hand-over?within=0s", 400, "within must be a duration above 0 and at most 1h0m0s"},
+		{"POST", "/v1/hand-over?within=2h", 400, "within must be"},
+		{"POST", "/v1/hand-over?within=soon", 400, "within must be"},
 	} {
 		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
 			resp, body := rawGet(t, path, tc.method, tc.target)
@@ -157,7 +161,7 @@ func TestHTTPAnswers(t *testing.T) {
 			if err := json.Unmarshal(body, &e); err != nil || !strings.Contains(e.Error, tc.body) {
 				t.Errorf("body %s, want a JSON error containing %q", body, tc.body)
 			}
-			if tc.code == 405 && resp.Header.Get("Allow") != "GET" {
+			if tc.code == 405 && resp.Header.Get("Allow") != "GET" && tc.target != "/v1/hand-over" {
 				t.Errorf("Allow: %q", resp.Header.Get("Allow"))
 			}
 		})
@@ -485,3 +489,36 @@ func TestUnknownJob(t *testing.T) {
 		}
 	}
 }
+
+// POST /v1/hand-over arms the Source's hand-over for the time asked (a
+// minute by default); a Source that cannot hand over answers 501.
+func TestHandOver(t *testing.T) {
+	src := admintest.New(admin.Status{Running: []admin.RunningJob{{JobID: "a"}, {JobID: "b"}}})
+	c := admin.Dial(serve(t, src))
+	for _, tc := range []struct {
+		within time.Duration
+	}{{90 * time.Second}, {admin.DefaultHandOverWithin}} {
+		before := time.Now()
+		h, err := c.HandOver(context.Background(), tc.within)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Running != 2 || h.Until.Before(before.Add(tc.within)) || h.Until.After(time.Now().Add(tc.within)) || !src.Armed().Equal(h.Until) {
+			t.Errorf("HandOver(%s) = %+v (armed %s), want 2 running, until now+%s", tc.within, h, src.Armed(), tc.within)
+		}
+	}
+	resp, body := rawGet(t, serve(t, src), "POST", "/v1/hand-over")
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"running":2`) {
+		t.Errorf("POST without within: %d %s", resp.StatusCode, body)
+	}
+
+	// An agent whose Source cannot hand over (an older one answers 404:
+	// the client says what that means).
+	old := admin.Dial(serve(t, statusOnly{src}))
+	if _, err := old.HandOver(context.Background(), time.Minute); err == nil || !strings.Contains(err.Error(), "cannot hand its jobs over") {
+		t.Errorf("HandOver of a Source without it: %v", err)
+	}
+}
+
+// statusOnly is a Source without HandOver.
+type statusOnly struct{ admin.Source }

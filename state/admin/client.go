@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Client reads a running agent's admin socket.
@@ -38,6 +39,26 @@ func Dial(path string) *Client {
 // Status returns the agent's status.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	return getJSON[Status](ctx, c, "/v1/status")
+}
+
+// HandOver makes the agent's next stop, if it comes within the given
+// time, a hand-over: the running jobs are left running for the next start.
+// An agent from before hand-overs answers 404: the error then says so.
+func (c *Client) HandOver(ctx context.Context, within time.Duration) (HandOver, error) {
+	target := "/v1/hand-over?within=" + url.QueryEscape(within.String())
+	resp, err := c.do(ctx, http.MethodPost, target)
+	if se, ok := errors.AsType[*statusError](err); ok && se.code == http.StatusNotFound {
+		return HandOver{}, fmt.Errorf("the running agent cannot hand its jobs over (it is older than hand-overs): %w", err)
+	}
+	if err != nil {
+		return HandOver{}, err
+	}
+	defer resp.Body.Close()
+	var h HandOver
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		return h, fmt.Errorf("read the agent's answer to %s: %w", target, err)
+	}
+	return h, nil
 }
 
 // Jobs returns the most recent jobs, newest claim first, at most limit
@@ -118,7 +139,12 @@ func getJSON[T any](ctx context.Context, c *Client, target string) (T, error) {
 // get returns the response to GET target if it is 200, a *statusError if
 // the agent answered otherwise.
 func (c *Client) get(ctx context.Context, target string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+target, nil)
+	return c.do(ctx, http.MethodGet, target)
+}
+
+// do is get with another method.
+func (c *Client) do(ctx context.Context, method, target string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://agent"+target, nil)
 	if err != nil {
 		return nil, fmt.Errorf("admin request %s: %w", target, err)
 	}

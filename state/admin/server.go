@@ -91,6 +91,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("/v1/status", onlyGet(s.status))
 	mux.HandleFunc("/v1/jobs", onlyGet(s.jobs))
 	mux.HandleFunc("/v1/jobs/{id}/logs", onlyGet(s.logs))
+	mux.HandleFunc("/v1/hand-over", onlyPost(s.handOver))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
@@ -99,15 +100,43 @@ func (s *Server) handler() http.Handler {
 
 // onlyGet answers 405 to other methods, with a JSON body like every other
 // error (the mux's own 405 is plain text).
-func onlyGet(h http.HandlerFunc) http.HandlerFunc {
+func onlyGet(h http.HandlerFunc) http.HandlerFunc { return only(http.MethodGet, h) }
+
+func onlyPost(h http.HandlerFunc) http.HandlerFunc { return only(http.MethodPost, h) }
+
+func only(method string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", http.MethodGet)
-			writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed (only GET)")
+		if r.Method != method {
+			w.Header().Set("Allow", method)
+			writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed (only "+method+")")
 			return
 		}
 		h(w, r)
 	}
+}
+
+func (s *Server) handOver(w http.ResponseWriter, r *http.Request) {
+	src, ok := s.src.(HandOverSource)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "this agent cannot hand its jobs over")
+		return
+	}
+	within := DefaultHandOverWithin
+	if v := r.URL.Query().Get("within"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > MaxHandOverWithin {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("within must be a duration above 0 and at most %s, not %q", MaxHandOverWithin, v))
+			return
+		}
+		within = d
+	}
+	h, err := src.HandOver(r.Context(), time.Now().Add(within))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("the next stop hands the running jobs over to the next start", "until", h.Until.Format(time.RFC3339), "running", h.Running)
+	writeJSON(w, h)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cronium/cronium-agent/state/admin"
 )
@@ -18,6 +19,7 @@ type Source struct {
 	status admin.Status
 	jobs   []admin.JobSummary
 	logs   map[string]*jobLog
+	armed  time.Time
 }
 
 type jobLog struct {
@@ -93,4 +95,20 @@ func (s *Source) Logs(_ context.Context, jobID string, after uint64, limit int) 
 		}
 	}
 	return out, l.complete, nil
+}
+
+// HandOver implements admin.HandOverSource: it records until (Armed) and
+// answers with the status's running jobs.
+func (s *Source) HandOver(_ context.Context, until time.Time) (admin.HandOver, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.armed = until
+	return admin.HandOver{Until: until, Running: len(s.status.Running)}, nil
+}
+
+// Armed is the until of the last HandOver (zero: none).
+func (s *Source) Armed() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.armed
 }
