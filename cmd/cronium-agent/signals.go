@@ -10,7 +10,8 @@ import (
 
 // stopOnSignals turns SIGTERM and SIGINT into the agent's two ways of
 // stopping: the first closes drain (no new claims, running jobs finish for
-// up to drainTimeout), a second cancels ctx (running jobs are cancelled at
+// up to drainTimeout, or are left running for the next start when a
+// hand-over is armed), a second cancels ctx (running jobs are cancelled at
 // once). ctx is not cancelled with parent: a stop is only ever a signal's.
 // release stops listening.
 func stopOnSignals(parent context.Context, env *cliEnv, drainTimeout time.Duration) (ctx context.Context, drain <-chan struct{}, release func()) {
@@ -24,7 +25,9 @@ func stopOnSignals(parent context.Context, env *cliEnv, drainTimeout time.Durati
 		case <-ctx.Done():
 			return
 		}
-		env.log.Warn("stopping: draining running jobs (signal again to stop at once)", "timeout", drainTimeout)
+		// The dispatcher says which: a drain, or a hand-over if one is
+		// armed (cronium-agent hand-over).
+		env.log.Warn("stopping: no new claims (signal again to stop at once)", "drainTimeout", drainTimeout)
 		close(drainCh)
 		select {
 		case <-sigs:

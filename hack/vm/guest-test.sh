@@ -282,7 +282,7 @@ after_log=$(agent_log_since "$t_rt")
 printf 'agent journal since the upgrade began:\n%s\n' "$after_log"
 check "the postinst armed a hand-over (journal: 'the next stop hands')" grep -q 'the next stop hands' <<<"$after_log"
 check "the old agent handed its job over on the stop (journal: 'handed over')" grep -q 'handed over: every running job is left to the next start' <<<"$after_log"
-check "the old agent did not drain (no 'stopping: draining running jobs' wait)" bash -c '! grep -q "draining: no new claims" <<<"$1"' _ "$after_log"
+check "the old agent did not drain (no 'draining: no new claims')" bash -c '! grep -q "draining: no new claims" <<<"$1"' _ "$after_log"
 info "containers after the restart: ${cid_after:-none}"
 check "the new agent adopted $id2 from the journal (journal: 'recovering a job from the journal ... $id2')" grep -q "recovering a job from the journal.*$id2" <<<"$after_log"
 check "its container survived the restart: $cid_before still listed after it" test "$cid_after" == "$cid_before"
