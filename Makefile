@@ -17,7 +17,7 @@ export CONTAINERD_ADDRESS IMAGE_CACHE
 # The agent as the demo and tests run it: our containerd, our state dir.
 RUN_AGENT := CRONIUM_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) CRONIUM_STATE_DIR=$(STATE_DIR) $(AGENT)
 
-.PHONY: all deps build containerd images import demo test unit bench gc clean stop package package-test vm-test
+.PHONY: all deps build containerd images images-arm64 import demo test unit bench gc clean stop package package-test vm-test
 
 all: build
 
@@ -34,6 +34,11 @@ containerd: deps
 
 images: deps
 	@hack/build-images.sh
+
+# The runtime images for arm64 (the cronium-runtimes arm64 package), under
+# qemu-user-static on another host: <runtime>-arm64-<hash>.tar in IMAGE_CACHE.
+images-arm64: deps
+	@ARCH=arm64 hack/build-images.sh
 
 # Import the cached archives; containerd skips content it already has.
 import: build containerd images

@@ -3,11 +3,16 @@
 #
 #   hack/build-images.sh [runtime...]      (default: every recipe; run as root)
 #
-# Each archive is cached by a hash of its recipe, this script and the packer:
-# ${IMAGE_CACHE}/<runtime>-<hash>.tar, plus <runtime>.ref (full image
-# reference) and <runtime>.path (archive path) for the scripts that import it.
+# Each archive is cached by a hash of its recipe, this script, the packer and
+# the architecture: ${IMAGE_CACHE}/<runtime>-<hash>.tar, plus <runtime>.ref
+# (full image reference) and <runtime>.path (archive path) for the scripts
+# that import it. Images of another architecture than the host's (ARCH) go
+# beside them as <runtime>-<arch>-<hash>.tar, <runtime>-<arch>.ref and
+# <runtime>-<arch>.path.
 #
-# Environment: IMAGE_CACHE (default /var/cache/cronium-agent/images),
+# Environment: ARCH (Debian architecture of the images; default: the host's.
+# Another one runs its binaries under qemu-user-static through binfmt_misc,
+# see foreign_setup), IMAGE_CACHE (default /var/cache/cronium-agent/images),
 # DEBIAN_MIRROR (default http://deb.debian.org/debian), DEBIAN_SECURITY_MIRROR
 # (default http://deb.debian.org/debian-security), SOURCE_DATE_EPOCH (image
 # creation time; default: now), GO (go binary).
@@ -47,6 +52,90 @@ oci_platform() {
 	ppc64el) echo "ppc64le" ;;
 	*) die "unsupported architecture $1" ;;
 	esac
+}
+
+# qemu_arch DEB_ARCH: the qemu-user name of DEB_ARCH (qemu-<name>).
+qemu_arch() {
+	case $1 in
+	amd64) echo x86_64 ;;
+	arm64) echo aarch64 ;;
+	armhf | armel) echo arm ;;
+	ppc64el) echo ppc64le ;;
+	i386 | riscv64 | s390x | mips64el) echo "$1" ;;
+	*) die "unsupported architecture $1" ;;
+	esac
+}
+
+# elf_machine DEB_ARCH: the ELF e_machine of DEB_ARCH's binaries.
+elf_machine() {
+	case $1 in
+	amd64) echo 62 ;;
+	arm64) echo 183 ;;
+	armhf | armel) echo 40 ;;
+	i386) echo 3 ;;
+	ppc64el) echo 21 ;;
+	riscv64) echo 243 ;;
+	s390x) echo 22 ;;
+	mips64el) echo 8 ;;
+	*) die "unsupported architecture $1" ;;
+	esac
+}
+
+# file_machine FILE: the ELF e_machine of FILE (empty if it is not ELF).
+file_machine() {
+	local b
+	read -r -a b <<<"$(od -An -v -tu1 -w20 -N20 "$1" 2>/dev/null)"
+	if ((${#b[@]} != 20)) || [[ ${b[*]:0:4} != "127 69 76 70" ]]; then
+		return 0
+	fi
+	if ((b[5] == 2)); then echo $((b[18] * 256 + b[19])); else echo $((b[19] * 256 + b[18])); fi
+}
+
+# foreign_setup: let this host run DEB_ARCH's binaries, which debootstrap's
+# second stage and update_packages run in the chroot: qemu-user-static's
+# interpreter registered with binfmt_misc. Debian registers it with the F
+# flag (the kernel opens the interpreter at registration), so it works in a
+# chroot with no copy of qemu inside, and the image gets none.
+foreign_setup() {
+	local q bm=/proc/sys/fs/binfmt_misc
+	[[ $HOST_ARCH == amd64 && $DEB_ARCH == i386 ]] && return 0 # runs natively
+	q=qemu-$(qemu_arch "$DEB_ARCH")
+	if [[ ! -x /usr/bin/$q-static ]] || ! command -v update-binfmts >/dev/null; then
+		log "installing qemu-user-static and binfmt-support (images for $DEB_ARCH)"
+		local pkgs=(qemu-user-static binfmt-support)
+		apt-get install -y --no-install-recommends "${pkgs[@]}" >&2 ||
+			{ apt-get update >&2 && apt-get install -y --no-install-recommends "${pkgs[@]}" >&2; }
+	fi
+	if [[ ! -e $bm/status ]]; then
+		mount -t binfmt_misc binfmt_misc "$bm" || die "cannot mount binfmt_misc on $bm (needed to run $DEB_ARCH binaries)"
+	fi
+	[[ $(cat "$bm/status") == enabled ]] || echo 1 >"$bm/status"
+	if [[ ! -e $bm/$q ]]; then
+		update-binfmts --enable "$q" >&2 || update-binfmts --import "$q" >&2 || true
+	fi
+	if [[ ! -e $bm/$q ]] || ! grep -qx enabled "$bm/$q"; then
+		die "binfmt_misc has no enabled $q (update-binfmts --enable $q)"
+	fi
+	grep -q '^flags:.*F' "$bm/$q" || die "binfmt_misc's $q lacks the F (fix binary) flag, so it cannot run in a chroot"
+}
+
+# smoke ROOTFS RUNTIME: the root is DEB_ARCH's and its default command runs
+# (under qemu for a foreign architecture): dpkg's architecture, the ELF
+# machine of the command's binary, and "<cmd> --version" in the chroot.
+smoke() {
+	local r=$1 rt=$2 cmd=() got bin
+	got=$(chroot "$r" /usr/bin/dpkg --print-architecture) || die "$rt: cannot run dpkg in the root"
+	[[ $got == "$DEB_ARCH" ]] || die "$rt: the root's dpkg architecture is $got, not $DEB_ARCH"
+	mapfile -t cmd < <(list "$REPO/$RECIPES/$rt/cmd")
+	((${#cmd[@]})) || cmd=(/bin/sh)
+	# shellcheck disable=SC2016 # expanded by the root's shell
+	bin=$(chroot "$r" /usr/bin/env PATH="$IMAGE_PATH" /bin/sh -c 'readlink -f "$(command -v "$1")"' sh "${cmd[0]}") || bin=
+	[[ $bin == /* ]] || die "$rt: no ${cmd[0]} in the root"
+	got=$(file_machine "$r$bin")
+	[[ $got == "$(elf_machine "$DEB_ARCH")" ]] || die "$rt: $bin has ELF machine '${got}', not $DEB_ARCH's $(elf_machine "$DEB_ARCH")"
+	got=$(chroot "$r" /usr/bin/env -i PATH="$IMAGE_PATH" LANG=C.UTF-8 "${cmd[0]}" --version </dev/null 2>&1) ||
+		die "$rt: ${cmd[0]} --version failed in the root: $got"
+	log "$rt: smoke: $bin ($DEB_ARCH) runs: $(head -n1 <<<"$got")"
 }
 
 # recipe_hash RUNTIME: first 12 hex digits of a sha256 over the recipe files,
@@ -152,7 +241,7 @@ build() {
 	packages=$(list "$REPO/$RECIPES/$rt/packages" | paste -sd, -)
 	[[ -n $packages ]] || die "$rt: no packages in $RECIPES/$rt/packages"
 
-	log "$rt: debootstrap $SUITE ($packages)"
+	log "$rt: debootstrap $SUITE $DEB_ARCH ($packages)"
 	if ! debootstrap --variant=minbase --arch="$DEB_ARCH" --include="$packages" \
 		--cache-dir="$IMAGE_CACHE/debs" "$SUITE" "$rootfs" "$DEBIAN_MIRROR" >"$dir/debootstrap.log" 2>&1; then
 		tail -n 40 "$dir/debootstrap.log" >&2
@@ -164,6 +253,7 @@ build() {
 	update_packages "$rootfs" >"$dir/update.log" 2>&1 || { tail -n 40 "$dir/update.log" >&2; die "$rt: updating packages failed"; }
 	setup_image "$rootfs"
 	trim "$rootfs" "$REPO/$RECIPES/$rt/cleanup"
+	smoke "$rootfs" "$rt"
 	du -sx -B1 "$rootfs" | cut -f1 >"$dir/size"
 
 	while IFS= read -r a; do cmdargs+=(--cmd "$a"); done < <(list "$REPO/$RECIPES/$rt/cmd")
@@ -180,9 +270,10 @@ build() {
 	write_atomic "${archive%.tar}.size" "$(cat "$dir/size")"
 	remove_tree "$dir"
 
-	# Older archives of this runtime.
+	# Older archives of this runtime and architecture (<runtime>-<hash>.tar
+	# never matches <runtime>-<arch>-<hash>.tar, nor the other way round).
 	local old
-	for old in "$IMAGE_CACHE/$rt"-????????????.tar; do
+	for old in "$IMAGE_CACHE/$rt$SUFFIX"-????????????.tar; do
 		[[ -e $old && $old != "$archive" ]] || continue
 		log "$rt: removing old $old"
 		rm -f "$old" "${old%.tar}.size"
@@ -208,6 +299,9 @@ main() {
 	for rt in "${runtimes[@]}"; do
 		[[ $rt =~ ^[a-z0-9][a-z0-9_-]*$ && -f $REPO/$RECIPES/$rt/packages ]] ||
 			die "unknown runtime '$rt' (no $RECIPES/$rt/packages)"
+		# Its files would be those of another runtime's foreign images.
+		[[ $rt =~ -(amd64|arm64|armhf|armel|i386|ppc64el|riscv64|s390x|mips64el)$ ]] &&
+			die "runtime '$rt': a name must not end in -<architecture>"
 	done
 
 	((EUID == 0)) || die "must run as root (debootstrap, chroot, file owners)"
@@ -218,7 +312,15 @@ main() {
 	fi
 	GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 	[[ -x $GO ]] || die "go not found (set GO)"
-	DEB_ARCH=$(dpkg --print-architecture)
+	HOST_ARCH=$(dpkg --print-architecture)
+	DEB_ARCH=${ARCH:-$HOST_ARCH}
+	oci_platform "$DEB_ARCH" >/dev/null
+	# The host's architecture keeps the plain names; another one is named.
+	SUFFIX=
+	if [[ $DEB_ARCH != "$HOST_ARCH" ]]; then
+		SUFFIX=-$DEB_ARCH
+		foreign_setup
+	fi
 
 	mkdir -p "$IMAGE_CACHE/debs"
 	exec 9>"$IMAGE_CACHE/.lock"
@@ -231,14 +333,14 @@ main() {
 		start=$(date +%s%N)
 		hash=$(recipe_hash "$rt")
 		ref=$REF_PREFIX/$rt:$hash
-		archive=$IMAGE_CACHE/$rt-$hash.tar
+		archive=$IMAGE_CACHE/$rt$SUFFIX-$hash.tar
 		if [[ -f $archive ]]; then
 			log "$rt: cached $archive"
 		else
 			build "$rt" "$hash" "$ref" "$archive"
 		fi
-		write_atomic "$IMAGE_CACHE/$rt.ref" "$ref"
-		write_atomic "$IMAGE_CACHE/$rt.path" "$archive"
+		write_atomic "$IMAGE_CACHE/$rt$SUFFIX.ref" "$ref"
+		write_atomic "$IMAGE_CACHE/$rt$SUFFIX.path" "$archive"
 		secs=$(awk -v s="$start" -v e="$(date +%s%N)" 'BEGIN { printf "%.1f", (e - s) / 1e9 }')
 		summary+=("$(printf '%-8s %-44s %9s %9s %7ss' "$rt" "$ref" \
 			"$(numfmt --to=iec-i --suffix=B "$(stat -c %s "$archive")")" \

@@ -13,13 +13,15 @@
 #   FORMATS      default "deb rpm"
 #   DIST         output directory (default dist/ in the repository)
 #   IMAGE_CACHE  where hack/build-images.sh left the runtime images (default
-#                /var/cache/cronium-agent/images; <runtime>.path names each)
+#                /var/cache/cronium-agent/images; <runtime>.path names each of
+#                the host's architecture, <runtime>-<arch>.path those of
+#                another, which ARCH=<arch> hack/build-images.sh builds)
 #   AGENT_YAML   the configuration file to ship (default packaging/agent.yaml;
 #                the package test ships a changed one to test conffiles)
 #
 # cronium-runtimes is built for an architecture only when the cached images
-# are of that architecture (hack/build-images.sh builds the host's): for any
-# other it says so and skips it.
+# are of that architecture (hack/build-images.sh builds the host's, make
+# images-arm64 arm64's): for any other it says so and skips it.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +35,7 @@ DIST=${DIST:-$REPO/dist}
 IMAGE_CACHE=${IMAGE_CACHE:-/var/cache/cronium-agent/images}
 AGENT_YAML=${AGENT_YAML:-$REPO/packaging/agent.yaml}
 RUNTIMES=(bash python node)
+HOST_ARCH=$(dpkg --print-architecture)
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "package: $*"; exit 1; }
@@ -105,18 +108,33 @@ stage() {
 	} >"$STAGE/rpm/cronium-agent.env"
 	RUNTIMES_STAGED=false
 	if [[ " $PACKAGES " == *" cronium-runtimes "* ]]; then
+		# The host's architecture's images are <runtime>.path's, another's
+		# <runtime>-<arch>.path's (hack/build-images.sh with ARCH=<arch>).
+		local suffix="" make=images name
+		if [[ $arch != "$HOST_ARCH" ]]; then
+			suffix=-$arch make=images-$arch
+		fi
 		for rt in "${RUNTIMES[@]}"; do
-			[[ -f $IMAGE_CACHE/$rt.path ]] || die "no $IMAGE_CACHE/$rt.path: build the runtime images first (make images)"
-			archive=$(cat "$IMAGE_CACHE/$rt.path")
-			[[ -f $archive ]] || die "$archive (named by $IMAGE_CACHE/$rt.path) is missing: make images"
+			if [[ $arch == "$HOST_ARCH" ]]; then
+				[[ -f $IMAGE_CACHE/$rt.path ]] || die "no $IMAGE_CACHE/$rt.path: build the runtime images first (make images)"
+			elif [[ ! -f $IMAGE_CACHE/$rt$suffix.path ]]; then
+				log "cronium-runtimes: no $arch images (no $IMAGE_CACHE/$rt$suffix.path; ARCH=$arch hack/build-images.sh, or make $make, builds them): not built for $arch"
+				return 0
+			fi
+			archive=$(cat "$IMAGE_CACHE/$rt$suffix.path")
+			[[ -f $archive ]] || die "$archive (named by $IMAGE_CACHE/$rt$suffix.path) is missing: make $make"
 			local got
 			got=$(image_arch "$archive") || die "cannot read the architecture of $archive"
 			if [[ $got != "$arch" ]]; then
-				log "cronium-runtimes: no $arch images ($archive is $got; hack/build-images.sh builds the host's architecture only): not built for $arch"
+				log "cronium-runtimes: no $arch images ($archive is $got): not built for $arch"
 				return 0
 			fi
-			# A hard link when the cache is on the same file system: no copy.
-			ln "$archive" "$STAGE/runtimes/" 2>/dev/null || cp "$archive" "$STAGE/runtimes/"
+			# The same names in every architecture's package:
+			# <runtime>-<hash>.tar. A hard link when the cache is on the same
+			# file system: no copy.
+			name=$(basename "$archive")
+			name=${name/#"$rt$suffix-"/"$rt-"}
+			ln "$archive" "$STAGE/runtimes/$name" 2>/dev/null || cp "$archive" "$STAGE/runtimes/$name"
 		done
 		RUNTIMES_STAGED=true
 	fi
