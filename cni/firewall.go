@@ -1,8 +1,10 @@
 package cni
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
 
@@ -13,11 +15,12 @@ import (
 // them (INPUT and FORWARD jump there for crn+ interfaces) and is dropped
 // unless accepted: the runtime API port on an address of the very bridge it
 // came in on (its own gateway: addrtype --limit-iface-in, one rule for all
-// jobs, so a job costs no iptables run), and, for a network with egress,
-// forwarding to anything but another job (a rule of its own). Jobs have no
-// IPv6 (ipv6.go); ip6tables drops all of it to and from their bridges all
-// the same, in case an interface gets it back (a host-wide
-// net.ipv6.conf.all.disable_ipv6=0 reaches the bridges too).
+// jobs, so a job costs no iptables run), and, for a network with a route
+// out, what its egress mode lets out to anything but another job (rules of
+// its own, egress.go). Jobs have no IPv6 (ipv6.go); ip6tables drops all of
+// it to and from their bridges all the same, in case an interface gets it
+// back (a host-wide net.ipv6.conf.all.disable_ipv6=0 reaches the bridges
+// too).
 const (
 	chainInput   = "CRONIUM-INPUT"
 	chainForward = "CRONIUM-FORWARD"
@@ -25,9 +28,12 @@ const (
 )
 
 type firewall struct {
-	ipt  *iptables.IPTables
-	ip6t *iptables.IPTables // nil when the kernel has no IPv6
-	port int
+	ipt *iptables.IPTables
+	// restorePath is iptables-restore, which applies a job's rules in one
+	// run.
+	restorePath string
+	ip6t        *iptables.IPTables // nil when the kernel has no IPv6
+	port        int
 }
 
 func newFirewall(port int) (*firewall, error) {
@@ -35,7 +41,11 @@ func newFirewall(port int) (*firewall, error) {
 	if err != nil {
 		return nil, fmt.Errorf("iptables: %w (install the iptables package)", err)
 	}
-	fw := &firewall{ipt: ipt, port: port}
+	restorePath, err := exec.LookPath("iptables-restore")
+	if err != nil {
+		return nil, fmt.Errorf("iptables-restore: %w (install the iptables package)", err)
+	}
+	fw := &firewall{ipt: ipt, port: port, restorePath: restorePath}
 	if hostHasIPv6() {
 		if fw.ip6t, err = iptables.New(iptables.IPFamily(iptables.ProtocolIPv6), iptables.Timeout(10)); err != nil {
 			return nil, fmt.Errorf("ip6tables: %w (install the iptables package)", err)
@@ -123,54 +133,83 @@ func (fw *firewall) apiRule() []string {
 	return []string{"-p", "tcp", "--dport", strconv.Itoa(fw.port), "-m", "addrtype", "--dst-type", "LOCAL", "--limit-iface-in", "-j", "ACCEPT"}
 }
 
-// rules are the network's own rules: only an egress network has any.
-func (fw *firewall) rules(n *Network) map[string][][]string {
-	tag := []string{"-m", "comment", "--comment", commentTag + n.ID}
-	r := map[string][][]string{}
-	if n.Egress {
-		r[chainForward] = [][]string{append([]string{"-i", n.Bridge, "!", "-o", BridgePrefix + "+", "-j", "ACCEPT"}, tag...)}
+// rules are the network's own rules in the agent's FORWARD chain, in
+// order: only a network with a route out has any. They are kept in its
+// record (resolved names may resolve differently by teardown); a record of
+// an agent from before the egress modes holds none, and had its one rule.
+func (fw *firewall) rules(n *Network) [][]string {
+	if n.Rules != nil || !n.Egress || n.Mode != "" {
+		return n.Rules
 	}
-	return r
+	return [][]string{{"-i", n.Bridge, "!", "-o", BridgePrefix + "+", "-j", "ACCEPT", "-m", "comment", "--comment", commentTag + n.ID}}
 }
 
+// allow inserts the network's rules at the top of the chain, in their
+// order, in one iptables-restore run: each iptables run costs milliseconds,
+// and a batch is applied whole or not at all.
 func (fw *firewall) allow(n *Network) error {
-	for chain, rules := range fw.rules(n) {
-		for _, rule := range rules {
-			if err := fw.ipt.Insert("filter", chain, 1, rule...); err != nil {
-				return fmt.Errorf("allow %s in %s: %w", n.ID, chain, err)
-			}
-		}
+	rules := fw.rules(n)
+	if len(rules) == 0 {
+		return nil
+	}
+	lines := make([]string, len(rules))
+	for i, r := range rules {
+		lines[i] = fmt.Sprintf("-I %s %d %s", chainForward, i+1, strings.Join(r, " "))
+	}
+	if err := fw.restore(lines); err != nil {
+		return fmt.Errorf("allow %s: %w", n.ID, err)
 	}
 	return nil
 }
 
-// remove deletes the network's rules. They follow from its record, so no
-// listing is needed (each iptables call costs milliseconds); a network whose
-// record is incomplete falls back to deleting by tag.
+// remove deletes the network's rules. They come from its record, so no
+// listing is needed, and go in one batch; when the batch fails (a rule is
+// missing: a setup that died before inserting them, or someone removed
+// one), the rules are deleted by tag instead.
 func (fw *firewall) remove(n *Network) error {
 	if !n.Gateway.IsValid() {
 		return fw.removeTagged(func(id string) bool { return id == n.ID })
 	}
-	var errs []error
-	for chain, rules := range fw.rules(n) {
-		for _, rule := range rules {
-			// Delete rather than DeleteIfExists: one iptables run, not two.
-			if err := fw.ipt.Delete("filter", chain, rule...); err != nil && !isNotExist(err) {
-				errs = append(errs, fmt.Errorf("delete rule of %s in %s: %w", n.ID, chain, err))
-			}
-		}
+	rules := fw.rules(n)
+	if len(rules) == 0 {
+		return nil
 	}
-	return errors.Join(errs...)
+	lines := make([]string, len(rules))
+	for i, r := range rules {
+		lines[i] = fmt.Sprintf("-D %s %s", chainForward, strings.Join(r, " "))
+	}
+	if err := fw.restore(lines); err == nil {
+		return nil
+	}
+	return fw.removeTagged(func(id string) bool { return id == n.ID })
 }
 
-func isNotExist(err error) bool {
-	var ie *iptables.Error
-	return errors.As(err, &ie) && ie.IsNotExist()
+// restore applies rule lines ("-I chain ...", "-D chain ...") to the
+// filter table in one iptables-restore run, leaving every other rule as
+// it is (--noflush).
+func (fw *firewall) restore(lines []string) error {
+	var in bytes.Buffer
+	in.WriteString("*filter\n")
+	for _, l := range lines {
+		in.WriteString(l)
+		in.WriteByte('\n')
+	}
+	in.WriteString("COMMIT\n")
+	cmd := exec.Command(fw.restorePath, "--noflush", "--wait", "10")
+	cmd.Stdin = &in
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables-restore of %d rules: %w: %s", len(lines), err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
-// removeTagged deletes the rules whose network id matches.
+// removeTagged deletes the rules whose network id matches, listing the
+// chains to find them (the sweep, and networks without a usable record),
+// in one batch; should the batch fail, rule by rule.
 func (fw *firewall) removeTagged(match func(id string) bool) error {
 	var errs []error
+	type listed struct{ chain, rule string }
+	var found []listed
 	for _, chain := range []string{chainInput, chainForward} {
 		rules, err := fw.ipt.List("filter", chain)
 		if err != nil {
@@ -178,15 +217,28 @@ func (fw *firewall) removeTagged(match func(id string) bool) error {
 			continue
 		}
 		for _, rule := range rules {
-			id, ok := taggedID(rule)
-			if !ok || !match(id) {
-				continue
+			if id, ok := taggedID(rule); ok && match(id) {
+				found = append(found, listed{chain, rule})
 			}
-			spec := strings.Fields(strings.TrimPrefix(rule, "-A "+chain+" "))
-			spec = unquote(spec)
-			if err := fw.ipt.DeleteIfExists("filter", chain, spec...); err != nil {
-				errs = append(errs, fmt.Errorf("delete rule of %s in %s: %w", id, chain, err))
-			}
+		}
+	}
+	if len(found) == 0 {
+		return errors.Join(errs...)
+	}
+	lines := make([]string, len(found))
+	for i, f := range found {
+		lines[i] = "-D " + strings.TrimPrefix(f.rule, "-A ")
+	}
+	if err := fw.restore(lines); err == nil {
+		return errors.Join(errs...)
+	}
+	// Another process may have deleted some meanwhile: one by one, each
+	// only if it is still there.
+	for _, f := range found {
+		spec := unquote(strings.Fields(strings.TrimPrefix(f.rule, "-A "+f.chain+" ")))
+		if err := fw.ipt.DeleteIfExists("filter", f.chain, spec...); err != nil {
+			id, _ := taggedID(f.rule)
+			errs = append(errs, fmt.Errorf("delete rule of %s in %s: %w", id, f.chain, err))
 		}
 	}
 	return errors.Join(errs...)

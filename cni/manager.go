@@ -1,8 +1,9 @@
 // Package cni gives each job a network of its own through libcni and the
 // standard plugins: a named network namespace, a bridge with a small subnet
 // from a pool, the job on one address and the agent on the gateway, no route
-// out unless egress is allowed, and firewall rules that let the job reach
-// only its own runtime API port on the gateway.
+// out unless egress is allowed (then forwarding rules per job that follow
+// the outbound policy), and firewall rules that let the job reach only its
+// own runtime API port on the gateway.
 package cni
 
 import (
@@ -39,8 +40,15 @@ type Config struct {
 	StateDir string
 	// Pool is carved into one /30 per job: network, gateway, job, broadcast.
 	Pool netip.Prefix
-	// Egress gives jobs a default route and masquerading to the outside.
-	Egress bool
+	// Egress is what jobs may reach outside (empty: none). all and
+	// allowlist give them a default route and masquerading, and forwarding
+	// rules made from Outbound.
+	Egress Egress
+	// Outbound is the outbound policy of networks with a route out.
+	Outbound Outbound
+	// DNS are the servers of jobs with a route out (their resolv.conf;
+	// allowlist lets DNS to them out). At most MaxDNS are used.
+	DNS []netip.Addr
 	// APIPort is the one port a job may reach on its gateway.
 	APIPort int
 }
@@ -57,13 +65,21 @@ func DefaultConfig() Config {
 
 // Network is one job's network.
 type Network struct {
-	ID        string       `json:"id"`
-	NetNS     string       `json:"netns"`
-	Bridge    string       `json:"bridge"`
-	Subnet    netip.Prefix `json:"subnet"`
-	Gateway   netip.Addr   `json:"gateway"`
-	Address   netip.Addr   `json:"address"`
-	Egress    bool         `json:"egress"`
+	ID      string       `json:"id"`
+	NetNS   string       `json:"netns"`
+	Bridge  string       `json:"bridge"`
+	Subnet  netip.Prefix `json:"subnet"`
+	Gateway netip.Addr   `json:"gateway"`
+	Address netip.Addr   `json:"address"`
+	// Egress says whether it has a route out (a default route and
+	// masquerading), Mode which egress mode made it.
+	Egress bool   `json:"egress"`
+	Mode   Egress `json:"mode,omitempty"`
+	// DNS are the servers in the job's resolv.conf.
+	DNS []netip.Addr `json:"dns,omitempty"`
+	// Rules are its rules in the agent's FORWARD chain, in order, so that
+	// teardown deletes exactly them without listing the chain.
+	Rules     [][]string `json:"rules,omitempty"`
 	lock      *os.File
 	teardownM sync.Once
 }
@@ -94,6 +110,12 @@ func New(cfg Config, opts ...Option) (*Manager, error) {
 	if cfg.APIPort <= 0 || cfg.APIPort > 65535 {
 		return nil, fmt.Errorf("runtime API port %d is out of range", cfg.APIPort)
 	}
+	if !cfg.Egress.valid() {
+		return nil, fmt.Errorf("egress %q: want none, allowlist or all", cfg.Egress)
+	}
+	if cfg.Egress == "" {
+		cfg.Egress = EgressNone
+	}
 	m := &Manager{cfg: cfg, log: slog.Default()}
 	for _, o := range opts {
 		o(m)
@@ -118,7 +140,10 @@ func New(cfg Config, opts ...Option) (*Manager, error) {
 		return nil, err
 	}
 	m.fw = fw
-	if cfg.Egress {
+	if cfg.Egress.routesOut() {
+		if len(cfg.DNS) == 0 {
+			m.log.Warn("jobs with egress get no DNS server: network.dns is empty and the host's /etc/resolv.conf names no resolver a job can reach (a local stub resolver such as 127.0.0.53 is not); set network.dns")
+		}
 		// Forwarding is host-wide: it is only switched on when the operator
 		// allowed egress; the agent's FORWARD chain still drops job-to-job.
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
@@ -180,7 +205,11 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Network, err error) 
 		return nil, err
 	}
 	netnsName, bridge := Names(id)
-	n := &Network{ID: id, NetNS: netnsName, Bridge: bridge, Egress: m.cfg.Egress}
+	n := &Network{ID: id, NetNS: netnsName, Bridge: bridge, Egress: m.cfg.Egress.routesOut(), Mode: m.cfg.Egress}
+	if n.Egress {
+		n.DNS = m.cfg.DNS[:min(len(m.cfg.DNS), MaxDNS)]
+	}
+	resolving := m.startResolve(ctx)
 	lock, err := m.lockNetwork(id)
 	if err != nil {
 		return nil, err
@@ -215,10 +244,28 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Network, err error) 
 	if err := disableBridgeIPv6(n.Bridge); err != nil {
 		return nil, err
 	}
-	if err := m.fw.allow(n); err != nil {
+	if err := m.firewall(n, resolving); err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// firewall inserts the network's forwarding rules, once its allowlist is
+// resolved. They are recorded first, so that a crash after inserting them
+// leaves their exact list for the teardown.
+func (m *Manager) firewall(n *Network, resolving *resolution) error {
+	if !n.Egress {
+		return nil
+	}
+	allowed, err := resolving.wait()
+	if err != nil {
+		m.log.Warn("network.allow entries left out of the job's allowlist", "network", n.ID, "error", err)
+	}
+	n.Rules = forwardRules(n, m.cfg.Outbound, allowed)
+	if err := m.writeRecord(n); err != nil {
+		return err
+	}
+	return m.fw.allow(n)
 }
 
 // Teardown removes the job's network: firewall rules, CNI attachments

@@ -24,7 +24,9 @@ func testManager(t *testing.T, egress bool) *Manager {
 		testenv.Unavailable(t, "network tests must run as root")
 	}
 	cfg := DefaultConfig()
-	cfg.Egress = egress
+	if egress {
+		cfg.Egress = EgressAll
+	}
 	m, err := New(cfg)
 	if err != nil {
 		testenv.Unavailable(t, "cni: %v", err)

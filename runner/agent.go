@@ -9,6 +9,7 @@ import (
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/runner/httpexec"
 	"github.com/cronium/cronium-agent/runner/metrics"
 	"github.com/cronium/cronium-agent/sidecar"
 	"github.com/cronium/cronium-agent/state"
@@ -35,6 +36,10 @@ type AgentConfig struct {
 	Version string
 
 	Policy Policy
+	// HTTP configures the HTTP_REQUEST executor: the outbound policy
+	// (without httpexec.WithPolicy every request is refused), the body cap
+	// and the connect timeout.
+	HTTP []httpexec.Option
 	// Dispatch includes the orchestrator id and the fault hook, which the
 	// syncer gets too.
 	Dispatch DispatchConfig
@@ -121,7 +126,7 @@ func (a *Agent) Run(ctx context.Context, drain <-chan struct{}) error {
 		return err
 	}
 	defer release()
-	executors := LocalExecutors(ex, a.cfg.Policy)
+	executors := LocalExecutors(ex, a.cfg.Policy, a.cfg.HTTP...)
 	if a.cfg.OpenExecutors != nil {
 		more, release, err := a.cfg.OpenExecutors(ctx, store)
 		if err != nil {

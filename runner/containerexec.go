@@ -9,6 +9,7 @@ import (
 	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/runner/httpexec"
 )
 
 // ScriptRunner runs a script job to its end in a container (the containerd
@@ -31,11 +32,12 @@ func NewContainerExecutor(scripts ScriptRunner, policy Policy) *ContainerExecuto
 }
 
 // LocalExecutors are the executors of a host that runs jobs itself: script
-// jobs in containers, HTTP requests from the agent.
-func LocalExecutors(scripts ScriptRunner, policy Policy) Executors {
+// jobs in containers, HTTP requests from the agent (under httpOpts: the
+// outbound policy, without which every request is refused).
+func LocalExecutors(scripts ScriptRunner, policy Policy, httpOpts ...httpexec.Option) Executors {
 	return Executors{
 		TargetContainer: NewContainerExecutor(scripts, policy),
-		TargetHTTP:      NewHTTPExecutor(policy),
+		TargetHTTP:      NewHTTPExecutor(policy, httpOpts...),
 	}
 }
 

@@ -27,6 +27,8 @@ import (
 //
 //	out TEXT       a stdout line
 //	err TEXT       a stderr line
+//	frag TEXT      a stdout fragment: TEXT without a newline after it
+//	efrag TEXT     a stderr fragment
 //	lines N        N stdout lines "line k", k counting on across the task
 //	sleep DUR      a Go duration
 //	gate NAME      wait until the test opens gate NAME (world.open)
@@ -51,6 +53,8 @@ const (
 	opExit
 	opFailFirst
 	opSetup
+	opFrag
+	opErrFrag
 )
 
 type op struct {
@@ -74,6 +78,10 @@ func parseProgram(src string) ([]op, error) {
 			prog = append(prog, op{kind: opOut, text: arg})
 		case "err":
 			prog = append(prog, op{kind: opErr, text: arg})
+		case "frag":
+			prog = append(prog, op{kind: opFrag, text: arg})
+		case "efrag":
+			prog = append(prog, op{kind: opErrFrag, text: arg})
 		case "lines", "exit":
 			n, err := strconv.Atoi(arg)
 			if err != nil {
@@ -243,6 +251,10 @@ run:
 			t.emit(output.Stdout, o.text)
 		case opErr:
 			t.emit(output.Stderr, o.text)
+		case opFrag:
+			t.emitEntry(output.Stdout, o.text, true)
+		case opErrFrag:
+			t.emitEntry(output.Stderr, o.text, true)
 		case opLines:
 			for range o.n {
 				t.w.mu.Lock()
@@ -293,10 +305,14 @@ run:
 	t.changedLocked()
 }
 
-func (t *task) emit(s output.Stream, line string) {
+func (t *task) emit(s output.Stream, line string) { t.emitEntry(s, line, false) }
+
+// emitEntry adds an output entry: a line, or with fragment a piece of
+// text no newline follows.
+func (t *task) emitEntry(s output.Stream, line string, fragment bool) {
 	t.w.mu.Lock()
 	defer t.w.mu.Unlock()
-	t.entries = append(t.entries, output.Entry{Seq: uint64(len(t.entries) + 1), Stream: s, Time: time.Now(), Data: []byte(line)})
+	t.entries = append(t.entries, output.Entry{Seq: uint64(len(t.entries) + 1), Stream: s, Time: time.Now(), Data: []byte(line), Fragment: fragment})
 	t.changedLocked()
 }
 

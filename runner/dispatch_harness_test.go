@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,6 +23,8 @@ import (
 	"github.com/cronium/cronium-agent/backend/devserver/devtest"
 	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/runner"
+	"github.com/cronium/cronium-agent/runner/httpexec"
+	"github.com/cronium/cronium-agent/runner/netpolicy"
 	"github.com/cronium/cronium-agent/sidecar"
 	"github.com/cronium/cronium-agent/state"
 	"github.com/cronium/cronium-agent/state/journal"
@@ -388,7 +391,7 @@ func newAgent(t *testing.T, b *devBackend, w *world, dir string, cfg agentConfig
 	}()
 
 	a.exec = newFakeExecutor(w)
-	executors := runner.LocalExecutors(a.exec, runner.DefaultPolicy())
+	executors := runner.LocalExecutors(a.exec, runner.DefaultPolicy(), httpexec.WithPolicy(testOutbound(t)))
 	for t, x := range cfg.executors {
 		executors[t] = x
 	}
@@ -564,4 +567,23 @@ func (a *agent) kill(jobID string, logSeq uint64) string {
 	}
 	a.stop()
 	return next
+}
+
+// testOutbound is the outbound policy of the harness's HTTP jobs: mode none
+// with 127.0.0.1 allowed, where the tests' hook servers listen. Its connect
+// hook refuses anything off loopback even if the policy let it through: a
+// test never sends a packet elsewhere.
+func testOutbound(t testing.TB) *netpolicy.Policy {
+	t.Helper()
+	p, err := netpolicy.New(netpolicy.ModeNone, []string{"127.0.0.1/32"}, nil, netpolicy.WithHostAddrs(),
+		netpolicy.WithConnectHook(func(_, address string) error {
+			if ap, err := netip.ParseAddrPort(address); err != nil || !ap.Addr().IsLoopback() {
+				return errors.New("test: connect to " + address + " blocked")
+			}
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -46,6 +46,9 @@ type DispatchConfig struct {
 	Metrics         time.Duration
 	DrainTimeout    time.Duration
 	OutputCap       int // per stream, in the completion body
+	// Masking says which of a job's values its logs never show (the
+	// zero value masks secrets by the default names).
+	Masking Masking
 	// Fault, when set, is called at named points of a job's life
 	// (fault-injection tests kill the agent there).
 	Fault func(point string)
@@ -126,7 +129,7 @@ func NewDispatcher(be Backend, jobs *state.Jobs, delivery Delivery, executors Ex
 		running: map[string]*activeJob{}, freed: make(chan struct{}, 1), stopped: make(chan struct{}),
 	}
 	d.env = &jobEnv{
-		be: be, jobs: jobs, executors: executors, outputCap: cfg.OutputCap, fault: cfg.Fault, log: log,
+		be: be, jobs: jobs, executors: executors, outputCap: cfg.OutputCap, masking: cfg.Masking, fault: cfg.Fault, log: log,
 		stopped: d.stopped, attempting: d.setRunning, ended: d.count, observer: cfg.Observer, gateOf: d.gateOf,
 	}
 	return d

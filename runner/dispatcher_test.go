@@ -331,6 +331,13 @@ func TestDispatcherJobOutcomes(t *testing.T) {
 			status: "failed", exit: 1, stdout: "boom\n", stderr: "500 Internal Server Error"},
 		{name: "HTTP request timed out", req: devserver.SubmitRequest{HTTP: &devserver.HTTPSpec{URL: hook.URL + "/slow"}, Timeout: "150ms"},
 			status: "timeout", exit: -1, stderr: "no response within 150ms"},
+		// The harness's outbound policy allows 127.0.0.1 only.
+		{name: "HTTP request to the metadata service refused", req: devserver.SubmitRequest{HTTP: &devserver.HTTPSpec{URL: "http://169.254.169.254/latest/meta-data/"}},
+			status: "failed", exit: 1, stderr: "refused by the outbound policy: 169.254.169.254:80 is link-local (the cloud metadata service)",
+			system: "GET http://169.254.169.254/latest/meta-data/: refused by the outbound policy: 169.254.169.254:80 is link-local"},
+		{name: "HTTP request to loopback not allowed refused", req: devserver.SubmitRequest{HTTP: &devserver.HTTPSpec{URL: "http://127.0.0.2:9/"}},
+			status: "failed", exit: 1, stderr: `127.0.0.2:9 is loopback (allow it with network.allow: "127.0.0.2/32")`,
+			system: `refused by the outbound policy: 127.0.0.2:9 is loopback (allow it with network.allow: "127.0.0.2/32")`},
 		{name: "SSH job refused", raw: json.RawMessage(`{"type":"ssh","execution":{"target":{"type":"server","serverId":"1"},
 			"script":{"type":"BASH","content":"out never"}},"metadata":{"originalType":"SCRIPT"}}`),
 			status: "failed", exit: 1, errorMsg: "SSH jobs are not supported"},

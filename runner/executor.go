@@ -236,25 +236,35 @@ func (a *Attempt) Output(e output.Entry) { a.r.entry(e) }
 func (a *Attempt) OutputFrom(src int, e output.Entry) { a.r.entryFrom(src, e) }
 
 // Text adds what the executor produced itself to a stream: as it is to
-// the output the completion carries, line by line to the live log.
+// the output the completion carries, line by line to the live log, the
+// job's secrets masked.
 func (a *Attempt) Text(s output.Stream, text []byte) {
 	buf := a.r.stdout
 	if s == output.Stderr {
 		buf = a.r.stderr
 	}
-	buf.Write(text)
+	masked := a.r.mask.Mask(string(text))
+	buf.WriteString(masked)
 	now := time.Now().UTC()
-	for _, line := range strings.Split(strings.TrimSuffix(string(text), "\n"), "\n") {
+	for _, line := range strings.Split(strings.TrimSuffix(masked, "\n"), "\n") {
 		a.r.logs.add(s.String(), line, now, 0, 0)
 	}
 }
 
-// System logs one of the agent's own lines in the job's log.
+// System logs one of the agent's own lines in the job's log (the job's
+// secrets masked: an error may quote a value).
 func (a *Attempt) System(line string) { a.r.system(line) }
 
 // Stderr adds text to the stderr the completion carries only (not the
 // live log): what the agent has to say beside the script's own output.
-func (a *Attempt) Stderr(text string) { a.r.stderr.Write([]byte(text)) }
+func (a *Attempt) Stderr(text string) { a.r.stderr.WriteString(a.r.mask.Mask(text)) }
+
+// AddSecrets adds values that the job's text must not show from now on:
+// secrets an executor learns during the run (a tool's credentials, a
+// server's details fetched from the backend). Values the job carries
+// (secret environment values, its servers' passwords and keys) are masked
+// already. A no-op when masking is off.
+func (a *Attempt) AddSecrets(values ...string) { a.r.mask.Add(values...) }
 
 // Owned says (Adopt only) that the run is held again: until then a sweep
 // could take it for a leftover.
@@ -320,7 +330,9 @@ func (a *Attempt) EndExecution(execID string, startedAt time.Time, r Result, std
 	p := a.jb.Progress()
 	own := execID == p.ExecutionID
 	p.ExecutionID, p.StartedAt, p.ExecutionEnded = execID, startedAt, false
-	it, err := endItems(p, outcome{Result: r, stdout: stdout, stderr: stderr, executor: a.target})
+	m := a.r.mask
+	r.Err = m.Mask(r.Err)
+	it, err := endItems(p, outcome{Result: r, stdout: m.Mask(stdout), stderr: m.Mask(stderr), executor: a.target})
 	if err != nil || len(it) == 0 {
 		return err
 	}

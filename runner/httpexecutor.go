@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/cronium/cronium-agent/backend/api"
@@ -17,9 +18,10 @@ type HTTPExecutor struct {
 }
 
 // NewHTTPExecutor returns the executor of TargetHTTP; the policy gives
-// the timeouts.
-func NewHTTPExecutor(policy Policy) *HTTPExecutor {
-	return &HTTPExecutor{http: httpexec.New(nil), policy: policy}
+// the timeouts, opts the outbound policy (httpexec.WithPolicy: without
+// one every request is refused), the body cap and the connect timeout.
+func NewHTTPExecutor(policy Policy, opts ...httpexec.Option) *HTTPExecutor {
+	return &HTTPExecutor{http: httpexec.New(opts...), policy: policy}
 }
 
 // Run implements Executor.
@@ -39,6 +41,12 @@ func (x *HTTPExecutor) Run(ctx context.Context, a *Attempt) Result {
 	case res.TimedOut:
 		r.Status, r.ExitCode = api.StatusTimeout, ExitTimeout
 		a.Text(output.Stderr, []byte(err.Error()+"\n"))
+	case res.Refused:
+		// The rule that refused is what the job's owner needs: said in the
+		// live log too, not only in the completion's stderr.
+		r.Status, r.ExitCode = api.StatusFailed, 1
+		a.System(err.Error())
+		a.Text(output.Stderr, []byte(err.Error()+"\n"))
 	case err != nil:
 		r.Status, r.ExitCode = api.StatusFailed, 1
 		a.Text(output.Stderr, []byte(err.Error()+"\n"))
@@ -49,8 +57,11 @@ func (x *HTTPExecutor) Run(ctx context.Context, a *Attempt) Result {
 			r.Status, r.ExitCode = api.StatusFailed, 1
 			a.Stderr(res.Status + "\n")
 		}
+		if res.Truncated {
+			a.System(fmt.Sprintf("the response body was %d bytes: only its first %d are kept (http.maxBody)", res.Size, len(res.Body)))
+		}
 		// The response is the step's output, for workflows that use it.
-		r.Output, _ = json.Marshal(map[string]any{"statusCode": res.StatusCode, "body": string(res.Body), "truncated": res.Truncated})
+		r.Output, _ = json.Marshal(map[string]any{"statusCode": res.StatusCode, "body": string(res.Body), "truncated": res.Truncated, "size": res.Size})
 	}
 	return r
 }

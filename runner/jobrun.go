@@ -10,6 +10,7 @@ import (
 
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/backend/api"
+	"github.com/cronium/cronium-agent/runner/mask"
 	"github.com/cronium/cronium-agent/runner/output"
 	"github.com/cronium/cronium-agent/state"
 )
@@ -26,8 +27,10 @@ type jobEnv struct {
 	jobs      *state.Jobs
 	executors Executors
 	outputCap int
-	fault     func(string)
-	log       *slog.Logger
+	// masking says which of a job's values its logs never show.
+	masking Masking
+	fault   func(string)
+	log     *slog.Logger
 	// stopped ends the retrying of journal writes at a hard stop: the
 	// next start recovers what they were about.
 	stopped <-chan struct{}
@@ -53,6 +56,8 @@ type jobRunner struct {
 	target Target
 	exec   Executor
 	log    *slog.Logger
+	// mask masks the job's secrets in all its attempts' text (nil: off).
+	mask *mask.Masker
 }
 
 // phase moves the job to phase p of its hand-over gate; false if it was
@@ -74,7 +79,7 @@ func (jr *jobRunner) gate() *handOverGate {
 
 func (e *jobEnv) runnerFor(jb *state.Job) *jobRunner {
 	job := jb.Backend()
-	jr := &jobRunner{jobEnv: e, jb: jb, job: job, log: e.log.With("job", job.ID)}
+	jr := &jobRunner{jobEnv: e, jb: jb, job: job, log: e.log.With("job", job.ID), mask: e.masking.masker(job)}
 	if t, err := TargetOf(job); err == nil {
 		jr.target, jr.exec = t, e.executors[t]
 	}
@@ -234,6 +239,7 @@ func (o outcome) release(ctx context.Context) {
 // next attempt is an execution of its own. (The last attempt's end is
 // journaled with the completion, in one transaction.)
 func (jr *jobRunner) endExecution(ctx context.Context, o outcome) {
+	o.Err = jr.mask.Mask(o.Err)
 	items, err := endItems(jr.jb.Progress(), o)
 	if err == nil && len(items) > 0 {
 		err = jr.jb.Update(context.WithoutCancel(ctx), func(p *state.Progress) { p.ExecutionEnded = true }, items...)
@@ -326,6 +332,7 @@ func (jr *jobRunner) newAttempt(execID, runID string, n, of int, start time.Time
 			jb: jr.jb, exec: execID, skip: skip,
 			logs:   newLogStream(jr.jb, execID, log, jr.fault),
 			stdout: newCappedBuffer(jr.outputCap), stderr: newCappedBuffer(jr.outputCap),
+			mask: jr.mask, masks: [2]*mask.Stream{jr.mask.Stream(), jr.mask.Stream()},
 		},
 	}
 }
@@ -340,6 +347,11 @@ func (jr *jobRunner) end(ctx context.Context, a *Attempt, res Result, adopted bo
 		}
 	}
 	r := a.r
+	if !res.HandedOver {
+		// A run handed over is read again by the next agent process,
+		// which holds back the same text and gives it out itself.
+		r.flush()
+	}
 	r.logs.close()
 	o := outcome{Result: res, executor: jr.target, adopted: adopted, attemptStart: a.Start}
 	if res.NotStarted || res.HandedOver {
@@ -363,6 +375,7 @@ func (jr *jobRunner) end(ctx context.Context, a *Attempt, res Result, adopted bo
 // them in that order.
 func (jr *jobRunner) finish(o outcome) {
 	jr.ended(o)
+	o.Err = jr.mask.Mask(o.Err)
 	var it journalItem
 	var err error
 	if o.NeverRan {
@@ -439,6 +452,13 @@ type run struct {
 	exec           string
 	logs           *logStream
 	stdout, stderr *cappedBuffer
+	// mask masks the job's secrets in everything the run journals (nil:
+	// off); masks are its stdout's and stderr's streams, srcMasks those of
+	// each source. Masking happens before anything is kept: the captured
+	// streams, the live lines and the journal never hold a secret.
+	mask     *mask.Masker
+	masks    [2]*mask.Stream
+	srcMasks [][2]*mask.Stream
 	// skip: the output entries already journaled (a run adopted after a
 	// restart reads its output from the start again).
 	skip skipped
@@ -483,45 +503,114 @@ func (s skipped) has(total, ofStream uint64, stderr bool) bool {
 	return ofStream <= s.out
 }
 
-// capture counts an output entry and adds it to the streams the
-// completion carries; stream is 0 for stdout, 1 for stderr.
-func (r *run) capture(e output.Entry) (stream int) {
+// capture counts an output entry, masks it (ms is its stream's mask) and
+// adds it to the streams the completion carries; text is what stands for
+// the entry in the live log. Entries already journaled go through it too:
+// the head of a secret they end with is held back for the next entry.
+func (r *run) capture(e output.Entry, ms *mask.Stream) (text string) {
 	r.entries++
-	buf := r.stdout
-	if e.Stream == output.Stderr {
+	stream := streamIndex(e.Stream)
+	if stream == 1 {
 		r.errEntries++
-		stream, buf = 1, r.stderr
 	}
-	buf.Write(e.Data)
+	if e.Stream == output.System {
+		// The capture's own notices ("output dropped") are whole lines
+		// between the script's: the streams' held-back heads stay held.
+		text = r.mask.Mask(string(e.Data))
+	} else {
+		text = ms.Next(e.Data, e.Fragment)
+	}
+	buf := r.buffer(stream)
+	buf.WriteString(text)
 	if !e.Fragment {
 		buf.Write([]byte{'\n'})
 	}
-	return stream
+	return text
+}
+
+// streamIndex is 1 for stderr, 0 for the others (they go with stdout).
+func streamIndex(s output.Stream) int {
+	if s == output.Stderr {
+		return 1
+	}
+	return 0
+}
+
+// buffer is the captured stream the completion carries (0 stdout).
+func (r *run) buffer(stream int) *cappedBuffer {
+	if stream == 1 {
+		return r.stderr
+	}
+	return r.stdout
+}
+
+// logged tells whether an entry masked to text makes a live line: not a
+// fragment held back whole (its text comes with the next entry; its count
+// is journaled with that entry's, so a run adopted after a restart takes
+// it again).
+func logged(e output.Entry, text string) bool {
+	return text != "" || !e.Fragment || len(e.Data) == 0
 }
 
 // entry takes the run's next output entry.
 func (r *run) entry(e output.Entry) {
 	ofStream := r.entries - r.errEntries + 1
-	if r.capture(e) == 1 {
+	stream := streamIndex(e.Stream)
+	text := r.capture(e, r.masks[stream])
+	if stream == 1 {
 		ofStream = r.errEntries
 	}
-	if !r.skip.has(r.entries, ofStream, e.Stream == output.Stderr) {
-		r.logs.add(e.Stream.String(), string(e.Data), e.Time.UTC(), r.entries, r.errEntries)
+	if logged(e, text) && !r.skip.has(r.entries, ofStream, e.Stream == output.Stderr) {
+		r.logs.add(e.Stream.String(), text, e.Time.UTC(), r.entries, r.errEntries)
 	}
 }
 
 // entryFrom takes the run's next output entry from source src (one of
 // several read apart: the servers of a multi-server job).
 func (r *run) entryFrom(src int, e output.Entry) {
-	stream := r.capture(e)
 	for len(r.sources) <= src {
 		r.sources = append(r.sources, [2]uint64{})
+		r.srcMasks = append(r.srcMasks, [2]*mask.Stream{r.mask.Stream(), r.mask.Stream()})
 	}
+	stream := streamIndex(e.Stream)
+	text := r.capture(e, r.srcMasks[src][stream])
 	r.sources[src][stream]++
 	n := r.sources[src][stream]
-	if !r.skip.hasFrom(src, stream, n) {
-		r.logs.addFrom(e.Stream.String(), string(e.Data), e.Time.UTC(), r.entries, r.errEntries, src, stream, n)
+	if logged(e, text) && !r.skip.hasFrom(src, stream, n) {
+		r.logs.addFrom(e.Stream.String(), text, e.Time.UTC(), r.entries, r.errEntries, src, stream, n)
 	}
 }
 
-func (r *run) system(line string) { r.logs.add("system", line, time.Now().UTC(), 0, 0) }
+// flush gives out what the masks hold back at the end of the run: the
+// end of a last line without a newline that began like a secret.
+func (r *run) flush() {
+	now := time.Now().UTC()
+	for stream, ms := range r.masks {
+		if ms.Held() {
+			text := ms.Flush()
+			r.buffer(stream).WriteString(text)
+			r.logs.add(streamName(stream), text, now, r.entries, r.errEntries)
+		}
+	}
+	for src, mss := range r.srcMasks {
+		for stream, ms := range mss {
+			if ms.Held() {
+				text := ms.Flush()
+				r.buffer(stream).WriteString(text)
+				r.logs.addFrom(streamName(stream), text, now, r.entries, r.errEntries, src, stream, r.sources[src][stream])
+			}
+		}
+	}
+}
+
+// streamName is the name of stream 0 (stdout) or 1 (stderr).
+func streamName(stream int) string {
+	if stream == 1 {
+		return output.Stderr.String()
+	}
+	return output.Stdout.String()
+}
+
+func (r *run) system(line string) {
+	r.logs.add("system", r.mask.Mask(line), time.Now().UTC(), 0, 0)
+}

@@ -17,7 +17,12 @@ type cappedBuffer struct {
 
 func newCappedBuffer(cap int) *cappedBuffer { return &cappedBuffer{cap: cap} }
 
-func (c *cappedBuffer) Write(p []byte) {
+func (c *cappedBuffer) Write(p []byte) { write(c, p) }
+
+// WriteString is Write of a string (masked text), without a copy.
+func (c *cappedBuffer) WriteString(s string) { write(c, s) }
+
+func write[T string | []byte](c *cappedBuffer, p T) {
 	c.total += int64(len(p))
 	half := c.cap / 2
 	if room := half - len(c.head); room > 0 {

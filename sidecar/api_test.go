@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -296,12 +298,80 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
-func TestToolActionsNotImplemented(t *testing.T) {
+// Without a tool runner (jobs.toolActions off) the endpoint says which
+// setting turns it on; a token is still required first.
+func TestToolActionsNotEnabled(t *testing.T) {
 	e := newEnv(t)
 	s := e.start(t, testExec("job1"))
 	body := `{"tool":"slack","action":"send-message","params":{}}`
-	expectError(t, e.do(t, "POST", s.base+"/tool-actions/execute", s.Token(), strings.NewReader(body)), 501, "tool actions are not supported")
+	expectError(t, e.do(t, "POST", s.base+"/tool-actions/execute", s.Token(), strings.NewReader(body)), 501, "jobs.toolActions: true")
 	expectError(t, e.do(t, "POST", s.base+"/tool-actions/execute", "", strings.NewReader(body)), 401, "missing bearer token")
+}
+
+// fakeTools is a ToolRunner that records what it is asked.
+type fakeTools struct {
+	mu     sync.Mutex
+	execs  []string
+	bodies []string
+	result string
+	err    error
+}
+
+func (f *fakeTools) ExecuteTool(_ context.Context, exec sidecar.Execution, req json.RawMessage) (json.RawMessage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.execs = append(f.execs, exec.ExecutionID)
+	f.bodies = append(f.bodies, string(req))
+	return json.RawMessage(f.result), f.err
+}
+
+// With a tool runner the endpoint hands it the request of the token's
+// execution and serves its outcome as the data, failure included (200:
+// helpers retry 5xx, and a failed action may have had an effect); a
+// request it refuses is a 400 with its message.
+func TestToolActionsExecute(t *testing.T) {
+	tools := &fakeTools{}
+	e := newEnv(t, sidecar.WithToolRunner(tools))
+	s := e.start(t, testExec("job1"))
+	tests := []struct {
+		name, body, result string
+		err                error
+		status             int
+		want               string
+	}{
+		{"params", `{"tool":"slack","action":"send_message","params":{"text":"hi"}}`, `{"success":true,"data":{"ts":"1.2"}}`, nil,
+			200, `{"success":true,"data":{"success":true,"data":{"ts":"1.2"}}}`},
+		{"config", `{"tool":"discord","action":"send_message","config":{"content":"x"}}`, `{"success": false, "error": "discord: HTTP 500"}`, nil,
+			200, `{"success":true,"data":{"success":false,"error":"discord: HTTP 500"}}`},
+		{"refused", `{"tool":"fax"}`, ``, errors.New(`unknown tool "fax"`), 400, ""},
+		{"not an object", `[1]`, ``, nil, 400, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tools.result, tools.err = tt.result, tt.err
+			got := e.do(t, "POST", s.base+"/tool-actions/execute", s.Token(), strings.NewReader(tt.body))
+			if tt.status == 200 {
+				expect(t, got, 200, tt.want)
+				return
+			}
+			msg := "request body must be a JSON object"
+			if tt.err != nil {
+				msg = tt.err.Error()
+			}
+			expectError(t, got, tt.status, msg)
+		})
+	}
+	tools.mu.Lock()
+	defer tools.mu.Unlock()
+	if len(tools.bodies) != 3 || tools.bodies[0] != `{"action":"send_message","params":{"text":"hi"},"tool":"slack"}` ||
+		tools.bodies[1] != `{"action":"send_message","config":{"content":"x"},"tool":"discord"}` {
+		t.Errorf("the runner got %q", tools.bodies)
+	}
+	for _, id := range tools.execs {
+		if id != s.id {
+			t.Errorf("the runner ran for execution %s, want %s", id, s.id)
+		}
+	}
 }
 
 func TestBodyTooLarge(t *testing.T) {

@@ -257,7 +257,7 @@ func (sess *Session) handle(c *call) (route, string) {
 			sess.putVariable(c, key)
 		}
 	case routeToolAction:
-		c.fail(http.StatusNotImplemented, "tool actions are not supported by this agent")
+		sess.postToolAction(c)
 	}
 	return rt, cl.ExecutionID
 }
@@ -493,4 +493,36 @@ func (sess *Session) putVariable(c *call, key string) {
 		return
 	}
 	c.ok(nil)
+}
+
+// msgNoTools answers tool actions on an agent that does not run them.
+const msgNoTools = "tool actions are not enabled on this agent: its configuration must set jobs.toolActions: true (CRONIUM_JOBS_TOOL_ACTIONS=true)"
+
+// postToolAction runs a tool action through the agent's ToolRunner. The
+// body is never logged: it may hold credentials.
+func (sess *Session) postToolAction(c *call) {
+	if sess.srv.tools == nil {
+		c.fail(http.StatusNotImplemented, msgNoTools)
+		return
+	}
+	m, ok := sess.body(c)
+	if !ok {
+		return
+	}
+	req, err := json.Marshal(m)
+	if err != nil { // not reachable: m came from JSON
+		c.fail(http.StatusBadRequest, "request body must be a JSON object")
+		return
+	}
+	res, err := sess.srv.tools.ExecuteTool(c.r.Context(), sess.exec, req)
+	if err != nil {
+		c.fail(http.StatusBadRequest, err.Error())
+		return
+	}
+	if !json.Valid(res) {
+		sess.srv.log.Warn("runtime api: the tool runner returned invalid JSON", "execution", sess.exec.ExecutionID)
+		c.fail(http.StatusInternalServerError, "the tool action's result could not be encoded")
+		return
+	}
+	c.ok(compact(res))
 }

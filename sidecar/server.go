@@ -69,6 +69,8 @@ type Server struct {
 	maxBody int64
 	parser  *jwt.Parser
 
+	tools ToolRunner // nil: tool actions answer 501
+
 	maxConns      int
 	headerTimeout time.Duration
 	idleTimeout   time.Duration
@@ -144,6 +146,24 @@ func WithConnTimeouts(readHeader, idle time.Duration) Option {
 // ones beyond are answered 429. n <= 0 or per <= 0 disables the limit.
 func WithAuthFailureLimit(n int, per time.Duration) Option {
 	return func(s *Server) { s.authFailN, s.authFailPer = n, per }
+}
+
+// ToolRunner runs the tool actions of POST /tool-actions/execute (the
+// agent's tool executor): the runtime API never reaches a service itself.
+type ToolRunner interface {
+	// ExecuteTool runs the action request (the request body as the job
+	// sent it) for exec and returns the outcome, {success, data, error}
+	// as JSON, served as the reply's data whether the action succeeded or
+	// not (a failed action is not retried by the helpers: it may have had
+	// an effect). An error means the request was refused before anything
+	// was sent; its message (never holding a secret) is the 400's.
+	ExecuteTool(ctx context.Context, exec Execution, request json.RawMessage) (result json.RawMessage, err error)
+}
+
+// WithToolRunner serves POST /tool-actions/execute through t; without it
+// the endpoint answers 501, naming the setting that turns it on.
+func WithToolRunner(t ToolRunner) Option {
+	return func(s *Server) { s.tools = t }
 }
 
 // New returns a Server that signs tokens with secret (at least SecretSize

@@ -734,6 +734,7 @@ func (d *jobDecoder) environment(job *Job, r json.RawMessage, aead cipher.AEAD) 
 		} else if aead != nil {
 			if p, ok := decryptEnv(aead, s); ok {
 				s = p
+				job.DecryptedEnv = append(job.DecryptedEnv, k)
 			} else if looksEncrypted(s) {
 				job.EncryptedEnv = append(job.EncryptedEnv, k)
 			}

@@ -286,6 +286,9 @@ func TestEnvDecryption(t *testing.T) {
 	if !reflect.DeepEqual(j.EncryptedEnv, []string{"OTHERKEY"}) {
 		t.Errorf("EncryptedEnv %v, want OTHERKEY (looks encrypted, does not decrypt)", j.EncryptedEnv)
 	}
+	if !reflect.DeepEqual(j.DecryptedEnv, []string{"EMPTY", "ENC"}) {
+		t.Errorf("DecryptedEnv %v, want EMPTY and ENC (decrypted: secrets to mask)", j.DecryptedEnv)
+	}
 	j = decodeOK(t, body, DecodeOptions{})[0].Job
 	if !reflect.DeepEqual(j.EncryptedEnv, []string{"ENC", "OTHERKEY"}) {
 		// EMPTY is 32 bytes: iv and tag only, below the heuristic's 33.

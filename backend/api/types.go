@@ -54,6 +54,9 @@ type Job struct {
 	// backend's ciphertext but were passed unchanged (no key configured,
 	// or the configured key does not decrypt them).
 	EncryptedEnv []string
+	// DecryptedEnv names environment values that arrived encrypted and
+	// were decrypted: secrets, whatever their names (the agent masks them).
+	DecryptedEnv []string
 }
 
 // Script is a SCRIPT job's code.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,6 +173,32 @@ func rawJobs(t *testing.T, data []byte) []json.RawMessage {
 	return append(q.Jobs, q.Response.Jobs...)
 }
 
+// withToolAction gives a TOOL_ACTION fixture job without a toolAction (as
+// the deployed backend sends them) the plan's: a Slack message to the
+// incoming webhook at hook.
+func withToolAction(t *testing.T, raw json.RawMessage, hook string) json.RawMessage {
+	t.Helper()
+	var j map[string]any
+	if err := json.Unmarshal(raw, &j); err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := j["metadata"].(map[string]any)
+	exec, _ := j["execution"].(map[string]any)
+	if meta["originalType"] != "TOOL_ACTION" || exec == nil || exec["toolAction"] != nil {
+		return raw
+	}
+	exec["toolAction"] = map[string]any{"toolType": "SLACK", "config": map[string]any{
+		"actionId":    "slack-send-message",
+		"parameters":  map[string]any{"channel": "#ops", "text": fmt.Sprintf("%s: nightly ok", meta["eventName"])},
+		"credentials": map[string]any{"webhookUrl": hook},
+	}}
+	out, err := json.Marshal(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // atSSHD points the servers of an ssh job (target.serverDetails and
 // metadata.servers) at s, with s's credentials of the same kind (key or
 // password): the fixtures name servers that are not here.
@@ -232,11 +259,20 @@ func TestE2EFixtures(t *testing.T) {
 	})}
 	go hs.Serve(ln)
 	defer hs.Close()
+	// The TOOL_ACTION job of the mixed batch notifies Slack: a loopback
+	// receiver stands in for its incoming webhook.
+	slackGot := make(chan string, 4)
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		slackGot <- r.Method + " " + r.URL.Path + " " + string(body)
+		io.WriteString(w, "ok")
+	}))
+	defer slack.Close()
 
 	var ids []string
 	for _, f := range []string{"queue-single-bash.json", "queue-mixed-batch.json", "queue-deployed-backend.json", "queue-ssh.json", "queue-deployed-ssh.json"} {
 		for _, raw := range rawJobs(t, fixture(t, f)) {
-			id, err := b.Client.SubmitRaw(context.Background(), atSSHD(t, raw, sshd))
+			id, err := b.Client.SubmitRaw(context.Background(), withToolAction(t, atSSHD(t, raw, sshd), slack.URL+"/services/T0/B0/fixture"))
 			if err != nil {
 				t.Fatalf("%s: %v", f, err)
 			}
@@ -247,13 +283,14 @@ func TestE2EFixtures(t *testing.T) {
 		Key string `json:"encryptionKeyHex"`
 	}
 	json.Unmarshal(fixture(t, "queue-deployed-backend.json"), &key)
-	startAgent(t, b.URL, stateDir(t), "CRONIUM_ENV_ENCRYPTION_KEY="+key.Key)
+	// The outbound policy refuses loopback unless allowed: the hook's port.
+	// Tool actions on; the slack receiver allowed too, for when tool
+	// actions go through the outbound policy.
+	startAgent(t, b.URL, stateDir(t), "CRONIUM_ENV_ENCRYPTION_KEY="+key.Key, "CRONIUM_NETWORK_ALLOW=127.0.0.1:18080,"+strings.TrimPrefix(slack.URL, "http://"),
+		"CRONIUM_JOBS_TOOL_ACTIONS=true")
 
 	views := map[string]devserver.JobView{}
 	for _, id := range ids {
-		if id == "job_To0000000004" {
-			continue // a TOOL_ACTION: this agent never asks for one (below)
-		}
 		views[id] = waitJob(t, b, id, 2*time.Minute)
 	}
 	check := func(id, status string, code int, stdoutHas string) devserver.JobView {
@@ -310,11 +347,20 @@ func TestE2EFixtures(t *testing.T) {
 			t.Errorf("hook request lacks the job's headers: %v", c.header)
 		}
 	}
-	// The agent asks only for the job types it runs: the tool action stays
-	// queued for an agent that can (the runner's unit tests cover one that
-	// arrives anyway).
-	if to, _ := b.Client.Job(context.Background(), "job_To0000000004"); to.Status != "queued" || to.Claims != 0 {
-		t.Errorf("tool action job: %s, claimed %d times", to.Status, to.Claims)
+	// With jobs.toolActions the agent asks for TOOL_ACTION jobs too: the
+	// fixture's posts its message to the (loopback) Slack webhook, and the
+	// action's result is the job's scriptOutput.
+	to := check("job_To0000000004", "completed", 0, "tool action slack send-message done")
+	if string(to.ScriptOutput) != `{"success":true,"data":{"response":"ok","statusCode":200}}` {
+		t.Errorf("tool action job's scriptOutput %s", to.ScriptOutput)
+	}
+	select {
+	case got := <-slackGot:
+		if got != `POST /services/T0/B0/fixture {"channel":"#ops","text":"notify slack: nightly ok"}` {
+			t.Errorf("slack got %s", got)
+		}
+	default:
+		t.Error("the tool action job sent nothing to slack")
 	}
 	bad := check("job_Bad000000005", "failed", 1, "")
 	for _, field := range []string{"timeout", "RUBY"} {

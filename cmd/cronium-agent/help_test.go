@@ -165,7 +165,7 @@ func TestHelpEnvironmentKeys(t *testing.T) {
 		"jobs.killGrace":     "10s",
 		"journal.budget":     "1GiB",
 		"backend.url":        "none",
-		"network.egress":     "false",
+		"network.egress":     "none",
 		"jobs.outputCap":     "1MiB",
 		"network.pluginDirs": "/usr/lib/cni,/opt/cni/bin",
 	} {

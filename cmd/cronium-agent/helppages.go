@@ -186,7 +186,7 @@ Limits the script does not get from a flag are resources.defaults'; a flag above
 		{key: "jobs.killGrace", text: "between SIGTERM and SIGKILL"},
 		{key: "resources.defaults.memory", text: "the memory limit without --memory; cpu, pids, tmp and workspace have theirs"},
 		{key: "resources.max.memory", text: "the highest memory limit; cpu, pids, tmp and workspace have theirs"},
-		{key: "network.egress", text: "whether the job may reach the outside"},
+		{key: "network.egress", text: "the scripts' outbound mode: none (no route out), allowlist (network.allow only) or all; network.dns is their resolv.conf"},
 		{key: "registry.plainHTTP", text: "registries an --image is pulled from over plain HTTP; loopback ones always are"},
 		logLevelEnv,
 	},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -9,26 +10,72 @@ import (
 	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/internal/config"
 	"github.com/cronium/cronium-agent/runner/container"
+	"github.com/cronium/cronium-agent/runner/netpolicy"
 	"github.com/cronium/cronium-agent/runtimes/helpers"
 	"github.com/cronium/cronium-agent/sidecar"
 	"github.com/cronium/cronium-agent/state"
 )
 
+// networkConfig is the job networks' configuration without the outbound
+// policy: enough to sweep and tear down (their rules are in their records).
 func networkConfig(cfg config.Config) cni.Config {
 	return cni.Config{
 		PluginDirs: cfg.Network.PluginDirs,
 		StateDir:   cfg.Network.RunDir,
 		Pool:       netip.MustParsePrefix(cfg.Network.Pool), // validated with the config
-		Egress:     cfg.Network.Egress,
+		Egress:     cni.Egress(cfg.Network.Egress),
 		APIPort:    cfg.Network.APIPort,
 	}
+}
+
+// jobNetworkConfig is the configuration of the networks of scripts:
+// networkConfig with the scripts' outbound policy (network.egress, allow,
+// deny; allowlisted names resolved with the host's resolver at each job's
+// start) and their DNS servers.
+func jobNetworkConfig(cfg config.Config) (cni.Config, error) {
+	c := networkConfig(cfg)
+	if !cfg.Network.Egress.ScriptRoute() {
+		return c, nil
+	}
+	p, err := netpolicy.New(netpolicy.Mode(cfg.Network.Egress), cfg.Network.Allow, cfg.Network.Deny, netpolicy.WithJobPool(c.Pool))
+	if err != nil {
+		return cni.Config{}, fmt.Errorf("outbound policy of scripts: %w", err)
+	}
+	c.Outbound = container.OutboundOf(p, net.DefaultResolver)
+	c.DNS, err = jobDNS(cfg.Network.DNS, "/etc/resolv.conf")
+	return c, err
+}
+
+// jobDNS is network.dns, or when it is empty the host's nameservers that a
+// job can reach (none when the host has only a local stub resolver: the
+// network manager then says so).
+func jobDNS(configured []string, resolvConf string) ([]netip.Addr, error) {
+	if len(configured) == 0 {
+		// An unreadable file is a host without resolvers: the network
+		// manager warns that jobs get none.
+		usable, _, _ := cni.HostNameservers(resolvConf)
+		return usable, nil
+	}
+	out := make([]netip.Addr, 0, len(configured))
+	for _, s := range configured {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("network.dns: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // runOptions gives runs what they need beyond containerd: their networks,
 // the runtime API with its secret and store (the local file when store is
 // nil), and the helpers.
 func runOptions(env *cliEnv, cfg config.Config, store sidecar.Store) ([]container.Option, error) {
-	nm, err := cni.New(networkConfig(cfg), cni.WithLogger(env.log))
+	ncfg, err := jobNetworkConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("job networks: %w", err)
+	}
+	nm, err := cni.New(ncfg, cni.WithLogger(env.log))
 	if err != nil {
 		return nil, fmt.Errorf("job networks: %w", err)
 	}
@@ -52,7 +99,7 @@ func runOptions(env *cliEnv, cfg config.Config, store sidecar.Store) ([]containe
 	if err != nil {
 		return nil, fmt.Errorf("find the agent executable for the helper program: %w", err)
 	}
-	api := sidecar.New(secret, store, sidecar.WithLogger(env.log))
+	api := sidecar.New(secret, store, append([]sidecar.Option{sidecar.WithLogger(env.log)}, toolAPI(env, cfg)...)...)
 	return []container.Option{
 		container.WithNetwork(nm),
 		container.WithRuntimeAPI(api, cfg.Network.APIPort),

@@ -35,7 +35,7 @@ func openSSH(env *cliEnv, cfg config.Config, store sidecar.Store, creds sshexec.
 		return nil, nil, err
 	}
 	opts := []sshexec.Option{
-		sshexec.WithRuntimeAPI(sidecar.New(secret, store, sidecar.WithLogger(env.log))),
+		sshexec.WithRuntimeAPI(sidecar.New(secret, store, append([]sidecar.Option{sidecar.WithLogger(env.log)}, toolAPI(env, cfg)...)...)),
 		sshexec.WithStopGrace(time.Duration(cfg.Jobs.KillGrace)),
 		sshexec.WithParallel(c.MaxParallelServers),
 		sshexec.WithWorker(c.Worker),

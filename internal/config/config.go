@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/cronium/cronium-agent/runner/netpolicy"
 )
 
 // DefaultPath is where the agent looks for its configuration file.
@@ -31,11 +33,50 @@ type Config struct {
 	UserNS     UserNS     `yaml:"userns"`
 	Registry   Registry   `yaml:"registry"`
 	Network    Network    `yaml:"network"`
+	HTTP       HTTP       `yaml:"http"`
 	Backend    Backend    `yaml:"backend"`
 	Journal    Journal    `yaml:"journal"`
 	Admin      Admin      `yaml:"admin"`
 	SSH        SSH        `yaml:"ssh"`
 	Metrics    Metrics    `yaml:"metrics"`
+	Logs       Logs       `yaml:"logs"`
+	Tools      Tools      `yaml:"tools"`
+}
+
+// Tools configures tool actions (TOOL_ACTION jobs, when jobs.toolActions
+// is on, and the runtime API's POST /tool-actions/execute).
+type Tools struct {
+	Credentials map[string]ToolCredential `yaml:"credentials" doc:"Credentials of the tool actions, by name: each entry {tool, url, token, baseUrl, headers, host, port, username, password, tls, auth, from} (tool defaults to the entry's name: webhook, slack, discord, teams or email). An action uses the credential it carries itself, else the entry it names (\"credential\"), else the entry named after its tool, else the only entry for its tool; an entry is used whole. Secrets: never logged; keep this file 0600. Not settable from the environment."`
+}
+
+// ToolCredential is one entry of tools.credentials. Its fields are those
+// of toolexec.Credential, in the same order (the agent converts one to the
+// other). Secrets: URL (a webhook URL is one), Token, Password, Headers.
+type ToolCredential struct {
+	Tool     string            `yaml:"tool,omitempty"`
+	URL      string            `yaml:"url,omitempty"`
+	Token    string            `yaml:"token,omitempty"`
+	BaseURL  string            `yaml:"baseUrl,omitempty"`
+	Headers  map[string]string `yaml:"headers,omitempty"`
+	Host     string            `yaml:"host,omitempty"`
+	Port     int               `yaml:"port,omitempty"`
+	Username string            `yaml:"username,omitempty"`
+	Password string            `yaml:"password,omitempty"`
+	TLS      string            `yaml:"tls,omitempty"`
+	Auth     string            `yaml:"auth,omitempty"`
+	From     string            `yaml:"from,omitempty"`
+}
+
+// String never shows a secret.
+func (c ToolCredential) String() string { return "tool credential (secrets hidden)" }
+
+// GoString never shows a secret.
+func (c ToolCredential) GoString() string { return "config.ToolCredential{secrets hidden}" }
+
+// Logs configures what the agent's logs of a job never show.
+type Logs struct {
+	Mask      bool     `yaml:"mask" doc:"Replace the job's secrets by *** in everything the agent journals and delivers of it: live log lines, the completion's output, the agent's own lines and cronium-agent logs. Secrets are the values (4 characters or longer) of environment variables whose name matches maskNames or that arrived encrypted, and the passwords and private keys of the job's servers. What a script sets as its output through the runtime API is not masked."`
+	MaskNames []string `yaml:"maskNames" doc:"Environment variable names whose values are secrets: each entry matches a name containing it, in any case."`
 }
 
 // Metrics configures the Prometheus metrics and health listener.
@@ -95,13 +136,27 @@ type Backend struct {
 	EnvEncryptionKey string `yaml:"envEncryptionKey" doc:"64 hex characters: decrypts the environment values the deployed backend sends encrypted. A secret."`
 }
 
-// Network configures the per-job networks and the runtime API.
+// Network configures the per-job networks and the runtime API, and the
+// outbound policy (Egress, Allow, Deny: runner/netpolicy). Scripts get a
+// route out with egress all or allowlist (Egress.ScriptRoute), under per-job
+// forwarding rules (package cni), and DNS servers (DNS).
 type Network struct {
 	Pool       string   `yaml:"pool" doc:"IPv4 prefix carved into one /30 per running job."`
-	Egress     bool     `yaml:"egress" doc:"Lets jobs reach the outside (default route and masquerading); the host's own services and other jobs stay closed to them either way."`
+	Egress     Egress   `yaml:"egress" doc:"The outbound policy's mode for scripts (http.egress is HTTP jobs' and tool actions'): none (the default) gives a script no route out; allowlist lets out only what network.allow names; all lets everything out but network.deny and the built-in denies, with a default route and masquerading. Built-in denies, whatever the mode, unless an address entry of network.allow names them: the host's own addresses, loopback, link-local (the cloud metadata address among them), unspecified, multicast and the job network pool. The booleans of earlier versions are read as all (true) and none (false)."`
+	Allow      []string `yaml:"allow" doc:"Destinations let out: CIDRs (10.0.0.0/8), IPs, host names, each with an optional port (10.0.0.0/8:443, 192.0.2.7:8080, [::1]:80, api.example.com:443). A name matches the URL's host, yet never lets out an address of the built-in denies it resolves to (DNS rebinding): allow that address itself. Checked on every address connected to, redirects included."`
+	Deny       []string `yaml:"deny" doc:"Destinations refused, written as network.allow's; a deny wins over every allow. Precedence: network.deny, then network.allow, then the built-in denies, then network.egress."`
+	DNS        []string `yaml:"dns" doc:"DNS servers (IPv4 addresses, at most 3) in the /etc/resolv.conf of scripts with a route out (network.egress all or allowlist; allowlist lets DNS to them out). Empty takes the host's /etc/resolv.conf nameservers that are not loopback; a host with only a local stub resolver (127.0.0.53) needs this set (doctor says so). Names in network.allow are resolved with the host's resolver when each script starts."`
 	PluginDirs []string `yaml:"pluginDirs" doc:"Where the CNI plugins (bridge, host-local, loopback) are looked for."`
 	RunDir     string   `yaml:"runDir" doc:"Leases, subnets and locks of the job networks; must be a directory a reboot clears."`
 	APIPort    int      `yaml:"apiPort" doc:"Port of each job's runtime API on its gateway address."`
+}
+
+// HTTP configures the requests of HTTP_REQUEST jobs (their destinations:
+// network.egress, network.allow and network.deny).
+type HTTP struct {
+	Egress         Egress   `yaml:"egress" doc:"The outbound policy's mode for HTTP jobs and tool actions (network.egress is the scripts'): all (the default) lets them reach anything but network.deny and the built-in denies; none and allowlist only what network.allow names. The built-in denies and network.allow/deny are network.egress's."`
+	MaxBody        ByteSize `yaml:"maxBody" doc:"Bound on the response body a job keeps (its output); the rest is read and counted, not kept, within the job's timeout, and the job says the body was truncated and its whole size."`
+	ConnectTimeout Duration `yaml:"connectTimeout" doc:"Bound on resolving the host and connecting (per redirect hop), and on the TLS handshake; the job's timeout bounds the whole request."`
 }
 
 // Containerd says how to reach containerd and how jobs are created there.
@@ -145,6 +200,7 @@ type Jobs struct {
 	MetricsInterval   Duration `yaml:"metricsInterval" doc:"Period of the metrics report."`
 	OutputCap         ByteSize `yaml:"outputCap" doc:"Bound on stdout and on stderr each in the completing call; head and tail are kept around a marker."`
 	OutputBudget      ByteSize `yaml:"outputBudget" doc:"Disk one run's captured output may take. Past it the middle of the output is dropped at the source, with a line saying how much: the head stays, and the last eighth of the budget (at most 16MiB). Live lines and the journal see the same."`
+	ToolActions       bool     `yaml:"toolActions" doc:"Run tool actions (webhook, Slack, Discord, Teams, email): the agent then asks the backend for TOOL_ACTION jobs, and serves POST /tool-actions/execute to scripts (else 501). Off by default: the deployed Cronium backend does not transport a tool action's parameters (such jobs would fail). Credentials: tools.credentials."`
 }
 
 // Limits is one set of per-job resource values.
@@ -212,10 +268,12 @@ func Default() Config {
 		UserNS: UserNS{HostUID: 100000, HostGID: 100000, Size: 65536},
 		Network: Network{
 			Pool:       "10.213.0.0/16",
+			Egress:     EgressNone,
 			PluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"},
 			RunDir:     "/run/cronium-agent/cni",
 			APIPort:    8081,
 		},
+		HTTP:    HTTP{Egress: EgressAll, MaxBody: 4 * MiB, ConnectTimeout: Duration(10 * time.Second)},
 		Journal: Journal{Budget: 1 * GiB, SyncConcurrency: 4, Retain: Duration(24 * time.Hour)},
 		Admin:   Admin{Socket: "/run/cronium-agent/admin.sock"},
 		SSH: SSH{
@@ -232,6 +290,7 @@ func Default() Config {
 			BreakerCooldown:    Duration(30 * time.Second),
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9465"},
+		Logs:    Logs{Mask: true, MaskNames: []string{"TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL"}},
 	}
 }
 
@@ -304,11 +363,43 @@ func (c Config) Validate() error {
 	check(c.Network.APIPort > 0 && c.Network.APIPort < 65536, "network.apiPort %d is out of range", c.Network.APIPort)
 	check(len(c.Network.PluginDirs) > 0, "network.pluginDirs is empty")
 	check(c.Network.RunDir != "", "network.runDir is empty")
+	_, egressErr := ParseEgress(string(c.Network.Egress))
+	check(egressErr == nil, "network.egress %q: want none, allowlist or all", c.Network.Egress)
+	_, egressErr = ParseEgress(string(c.HTTP.Egress))
+	check(egressErr == nil, "http.egress %q: want none, allowlist or all", c.HTTP.Egress)
+	for _, l := range []struct {
+		key     string
+		entries []string
+	}{{"network.allow", c.Network.Allow}, {"network.deny", c.Network.Deny}} {
+		for _, s := range l.entries {
+			if _, err := netpolicy.ParseEntry(s); err != nil {
+				errs = append(errs, fmt.Errorf("%s %w", l.key, err))
+			}
+		}
+	}
+	check(len(c.Network.DNS) <= 3, "network.dns has %d servers: the resolver of a job reads the first 3 only", len(c.Network.DNS))
+	for _, d := range c.Network.DNS {
+		a, err := netip.ParseAddr(d)
+		check(err == nil && a.Is4() && !a.IsLoopback() && !a.IsUnspecified(), "network.dns %q: want an IPv4 address a job can reach (not loopback: jobs have their own)", d)
+	}
+	// The kept body is held in memory, once per running HTTP job.
+	check(c.HTTP.MaxBody >= 1*KiB && c.HTTP.MaxBody <= 256*MiB, "http.maxBody %s: want between 1KiB and 256MiB", c.HTTP.MaxBody)
+	check(c.HTTP.ConnectTimeout > 0, "http.connectTimeout must be positive")
 	check(c.Jobs.MaxConcurrent > 0, "jobs.maxConcurrent must be positive")
 	check(c.Jobs.PollInterval > 0 && c.Jobs.PollMaxInterval >= c.Jobs.PollInterval, "jobs.pollInterval must be positive and at most jobs.pollMaxInterval")
 	check(c.Jobs.LongPoll >= 0 && time.Duration(c.Jobs.LongPoll) <= time.Minute, "jobs.longPoll must be between 0 and 1m")
 	check(c.Jobs.OutputCap >= 4*KiB, "jobs.outputCap must be at least 4KiB")
 	check(c.Jobs.OutputBudget >= 1*MiB, "jobs.outputBudget must be at least 1MiB")
+	for name, tc := range c.Tools.Credentials {
+		// Names only: the values are secrets.
+		check(name != "", "tools.credentials has an entry without a name")
+		check(tc.Port >= 0 && tc.Port < 65536, "tools.credentials.%s.port %d is out of range", name, tc.Port)
+		switch tc.TLS {
+		case "", "auto", "starttls", "tls", "none":
+		default:
+			errs = append(errs, fmt.Errorf("tools.credentials.%s.tls %q: want auto, starttls, tls or none", name, tc.TLS))
+		}
+	}
 	check(c.Journal.Budget >= 1*MiB, "journal.budget must be at least 1MiB")
 	check(c.Journal.SyncConcurrency > 0, "journal.syncConcurrency must be positive")
 	check(c.Journal.Retain >= 0, "journal.retain is negative")

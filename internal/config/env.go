@@ -124,6 +124,13 @@ func setFromString(v reflect.Value, s string) error {
 		}
 		v.SetInt(int64(b))
 		return nil
+	case Egress:
+		e, err := ParseEgress(s)
+		if err != nil {
+			return err
+		}
+		v.SetString(string(e))
+		return nil
 	case []string:
 		var list []string
 		for _, item := range strings.Split(s, ",") {

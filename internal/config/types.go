@@ -108,3 +108,52 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes the duration as a string.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Egress is network.egress: none, allowlist or all (see runner/netpolicy).
+type Egress string
+
+// The values of network.egress.
+const (
+	EgressNone      Egress = "none"
+	EgressAllowlist Egress = "allowlist"
+	EgressAll       Egress = "all"
+)
+
+// ParseEgress reads network.egress. The booleans it was before are still
+// read, so that no existing file or variable breaks: true is all, false
+// none (the YAML 1.1 spellings yes/no/on/off included).
+func ParseEgress(s string) (Egress, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	switch Egress(t) {
+	case EgressNone, EgressAllowlist, EgressAll:
+		return Egress(t), nil
+	}
+	switch t {
+	case "yes", "on":
+		return EgressAll, nil
+	case "no", "off":
+		return EgressNone, nil
+	}
+	if b, err := strconv.ParseBool(t); err == nil {
+		if b {
+			return EgressAll, nil
+		}
+		return EgressNone, nil
+	}
+	return "", fmt.Errorf("invalid egress %q: want none, allowlist or all", s)
+}
+
+// UnmarshalYAML accepts a mode or a boolean.
+func (e *Egress) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseEgress(n.Value)
+	if err != nil {
+		return err
+	}
+	*e = v
+	return nil
+}
+
+// ScriptRoute says whether script jobs get a route out (default route and
+// masquerading): all and allowlist do, under their per-job forwarding rules
+// (package cni), which for allowlist let out only network.allow and DNS.
+func (e Egress) ScriptRoute() bool { return e == EgressAll || e == EgressAllowlist }

@@ -70,7 +70,7 @@ type doctor struct {
 	cfg        config.Config
 	proc       string // /proc
 	sys        string // /sys
-	etc        string // /etc: subuid, subgid
+	etc        string // /etc: subuid, subgid, resolv.conf
 	modules    string // /lib/modules
 	path       string // the PATH runc and iptables are looked up in
 	configPath string // named in fixes
@@ -86,7 +86,7 @@ func WithProcDir(dir string) Option { return func(d *doctor) { d.proc = dir } }
 // WithSysDir reads the cgroup file system below dir instead of /sys.
 func WithSysDir(dir string) Option { return func(d *doctor) { d.sys = dir } }
 
-// WithEtcDir reads subuid and subgid in dir instead of /etc.
+// WithEtcDir reads subuid, subgid and resolv.conf in dir instead of /etc.
 func WithEtcDir(dir string) Option { return func(d *doctor) { d.etc = dir } }
 
 // WithModulesDir looks for loadable kernel modules below dir instead of
@@ -138,6 +138,7 @@ func Checks(cfg config.Config, opts ...Option) []Check {
 		{"cni", "the CNI plugins bridge, host-local and loopback are in one of network.pluginDirs", d.cniPlugins},
 		{"iptables", "iptables is on PATH and runs (iptables --version)", d.iptables},
 		{"ip-forward", "IPv4 forwarding is on, when network.egress lets jobs out", d.ipForward},
+		{"dns", "scripts with a route out have a DNS server they can reach: network.dns, or a non-loopback nameserver in /etc/resolv.conf", d.dns},
 		{"subids", "no user in /etc/subuid or /etc/subgid is given ids of the jobs' range (userns.*)", d.subordinateIDs},
 		{"state-dir", "state.dir exists or can be made, is root's, and jobs can search it and every directory above", d.stateDir},
 		{"disk", "the file system of state.dir has journal.budget free", d.disk},

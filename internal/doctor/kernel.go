@@ -154,8 +154,8 @@ func (d *doctor) loadableModule(name string) (string, bool) {
 // host with it off still works until something (a sysctl reload, a
 // firewall manager) switches it off again under running jobs.
 func (d *doctor) ipForward(context.Context) Result {
-	if !d.cfg.Network.Egress {
-		return pass("not needed (network.egress is off: jobs have no route out)")
+	if !d.cfg.Network.Egress.ScriptRoute() {
+		return pass("not needed (network.egress is none: scripts have no route out)")
 	}
 	path := d.procFile("sys", "net", "ipv4", "ip_forward")
 	b, err := os.ReadFile(path)

@@ -102,7 +102,7 @@ func TestOverlayFS(t *testing.T) {
 
 func TestIPForward(t *testing.T) {
 	egress := config.Default()
-	egress.Network.Egress = true
+	egress.Network.Egress = config.EgressAll
 	for _, tc := range []struct {
 		name  string
 		cfg   config.Config

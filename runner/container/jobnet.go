@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/cni"
+	"github.com/cronium/cronium-agent/runner/netpolicy"
 	"github.com/cronium/cronium-agent/runtimes/jobinit"
 	"github.com/cronium/cronium-agent/sidecar"
 )
@@ -141,6 +143,48 @@ func writeHosts(path, hostname string, n *cni.Network) error {
 		return fmt.Errorf("write hosts file: %w", err)
 	}
 	return nil
+}
+
+// writeResolvConf makes the job's /etc/resolv.conf: its network's DNS
+// servers. Only a job with a route out gets one; the others keep the
+// image's (empty: they could not reach any server).
+func writeResolvConf(path string, n *cni.Network) error {
+	if err := os.WriteFile(path, cni.ResolvConf(n.DNS), 0o444); err != nil {
+		return fmt.Errorf("write resolv.conf: %w", err)
+	}
+	return nil
+}
+
+// OutboundOf is the outbound policy p as job networks need it: the address
+// ranges of network.deny and network.allow, and, for egress allowlist,
+// network.allow with its names looked up with r when each job's network is
+// set up (r is the host's resolver in the agent; tests pass their own).
+func OutboundOf(p *netpolicy.Policy, r netpolicy.Resolver) cni.Outbound {
+	// The address entries as written: Resolve without lookups.
+	addrs, _ := p.Resolve(context.Background(), noLookup{})
+	return cni.Outbound{
+		Deny:  destinations(p.DenyPrefixes()),
+		Allow: destinations(addrs),
+		Resolve: func(ctx context.Context) ([]cni.Destination, error) {
+			d, err := p.Resolve(ctx, r)
+			return destinations(d), err
+		},
+	}
+}
+
+// noLookup resolves no name.
+type noLookup struct{}
+
+func (noLookup) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) {
+	return nil, errors.New("not looked up")
+}
+
+func destinations(ds []netpolicy.Destination) []cni.Destination {
+	out := make([]cni.Destination, len(ds))
+	for i, d := range ds {
+		out[i] = cni.Destination{Prefix: d.Prefix, Port: d.Port, Entry: d.Entry}
+	}
+	return out
 }
 
 // helperEnv points every language at the helpers: PYTHONPATH and NODE_PATH

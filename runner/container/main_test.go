@@ -56,6 +56,9 @@ type harness struct {
 // harnessConfig selects what a harness's runs get.
 type harnessConfig struct {
 	egress bool
+	// network, when set, replaces the job networks' configuration that
+	// egress gives (an outbound policy, DNS servers).
+	network func(*cni.Config)
 	// client is the containerd the harness uses (default: the test one),
 	// runtimes the runtime images it must hold.
 	client   *containerd.Client
@@ -92,7 +95,14 @@ func newHarnessWith(t testing.TB, hopts []harnessOpt, opts ...container.Option) 
 	if err := helpers.WriteTo(filepath.Join(state, "helpers")); err != nil {
 		t.Fatal(err)
 	}
-	a, err := newAgent(client, state, "local.db", hc.egress, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
+	ncfg := cni.DefaultConfig()
+	if hc.egress {
+		ncfg.Egress = cni.EgressAll
+	}
+	if hc.network != nil {
+		hc.network(&ncfg)
+	}
+	a, err := newAgentNet(client, state, "local.db", ncfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 	if errors.Is(err, errNoNetworks) {
 		testenv.Unavailable(t, "%v", err)
 	}
@@ -128,7 +138,14 @@ var errNoNetworks = errors.New("job networks")
 // file only one process may open).
 func newAgent(client *containerd.Client, state, db string, egress bool, log *slog.Logger, opts ...container.Option) (*agent, error) {
 	ncfg := cni.DefaultConfig()
-	ncfg.Egress = egress
+	if egress {
+		ncfg.Egress = cni.EgressAll
+	}
+	return newAgentNet(client, state, db, ncfg, log, opts...)
+}
+
+// newAgentNet is newAgent with its job networks configured by ncfg.
+func newAgentNet(client *containerd.Client, state, db string, ncfg cni.Config, log *slog.Logger, opts ...container.Option) (*agent, error) {
 	nm, err := cni.New(ncfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errNoNetworks, err)

@@ -382,7 +382,8 @@ func (j *job) collectAPI(e *Executor, res *Result) {
 	j.session = nil
 }
 
-// spec writes the run's files (script, hosts) and builds its OCI spec.
+// spec writes the run's files (script, hosts, resolv.conf with egress) and
+// builds its OCI spec.
 func (e *Executor) spec(req Request, dir string, imageEnv []string, n *cni.Network, session *sidecar.Session) (*specs.Spec, error) {
 	scriptPath := filepath.Join(dir, req.Runtime.ScriptName)
 	if err := e.writeScript(scriptPath, req.Script); err != nil {
@@ -395,6 +396,13 @@ func (e *Executor) spec(req Request, dir string, imageEnv []string, n *cni.Netwo
 	files := []oci.FileMount{
 		{Source: scriptPath, Destination: req.Runtime.ScriptPath()},
 		{Source: hostsPath, Destination: "/etc/hosts"},
+	}
+	if n != nil && n.Egress {
+		resolvPath := filepath.Join(dir, "resolv.conf")
+		if err := writeResolvConf(resolvPath, n); err != nil {
+			return nil, err
+		}
+		files = append(files, oci.FileMount{Source: resolvPath, Destination: "/etc/resolv.conf"})
 	}
 	args, res := req.Runtime.Args(), req.Resources
 	if e.helperDir != "" {

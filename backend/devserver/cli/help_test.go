@@ -35,7 +35,7 @@ func TestHelpPages(t *testing.T) {
 		group bool     // a command of commands
 	}{
 		{args: []string{"serve"}, flags: []string{"allow-remote", "data", "listen", "no-logs-endpoint", "token"}},
-		{args: []string{"submit"}, flags: append([]string{"c", "env", "file", "input", "name", "priority", "raw", "runtime", "server", "timeout", "user", "wait"}, client...)},
+		{args: []string{"submit"}, flags: append([]string{"action", "c", "credential", "env", "file", "input", "name", "param", "priority", "raw", "runtime", "server", "timeout", "tool", "user", "wait"}, client...)},
 		{args: []string{"jobs"}, flags: append([]string{"json", "status"}, client...)},
 		{args: []string{"show"}, flags: append([]string{"json", "raw"}, client...)},
 		{args: []string{"logs"}, flags: append([]string{"after", "f", "follow", "raw"}, client...)},

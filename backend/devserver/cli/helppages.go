@@ -76,8 +76,11 @@ It offers long-poll claims: an idle agent's claim is held for up to the agent's 
 var submitHelp = command.HelpPage{
 	Summary: "submit a job; with --wait, follow it and exit with its exit code",
 	Synopsis: []string{"submit (-c CODE | --file FILE) [--runtime RUNTIME] [--env KEY=VALUE]... [--input JSON] [--timeout DURATION] [--priority N] [--user ID] [--name NAME] [--server ID[,ID...]] [--wait] [--backend URL] [--token TOKEN]",
-		"submit --raw FILE [--wait] [--backend URL] [--token TOKEN]"},
+		"submit --raw FILE [--wait] [--backend URL] [--token TOKEN]",
+		"submit --tool TOOL [--action ACTION] [--param KEY=VALUE]... [--credential NAME|KEY=VALUE]... [--input JSON] [--timeout DURATION] [--priority N] [--user ID] [--name NAME] [--wait] [--backend URL] [--token TOKEN]"},
 	Description: `submit queues a job on the backend. Its script is -c CODE, or the content of --file FILE, run by --runtime; --env, --input, --timeout (else the agent's jobs.defaultTimeout), --priority (higher runs first), --user (variables are per user) and --name (the event's name) complete it. --raw FILE instead submits a complete wire job (JSON, as in the backend contract's fixtures) as it is. Exactly one of -c, --file and --raw is given.
+
+--tool TOOL instead makes a TOOL_ACTION job (an agent runs it with jobs.toolActions on): TOOL is webhook, slack, discord, teams or email, --action its action (default send-message), each --param KEY=VALUE one of its parameters (a VALUE that is a JSON object or array is sent as JSON, any other as a string: --param channel=#ops --param text=hi), and --credential names the agent's tools.credentials entry to use (NAME) or gives a credential field of the job's own (KEY=VALUE: webhookUrl, token, baseUrl, host, port, username, password, tls). The job carries execution.toolAction {"toolType","config":{"actionId","parameters","credential"|"credentials"}}, as the contract's plan has it.
 
 --server ID[,ID...] makes an SSH job on servers registered with servers add, as the deployed backend builds it: one id makes a job of type ssh with the server's details and credentials inline in execution.target, several a multi-server job (metadata.servers, multiServer, serverCount). It applies to script jobs only, not to --raw; an unknown id is refused.
 
@@ -98,6 +101,7 @@ Without --wait, submit prints the job's id on stdout. With --wait it prints "sub
 		"{prog} submit -c 'echo hi'",
 		`{prog} submit --runtime python -c 'print("hi")' --wait`,
 		"{prog} submit --file job.sh --env KEY=value --timeout 30s --priority 5",
+		"{prog} submit --tool slack --param channel=#ops --param text='backup done' --credential ops-slack --wait",
 		"{prog} submit -c 'uname -a' --server 1,2 --wait",
 		"{prog} submit --raw job.json",
 	},

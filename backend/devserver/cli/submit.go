@@ -34,17 +34,28 @@ func runSubmit(ctx context.Context, s session, args []string) error {
 	name := fs.String("name", "", "event `NAME`")
 	server := fs.String("server", "", "run the script over SSH on these registered servers: `ID[,ID...]` (see servers list); several make a multi-server job")
 	wait := fs.Bool("wait", false, "follow the job's live log until it ends and exit with its exit code")
+	tool := fs.String("tool", "", "submit a TOOL_ACTION job for `TOOL` (webhook, slack, discord, teams, email) instead of a script")
+	action := fs.String("action", "", "the tool's `ACTION` (default send-message)")
+	var params, creds listFlag
+	fs.Var(&params, "param", "a parameter of the tool action, `KEY=VALUE` (repeatable; a JSON object or array VALUE is sent as JSON)")
+	fs.Var(&creds, "credential", "the agent's tools.credentials entry `NAME`, or a credential field of the job's own KEY=VALUE (repeatable)")
 	if _, err := s.args(fs, args); err != nil {
 		return err
 	}
 	given := 0
-	for _, v := range []string{*file, *code, *raw} {
+	for _, v := range []string{*file, *code, *raw, *tool} {
 		if v != "" {
 			given++
 		}
 	}
 	if given != 1 {
-		return command.Usage(errors.New("give exactly one of --file FILE, -c CODE or --raw FILE"))
+		return command.Usage(errors.New("give exactly one of --file FILE, -c CODE, --raw FILE or --tool TOOL"))
+	}
+	if *tool == "" && (*action != "" || len(params) > 0 || len(creds) > 0) {
+		return command.Usage(errors.New("--action, --param and --credential apply to --tool jobs"))
+	}
+	if *tool != "" && *server != "" {
+		return command.Usage(errors.New("--server applies to script jobs, not to --tool"))
 	}
 	if *raw != "" && *server != "" {
 		return command.Usage(errors.New("--server applies to script jobs, not to --raw (a wire job names its own target)"))
@@ -76,6 +87,13 @@ func runSubmit(ctx context.Context, s session, args []string) error {
 		}
 		req = devserver.SubmitRequest{
 			Runtime: *rt, Script: script, Env: vars, Priority: *priority, UserID: *user, EventName: *name,
+		}
+		if *tool != "" {
+			ta, err := toolActionJSON(*tool, *action, params, creds)
+			if err != nil {
+				return command.Usage(err)
+			}
+			req.Type, req.Runtime, req.ToolAction = "TOOL_ACTION", "", ta
 		}
 		if *server != "" {
 			ids, err := serverIDs(*server)
