@@ -10,12 +10,22 @@
  *   await cronium.setCondition(true);              // workflow condition
  *   const info = await cronium.event();            // execution context (also: context())
  *
+ *   // tool actions (the agent runs them; each resolves to {success, data, error})
+ *   await cronium.sendSlackMessage('backup done', '#ops');
+ *   await cronium.sendEmail('ops@example.com', 'Report', 'All fine');  // or sendEmail({ to, subject, body })
+ *   await cronium.sendDiscordMessage('deployed');
+ *   await cronium.sendTeamsMessage('deployed', 'CI');
+ *   await cronium.executeToolAction('webhook', 'send', { url: 'https://example.com/hook' });
+ *
  * Every function also has its snake_case name (get_variable, set_variable,
- * set_condition) and returns a Promise. Calls talk to the job's runtime API
- * (CRONIUM_RUNTIME_API); transport errors and 5xx replies are retried 3 times
- * (0.2 s, 0.4 s, 0.8 s), 4xx replies reject with a CroniumError at once.
- * Loading this module never fails, even outside a Cronium job: only a call
- * rejects. Standard library only (http, https).
+ * set_condition, execute_tool_action, send_email, ...) and returns a Promise.
+ * Calls talk to the job's runtime API (CRONIUM_RUNTIME_API); transport errors
+ * and 5xx replies are retried 3 times (0.2 s, 0.4 s, 0.8 s), 4xx replies
+ * reject with a CroniumError at once. A tool action is never sent twice: it
+ * is retried only when the connection was refused (the request never left),
+ * and a failed action resolves to a result with success false. Loading this
+ * module never fails, even outside a Cronium job: only a call rejects.
+ * Standard library only (http, https).
  */
 
 const http = require('http');
@@ -61,7 +71,8 @@ function runtime() {
   if (!execId) throw new CroniumError('cronium runtime not available: CRONIUM_EXECUTION_ID is not set');
   const token = env.CRONIUM_EXECUTION_TOKEN || '';
   if (!token) throw new CroniumError('cronium runtime not available: CRONIUM_EXECUTION_TOKEN is not set');
-  return { base: base.replace(/\/+$/, '') + '/executions/' + encodeSegment(execId), token };
+  const root = base.replace(/\/+$/, '');
+  return { root, base: root + '/executions/' + encodeSegment(execId), token };
 }
 
 function errorMessage(status, raw) {
@@ -86,13 +97,15 @@ function errorMessage(status, raw) {
   return { message: oneLine(message), error };
 }
 
-function retryable(err) {
+function retryable(err, refused) {
   err.retry = true;
+  // refused: the connection was refused, so the request never left
+  if (refused) err.refused = true;
   return err;
 }
 
 // once makes one attempt; a rejection with .retry set may be retried.
-function once(method, url, token, body) {
+function once(method, url, token, body, timeoutMs) {
   return new Promise((resolve, reject) => {
     let u;
     try {
@@ -114,7 +127,8 @@ function once(method, url, token, body) {
         reject(err);
       }
     };
-    const transport = (e) => fail(retryable(new CroniumError(method + ' ' + url + ': ' + (e && e.message ? e.message : e))));
+    const transport = (e) => fail(retryable(new CroniumError(method + ' ' + url + ': ' + (e && e.message ? e.message : e)),
+      Boolean(e && e.code === 'ECONNREFUSED')));
     let req;
     try {
       req = mod.request(u, { method, headers, agent: false }, (res) => {
@@ -151,8 +165,8 @@ function once(method, url, token, body) {
       fail(new CroniumError(method + ' ' + url + ': ' + e.message));
       return;
     }
-    req.setTimeout(module.exports.TIMEOUT_MS, () => {
-      req.destroy(new Error('no reply within ' + module.exports.TIMEOUT_MS + ' ms'));
+    req.setTimeout(timeoutMs, () => {
+      req.destroy(new Error('no reply within ' + timeoutMs + ' ms'));
     });
     req.on('error', transport);
     req.end(body === null ? undefined : body);
@@ -163,7 +177,13 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function call(method, path, payload) {
+// call makes one runtime API call, with retries, and returns the reply's
+// data. path is under /executions/{id}, or under the API's root for a tool
+// action (opts.tool), which is retried only when the connection was refused
+// (the request never left: any other failure may come after the action had
+// its effect) and waits TOOL_TIMEOUT_MS.
+async function call(method, path, payload, opts) {
+  const tool = Boolean(opts && opts.tool);
   const rt = runtime();
   let body = null;
   if (payload !== undefined) {
@@ -173,15 +193,17 @@ async function call(method, path, payload) {
       throw new CroniumError('value is not JSON-serializable: ' + e.message);
     }
   }
-  const url = rt.base + path;
+  const url = (tool ? rt.root : rt.base) + path;
+  const timeoutMs = tool ? Math.max(module.exports.TIMEOUT_MS, module.exports.TOOL_TIMEOUT_MS) : module.exports.TIMEOUT_MS;
   const delays = Array.from(module.exports.RETRY_DELAYS_MS || []);
   for (let attempt = 0; ; attempt++) {
     try {
-      return await once(method, url, rt.token, body);
+      return await once(method, url, rt.token, body, timeoutMs);
     } catch (err) {
-      if (!err.retry || attempt >= delays.length) {
+      if (!err.retry || attempt >= delays.length || (tool && !err.refused)) {
         const retried = err.retry && attempt > 0;
         delete err.retry;
+        delete err.refused;
         if (retried && err.status === null) {
           err.message += ' (after ' + (attempt + 1) + ' attempts)';
         }
@@ -256,6 +278,93 @@ async function event() {
   return call('GET', '/context');
 }
 
+function isPlainObject(v) {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/**
+ * Run a tool action in the agent and resolve to its result,
+ * {success, data, error}, as the agent answers it: a failed action (success
+ * false) resolves, it does not reject, since it may have had its effect.
+ * tool is webhook, slack, discord, teams or email; action the tool's action
+ * ('send-message'; 'send' for webhook; null or '' for the tool's default);
+ * params an object of the action's parameters. Rejects with a CroniumError
+ * when the runtime API refuses the request (400: unknown tool or action, a
+ * missing parameter or credential; nothing was sent), when tool actions are
+ * off on the agent (501), or when the call fails. Never sent twice.
+ */
+async function executeToolAction(tool, action, params) {
+  if (typeof tool !== 'string' || !tool.trim()) {
+    throw new CroniumError('tool must be a non-empty string, got ' + (typeof tool === 'string' ? '""' : typeof tool));
+  }
+  if (action !== undefined && action !== null && typeof action !== 'string') {
+    throw new CroniumError('action must be a string, got ' + typeof action);
+  }
+  if (params === undefined || params === null) params = {};
+  if (!isPlainObject(params)) {
+    throw new CroniumError('params must be an object, got ' + (Array.isArray(params) ? 'array' : typeof params));
+  }
+  const request = { tool };
+  if (action) request.action = action;
+  request.params = params;
+  const result = await call('POST', '/tool-actions/execute', request, { tool: true });
+  if (!isPlainObject(result)) {
+    throw new CroniumError('invalid reply from runtime API: no tool action result', 200);
+  }
+  return result;
+}
+
+// fields given (not undefined or null) first, then the options
+function withFields(fields, options) {
+  if (options !== undefined && options !== null && !isPlainObject(options)) {
+    throw new CroniumError('options must be an object, got ' + (Array.isArray(options) ? 'array' : typeof options));
+  }
+  const out = {};
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined && v !== null) out[k] = v;
+  return Object.assign(out, options || {});
+}
+
+/**
+ * Send an email with the agent's SMTP credential: sendEmail(to, subject,
+ * body, options) or sendEmail({ to, subject, body, ...options }). to is an
+ * address, a comma-separated string or an array; options: cc, bcc, html (a
+ * string, or true to send body as HTML), from, replyTo.
+ */
+async function sendEmail(to, subject, body, options) {
+  if (isPlainObject(to)) return executeToolAction('email', 'send-message', withFields({}, to));
+  return executeToolAction('email', 'send-message', withFields({ to, subject, body }, options));
+}
+
+/**
+ * Send a Slack message: sendSlackMessage(text, channel, options) or
+ * sendSlackMessage({ text, channel, ...options }); options: username,
+ * icon_emoji, icon_url, thread_ts, blocks, attachments, webhookUrl, token.
+ */
+async function sendSlackMessage(text, channel, options) {
+  if (isPlainObject(text)) return executeToolAction('slack', 'send-message', withFields({}, text));
+  return executeToolAction('slack', 'send-message', withFields({ text, channel }, options));
+}
+
+/**
+ * Send a Discord message: sendDiscordMessage(content, options) or
+ * sendDiscordMessage({ content, ...options }); options: username,
+ * avatar_url, tts, embeds, allowed_mentions, webhookUrl.
+ */
+async function sendDiscordMessage(content, options) {
+  if (isPlainObject(content)) return executeToolAction('discord', 'send-message', withFields({}, content));
+  return executeToolAction('discord', 'send-message', withFields({ content }, options));
+}
+
+/**
+ * Send a Microsoft Teams message (an Adaptive Card): sendTeamsMessage(text,
+ * title, options) or sendTeamsMessage({ text, title, ...options }); options:
+ * card (a whole Adaptive Card), webhookUrl.
+ */
+async function sendTeamsMessage(text, title, options) {
+  if (isPlainObject(text)) return executeToolAction('teams', 'send-message', withFields({}, text));
+  return executeToolAction('teams', 'send-message', withFields({ text, title }, options));
+}
+
 module.exports = {
   CroniumError,
   input,
@@ -268,9 +377,21 @@ module.exports = {
   set_condition: setCondition,
   event,
   context: event,
+  executeToolAction,
+  execute_tool_action: executeToolAction,
+  sendEmail,
+  send_email: sendEmail,
+  sendSlackMessage,
+  send_slack_message: sendSlackMessage,
+  sendDiscordMessage,
+  send_discord_message: sendDiscordMessage,
+  sendTeamsMessage,
+  send_teams_message: sendTeamsMessage,
   /** Waits before each retry (milliseconds), one retry per entry; tests may replace it. */
   RETRY_DELAYS_MS: [200, 400, 800],
   /** Timeout of one attempt, in milliseconds. */
   TIMEOUT_MS: 30000,
+  /** Timeout of a tool action, in milliseconds: longer than the agent's 60 s bound on an action. */
+  TOOL_TIMEOUT_MS: 90000,
   NOT_AVAILABLE,
 };

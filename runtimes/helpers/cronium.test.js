@@ -14,13 +14,18 @@ const cronium = require(path.join(__dirname, 'cronium.js'));
 const EXEC_ID = 'exec_job1_1700000000';
 const TOKEN = 'test-token';
 const NOT_AVAILABLE = 'cronium runtime not available: CRONIUM_RUNTIME_API is not set';
+const NO_TOOLS = 'tool actions are not enabled on this agent: its configuration must set jobs.toolActions: true (CRONIUM_JOBS_TOOL_ACTIONS=true)';
+const TOOLS = ['webhook', 'slack', 'discord', 'teams', 'email'];
+const OK = { success: true, data: { ok: true } };
 const ENV_KEYS = ['CRONIUM_RUNTIME_API', 'CRONIUM_EXECUTION_ID', 'CRONIUM_EXECUTION_TOKEN',
   'CRONIUM_JOB_ID', 'CRONIUM_EVENT_ID', 'CRONIUM_EXECUTION_MODE'];
 
 // FakeAPI is an in-memory runtime API for one execution: it checks the bearer
 // token and execution id, keeps input, output, variables, condition and
-// context, records every request ({method, path, key, body, auth}), and answers
-// queued replies ({status, body} or 'drop' to destroy the socket) first.
+// context, answers POST /tool-actions/execute with toolResult (501 when
+// toolsOff, 400 for an unknown tool), records every request ({method, path,
+// key, body, auth}), and answers queued replies ({status, body}, 'drop' to
+// destroy the socket, or {hang: ms} to wait first) first.
 class FakeAPI {
   constructor() {
     this.input = null;
@@ -28,13 +33,15 @@ class FakeAPI {
     this.variables = new Map();
     this.output = '<unset>';
     this.condition = null;
+    this.toolResult = OK;
+    this.toolsOff = false;
     this.requests = [];
     this.queue = [];
     this.server = http.createServer((req, res) => this.handle(req, res));
   }
 
-  start() {
-    return new Promise((resolve) => this.server.listen(0, '127.0.0.1', () => {
+  start(port) {
+    return new Promise((resolve) => this.server.listen(port || 0, '127.0.0.1', () => {
       this.url = 'http://127.0.0.1:' + this.server.address().port;
       resolve(this);
     }));
@@ -57,49 +64,70 @@ class FakeAPI {
       const parts = req.url.replace(/^\//, '').split('/');
       const key = parts.length === 4 && parts[2] === 'variables' ? decodeURIComponent(parts[3]) : null;
       this.requests.push({ method: req.method, path: req.url, key, body, auth: req.headers.authorization });
-      const send = (status, obj, raw) => {
-        const b = raw !== undefined ? raw : JSON.stringify(obj);
-        res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(b) });
-        res.end(b);
-      };
-      const fail = (status, message) => send(status, { error: 'Error ' + status, message });
-      if (this.queue.length) {
-        const q = this.queue.shift();
-        if (q === 'drop') {
-          req.socket.destroy();
-          return;
-        }
-        send(q.status, null, q.body);
+      const q = this.queue.length ? this.queue.shift() : null;
+      if (q && q.hang) {
+        setTimeout(() => {
+          if (!res.destroyed) this.answer(req, res, parts, key, body, null);
+        }, q.hang);
         return;
       }
-      if (req.headers.authorization !== 'Bearer ' + TOKEN) return fail(401, 'missing or invalid token');
-      if (parts.length < 3 || parts[0] !== 'executions') return fail(404, 'not found');
-      if (decodeURIComponent(parts[1]) !== EXEC_ID) return fail(403, 'execution ID mismatch');
-      const what = parts[2];
-      if (parts.length === 3 && what === 'input' && req.method === 'GET') return send(200, { success: true, data: this.input });
-      if (parts.length === 3 && what === 'context' && req.method === 'GET') return send(200, { success: true, data: this.context });
-      if (parts.length === 3 && what === 'output' && req.method === 'POST') {
-        this.output = JSON.parse(body).data;
-        return send(200, { success: true });
-      }
-      if (parts.length === 3 && what === 'condition' && req.method === 'POST') {
-        const c = JSON.parse(body).condition;
-        if (typeof c !== 'boolean') return fail(400, 'condition must be a boolean');
-        this.condition = c;
-        return send(200, { success: true });
-      }
-      if (parts.length === 4 && what === 'variables' && key) {
-        if (req.method === 'GET') {
-          const value = this.variables.has(key) ? this.variables.get(key) : null;
-          return send(200, { success: true, data: { key, value } });
-        }
-        if (req.method === 'PUT') {
-          this.variables.set(key, JSON.parse(body).value);
-          return send(200, { success: true });
-        }
-      }
-      return fail(404, 'not found');
+      this.answer(req, res, parts, key, body, q);
     });
+  }
+
+  answer(req, res, parts, key, body, q) {
+    const send = (status, obj, raw) => {
+      const b = raw !== undefined ? raw : JSON.stringify(obj);
+      res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(b) });
+      res.end(b);
+    };
+    const fail = (status, message) => send(status, { error: 'Error ' + status, message });
+    if (q) {
+      if (q === 'drop') {
+        req.socket.destroy();
+        return;
+      }
+      send(q.status, null, q.body);
+      return;
+    }
+    if (req.headers.authorization !== 'Bearer ' + TOKEN) return fail(401, 'missing or invalid token');
+    if (req.url === '/tool-actions/execute' && req.method === 'POST') {
+      if (this.toolsOff) return fail(501, NO_TOOLS);
+      let tool;
+      try {
+        tool = JSON.parse(body).tool;
+      } catch (e) {
+        return fail(400, 'the request must be a JSON object');
+      }
+      if (!TOOLS.includes(tool)) return fail(400, `tool: unknown tool "${tool}": want one of ${TOOLS.join(', ')}`);
+      return send(200, { success: true, data: this.toolResult });
+    }
+    if (parts.length < 3 || parts[0] !== 'executions') return fail(404, 'not found');
+    if (decodeURIComponent(parts[1]) !== EXEC_ID) return fail(403, 'execution ID mismatch');
+    const what = parts[2];
+    if (parts.length === 3 && what === 'input' && req.method === 'GET') return send(200, { success: true, data: this.input });
+    if (parts.length === 3 && what === 'context' && req.method === 'GET') return send(200, { success: true, data: this.context });
+    if (parts.length === 3 && what === 'output' && req.method === 'POST') {
+      this.output = JSON.parse(body).data;
+      return send(200, { success: true });
+    }
+    if (parts.length === 3 && what === 'condition' && req.method === 'POST') {
+      const c = JSON.parse(body).condition;
+      if (typeof c !== 'boolean') return fail(400, 'condition must be a boolean');
+      this.condition = c;
+      return send(200, { success: true });
+    }
+    if (parts.length === 4 && what === 'variables' && key) {
+      if (req.method === 'GET') {
+        const value = this.variables.has(key) ? this.variables.get(key) : null;
+        return send(200, { success: true, data: { key, value } });
+      }
+      if (req.method === 'PUT') {
+        this.variables.set(key, JSON.parse(body).value);
+        return send(200, { success: true });
+      }
+    }
+    return fail(404, 'not found');
   }
 }
 
@@ -368,4 +396,193 @@ test('require("cronium") through NODE_PATH works without the runtime env', () =>
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, 'rejected:CroniumError:' + NOT_AVAILABLE + '\n');
   assert.equal(r.stderr, '');
+});
+
+describe('tool actions', () => {
+  const bodyOf = () => {
+    assert.equal(api.requests.length, 1);
+    const r = api.requests[0];
+    assert.equal(r.method, 'POST');
+    assert.equal(r.path, '/tool-actions/execute');
+    assert.equal(r.auth, 'Bearer ' + TOKEN);
+    return JSON.parse(r.body);
+  };
+
+  test('both name styles', () => {
+    assert.equal(cronium.execute_tool_action, cronium.executeToolAction);
+    assert.equal(cronium.send_email, cronium.sendEmail);
+    assert.equal(cronium.send_slack_message, cronium.sendSlackMessage);
+    assert.equal(cronium.send_discord_message, cronium.sendDiscordMessage);
+    assert.equal(cronium.send_teams_message, cronium.sendTeamsMessage);
+    assert.equal(cronium.TOOL_TIMEOUT_MS, 90000);
+  });
+
+  test('executeToolAction sends the request and resolves to the result', async () => {
+    api.toolResult = { success: true, data: { ts: '1.2' } };
+    for (const fn of [cronium.executeToolAction, cronium.execute_tool_action]) {
+      api.requests.length = 0;
+      assert.deepEqual(await fn('slack', 'send-message', { text: 'hi', blocks: [{ type: 'section' }] }), { success: true, data: { ts: '1.2' } });
+      assert.deepEqual(bodyOf(), { tool: 'slack', action: 'send-message', params: { text: 'hi', blocks: [{ type: 'section' }] } });
+    }
+    for (const action of [undefined, null, '']) {
+      api.requests.length = 0;
+      await cronium.executeToolAction('webhook', action);
+      assert.deepEqual(bodyOf(), { tool: 'webhook', params: {} });
+    }
+  });
+
+  test('wrappers, positional and with an object', async () => {
+    const cases = [
+      [() => cronium.sendEmail('a@example.com', 'Report', 'All fine'),
+        { tool: 'email', action: 'send-message', params: { to: 'a@example.com', subject: 'Report', body: 'All fine' } }],
+      [() => cronium.send_email(['a@example.com', 'b@example.com'], 'S', 'B', { cc: 'c@example.com', from: 'me@example.com' }),
+        { tool: 'email', action: 'send-message', params: { to: ['a@example.com', 'b@example.com'], subject: 'S', body: 'B', cc: 'c@example.com', from: 'me@example.com' } }],
+      [() => cronium.sendEmail({ to: 'a@example.com', subject: 'S', body: 'B', html: true }),
+        { tool: 'email', action: 'send-message', params: { to: 'a@example.com', subject: 'S', body: 'B', html: true } }],
+      [() => cronium.sendSlackMessage('backup done'),
+        { tool: 'slack', action: 'send-message', params: { text: 'backup done' } }],
+      [() => cronium.send_slack_message('backup done', '#ops', { icon_emoji: ':ok:' }),
+        { tool: 'slack', action: 'send-message', params: { text: 'backup done', channel: '#ops', icon_emoji: ':ok:' } }],
+      [() => cronium.sendSlackMessage('x', null, { username: 'bot' }),
+        { tool: 'slack', action: 'send-message', params: { text: 'x', username: 'bot' } }],
+      [() => cronium.sendSlackMessage({ channel: '#ops', text: 'obj' }),
+        { tool: 'slack', action: 'send-message', params: { channel: '#ops', text: 'obj' } }],
+      [() => cronium.sendDiscordMessage('deployed'),
+        { tool: 'discord', action: 'send-message', params: { content: 'deployed' } }],
+      [() => cronium.send_discord_message('deployed', { embeds: [{ title: 'x' }] }),
+        { tool: 'discord', action: 'send-message', params: { content: 'deployed', embeds: [{ title: 'x' }] } }],
+      [() => cronium.sendDiscordMessage({ content: 'obj' }),
+        { tool: 'discord', action: 'send-message', params: { content: 'obj' } }],
+      [() => cronium.sendTeamsMessage('deployed'),
+        { tool: 'teams', action: 'send-message', params: { text: 'deployed' } }],
+      [() => cronium.send_teams_message('deployed', 'CI'),
+        { tool: 'teams', action: 'send-message', params: { text: 'deployed', title: 'CI' } }],
+      [() => cronium.sendTeamsMessage({ text: 'obj', title: 'T' }),
+        { tool: 'teams', action: 'send-message', params: { text: 'obj', title: 'T' } }],
+    ];
+    for (const [call, want] of cases) {
+      api.requests.length = 0;
+      assert.deepEqual(await call(), OK);
+      assert.deepEqual(bodyOf(), want);
+    }
+  });
+
+  test('a failed action resolves to its result', async () => {
+    api.toolResult = { success: false, error: 'slack: POST hooks.slack.com: HTTP 500' };
+    assert.deepEqual(await cronium.sendSlackMessage('hi'), api.toolResult);
+    assert.deepEqual(await cronium.executeToolAction('slack', 'send-message', { text: 'hi' }), api.toolResult);
+    assert.equal(api.requests.length, 2);
+  });
+
+  test('a reply without a result rejects', async () => {
+    for (const bad of [null, 'text', [1]]) {
+      api.toolResult = bad;
+      await assert.rejects(cronium.sendDiscordMessage('x'), { name: 'CroniumError', message: /no tool action result/ });
+    }
+  });
+
+  test('400 rejects with the message', async () => {
+    await assert.rejects(cronium.executeToolAction('fax', 'send', {}), {
+      name: 'CroniumError', status: 400, message: 'tool: unknown tool "fax": want one of webhook, slack, discord, teams, email',
+    });
+    assert.equal(api.requests.length, 1);
+  });
+
+  test('501 rejects with the message', async () => {
+    api.toolsOff = true;
+    for (const call of [() => cronium.sendEmail('a@example.com', 's', 'b'), () => cronium.sendSlackMessage('x'),
+      () => cronium.sendDiscordMessage('x'), () => cronium.sendTeamsMessage('x'), () => cronium.executeToolAction('webhook', 'send', {})]) {
+      await assert.rejects(call(), { name: 'CroniumError', status: 501, message: NO_TOOLS });
+    }
+    assert.equal(api.requests.length, 5);
+  });
+
+  test('5xx is not retried', async () => {
+    for (const status of [500, 502, 503]) {
+      api.requests.length = 0;
+      api.queue = Array(4).fill({ status, body: JSON.stringify({ error: 'X', message: 'failed ' + status }) });
+      await assert.rejects(cronium.sendSlackMessage('hi'), { name: 'CroniumError', status, message: 'failed ' + status });
+      assert.equal(api.requests.length, 1);
+    }
+    // other calls still retry them
+    api.requests.length = 0;
+    api.queue = [{ status: 503, body: '{}' }];
+    await cronium.output(1);
+    assert.equal(api.requests.length, 2);
+  });
+
+  test('a dropped connection is not retried', async () => {
+    api.queue = ['drop', 'drop'];
+    await assert.rejects(cronium.sendTeamsMessage('hi'), (err) => {
+      assert.ok(err instanceof cronium.CroniumError);
+      assert.equal(err.status, null);
+      assert.doesNotMatch(err.message, /attempts/);
+      return true;
+    });
+    assert.equal(api.requests.length, 1);
+  });
+
+  test('a timeout is not retried; tool actions wait TOOL_TIMEOUT_MS', async () => {
+    const saved = [cronium.TIMEOUT_MS, cronium.TOOL_TIMEOUT_MS];
+    try {
+      cronium.TIMEOUT_MS = 100;
+      cronium.TOOL_TIMEOUT_MS = 100;
+      api.queue = [{ hang: 400 }];
+      await assert.rejects(cronium.sendDiscordMessage('hi'), { name: 'CroniumError', message: /no reply within 100 ms/ });
+      assert.equal(api.requests.length, 1);
+      api.requests.length = 0;
+      cronium.TOOL_TIMEOUT_MS = 5000;
+      api.queue = [{ hang: 300 }];
+      assert.deepEqual(await cronium.sendDiscordMessage('hi'), OK);
+      assert.equal(api.requests.length, 1);
+    } finally {
+      [cronium.TIMEOUT_MS, cronium.TOOL_TIMEOUT_MS] = saved;
+    }
+  });
+
+  test('a refused connection is retried', async () => {
+    const port = await closedPort();
+    process.env.CRONIUM_RUNTIME_API = 'http://127.0.0.1:' + port;
+    await assert.rejects(cronium.sendEmail('a@example.com', 's', 'b'), (err) => {
+      assert.ok(err instanceof cronium.CroniumError);
+      assert.equal(err.status, null);
+      assert.match(err.message, /ECONNREFUSED.*after 4 attempts/);
+      return true;
+    });
+
+    // Refused, then the agent is back on its port: sent once.
+    cronium.RETRY_DELAYS_MS = [300, 300, 300];
+    const later = new FakeAPI();
+    const started = new Promise((resolve) => setTimeout(() => later.start(port).then(resolve), 100));
+    try {
+      assert.deepEqual(await cronium.sendSlackMessage('hi'), OK);
+      assert.equal(later.requests.length, 1);
+    } finally {
+      await started;
+      await later.stop();
+    }
+  });
+
+  test('bad arguments reject before any call', async () => {
+    const circular = {};
+    circular.self = circular;
+    for (const call of [() => cronium.executeToolAction('', 'send', {}), () => cronium.executeToolAction(null, 'send', {}),
+      () => cronium.executeToolAction('slack', 5, {}), () => cronium.executeToolAction('slack', 'send-message', [1]),
+      () => cronium.executeToolAction('slack', 'send-message', 'text=hi'), () => cronium.sendSlackMessage('x', '#c', 'bad'),
+      () => cronium.sendDiscordMessage('x', circular)]) {
+      const p = call();
+      assert.ok(p instanceof Promise);
+      await assert.rejects(p, cronium.CroniumError);
+    }
+    assert.equal(api.requests.length, 0);
+  });
+
+  test('runtime not available', async () => {
+    for (const k of ENV_KEYS) delete process.env[k];
+    for (const call of [() => cronium.executeToolAction('slack', 'send-message', {}), () => cronium.sendEmail('a', 's', 'b'),
+      () => cronium.send_slack_message('x'), () => cronium.sendDiscordMessage('x'), () => cronium.send_teams_message('x')]) {
+      await assert.rejects(call(), { name: 'CroniumError', message: NOT_AVAILABLE });
+    }
+    assert.equal(api.requests.length, 0);
+  });
 });

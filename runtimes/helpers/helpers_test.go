@@ -2,10 +2,12 @@ package helpers_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -465,4 +467,128 @@ func TestBashSourcing(t *testing.T) {
 			t.Errorf("dash: %v: %q", err, out)
 		}
 	}
+}
+
+func TestBashToolActions(t *testing.T) {
+	b := newBashEnv(t)
+	srv := fakeapi.New(t.Cleanup)
+	const ok = `{"success":true,"data":{"ok":true}}` + "\n"
+
+	t.Run("every name", func(t *testing.T) {
+		for _, tc := range []struct{ script, body string }{
+			{`cronium_send_email 'a@example.com, b@example.com' 'Report' 'All fine'`, `{"tool":"email","action":"send-message","params":{"to":"a@example.com, b@example.com","subject":"Report","body":"All fine"}}`},
+			{`cronium_sendEmail a@example.com 42 true`, `{"tool":"email","action":"send-message","params":{"to":"a@example.com","subject":"42","body":"true"}}`},
+			{`cronium.sendEmail a@example.com s "$(printf 'l1\nl2')"`, `{"tool":"email","action":"send-message","params":{"to":"a@example.com","subject":"s","body":"l1\nl2"}}`},
+			{`cronium_send_slack_message 'backup done' '#ops'`, `{"tool":"slack","action":"send-message","params":{"text":"backup done","channel":"#ops"}}`},
+			{`cronium_sendSlackMessage 'backup done'`, `{"tool":"slack","action":"send-message","params":{"text":"backup done"}}`},
+			{`ch=; cronium.sendSlackMessage '{"not": "json"}' "$ch"`, `{"tool":"slack","action":"send-message","params":{"text":"{\"not\": \"json\"}"}}`},
+			{`cronium_send_discord_message deployed`, `{"tool":"discord","action":"send-message","params":{"content":"deployed"}}`},
+			{`cronium_sendDiscordMessage deployed`, `{"tool":"discord","action":"send-message","params":{"content":"deployed"}}`},
+			{`cronium.sendDiscordMessage deployed`, `{"tool":"discord","action":"send-message","params":{"content":"deployed"}}`},
+			{`cronium_send_teams_message deployed CI`, `{"tool":"teams","action":"send-message","params":{"text":"deployed","title":"CI"}}`},
+			{`cronium_sendTeamsMessage deployed`, `{"tool":"teams","action":"send-message","params":{"text":"deployed"}}`},
+			{`cronium.sendTeamsMessage deployed 'a = b'`, `{"tool":"teams","action":"send-message","params":{"text":"deployed","title":"a = b"}}`},
+			{`cronium_execute_tool_action webhook send '{"url": "https://example.com/h", "body": {"n": 1}}'`, `{"tool":"webhook","action":"send","params":{"url":"https://example.com/h","body":{"n":1}}}`},
+			{`cronium_executeToolAction webhook send url=https://example.com/h method=PUT 'headers:={"X-A": "1"}'`, `{"tool":"webhook","action":"send","params":{"url":"https://example.com/h","method":"PUT","headers":{"X-A":"1"}}}`},
+			{`printf '{"text": "from stdin"}' | cronium.executeToolAction slack send-message - channel=#ops`, `{"tool":"slack","action":"send-message","params":{"text":"from stdin","channel":"#ops"}}`},
+		} {
+			srv.Reset()
+			r := b.run(t, b.env(srv), "-c", tc.script+`; echo "st=$?"`)
+			if r.code != 0 || r.stdout != ok+"st=0\n" || r.stderr != "" {
+				t.Errorf("%s: %+v", tc.script, r)
+				continue
+			}
+			reqs := srv.Requests()
+			if len(reqs) != 1 || reqs[0].Method != "POST" || reqs[0].RequestURI != "/tool-actions/execute" {
+				t.Errorf("%s: requests %+v", tc.script, reqs)
+				continue
+			}
+			if !sameJSON(t, reqs[0].Body, tc.body) {
+				t.Errorf("%s: body %s, want %s", tc.script, reqs[0].Body, tc.body)
+			}
+		}
+	})
+
+	t.Run("failed action", func(t *testing.T) {
+		srv.Reset()
+		srv.SetToolResult(`{"success": false, "error": "slack: POST hooks.slack.com: HTTP 404 Not Found: no_service"}`)
+		defer srv.SetToolResult(`{"success":true,"data":{"ok":true}}`)
+		r := b.run(t, b.env(srv), "-c", `out=$(cronium_send_slack_message hi); echo "st=$? out=$out"`)
+		want := `st=1 out={"success":false,"error":"slack: POST hooks.slack.com: HTTP 404 Not Found: no_service"}` + "\n"
+		if r.code != 0 || r.stdout != want || r.stderr != "cronium: tool action failed: slack: POST hooks.slack.com: HTTP 404 Not Found: no_service\n" {
+			t.Errorf("%+v", r)
+		}
+		// set -e stops the script there.
+		r = b.run(t, b.env(srv), "-e", "-c", `cronium_send_discord_message hi >/dev/null; echo unreachable`)
+		if r.code != 1 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("set -e: %+v", r)
+		}
+		if n := len(srv.Requests()); n != 2 {
+			t.Errorf("%d requests, want 2", n)
+		}
+	})
+
+	t.Run("refused and off", func(t *testing.T) {
+		srv.Reset()
+		r := b.run(t, b.env(srv), "-c", `cronium_execute_tool_action fax send; echo "st=$?"`)
+		if r.stdout != "st=1\n" || !strings.HasPrefix(r.stderr, `cronium: tool: unknown tool "fax"`) {
+			t.Errorf("400: %+v", r)
+		}
+		srv.SetToolActions(false)
+		defer srv.SetToolActions(true)
+		r = b.run(t, b.env(srv), "-c", `cronium_send_email a@example.com s b; echo "st=$?"`)
+		if r.stdout != "st=1\n" || r.stderr != "cronium: "+fakeapi.NoTools+"\n" {
+			t.Errorf("501: %+v", r)
+		}
+	})
+
+	t.Run("5xx not retried", func(t *testing.T) {
+		srv.Reset()
+		srv.Queue(fakeapi.Reply{Status: 503, Body: `{"error":"Service Unavailable","message":"try later"}`}, fakeapi.Reply{Status: 503, Body: `{}`})
+		r := b.run(t, b.env(srv), "-c", `cronium_send_teams_message hi; echo "st=$?"`)
+		if r.stdout != "st=1\n" || r.stderr != "cronium: try later\n" || len(srv.Requests()) != 1 {
+			t.Errorf("%+v after %d requests", r, len(srv.Requests()))
+		}
+	})
+
+	t.Run("wrong arguments", func(t *testing.T) {
+		srv.Reset()
+		for _, fn := range []string{"cronium_send_email a b", "cronium_send_slack_message", "cronium_send_discord_message",
+			"cronium_send_teams_message", "cronium_execute_tool_action slack", "cronium_execute_tool_action slack send-message notapair",
+			"cronium.executeToolAction '' send"} {
+			r := b.run(t, b.env(srv), "-c", fn+`; echo "st=$?"`)
+			if r.stdout != "st=2\n" || !strings.HasPrefix(r.stderr, "cronium: ") || strings.Count(r.stderr, "\n") != 1 {
+				t.Errorf("%s: %+v", fn, r)
+			}
+		}
+		if n := len(srv.Requests()); n != 0 {
+			t.Errorf("wrong arguments sent %d requests", n)
+		}
+	})
+
+	t.Run("runtime not available", func(t *testing.T) {
+		env := []string{"PATH=" + b.path, "BASH_ENV=" + b.lib, "CRONIUM_HELPER=" + b.helper}
+		for _, fn := range []string{"cronium_send_email a s b", "cronium.sendEmail a s b", "cronium_send_slack_message x",
+			"cronium.sendSlackMessage x", "cronium_send_discord_message x", "cronium_send_teams_message x",
+			"cronium_execute_tool_action slack send-message", "cronium.executeToolAction slack send-message"} {
+			r := b.run(t, env, "-c", fn+`; echo "st=$?"`)
+			if r.stdout != "st=1\n" || r.stderr != "cronium runtime not available: CRONIUM_RUNTIME_API is not set\n" {
+				t.Errorf("%s: %+v", fn, r)
+			}
+		}
+	})
+}
+
+// sameJSON compares two JSON texts by value.
+func sameJSON(t *testing.T, got, want string) bool {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal([]byte(got), &g); err != nil {
+		t.Errorf("not JSON: %q: %v", got, err)
+		return false
+	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatalf("bad want %q: %v", want, err)
+	}
+	return reflect.DeepEqual(g, w)
 }

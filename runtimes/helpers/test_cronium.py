@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import unittest
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,9 @@ import cronium  # noqa: E402
 EXEC_ID = "exec_job1_1700000000"
 TOKEN = "test-token"
 NOT_AVAILABLE = "cronium runtime not available: CRONIUM_RUNTIME_API is not set"
+NO_TOOLS = ("tool actions are not enabled on this agent: its configuration must set "
+            "jobs.toolActions: true (CRONIUM_JOBS_TOOL_ACTIONS=true)")
+TOOLS = ("webhook", "slack", "discord", "teams", "email")
 ENV_KEYS = ("CRONIUM_RUNTIME_API", "CRONIUM_EXECUTION_ID", "CRONIUM_EXECUTION_TOKEN",
             "CRONIUM_JOB_ID", "CRONIUM_EVENT_ID", "CRONIUM_EXECUTION_MODE",
             "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY")
@@ -30,12 +34,14 @@ class FakeAPI(object):
     """An in-memory runtime API for one execution.
 
     It checks the bearer token and execution id, keeps input, output,
-    variables, condition and context, records every request as
-    (method, raw path, decoded key, body), and answers queued replies
-    ((status, body) or "drop" to close the connection) before normal handling.
+    variables, condition and context, answers POST /tool-actions/execute with
+    tool_result (501 when tools_off, 400 for an unknown tool), records every
+    request as (method, raw path, decoded key, body), and answers queued
+    replies ((status, body), "drop" to close the connection, or ("hang", s)
+    to wait s seconds first) before normal handling.
     """
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.input = None
         self.context = {"executionId": EXEC_ID, "jobId": "job1", "eventId": "42",
                         "eventName": "demo", "eventType": "PYTHON", "userId": "u1",
@@ -44,6 +50,8 @@ class FakeAPI(object):
         self.variables = {}
         self.output = "<unset>"
         self.condition = None
+        self.tool_result = {"success": True, "data": {"ok": True}}
+        self.tools_off = False
         self.requests = []
         self.queue = []
         self.lock = threading.Lock()
@@ -57,11 +65,14 @@ class FakeAPI(object):
 
             def reply(self, status, obj=None, raw=None):
                 body = raw if raw is not None else json.dumps(obj).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up ("hang")
 
             def fail(self, status, message):
                 self.reply(status, {"error": "Error %d" % status, "message": message})
@@ -78,6 +89,9 @@ class FakeAPI(object):
                                          "body": body.decode("utf-8"),
                                          "auth": self.headers.get("Authorization")})
                     queued = api.queue.pop(0) if api.queue else None
+                if isinstance(queued, tuple) and queued[0] == "hang":
+                    time.sleep(queued[1])
+                    queued = None
                 if queued == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -88,6 +102,17 @@ class FakeAPI(object):
                     return
                 if self.headers.get("Authorization") != "Bearer " + TOKEN:
                     return self.fail(401, "missing or invalid token")
+                if self.path == "/tool-actions/execute" and self.command == "POST":
+                    if api.tools_off:
+                        return self.fail(501, NO_TOOLS)
+                    try:
+                        tool = json.loads(body.decode("utf-8")).get("tool")
+                    except Exception:
+                        return self.fail(400, "the request must be a JSON object")
+                    if tool not in TOOLS:
+                        return self.fail(400, 'tool: unknown tool "%s": want one of %s' % (tool, ", ".join(TOOLS)))
+                    with api.lock:
+                        return self.reply(200, {"success": True, "data": api.tool_result})
                 if len(parts) < 3 or parts[0] != "executions":
                     return self.fail(404, "not found")
                 if urllib.parse.unquote(parts[1]) != EXEC_ID:
@@ -118,7 +143,7 @@ class FakeAPI(object):
 
             do_GET = do_POST = do_PUT = do_DELETE = handle_any
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
@@ -147,6 +172,7 @@ class Base(unittest.TestCase):
     def setUp(self):
         self.saved_env = {k: os.environ.get(k) for k in ENV_KEYS}
         self.saved_delays = cronium.RETRY_DELAYS
+        self.saved_timeouts = (cronium.TIMEOUT, cronium.TOOL_TIMEOUT)
         self.saved_sleep = cronium._sleep
         self.sleeps = []
         cronium.RETRY_DELAYS = (0.001, 0.002, 0.003)
@@ -164,6 +190,7 @@ class Base(unittest.TestCase):
     def tearDown(self):
         self.api.close()
         cronium.RETRY_DELAYS = self.saved_delays
+        cronium.TIMEOUT, cronium.TOOL_TIMEOUT = self.saved_timeouts
         cronium._sleep = self.saved_sleep
         for k, v in self.saved_env.items():
             if v is None:
@@ -350,6 +377,194 @@ class TestErrors(Base):
                  lambda: cronium.setVariable("k", 1), lambda: cronium.set_condition(True),
                  lambda: cronium.setCondition(True), cronium.event, cronium.context)
         for call in calls:
+            with self.assertRaises(cronium.CroniumError) as cm:
+                call()
+            self.assertEqual(str(cm.exception), NOT_AVAILABLE)
+        self.assertEqual(self.api.requests, [])
+
+
+class TestToolActions(Base):
+    def last_body(self):
+        self.assertEqual(len(self.api.requests), 1)
+        req = self.api.requests[0]
+        self.assertEqual((req["method"], req["path"]), ("POST", "/tool-actions/execute"))
+        self.assertEqual(req["auth"], "Bearer " + TOKEN)
+        return json.loads(req["body"])
+
+    def test_names(self):
+        self.assertIs(cronium.executeToolAction, cronium.execute_tool_action)
+        self.assertIs(cronium.sendEmail, cronium.send_email)
+        self.assertIs(cronium.sendSlackMessage, cronium.send_slack_message)
+        self.assertIs(cronium.sendDiscordMessage, cronium.send_discord_message)
+        self.assertIs(cronium.sendTeamsMessage, cronium.send_teams_message)
+        self.assertEqual(cronium.TOOL_TIMEOUT, 90.0)
+
+    def test_execute_tool_action(self):
+        self.api.tool_result = {"success": True, "data": {"ts": "1.2", "n": 12345678901234567890}}
+        for fn in (cronium.execute_tool_action, cronium.executeToolAction):
+            self.api.requests[:] = []
+            got = fn("slack", "send-message", {"text": "hi", "blocks": [{"type": "section"}]})
+            self.assertEqual(got, {"success": True, "data": {"ts": "1.2", "n": 12345678901234567890}})
+            self.assertEqual(self.last_body(), {"tool": "slack", "action": "send-message",
+                                                "params": {"text": "hi", "blocks": [{"type": "section"}]}})
+        for action in (None, ""):
+            self.api.requests[:] = []
+            cronium.execute_tool_action("webhook", action)
+            self.assertEqual(self.last_body(), {"tool": "webhook", "params": {}})
+
+    def test_wrappers(self):
+        cases = (
+            (lambda: cronium.send_email("a@example.com", "Report", "All fine"),
+             {"tool": "email", "action": "send-message",
+              "params": {"to": "a@example.com", "subject": "Report", "body": "All fine"}}),
+            (lambda: cronium.sendEmail(["a@example.com", "b@example.com"], "S", "B", cc="c@example.com",
+                                       html="<p>B</p>", from_="me@example.com"),
+             {"tool": "email", "action": "send-message",
+              "params": {"to": ["a@example.com", "b@example.com"], "subject": "S", "body": "B",
+                         "cc": "c@example.com", "html": "<p>B</p>", "from": "me@example.com"}}),
+            (lambda: cronium.send_email("a@example.com", "S", "B", **{"from": "me@example.com"}),
+             {"tool": "email", "action": "send-message",
+              "params": {"to": "a@example.com", "subject": "S", "body": "B", "from": "me@example.com"}}),
+            (lambda: cronium.send_slack_message("backup done"),
+             {"tool": "slack", "action": "send-message", "params": {"text": "backup done"}}),
+            (lambda: cronium.sendSlackMessage("backup done", "#ops", icon_emoji=":ok:", blocks=[1]),
+             {"tool": "slack", "action": "send-message",
+              "params": {"text": "backup done", "channel": "#ops", "icon_emoji": ":ok:", "blocks": [1]}}),
+            (lambda: cronium.send_slack_message(channel="#ops", text="kw"),
+             {"tool": "slack", "action": "send-message", "params": {"text": "kw", "channel": "#ops"}}),
+            (lambda: cronium.send_discord_message("deployed", embeds=[{"title": "x"}]),
+             {"tool": "discord", "action": "send-message",
+              "params": {"content": "deployed", "embeds": [{"title": "x"}]}}),
+            (lambda: cronium.sendDiscordMessage("deployed"),
+             {"tool": "discord", "action": "send-message", "params": {"content": "deployed"}}),
+            (lambda: cronium.send_teams_message("deployed"),
+             {"tool": "teams", "action": "send-message", "params": {"text": "deployed"}}),
+            (lambda: cronium.sendTeamsMessage("deployed", "CI", webhookUrl="https://example.com/w"),
+             {"tool": "teams", "action": "send-message",
+              "params": {"text": "deployed", "title": "CI", "webhookUrl": "https://example.com/w"}}),
+        )
+        for call, want in cases:
+            self.api.requests[:] = []
+            self.assertEqual(call(), {"success": True, "data": {"ok": True}})
+            self.assertEqual(self.last_body(), want)
+
+    def test_failed_action_is_returned(self):
+        self.api.tool_result = {"success": False, "error": "slack: POST hooks.slack.com: HTTP 500"}
+        self.assertEqual(cronium.send_slack_message("hi"), self.api.tool_result)
+        self.assertEqual(cronium.execute_tool_action("slack", "send-message", {"text": "hi"}), self.api.tool_result)
+        self.assertEqual(len(self.api.requests), 2)
+
+    def test_reply_without_result(self):
+        for bad in (None, "text", [1]):
+            self.api.tool_result = bad
+            with self.assertRaises(cronium.CroniumError) as cm:
+                cronium.send_discord_message("x")
+            self.assertIn("no tool action result", str(cm.exception))
+
+    def test_400_raised(self):
+        with self.assertRaises(cronium.CroniumError) as cm:
+            cronium.execute_tool_action("fax", "send", {})
+        self.assertEqual(cm.exception.status, 400)
+        self.assertEqual(str(cm.exception), 'tool: unknown tool "fax": want one of webhook, slack, discord, teams, email')
+        self.assertEqual(len(self.api.requests), 1)
+
+    def test_501_raised(self):
+        self.api.tools_off = True
+        for call in (lambda: cronium.send_email("a@example.com", "s", "b"), lambda: cronium.send_slack_message("x"),
+                     lambda: cronium.send_discord_message("x"), lambda: cronium.send_teams_message("x"),
+                     lambda: cronium.execute_tool_action("webhook", "send", {})):
+            with self.assertRaises(cronium.CroniumError) as cm:
+                call()
+            self.assertEqual(cm.exception.status, 501)
+            self.assertEqual(str(cm.exception), NO_TOOLS)
+        self.assertEqual(len(self.api.requests), 5)
+        self.assertEqual(self.sleeps, [])
+
+    def test_5xx_not_retried(self):
+        for status in (500, 502, 503):
+            self.api.requests[:] = []
+            self.api.queue[:] = [(status, '{"error":"X","message":"failed %d"}' % status)] * 4
+            with self.assertRaises(cronium.CroniumError) as cm:
+                cronium.send_slack_message("hi")
+            self.assertEqual(cm.exception.status, status)
+            self.assertEqual(str(cm.exception), "failed %d" % status)
+            self.assertEqual(len(self.api.requests), 1)
+        self.assertEqual(self.sleeps, [])
+        # other calls still retry them
+        self.api.queue[:] = [(503, "{}")]
+        cronium.output(1)
+        self.assertEqual(self.sleeps, [0.001])
+
+    def test_dropped_connection_not_retried(self):
+        self.api.queue[:] = ["drop", "drop"]
+        with self.assertRaises(cronium.CroniumError) as cm:
+            cronium.send_teams_message("hi")
+        self.assertIsNone(cm.exception.status)
+        self.assertNotIn("attempts", str(cm.exception))
+        self.assertEqual(len(self.api.requests), 1)
+        self.assertEqual(self.sleeps, [])
+
+    def test_timeout_not_retried_and_tool_timeout_used(self):
+        cronium.TIMEOUT = 0.1
+        cronium.TOOL_TIMEOUT = 0.1
+        self.api.queue[:] = [("hang", 0.5)]
+        with self.assertRaises(cronium.CroniumError):
+            cronium.send_discord_message("hi")
+        self.assertEqual(len(self.api.requests), 1)
+        self.assertEqual(self.sleeps, [])
+        # a tool action waits TOOL_TIMEOUT, not TIMEOUT
+        time.sleep(0.5)
+        self.api.requests[:] = []
+        cronium.TOOL_TIMEOUT = 5.0
+        self.api.queue[:] = [("hang", 0.3)]
+        self.assertEqual(cronium.send_discord_message("hi"), {"success": True, "data": {"ok": True}})
+        self.assertEqual(len(self.api.requests), 1)
+
+    def test_connection_refused_retried(self):
+        port = closed_port()
+        os.environ["CRONIUM_RUNTIME_API"] = "http://127.0.0.1:%d" % port
+        with self.assertRaises(cronium.CroniumError) as cm:
+            cronium.send_email("a@example.com", "s", "b")
+        self.assertIsNone(cm.exception.status)
+        self.assertIn("after 4 attempts", str(cm.exception))
+        self.assertEqual(self.sleeps, [0.001, 0.002, 0.003])
+
+        # refused, then the agent is back on its port: sent once
+        self.sleeps[:] = []
+        started = []
+
+        def sleep(d):
+            self.sleeps.append(d)
+            if not started:
+                started.append(FakeAPI(port=port))
+
+        cronium._sleep = sleep
+        try:
+            self.assertEqual(cronium.send_slack_message("hi"), {"success": True, "data": {"ok": True}})
+            self.assertEqual(self.sleeps, [0.001])
+            self.assertEqual(len(started[0].requests), 1)
+        finally:
+            for a in started:
+                a.close()
+
+    def test_bad_arguments(self):
+        for call in (lambda: cronium.execute_tool_action("", "send", {}),
+                     lambda: cronium.execute_tool_action(None, "send", {}),
+                     lambda: cronium.execute_tool_action("slack", 5, {}),
+                     lambda: cronium.execute_tool_action("slack", "send-message", [1]),
+                     lambda: cronium.execute_tool_action("slack", "send-message", "text=hi"),
+                     lambda: cronium.send_slack_message(float("nan")),
+                     lambda: cronium.send_discord_message(object())):
+            with self.assertRaises(cronium.CroniumError):
+                call()
+        self.assertEqual(self.api.requests, [])
+
+    def test_not_available(self):
+        for k in ENV_KEYS:
+            os.environ.pop(k, None)
+        for call in (lambda: cronium.execute_tool_action("slack", "send-message", {}),
+                     lambda: cronium.send_email("a", "s", "b"), lambda: cronium.sendSlackMessage("x"),
+                     lambda: cronium.send_discord_message("x"), lambda: cronium.sendTeamsMessage("x")):
             with self.assertRaises(cronium.CroniumError) as cm:
                 call()
             self.assertEqual(str(cm.exception), NOT_AVAILABLE)

@@ -1,8 +1,9 @@
 // Package fakeapi is an in-memory runtime API (the job side of
 // docs/runtime-api.md, "Endpoints") for testing the helpers: it
 // checks the bearer token and execution id, keeps input, output, variables,
-// condition and context, records every request, and can be told to fail the
-// next requests. For tests only.
+// condition and context, answers POST /tool-actions/execute with a set
+// result (or 501 when tool actions are off), records every request, and can
+// be told to fail the next requests. For tests only.
 package fakeapi
 
 import (
@@ -45,7 +46,13 @@ type Server struct {
 	condition *bool
 	requests  []Request
 	queued    []Reply
+	tool      json.RawMessage // the tool action result
+	toolsOff  bool
 }
+
+// NoTools is the message of the 501 the agent answers when tool actions
+// are off.
+const NoTools = "tool actions are not enabled on this agent: its configuration must set jobs.toolActions: true (CRONIUM_JOBS_TOOL_ACTIONS=true)"
 
 // New starts a server on 127.0.0.1; it is closed when the test ends if
 // cleanup is given (t.Cleanup), else the caller closes it.
@@ -56,6 +63,7 @@ func New(cleanup func(func())) *Server {
 		input:       json.RawMessage(`null`),
 		context:     json.RawMessage(`{"executionId":"exec_job1_1700000000","jobId":"job1","eventId":"42","eventName":"demo","eventType":"BASH","userId":"u1","startTime":"2024-01-01T00:00:00Z","trigger":"MANUAL","metadata":{}}`),
 		vars:        map[string]json.RawMessage{},
+		tool:        json.RawMessage(`{"success":true,"data":{"ok":true}}`),
 	}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	if cleanup != nil {
@@ -95,6 +103,13 @@ func (s *Server) Variable(k string) (string, bool) {
 
 // Output returns the last output's JSON text ("" when none was set).
 func (s *Server) Output() string { s.mu.Lock(); defer s.mu.Unlock(); return string(s.output) }
+
+// SetToolResult sets the result of the next tool actions (JSON text, the
+// reply's data).
+func (s *Server) SetToolResult(v string) { s.mu.Lock(); s.tool = json.RawMessage(v); s.mu.Unlock() }
+
+// SetToolActions turns tool actions on (the default) or off (501).
+func (s *Server) SetToolActions(on bool) { s.mu.Lock(); s.toolsOff = !on; s.mu.Unlock() }
 
 // Condition returns the last condition set, nil when none.
 func (s *Server) Condition() *bool { s.mu.Lock(); defer s.mu.Unlock(); return s.condition }
@@ -173,6 +188,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusUnauthorized, "missing or invalid token")
 		return
 	}
+	if raw == "/tool-actions/execute" {
+		s.toolAction(w, r.Method, body)
+		return
+	}
 	if len(parts) < 3 || parts[0] != "executions" {
 		fail(w, http.StatusNotFound, "not found")
 		return
@@ -236,4 +255,32 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		fail(w, http.StatusNotFound, "not found")
 	}
+}
+
+// toolAction answers POST /tool-actions/execute as the agent does: 501 when
+// tool actions are off, 400 for a body that is not an object naming a known
+// tool (nothing sent), else 200 with the set result.
+func (s *Server) toolAction(w http.ResponseWriter, method string, body []byte) {
+	if method != http.MethodPost {
+		fail(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	if s.toolsOff {
+		fail(w, http.StatusNotImplemented, NoTools)
+		return
+	}
+	var in struct {
+		Tool string `json:"tool"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		fail(w, http.StatusBadRequest, "the request must be a JSON object")
+		return
+	}
+	switch in.Tool {
+	case "webhook", "slack", "discord", "teams", "email":
+	default:
+		fail(w, http.StatusBadRequest, `tool: unknown tool "`+in.Tool+`": want one of webhook, slack, discord, teams, email`)
+		return
+	}
+	succeed(w, s.tool)
 }
