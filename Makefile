@@ -17,7 +17,7 @@ export CONTAINERD_ADDRESS IMAGE_CACHE
 # The agent as the demo and tests run it: our containerd, our state dir.
 RUN_AGENT := CRONIUM_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) CRONIUM_STATE_DIR=$(STATE_DIR) $(AGENT)
 
-.PHONY: all deps build containerd images images-arm64 import demo test unit bench gc clean stop package package-test vm-test
+.PHONY: all deps build containerd images images-arm64 import demo test unit bench bench-all gc clean stop package package-test vm-test
 
 all: build
 
@@ -81,9 +81,17 @@ vm-test: package
 unit:
 	go test -short ./...
 
+# One table of the agent's figures, each beside its `runc run` floor measured
+# in the same run, written to bench/latest.md with the machine and the commit
+# (hack/bench.sh; about 5 min on 2 cores).
 bench: import
+	@CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) hack/bench.sh
+
+# make bench, then every other benchmark (the journal, the network set-up,
+# claims, output, the sidecar, SSH), printed only.
+bench-all: bench
 	CRONIUM_TEST_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) \
-		go test -run '^$$' -bench . -skip 'BenchmarkE2EJournal|BenchmarkIdleClaimLatency' -benchtime 100x ./runner/container/ ./cni/ ./cmd/cronium-agent/
+		go test -run '^$$' -bench . -skip 'BenchmarkTrivialJob|BenchmarkThroughput|BenchmarkE2E$$|BenchmarkE2EJournal|BenchmarkIdleClaimLatency' -benchtime 100x ./runner/container/ ./cni/ ./cmd/cronium-agent/
 	CRONIUM_TEST_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) \
 		go test -run '^$$' -bench BenchmarkE2EJournal -benchtime 1x -count 3 ./cmd/cronium-agent/
 	CRONIUM_TEST_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) \

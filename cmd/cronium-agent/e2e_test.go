@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -595,29 +597,54 @@ func waitFor(t testing.TB, within time.Duration, cond func() bool) {
 	}
 }
 
-// BenchmarkE2E measures trivial jobs through the development backend
-// (submitted → completed, as the backend sees it) at concurrency 4, and the
-// agent's resident memory idle and with 8 jobs running.
+// BenchmarkE2E measures trivial jobs through the agent binary and the
+// development backend, as the backend sees them (submitted → completed), at
+// concurrency 1, 4 and 8 (c=N: N clients, each submitting a job and waiting
+// for it to complete before the next), and (rss) a fresh agent's resident
+// memory idle and with 8 jobs running. Each c=N reports jobs/s, the p50 and
+// p99, the whole host's CPU per job (cpu-ms/job: every process, this one
+// included) and this process's share of it (bench-cpu-ms/job: the
+// development backend and the clients polling it every 10 ms), each over an
+// idle baseline with the agent running. BenchmarkThroughput in
+// runner/container measures the `runc run` floor at the same concurrency;
+// hack/bench.sh puts them side by side in bench/latest.md.
 func BenchmarkE2E(b *testing.B) {
 	testenv.Containerd(b)
 	be := startDevBackend(b, "")
-	state := testenv.StateDir(b)
-	a := startAgent(b, be.URL, state, "CRONIUM_JOBS_MAX_CONCURRENT=4", "CRONIUM_JOBS_POLL_INTERVAL=0.05", "CRONIUM_JOBS_POLL_MAX_INTERVAL=0.1", "CRONIUM_LOG_LEVEL=warn")
 	ctx := context.Background()
+
+	// Once, whatever b.N: a fresh agent allowed 8, idle after one job, then
+	// sampled while 8 jobs sleep.
+	var idle, peak float64
+	b.Run("rss", func(b *testing.B) {
+		if idle == 0 {
+			idle, peak = e2eRSS(b, be)
+		}
+		b.ReportMetric(idle, "rss-idle-MiB")
+		b.ReportMetric(peak, "rss-8jobs-MiB")
+	})
+
+	state := testenv.StateDir(b)
+	startAgent(b, be.URL, state, "CRONIUM_JOBS_MAX_CONCURRENT=8", "CRONIUM_JOBS_POLL_INTERVAL=0.05", "CRONIUM_JOBS_POLL_MAX_INTERVAL=0.1", "CRONIUM_LOG_LEVEL=warn")
 	// Warm up: images remapped, first network made.
 	warm, _ := be.Client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "true"})
 	be.Client.Wait(ctx, warm, 20*time.Millisecond)
-	time.Sleep(500 * time.Millisecond)
-	idle := rssMiB(a.cmd.Process.Pid)
+	for _, clients := range []int{1, 4, 8} {
+		b.Run(fmt.Sprintf("c=%d", clients), func(b *testing.B) { e2eThroughput(b, be, clients) })
+	}
+}
 
-	// Four clients, each submitting a job and waiting for it to complete
-	// before the next: the agent always has four jobs in hand.
+func e2eThroughput(b *testing.B, be *devBackend, clients int) {
+	ctx := context.Background()
+	// The last run's networks are torn down after its completions.
+	time.Sleep(time.Second)
+	cpu := startHostCPU(b)
 	b.ResetTimer()
 	start := time.Now()
 	jobs := make(chan struct{})
 	lats := make(chan time.Duration, b.N)
 	var wg sync.WaitGroup
-	for range 4 {
+	for range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -642,28 +669,38 @@ func BenchmarkE2E(b *testing.B) {
 	close(jobs)
 	wg.Wait()
 	elapsed := time.Since(start)
+	// Count the last jobs' teardown too.
+	time.Sleep(time.Second)
 	b.StopTimer()
+	cpu.report(b, b.N)
 	close(lats)
 	var lat []time.Duration
 	for l := range lats {
 		lat = append(lat, l)
 	}
-	slices.Sort(lat)
+	if len(lat) == 0 {
+		b.Fatal("no job completed")
+	}
 	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "jobs/s")
-	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99-ms")
-	b.ReportMetric(idle, "rss-idle-MiB")
+	b.ReportMetric(e2eMs(e2ePercentile(lat, 0.50)), "p50-ms")
+	b.ReportMetric(e2eMs(e2ePercentile(lat, 0.99)), "p99-ms")
+}
 
-	// Eight at once: a second agent allowed 8, sampled while they sleep.
-	a.signal(syscall.SIGTERM)
-	a.wait(b, time.Minute)
-	a8 := startAgent(b, be.URL, state, "CRONIUM_JOBS_MAX_CONCURRENT=8", "CRONIUM_LOG_LEVEL=warn")
+// e2eRSS starts an agent allowed 8 jobs and returns its resident memory in
+// MiB idle after one job, and its peak with 8 jobs running; it stops it.
+func e2eRSS(b *testing.B, be *devBackend) (idle, peak float64) {
+	ctx := context.Background()
+	state := testenv.StateDir(b)
+	a := startAgent(b, be.URL, state, "CRONIUM_JOBS_MAX_CONCURRENT=8", "CRONIUM_LOG_LEVEL=warn")
+	warm, _ := be.Client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "true"})
+	be.Client.Wait(ctx, warm, 20*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	idle = rssMiB(a.cmd.Process.Pid)
 	var eight []string
 	for range 8 {
 		id, _ := be.Client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 3"})
 		eight = append(eight, id)
 	}
-	peak := 0.0
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		running := 0
@@ -672,10 +709,10 @@ func BenchmarkE2E(b *testing.B) {
 				running++
 			}
 		}
-		peak = max(peak, rssMiB(a8.cmd.Process.Pid))
+		peak = max(peak, rssMiB(a.cmd.Process.Pid))
 		if running == 8 {
 			time.Sleep(500 * time.Millisecond)
-			peak = max(peak, rssMiB(a8.cmd.Process.Pid))
+			peak = max(peak, rssMiB(a.cmd.Process.Pid))
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -683,7 +720,89 @@ func BenchmarkE2E(b *testing.B) {
 	for _, id := range eight {
 		be.Client.Wait(ctx, id, 50*time.Millisecond)
 	}
-	b.ReportMetric(peak, "rss-8jobs-MiB")
+	a.signal(syscall.SIGTERM)
+	a.wait(b, time.Minute)
+	return idle, peak
+}
+
+// e2ePercentile is the nearest-rank percentile p (0 < p ≤ 1) of lat, which
+// it sorts.
+func e2ePercentile(lat []time.Duration, p float64) time.Duration {
+	slices.Sort(lat)
+	i := int(math.Ceil(p*float64(len(lat)))) - 1
+	return lat[min(max(i, 0), len(lat)-1)]
+}
+
+func e2eMs(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// hostCPU measures the CPU a run costs the whole host, as cpuMeter in
+// runner/container does: busy time from /proc/stat (user, nice, system,
+// irq, softirq and steal of all CPUs) less the rate measured over 3 s of
+// idle just before, times the run's duration. It also measures this
+// process's own share (getrusage) the same way.
+type hostCPU struct {
+	skip               bool
+	idleRate, selfRate float64
+	busy0, self0       float64
+	t0                 time.Time
+}
+
+// startHostCPU measures the idle rates, then starts. The probe run Go makes
+// with b.N 1 to size a benchmark skips it, unless -benchtime is 1x.
+func startHostCPU(b *testing.B) *hostCPU {
+	if b.N == 1 {
+		if f := flag.Lookup("test.benchtime"); f == nil || f.Value.String() != "1x" {
+			return &hostCPU{skip: true}
+		}
+	}
+	t0, busy0, self0 := time.Now(), procStatBusy(b), selfCPU()
+	time.Sleep(3 * time.Second)
+	t1, busy1, self1 := time.Now(), procStatBusy(b), selfCPU()
+	d := t1.Sub(t0).Seconds()
+	return &hostCPU{idleRate: (busy1 - busy0) / d, selfRate: (self1 - self0) / d, busy0: busy1, self0: self1, t0: t1}
+}
+
+func (m *hostCPU) report(b *testing.B, jobs int) {
+	if m.skip {
+		return
+	}
+	d := time.Since(m.t0).Seconds()
+	busy := procStatBusy(b) - m.busy0 - m.idleRate*d
+	self := selfCPU() - m.self0 - m.selfRate*d
+	b.ReportMetric(busy*1000/float64(jobs), "cpu-ms/job")
+	b.ReportMetric(self*1000/float64(jobs), "bench-cpu-ms/job")
+}
+
+// procStatBusy is the host's busy CPU time since boot in seconds, over all
+// CPUs (/proc/stat counts in USER_HZ, 100 on Linux; guest is within user).
+func procStatBusy(b *testing.B) float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		b.Fatalf("/proc/stat: %q", line)
+	}
+	var ticks float64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system (idle iowait) irq softirq steal
+		v, err := strconv.ParseFloat(f[i], 64)
+		if err != nil {
+			b.Fatalf("/proc/stat: %q", line)
+		}
+		ticks += v
+	}
+	return ticks / 100
+}
+
+// selfCPU is this process's user and system CPU time so far, in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func rssMiB(pid int) float64 {
