@@ -24,10 +24,12 @@ all: build
 deps:
 	@hack/deps.sh
 
-# The agent, and the development backend (make demo and the README use both).
+# The agent, the program it runs inside jobs (cronium-job: found beside the
+# agent), and the development backend (make demo and the README use both).
 build: deps
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(AGENT) ./cmd/cronium-agent
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BACKEND) ./cmd/cronium-backend
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/cronium-job ./cmd/cronium-job
 
 containerd: deps
 	@hack/containerd.sh >/dev/null

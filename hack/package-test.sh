@@ -122,6 +122,7 @@ check_deb() {
 	case $name in
 	cronium-agent)
 		check "$name $arch: /usr/bin/cronium-agent 0755 root" has_line "$modes" "-rwxr-xr-x root/root /usr/bin/cronium-agent"
+		check "$name $arch: /usr/libexec/cronium/cronium-job 0755 root" has_line "$modes" "-rwxr-xr-x root/root /usr/libexec/cronium/cronium-job"
 		check "$name $arch: the unit 0644" has_line "$modes" "-rw-r--r-- root/root /usr/lib/systemd/system/cronium-agent.service"
 		check "$name $arch: /etc/cronium/agent.yaml 0640" has_line "$modes" "-rw-r----- root/root /etc/cronium/agent.yaml"
 		check "$name $arch: /etc/default/cronium-agent 0600" has_line "$modes" "-rw------- root/root /etc/default/cronium-agent"
@@ -133,6 +134,7 @@ check_deb() {
 		check "$name $arch: the environment file names CRONIUM_BACKEND_URL and CRONIUM_BACKEND_TOKEN" \
 			bash -c 'grep -qx "#CRONIUM_BACKEND_URL=.*" <<<"$1" && grep -qx "#CRONIUM_BACKEND_TOKEN=" <<<"$1"' _ "$(deb_file "$deb" /etc/default/cronium-agent)"
 		same "$name $arch: the binary" "$(dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ./usr/bin/cronium-agent >"$SCRATCH/bin" && elf_info "$SCRATCH/bin")" "$arch static"
+		same "$name $arch: the jobs' program" "$(dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ./usr/libexec/cronium/cronium-job >"$SCRATCH/bin" && elf_info "$SCRATCH/bin")" "$arch static"
 		;;
 	cronium-backend)
 		check "$name $arch: /usr/bin/cronium-backend 0755" has_line "$modes" "-rwxr-xr-x root/root /usr/bin/cronium-backend"
@@ -183,6 +185,7 @@ check_rpm() {
 	case $name in
 	cronium-agent)
 		check "$name $arch: /usr/bin/cronium-agent 0755" has_line "$modes" "-rwxr-xr-x - root:root /usr/bin/cronium-agent"
+		check "$name $arch: /usr/libexec/cronium/cronium-job 0755" has_line "$modes" "-rwxr-xr-x - root:root /usr/libexec/cronium/cronium-job"
 		check "$name $arch: the unit 0644" has_line "$modes" "-rw-r--r-- - root:root /usr/lib/systemd/system/cronium-agent.service"
 		check "$name $arch: agent.yaml 0640 %config(noreplace)" has_line "$modes" "-rw-r----- cn root:root /etc/cronium/agent.yaml"
 		check "$name $arch: /etc/sysconfig/cronium-agent 0600 %config(noreplace)" has_line "$modes" "-rw------- cn root:root /etc/sysconfig/cronium-agent"

@@ -85,6 +85,7 @@ stage() {
 	local ldflags="-s -w -X main.version=$VERSION"
 	if [[ " $PACKAGES " == *" cronium-agent "* ]]; then
 		CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath -ldflags "$ldflags" -o "$STAGE/cronium-agent" ./cmd/cronium-agent
+		CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath -ldflags "-s -w" -o "$STAGE/cronium-job" ./cmd/cronium-job
 	fi
 	if [[ " $PACKAGES " == *" cronium-backend "* ]]; then
 		CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath -ldflags "$ldflags" -o "$STAGE/cronium-backend" ./cmd/cronium-backend

@@ -47,6 +47,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build cronium-agent:", err)
 		os.Exit(1)
 	}
+	// Beside the agent, as make build and the packages place it: the
+	// program jobs run (init, helpers, output logger, SSH worker).
+	build = exec.Command("go", "build", "-o", filepath.Join(dir, "cronium-job"), "../cronium-job")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build cronium-job:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

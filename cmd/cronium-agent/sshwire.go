@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -44,8 +43,10 @@ func openSSH(env *cliEnv, cfg config.Config, store sidecar.Store, creds sshexec.
 	if creds != nil {
 		opts = append(opts, sshexec.WithCredentials(creds))
 	}
-	if exe, err := os.Executable(); err == nil {
-		opts = append(opts, sshexec.WithHelperProgram(exe))
+	// Uploaded to each server once per version: cronium-job is a third of
+	// the agent binary's size.
+	if prog, err := jobProgram(); err == nil {
+		opts = append(opts, sshexec.WithHelperProgram(prog))
 	}
 	x := sshexec.New(pool, policyFromConfig(cfg), opts...)
 	return x, func() { _ = pool.Close() }, nil

@@ -30,14 +30,43 @@ import (
 	cstate "github.com/cronium/cronium-agent/state"
 )
 
+// jobProgram is cronium-job, built for these tests: the program jobs run
+// (their init, the helpers' program) and their output logger, as the agent
+// finds it beside itself.
+var jobProgram string
+
 func TestMain(m *testing.M) {
 	testenv.MainWithShimLogger()
 	if spec := os.Getenv(childEnv); spec != "" {
 		// A separate agent process running one job, for a test to kill.
+		jobProgram = os.Getenv(childJobProgramEnv)
 		os.Exit(runChild(spec))
 	}
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "cronium-job-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	jobProgram = filepath.Join(dir, "cronium-job")
+	build := exec.Command("go", "build", "-o", jobProgram, "../../cmd/cronium-job")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build cronium-job:", err)
+		os.Exit(1)
+	}
+	// Readable and runnable by the jobs' mapped users (TempDir is 0700).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv(childJobProgramEnv, jobProgram)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
+
+// childJobProgramEnv hands jobProgram to the child agent processes.
+const childJobProgramEnv = "CRONIUM_TEST_JOB_PROGRAM"
 
 type harness struct {
 	client   *containerd.Client
@@ -158,18 +187,14 @@ func newAgentNet(client *containerd.Client, state, db string, ncfg cni.Config, l
 	if err != nil {
 		return nil, err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
 	api := sidecar.New(secret, store, sidecar.WithLogger(log))
 	opts = append([]container.Option{
 		container.WithKillGrace(2 * time.Second),
 		container.WithLogger(log),
 		container.WithNetwork(nm),
 		container.WithRuntimeAPI(api, ncfg.APIPort),
-		container.WithHelpers(filepath.Join(state, "helpers"), exe),
+		container.WithHelpers(filepath.Join(state, "helpers"), jobProgram),
+		container.WithLoggerBinary(jobProgram),
 	}, opts...)
 	ex, err := container.New(client, state, opts...)
 	if err != nil {

@@ -993,13 +993,14 @@ func (x *Executor) helperPath() string {
 	if x.helperErr != nil {
 		return ""
 	}
-	// Named cronium: the agent binary is the helper program by that name.
+	// Named cronium: the helper program (cronium-job, or the agent
+	// binary) is the bash helpers' program and the worker by that name.
 	return ".cache/cronium-agent/" + x.helperSum + "/cronium"
 }
 
-// loadHelper hashes the helper program, once: the program (about
-// 20 MiB) is read from its file again only when a server lacks it, and
-// never kept in memory.
+// loadHelper hashes the helper program, once: the program (cronium-job,
+// about 6 MiB; the agent binary, 20 MiB) is read from its file again only
+// when a server lacks it, and never kept in memory.
 func (x *Executor) loadHelper() {
 	x.helperOnce.Do(func() {
 		f, err := os.Open(x.helperBin)
