@@ -17,7 +17,7 @@ export CONTAINERD_ADDRESS IMAGE_CACHE
 # The agent as the demo and tests run it: our containerd, our state dir.
 RUN_AGENT := CRONIUM_CONTAINERD_ADDRESS=$(CONTAINERD_ADDRESS) CRONIUM_STATE_DIR=$(STATE_DIR) $(AGENT)
 
-.PHONY: all deps build containerd images images-arm64 import demo test unit bench bench-all gc clean stop package package-test vm-test
+.PHONY: all deps build containerd images images-arm64 import demo test profile unit bench bench-all gc clean stop package package-test vm-test
 
 all: build
 
@@ -101,6 +101,10 @@ bench-all: bench
 	go test -run '^$$' -bench . ./runner/output/ ./sidecar/
 	go test -run '^$$' -bench . -benchtime 3x ./state/journal/ ./state/syncer/
 	go test -run '^$$' -bench BenchmarkSSH -benchtime 30x ./runner/sshexec/
+
+# Whole-host CPU profile of 100 trivial jobs, by command (process accounting).
+profile: import
+	@hack/profile-jobs.sh
 
 # Fail when anything of the agent's is left on this host.
 leftovers:
