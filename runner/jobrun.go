@@ -66,8 +66,10 @@ func (jr *jobRunner) phase(p gatePhase) bool {
 	if jr.gateOf == nil {
 		return true
 	}
+	// A job waiting to retry runs nothing: whatever its executor, the
+	// next start runs its next attempt.
 	h, ok := jr.exec.(HandsOver)
-	return jr.gateOf(jr.job.ID).setPhase(p, ok && h.HandsOver())
+	return jr.gateOf(jr.job.ID).setPhase(p, p == phaseWaiting || ok && h.HandsOver())
 }
 
 func (jr *jobRunner) gate() *handOverGate {
