@@ -9,6 +9,7 @@ import (
 
 	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/internal/config"
+	"github.com/cronium/cronium-agent/internal/jobprog"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/netpolicy"
 	"github.com/cronium/cronium-agent/runtimes/helpers"
@@ -111,20 +112,11 @@ func runOptions(env *cliEnv, cfg config.Config, store sidecar.Store) ([]containe
 
 // jobProgram is the program run inside jobs (their init and the bash
 // helpers' program), as their output logger and as the SSH worker:
-// cronium-job, found beside the agent (a build tree's bin/) or in
-// /usr/libexec/cronium (the packages': it is no command for people), else
-// the agent's own binary, which does the same at about 2.5 times the start
-// cost (cmd/cronium-job says why).
+// cronium-job, else the agent's own binary (internal/jobprog).
 func jobProgram() (string, error) {
-	exe, err := os.Executable()
+	p, _, err := jobprog.Find()
 	if err != nil {
-		return "", fmt.Errorf("find the agent executable for the jobs' program: %w", err)
+		return "", fmt.Errorf("the jobs' program: %w", err)
 	}
-	for _, dir := range []string{filepath.Dir(exe), "/usr/libexec/cronium"} {
-		p := filepath.Join(dir, "cronium-job")
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return exe, nil
+	return p, nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cronium/cronium-agent/internal/config"
+	"github.com/cronium/cronium-agent/internal/jobprog"
 )
 
 // Status is the verdict of one check.
@@ -67,14 +68,16 @@ func fail(fix, format string, args ...any) Result {
 
 // doctor holds the configuration checked and where the host is read.
 type doctor struct {
-	cfg        config.Config
-	proc       string // /proc
-	sys        string // /sys
-	etc        string // /etc: subuid, subgid, resolv.conf
-	modules    string // /lib/modules
-	path       string // the PATH runc and iptables are looked up in
-	configPath string // named in fixes
-	timeout    time.Duration
+	cfg     config.Config
+	proc    string // /proc
+	sys     string // /sys
+	etc     string // /etc: subuid, subgid, resolv.conf
+	modules string // /lib/modules
+	path    string // the PATH runc and iptables are looked up in
+	// findJobProgram finds cronium-job (jobprog.Find; tests replace it).
+	findJobProgram func() (string, bool, error)
+	configPath     string // named in fixes
+	timeout        time.Duration
 }
 
 // Option changes where the checks look.
@@ -125,6 +128,8 @@ func Checks(cfg config.Config, opts ...Option) []Check {
 		path:       os.Getenv("PATH"),
 		configPath: config.DefaultPath,
 		timeout:    3 * time.Second,
+
+		findJobProgram: jobprog.Find,
 	}
 	for _, o := range opts {
 		o(d)
@@ -135,6 +140,7 @@ func Checks(cfg config.Config, opts ...Option) []Check {
 		{"overlayfs", "the overlay file system (containerd.snapshotter overlayfs) is in the kernel or loadable", d.overlayFS},
 		{"containerd", "containerd answers at containerd.address, and its version", d.containerd},
 		{"runc", "runc is on PATH and runs (runc --version)", d.runc},
+		{"job-program", "cronium-job (every job's init, helper program and output logger) is beside the agent or in /usr/libexec/cronium, and runs", d.jobProgram},
 		{"cni", "the CNI plugins bridge, host-local and loopback are in one of network.pluginDirs", d.cniPlugins},
 		{"iptables", "iptables is on PATH and runs (iptables --version)", d.iptables},
 		{"ip-forward", "IPv4 forwarding is on, when network.egress lets jobs out", d.ipForward},
