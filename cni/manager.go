@@ -158,7 +158,7 @@ func (m *Manager) dir(parts ...string) string {
 }
 
 func (m *Manager) checkPlugins() error {
-	for _, p := range []string{"bridge", "host-local", "loopback"} {
+	for _, p := range []string{"bridge", "host-local"} {
 		found := false
 		for _, d := range m.cfg.PluginDirs {
 			if _, err := os.Stat(filepath.Join(d, p)); err == nil {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +37,12 @@ func createNetNS(name string) error {
 		// /proc/sys/net is the namespace of the thread that opens it: this
 		// one, locked in the new namespace.
 		err = disableIPv6("default")
+	}
+	if err == nil {
+		// The job's lo, up: what the CNI loopback plugin did, without two
+		// plugin processes per job (ADD and DEL; the namespace's removal
+		// takes lo with it).
+		err = loopbackUp()
 	}
 	if serr := netns.Set(orig); serr != nil {
 		// The thread is stuck in the new namespace: leave it locked so the
@@ -114,4 +121,21 @@ func isNetNS(path string) bool {
 		return false
 	}
 	return st.Type == unix.NSFS_MAGIC || st.Type == unix.PROC_SUPER_MAGIC
+}
+
+// loopbackUp sets lo up in the network namespace of the calling thread.
+func loopbackUp() error {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in the new namespace: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo: %w", err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("set lo up: %w", err)
+	}
+	return nil
 }

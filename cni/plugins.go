@@ -49,10 +49,6 @@ func (m *Manager) bridgeList(n *Network) (*libcni.NetworkConfigList, error) {
 	return libcni.NetworkConfFromBytes(data)
 }
 
-func loopbackConf() (*libcni.PluginConfig, error) {
-	return libcni.NetworkPluginConfFromBytes([]byte(`{"cniVersion":"` + cniVersion + `","name":"cronium-loopback","type":"loopback"}`))
-}
-
 func (n *Network) runtimeConf(netnsPath, ifname string) *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{ContainerID: n.ID, NetNS: netnsPath, IfName: ifname}
 }
@@ -65,13 +61,7 @@ func (m *Manager) addNetworks(ctx context.Context, n *Network) error {
 	if _, err := m.cni.AddNetworkList(ctx, list, n.runtimeConf(n.NetNSPath(), ifName)); err != nil {
 		return fmt.Errorf("bridge plugin for %s: %w", n.ID, err)
 	}
-	lo, err := loopbackConf()
-	if err != nil {
-		return err
-	}
-	if _, err := m.cni.AddNetwork(ctx, lo, n.runtimeConf(n.NetNSPath(), "lo")); err != nil {
-		return fmt.Errorf("loopback plugin for %s: %w", n.ID, err)
-	}
+	// lo is up already: createNetNS set it so.
 	return nil
 }
 
@@ -88,14 +78,9 @@ func (m *Manager) delNetworks(ctx context.Context, n *Network) error {
 		// creating and mounting it (or unmounting and removing it).
 		nsPath = ""
 	}
+	// No loopback DEL: lo goes with the namespace (networks made by agents
+	// that ran the loopback plugin included: its DEL only set lo down).
 	var errs []error
-	if nsPath != "" {
-		if lo, err := loopbackConf(); err == nil {
-			if err := m.cni.DelNetwork(ctx, lo, n.runtimeConf(nsPath, "lo")); err != nil {
-				errs = append(errs, fmt.Errorf("loopback DEL: %w", err))
-			}
-		}
-	}
 	list, err := m.bridgeList(n)
 	if err != nil {
 		return err

@@ -141,7 +141,7 @@ func Checks(cfg config.Config, opts ...Option) []Check {
 		{"containerd", "containerd answers at containerd.address, and its version", d.containerd},
 		{"runc", "runc is on PATH and runs (runc --version)", d.runc},
 		{"job-program", "cronium-job (every job's init, helper program and output logger) is beside the agent or in /usr/libexec/cronium, and runs", d.jobProgram},
-		{"cni", "the CNI plugins bridge, host-local and loopback are in one of network.pluginDirs", d.cniPlugins},
+		{"cni", "the CNI plugins bridge and host-local are in one of network.pluginDirs", d.cniPlugins},
 		{"iptables", "iptables is on PATH and runs (iptables --version)", d.iptables},
 		{"ip-forward", "IPv4 forwarding is on, when network.egress lets jobs out", d.ipForward},
 		{"dns", "scripts with a route out have a DNS server they can reach: network.dns, or a non-loopback nameserver in /etc/resolv.conf", d.dns},

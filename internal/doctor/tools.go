@@ -14,7 +14,7 @@ import (
 
 // cniPlugins are the plugins every job network is made of (cni.Manager
 // refuses to start without them).
-var cniPlugins = []string{"bridge", "host-local", "loopback"}
+var cniPlugins = []string{"bridge", "host-local"}
 
 // runc: containerd's shim (io.containerd.runc.v2) creates every job
 // container with it.
