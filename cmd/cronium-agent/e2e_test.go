@@ -773,27 +773,13 @@ func (m *hostCPU) report(b *testing.B, jobs int) {
 	b.ReportMetric(self*1000/float64(jobs), "bench-cpu-ms/job")
 }
 
-// procStatBusy is the host's busy CPU time since boot in seconds, over all
-// CPUs (/proc/stat counts in USER_HZ, 100 on Linux; guest is within user).
+// procStatBusy is testenv.HostBusy, failing the benchmark on an error.
 func procStatBusy(b *testing.B) float64 {
-	data, err := os.ReadFile("/proc/stat")
+	v, err := testenv.HostBusy()
 	if err != nil {
 		b.Fatal(err)
 	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		b.Fatalf("/proc/stat: %q", line)
-	}
-	var ticks float64
-	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system (idle iowait) irq softirq steal
-		v, err := strconv.ParseFloat(f[i], 64)
-		if err != nil {
-			b.Fatalf("/proc/stat: %q", line)
-		}
-		ticks += v
-	}
-	return ticks / 100
+	return v
 }
 
 // selfCPU is this process's user and system CPU time so far, in seconds.

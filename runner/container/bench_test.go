@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -225,29 +223,13 @@ func (m *cpuMeter) report(b *testing.B, jobs int) {
 	b.ReportMetric(busy*1000/float64(jobs), "cpu-ms/job")
 }
 
-// hostBusy is the host's busy CPU time since boot, in seconds, over all
-// CPUs: user+nice+system+irq+softirq+steal of /proc/stat's first line
-// (guest time is already within user). /proc/stat counts in USER_HZ, 100
-// on Linux.
+// hostBusy is testenv.HostBusy, failing the benchmark on an error.
 func hostBusy(b *testing.B) float64 {
-	data, err := os.ReadFile("/proc/stat")
+	v, err := testenv.HostBusy()
 	if err != nil {
 		b.Fatal(err)
 	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		b.Fatalf("/proc/stat: %q", line)
-	}
-	var ticks float64
-	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system (idle iowait) irq softirq steal
-		v, err := strconv.ParseFloat(f[i], 64)
-		if err != nil {
-			b.Fatalf("/proc/stat: %q", line)
-		}
-		ticks += v
-	}
-	return ticks / 100
+	return v
 }
 
 // runcBundle mounts a view of the remapped bash image and writes the spec
