@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -80,21 +79,7 @@ func TestE2EHandOver(t *testing.T) {
 	if v.Status != "completed" || exitCode(v) != 0 || v.Completions != 1 {
 		t.Errorf("multi-server job: %s exit %d, %d completing calls", v.Status, exitCode(v), v.Completions)
 	}
-	perServer := map[string][]string{}
-	for _, l := range assertLogsInOrder(t, b, multi) {
-		if name, line, ok := strings.Cut(strings.TrimPrefix(l, "stdout:["), "] "); ok && strings.HasPrefix(l, "stdout:[") {
-			perServer[name] = append(perServer[name], line)
-		}
-	}
-	for _, name := range []string{"web-1", "web-2"} {
-		var want []string
-		for i := 1; i <= 30; i++ {
-			want = append(want, fmt.Sprintf("n %d", i))
-		}
-		if got := perServer[name]; strings.Join(got, "|") != strings.Join(want, "|") {
-			t.Errorf("live lines of %s across the hand-over: %q, want n 1..n 30 once each", name, got)
-		}
-	}
+	assertNumberedPerServer(t, b, multi, 30, "web-1", "web-2")
 	for _, id := range []string{local, remote} {
 		if execs := executions(t, b, id); len(execs) != 1 {
 			t.Errorf("%s: %d executions, want the one the first agent began", id, len(execs))

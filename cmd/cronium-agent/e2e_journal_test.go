@@ -50,6 +50,28 @@ func assertNumbered(t *testing.T, b *devBackend, id string, want int) {
 	}
 }
 
+// assertNumberedPerServer checks a multi-server job's live lines: each of
+// the servers' stdout lines (prefixed "[name] ") is "n 1".."n want", each
+// once, in order.
+func assertNumberedPerServer(t *testing.T, b *devBackend, id string, want int, servers ...string) {
+	t.Helper()
+	perServer := map[string][]string{}
+	for _, l := range assertLogsInOrder(t, b, id) {
+		if name, line, ok := strings.Cut(strings.TrimPrefix(l, "stdout:["), "] "); ok && strings.HasPrefix(l, "stdout:[") {
+			perServer[name] = append(perServer[name], line)
+		}
+	}
+	var lines []string
+	for i := 1; i <= want; i++ {
+		lines = append(lines, fmt.Sprintf("n %d", i))
+	}
+	for _, name := range servers {
+		if got := perServer[name]; strings.Join(got, "|") != strings.Join(lines, "|") {
+			t.Errorf("live lines of %s: %q, want n 1..n %d once each", name, got, want)
+		}
+	}
+}
+
 // waitLines waits until the backend holds at least n live lines of a job.
 func waitLines(t *testing.T, b *devBackend, id string, n int) {
 	t.Helper()

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,22 +81,7 @@ func TestE2ESSHAgentKilled(t *testing.T) {
 	if v.Status != "completed" || exitCode(v) != 0 || v.Completions != 1 {
 		t.Errorf("multi-server job: %s exit %d, %d completing calls", v.Status, exitCode(v), v.Completions)
 	}
-	perServer := map[string][]string{}
-	for _, l := range assertLogsInOrder(t, b, multi) {
-		if name, line, ok := strings.Cut(strings.TrimPrefix(l, "stdout:["), "] "); ok && strings.HasPrefix(l, "stdout:[") {
-			perServer[name] = append(perServer[name], line)
-		}
-	}
-	for _, name := range []string{"web-1", "web-2"} {
-		got := perServer[name]
-		ok := len(got) == 30
-		for i := 0; ok && i < 30; i++ {
-			ok = got[i] == fmt.Sprintf("n %d", i+1)
-		}
-		if !ok {
-			t.Errorf("live lines of %s after the adoption: %q, want n 1..n 30 once each", name, got)
-		}
-	}
+	assertNumberedPerServer(t, b, multi, 30, "web-1", "web-2")
 	for _, id := range []string{follow, ended, pastTimeout} {
 		if execs := executions(t, b, id); len(execs) != 1 || execs[0].ServerID == nil || execs[0].ServerName != "loopback-sshd" {
 			t.Errorf("%s: executions %+v, want one naming its server", id, execs)

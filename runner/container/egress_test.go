@@ -15,9 +15,9 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
-	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/cronium/cronium-agent/cni"
+	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/runner/container"
 	"github.com/cronium/cronium-agent/runner/netpolicy"
 	"github.com/cronium/cronium-agent/runner/output"
@@ -60,7 +60,7 @@ func newDestination(t *testing.T) *destination {
 		go serveLine(l)
 	}
 	t.Cleanup(func() { udp53.Close() })
-	go serveDNS(udp53)
+	go testenv.ServeDNS(udp53, map[string]netip.Addr{destName + ".": netip.MustParseAddr(destAddr)}, nil)
 	return d
 }
 
@@ -135,56 +135,6 @@ func serveLine(l net.Listener) {
 		fmt.Fprintf(c, "hello %s\n", port)
 		c.Close()
 	}
-}
-
-// serveDNS answers A queries for destName with destAddr, other types of it
-// with no records, and every other name with NXDOMAIN.
-func serveDNS(pc net.PacketConn) {
-	buf := make([]byte, 512)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		if resp, err := dnsAnswer(buf[:n]); err == nil {
-			pc.WriteTo(resp, from)
-		}
-	}
-}
-
-func dnsAnswer(query []byte) ([]byte, error) {
-	var p dnsmessage.Parser
-	h, err := p.Start(query)
-	if err != nil {
-		return nil, err
-	}
-	q, err := p.Question()
-	if err != nil {
-		return nil, err
-	}
-	known := strings.EqualFold(q.Name.String(), destName+".")
-	rcode := dnsmessage.RCodeSuccess
-	if !known {
-		rcode = dnsmessage.RCodeNameError
-	}
-	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired, RCode: rcode})
-	b.EnableCompression()
-	if err := b.StartQuestions(); err != nil {
-		return nil, err
-	}
-	if err := b.Question(q); err != nil {
-		return nil, err
-	}
-	if err := b.StartAnswers(); err != nil {
-		return nil, err
-	}
-	if known && q.Type == dnsmessage.TypeA {
-		addr := netip.MustParseAddr(destAddr).As4()
-		if err := b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 5}, dnsmessage.AResource{A: addr}); err != nil {
-			return nil, err
-		}
-	}
-	return b.Finish()
 }
 
 // destResolver asks the test's DNS server, as the agent asks the host's.

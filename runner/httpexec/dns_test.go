@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/dns/dnsmessage"
+	"github.com/cronium/cronium-agent/internal/testenv"
 )
 
 // fakeDNS answers A queries from its table on 127.0.0.1 (UDP), NXDOMAIN for
@@ -19,7 +19,6 @@ import (
 // needs a name to point somewhere.
 type fakeDNS struct {
 	conn    net.PacketConn
-	records map[string]netip.Addr // "name." -> address
 	queries atomic.Int32
 }
 
@@ -29,59 +28,10 @@ func startFakeDNS(t *testing.T, records map[string]netip.Addr) *fakeDNS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeDNS{conn: pc, records: records}
+	f := &fakeDNS{conn: pc}
 	t.Cleanup(func() { pc.Close() })
-	go f.serve()
+	go testenv.ServeDNS(pc, records, func() { f.queries.Add(1) })
 	return f
-}
-
-func (f *fakeDNS) serve() {
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := f.conn.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		f.queries.Add(1)
-		if out, err := f.answer(buf[:n]); err == nil {
-			f.conn.WriteTo(out, from)
-		}
-	}
-}
-
-func (f *fakeDNS) answer(query []byte) ([]byte, error) {
-	var p dnsmessage.Parser
-	h, err := p.Start(query)
-	if err != nil {
-		return nil, err
-	}
-	q, err := p.Question()
-	if err != nil {
-		return nil, err
-	}
-	h.Response, h.Authoritative, h.RecursionAvailable = true, true, true
-	addr, known := f.records[strings.ToLower(q.Name.String())]
-	if !known {
-		h.RCode = dnsmessage.RCodeNameError
-	}
-	b := dnsmessage.NewBuilder(nil, h)
-	b.EnableCompression()
-	if err := b.StartQuestions(); err != nil {
-		return nil, err
-	}
-	if err := b.Question(q); err != nil {
-		return nil, err
-	}
-	if err := b.StartAnswers(); err != nil {
-		return nil, err
-	}
-	if known && q.Type == dnsmessage.TypeA {
-		rh := dnsmessage.ResourceHeader{Name: q.Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: 1}
-		if err := b.AResource(rh, dnsmessage.AResource{A: addr.As4()}); err != nil {
-			return nil, err
-		}
-	}
-	return b.Finish()
 }
 
 // resolver asks only f.
