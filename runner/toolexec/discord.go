@@ -21,21 +21,12 @@ func (r *Runner) discord(action string, p params, c Credential) (string, func(co
 		return "", nil, err
 	}
 	msg := map[string]any{}
-	for _, f := range []struct {
-		key   string
-		names []string
-	}{
-		{"content", []string{"content", "text", "message"}},
-		{"username", []string{"username"}},
-		{"avatar_url", []string{"avatar_url", "avatarUrl"}},
-	} {
-		s, err := p.str(f.names...)
-		if err != nil {
-			return "", nil, err
-		}
-		if s != "" {
-			msg[f.key] = s
-		}
+	if err := p.strings(msg,
+		field{key: "content", names: []string{"content", "text", "message"}},
+		field{key: "username", names: []string{"username"}},
+		field{key: "avatar_url", names: []string{"avatar_url", "avatarUrl"}},
+	); err != nil {
+		return "", nil, err
 	}
 	if s, _ := p.str("tts"); s == "true" {
 		msg["tts"] = true

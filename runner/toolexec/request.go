@@ -254,6 +254,28 @@ func optObject(m map[string]any, key string) (map[string]any, error) {
 // params reads typed parameters; the first of several accepted names wins.
 type params map[string]any
 
+// field is a message field: its key in the payload and the parameter
+// names it is taken from, first found first.
+type field struct {
+	key   string
+	names []string
+}
+
+// strings sets each field's string parameter in msg, leaving out those
+// not given or empty.
+func (p params) strings(msg map[string]any, fields ...field) error {
+	for _, f := range fields {
+		s, err := p.str(f.names...)
+		if err != nil {
+			return err
+		}
+		if s != "" {
+			msg[f.key] = s
+		}
+	}
+	return nil
+}
+
 // str returns the first of keys that is set, as a string (numbers and
 // booleans as their text).
 func (p params) str(keys ...string) (string, error) {

@@ -24,24 +24,15 @@ func (r *Runner) slack(action string, p params, c Credential) (string, func(cont
 		return "", nil, err
 	}
 	msg := map[string]any{}
-	for _, f := range []struct {
-		key   string
-		names []string
-	}{
-		{"text", []string{"text", "message"}},
-		{"channel", []string{"channel", "channelId", "channel_id"}},
-		{"username", []string{"username"}},
-		{"icon_emoji", []string{"icon_emoji", "iconEmoji"}},
-		{"icon_url", []string{"icon_url", "iconUrl"}},
-		{"thread_ts", []string{"thread_ts", "threadTs"}},
-	} {
-		s, err := p.str(f.names...)
-		if err != nil {
-			return "", nil, err
-		}
-		if s != "" {
-			msg[f.key] = s
-		}
+	if err := p.strings(msg,
+		field{key: "text", names: []string{"text", "message"}},
+		field{key: "channel", names: []string{"channel", "channelId", "channel_id"}},
+		field{key: "username", names: []string{"username"}},
+		field{key: "icon_emoji", names: []string{"icon_emoji", "iconEmoji"}},
+		field{key: "icon_url", names: []string{"icon_url", "iconUrl"}},
+		field{key: "thread_ts", names: []string{"thread_ts", "threadTs"}},
+	); err != nil {
+		return "", nil, err
 	}
 	for _, k := range []string{"blocks", "attachments"} {
 		if v := p.raw(k); v != nil {
