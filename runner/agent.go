@@ -197,6 +197,9 @@ func (a *Agent) Run(ctx context.Context, drain <-chan struct{}) error {
 	return nil
 }
 
+// warmPool is an executor that keeps warm sandboxes.
+type warmPool interface{ ClosePool() }
+
 // windDown sends what the last jobs reported if the backend takes it (what
 // it does not take is delivered by the next start) and waits for the runs'
 // cleanup, both bounded: the agent is stopping, and the next start does
@@ -207,6 +210,11 @@ func (a *Agent) windDown(sy *syncer.Syncer, ex LocalRuntime) {
 		a.log.Warn("reports left in the journal for the next start", "error", err)
 	}
 	fcancel()
+	if p, ok := ex.(warmPool); ok {
+		// Warm sandboxes are removed with the finished runs, which Wait
+		// waits for.
+		p.ClosePool()
+	}
 	wctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := ex.Wait(wctx); err != nil {

@@ -48,6 +48,7 @@ func (x *ContainerExecutor) request(a *Attempt, start time.Time) (container.Requ
 		return req, err
 	}
 	req.RunID = a.RunID
+	req.OnRunID = func(id string) { a.RunID = id }
 	req.OnPhase = func(ph container.Phase, at time.Time) error {
 		switch ph {
 		case container.PhaseNetwork:

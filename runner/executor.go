@@ -218,7 +218,9 @@ func (a *Attempt) Started(at time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := a.jb.Update(context.Background(), func(p *state.Progress) { p.StartedAt = at.UTC() }, it); err != nil {
+	// The run id too: a warm sandbox's replaces the one journaled at the
+	// attempt's begin, and a restart must find the run under it.
+	if err := a.jb.Update(context.Background(), func(p *state.Progress) { p.StartedAt, p.RunID = at.UTC(), a.RunID }, it); err != nil {
 		return err
 	}
 	a.gate.started()

@@ -340,7 +340,7 @@ func shimPIDs(runID string) []int { return testenv.Shims(testenv.Address())[runI
 func TestRunSurvivesContainerdRestart(t *testing.T) {
 	d := testenv.PrivateContainerd(t)
 	logs := &testenv.Buffer{}
-	h := newHarnessWith(t, []harnessOpt{onDaemon(d.Client(t))}, container.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	h := newHarnessWith(t, []harnessOpt{onDaemon(d.Client(t)), coldStarts()}, container.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	cases := []struct {
 		name   string
 		script string
@@ -461,9 +461,10 @@ func TestRunReportsLostTask(t *testing.T) {
 	req := h.request(t, "bash", `for i in 1 2 3; do echo "line $i"; done
 while :; do sleep 0.05; done
 `)
+	runID := runIDOf(&req)
 	r := h.runRequest(context.Background(), t, req, func(e output.Entry) {
 		if string(e.Data) == "line 3" {
-			if err := syscall.Kill(shimPID(t, req.RunID), syscall.SIGKILL); err != nil {
+			if err := syscall.Kill(shimPID(t, runID()), syscall.SIGKILL); err != nil {
 				t.Error(err)
 			}
 		}
@@ -497,6 +498,7 @@ cronium_output '{"lines":%d}' || exit 9
 exit 4
 `, n, n)
 	req := h.request(t, "bash", script)
+	runID := runIDOf(&req)
 	var startedAt time.Time
 	req.OnPhase = func(p container.Phase, at time.Time) error {
 		if p == container.PhaseStarting {
@@ -523,6 +525,8 @@ exit 4
 	if err != nil || !res.HandedOver {
 		t.Fatalf("Run after ErrHandOver: %+v, %v; want HandedOver", res, err)
 	}
+	// The run goes by its warm sandbox's id, as the runner journals it.
+	req.RunID = runID()
 	// Left as it was: the task runs on, paused at line 5 until signalled.
 	h.waitTask(t, req.RunID, "running after the hand-over", func(st containerd.ProcessStatus, err error) bool {
 		return err == nil && st == containerd.Running

@@ -242,12 +242,12 @@ func TestScriptEgressMetadataDropped(t *testing.T) {
 	req := h.request(t, "bash", `if timeout 2 bash -c 'exec 3<>/dev/tcp/`+metadataAddr+`/80'; then echo "metadata: open"; else echo "metadata: failed"; fi
 echo attempted
 sleep 3`)
-	netID := container.NetworkOf(req.RunID)
+	runID := runIDOf(&req)
 	var pkts int64 = -1
 	var counterErr error
 	r := h.runRequest(context.Background(), t, req, func(e output.Entry) {
 		if string(e.Data) == "attempted" {
-			pkts, counterErr = dropCounter(netID, "169.254.0.0/16")
+			pkts, counterErr = dropCounter(container.NetworkOf(runID()), "169.254.0.0/16")
 		}
 	})
 	if r.err != nil || r.ExitCode != 0 {

@@ -54,6 +54,9 @@ type Executor struct {
 	helperBin   string
 	outBudget   int64
 
+	poolCfg WarmPool
+	pool    *pool
+
 	remapMu  sync.Mutex
 	cleanups sync.WaitGroup
 }
@@ -145,6 +148,9 @@ func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor,
 	}
 	if err := traversable(e.runsDir()); err != nil {
 		return nil, err
+	}
+	if e.poolCfg.Size > 0 && e.helperDir != "" {
+		e.pool = newPool(e, e.poolCfg)
 	}
 	return e, nil
 }

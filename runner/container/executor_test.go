@@ -110,12 +110,13 @@ echo ready
 sleep 1
 `
 	req := h.request(t, "bash", script)
+	runID := runIDOf(&req)
 	r := h.runRequest(context.Background(), t, req, func(e output.Entry) {
 		if string(e.Data) != "ready" {
 			return
 		}
 		// The host must see the job's process under the mapped uid.
-		data, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids", container.CgroupParent, req.RunID, "cgroup.procs"))
+		data, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids", container.CgroupParent, runID(), "cgroup.procs"))
 		for _, pid := range strings.Fields(string(data)) {
 			if uid := statusField(pid, "Uid:"); uid != "" {
 				hostUID.Store(uid)
@@ -308,13 +309,14 @@ func TestLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got := map[string]string{}
 			req := h.request(t, "bash", "echo ready; sleep 0.5", func(j *runner.Job) { j.Resources = oci.Resources{CPU: tc.cpu, MemoryBytes: tc.mem, Pids: tc.pids} })
+			runID := runIDOf(&req)
 			r := h.runRequest(context.Background(), t, req, func(e output.Entry) {
 				if string(e.Data) != "ready" {
 					return
 				}
 				for _, f := range []string{"cpu/cpu.cfs_quota_us", "memory/memory.limit_in_bytes", "memory/memory.memsw.limit_in_bytes", "pids/pids.max"} {
 					ctrl, file, _ := strings.Cut(f, "/")
-					b, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctrl, container.CgroupParent, req.RunID, file))
+					b, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctrl, container.CgroupParent, runID(), file))
 					got[file] = strings.TrimSpace(string(b))
 				}
 			})
@@ -334,7 +336,8 @@ func TestLimits(t *testing.T) {
 // The image is remapped into the user-namespace range once; runs reuse the
 // committed snapshot, which stays as a gc root between runs.
 func TestRemapOncePerImage(t *testing.T) {
-	h := newHarness(t)
+	// Cold: a warm pool's sandboxes would be counted among the runs.
+	h := newHarnessWith(t, []harnessOpt{coldStarts()})
 	ctx := context.Background()
 	key, err := h.ex.PrepareImage(ctx, h.policy.Images["bash"])
 	if err != nil {

@@ -78,6 +78,9 @@ type harness struct {
 	secret []byte
 	api    *sidecar.Server
 
+	// warm: jobs wait for a warm sandbox (request).
+	warm bool
+
 	mu     sync.Mutex
 	runIDs []string
 }
@@ -92,11 +95,16 @@ type harnessConfig struct {
 	// runtimes the runtime images it must hold.
 	client   *containerd.Client
 	runtimes []string
+	// cold: no warm pool; every job makes its run when it comes.
+	cold bool
 }
 
 type harnessOpt func(*harnessConfig)
 
 func withEgress() harnessOpt { return func(c *harnessConfig) { c.egress = true } }
+
+// coldStarts makes a harness without a warm pool.
+func coldStarts() harnessOpt { return func(c *harnessConfig) { c.cold = true } }
 
 // onDaemon runs the harness's jobs on a private containerd, which holds
 // the bash image only.
@@ -131,6 +139,14 @@ func newHarnessWith(t testing.TB, hopts []harnessOpt, opts ...container.Option) 
 	if hc.network != nil {
 		hc.network(&ncfg)
 	}
+	h := &harness{client: client, stateDir: state, policy: runner.DefaultPolicy()}
+	if !hc.cold {
+		// Every job runs in a warm sandbox (request waits for one), so
+		// that every test here checks that path; the pool's own tests
+		// and coldStarts harnesses check the other.
+		h.warm = true
+		opts = append([]container.Option{container.WithWarmPool(container.WarmPool{Size: 1, OnMade: h.track})}, opts...)
+	}
 	a, err := newAgentNet(client, state, "local.db", ncfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 	if errors.Is(err, errNoNetworks) {
 		testenv.Unavailable(t, "%v", err)
@@ -139,7 +155,7 @@ func newHarnessWith(t testing.TB, hopts []harnessOpt, opts ...container.Option) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.store.Close() })
-	h := &harness{client: client, ex: a.ex, stateDir: state, policy: runner.DefaultPolicy(), net: a.net, secret: a.secret, api: a.api}
+	h.ex, h.net, h.secret, h.api = a.ex, a.net, a.secret, a.api
 	for _, rt := range hc.runtimes {
 		if _, err := client.GetImage(context.Background(), h.policy.Images[rt]); err != nil {
 			testenv.Unavailable(t, "runtime image %s not imported (make import): %v", h.policy.Images[rt], err)
@@ -256,6 +272,14 @@ func (h *harness) request(t testing.TB, rt, script string, opts ...jobOpt) conta
 	if err != nil {
 		t.Fatal(err)
 	}
+	if h.warm {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := h.ex.Prewarm(ctx, req); err != nil {
+			// The job runs cold, and says what is wrong (a missing image).
+			t.Logf("no warm sandbox for %s: %v", rt, err)
+		}
+	}
 	return req
 }
 
@@ -264,8 +288,37 @@ func (h *harness) runRequest(ctx context.Context, t testing.TB, req container.Re
 	t.Helper()
 	h.track(req.RunID)
 	r := &result{req: req}
+	prev := req.OnRunID
+	req.OnRunID = func(id string) {
+		r.req.RunID = id // the sandbox's: what the test looks for
+		if prev != nil {
+			prev(id)
+		}
+	}
 	r.Result, r.err = h.ex.Run(ctx, req, r.collector(onEntry))
 	return r
+}
+
+// runIDOf makes req report the id it runs under (a warm sandbox's, when
+// it takes one), for tests that look at a run's files or cgroup while it
+// runs: the returned func gives it once the run has started.
+func runIDOf(req *container.Request) func() string {
+	var mu sync.Mutex
+	id := req.RunID
+	prev := req.OnRunID
+	req.OnRunID = func(got string) {
+		mu.Lock()
+		id = got
+		mu.Unlock()
+		if prev != nil {
+			prev(got)
+		}
+	}
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return id
+	}
 }
 
 // collector records every entry into r; onEntry (optional) sees each too.
@@ -310,6 +363,7 @@ func (h *harness) assertClean(t testing.TB) {
 	ctx := context.Background()
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	h.ex.ClosePool()
 	if err := h.ex.Wait(wctx); err != nil {
 		t.Error(err)
 	}

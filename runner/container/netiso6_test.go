@@ -117,6 +117,7 @@ func probe6(t *testing.T, h *harness, port int) map[string]any {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req := h.request(t, "python", probe6Script, withEnv("HOST6_PORT", strconv.Itoa(port)))
+	runID := runIDOf(&req)
 	ready := make(chan struct{}, 1)
 	done := make(chan *result, 1)
 	var r *result
@@ -143,11 +144,11 @@ func probe6(t *testing.T, h *harness, port int) map[string]any {
 		t.Fatal("probe job did not start")
 	}
 
-	netID := container.NetworkOf(req.RunID)
+	netID := container.NetworkOf(runID())
 	netnsName, bridge := cni.Names(netID)
 	targets, state := linkLocalTargets(t, bridge)
 	t.Logf("host side of %s: %s; probing %v", netnsName, state, targets)
-	if err := handTargets(ctx, h, req.RunID, targets); err != nil {
+	if err := handTargets(ctx, h, runID(), targets); err != nil {
 		t.Fatal(err)
 	}
 

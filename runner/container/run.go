@@ -24,6 +24,7 @@ import (
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/output"
 	"github.com/cronium/cronium-agent/runtimes"
+	"github.com/cronium/cronium-agent/runtimes/jobinit"
 	"github.com/cronium/cronium-agent/sidecar"
 )
 
@@ -49,6 +50,10 @@ type Request struct {
 	// StartedAt); one at PhaseExited is returned with the result, the run
 	// being over anyway.
 	OnPhase func(p Phase, at time.Time) error `json:"-"`
+	// OnRunID, when set, is called before PhaseStarting when the run
+	// takes a warm sandbox: the run then goes by the sandbox's id, not
+	// RunID, and the caller journals that id with the start.
+	OnRunID func(id string) `json:"-"`
 }
 
 // ErrHandOver, as the cause of ctx's cancellation, leaves a started run
@@ -117,6 +122,15 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if err := validate(req); err != nil {
 		return Result{}, err
 	}
+	if e.pool != nil {
+		if sb := e.pool.take(req); sb != nil {
+			if sb.usable(ctx) {
+				return e.runWarm(ctx, req, sb, onEntry)
+			}
+			e.log.Warn("warm sandbox no longer usable; the job starts cold", "container", sb.id)
+			e.destroySandbox(sb)
+		}
+	}
 	ph := newPhases()
 	dir := filepath.Join(e.runsDir(), req.RunID)
 	lock, err := createRunDir(dir)
@@ -159,7 +173,11 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if j.session, err = e.serveAPI(ctx, n, req.Execution); err != nil {
 		return Result{}, fmt.Errorf("job %s: %w", req.JobID, err)
 	}
-	spec, err := e.spec(req, dir, imgSpec.Config.Env, n, j.session)
+	var token string
+	if j.session != nil {
+		token = j.session.Token()
+	}
+	spec, err := e.spec(req, dir, imgSpec.Config.Env, n, token, false)
 	if err != nil {
 		return Result{}, err
 	}
@@ -177,24 +195,30 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	}
 
 	ph.mark("container")
-	outPath := filepath.Join(dir, "output")
 	// Not cancellable: containerd 1.6 leaves the shim of a task create
 	// cancelled half-way running with nothing to reap it. A cancelled run
 	// stops right after, through the normal kill path.
 	tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	task, err := ctr.NewTask(tctx, cio.LogURI(e.loggerURI(outPath)))
+	task, err := ctr.NewTask(tctx, cio.LogURI(e.loggerURI(filepath.Join(dir, "output"))))
 	tcancel()
 	if err != nil {
 		return Result{}, fmt.Errorf("create task for job %s: %w", req.JobID, err)
 	}
 	ph.mark("task")
+	return e.start(ctx, j, task, spec.Linux.CgroupsPath, onEntry)
+}
+
+// start starts a created task (a cold run's, or a warm sandbox's) and sees
+// the run to its end.
+func (e *Executor) start(ctx context.Context, j *job, task containerd.Task, cgroups string, onEntry EntryFunc) (Result, error) {
+	req := j.req
 	wctx := j.waitContext(ctx)
 	exitCh, err := task.Wait(wctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("wait for task of job %s: %w", req.JobID, err)
 	}
 
-	follow := e.follow(ctx, outPath, 0, onEntry)
+	follow := e.follow(ctx, filepath.Join(j.dir, "output"), 0, onEntry)
 	defer follow.stop()
 	startedAt := time.Now()
 	// The caller journals the start before the script can do anything.
@@ -207,10 +231,10 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if err != nil {
 		return Result{}, fmt.Errorf("start task for job %s: %w", req.JobID, err)
 	}
-	ph.mark("start")
+	j.ph.mark("start")
 	j.started = true
 	w := e.watch(ctx, wctx, req.RunID, task, exitCh, startedAt.Add(req.Timeout))
-	return e.finish(ctx, j, attached{watch: w, startedAt: startedAt, cgroups: spec.Linux.CgroupsPath, follow: follow})
+	return e.finish(ctx, j, attached{watch: w, startedAt: startedAt, cgroups: cgroups, follow: follow})
 }
 
 // job is what one run holds from its start (or adoption) to its removal.
@@ -265,21 +289,37 @@ func (e *Executor) release(ctx context.Context, j *job, err error) error {
 		}
 		return errors.Join(err, cerr)
 	}
+	if j.started {
+		// The script's result stands whatever the removal meets: it is
+		// done off the result path, the run's lock held until it is over.
+		e.cleanups.Add(1)
+		go func() {
+			defer e.cleanups.Done()
+			e.removeRun(context.WithoutCancel(ctx), j, cerr)
+		}()
+		return err
+	}
 	cerr = errors.Join(cerr, e.call(ctx, j.req.RunID, "remove the run", func(lostAt time.Time) time.Time { return lostAt.Add(cleanupWait) },
 		func(ctx context.Context) error { return e.remove(ctx, j.req.RunID, j.dir) }))
-	switch {
-	case cerr == nil:
-	case j.started:
+	err = errorsJoinCleanup(err, cerr)
+	j.lock.Close()
+	e.teardownLater(j.req.RunID, j.network)
+	return err
+}
+
+// removeRun removes a finished run: its container, snapshot, files and
+// network. What fails is retried in the background, then left to gc.
+func (e *Executor) removeRun(ctx context.Context, j *job, cerr error) {
+	cerr = errors.Join(cerr, e.call(ctx, j.req.RunID, "remove the run", func(lostAt time.Time) time.Time { return lostAt.Add(cleanupWait) },
+		func(ctx context.Context) error { return e.remove(ctx, j.req.RunID, j.dir) }))
+	if cerr != nil {
 		e.log.Warn("removing the finished run failed; retrying in the background, and gc will retry what is left", "container", j.req.RunID, "error", cerr)
 		e.removeLater(j.req.RunID, j.dir)
-	default:
-		err = errorsJoinCleanup(err, cerr)
 	}
 	j.lock.Close()
 	e.teardownLater(j.req.RunID, j.network)
 	j.ph.mark("cleanup")
 	e.log.Debug("run phases", "container", j.req.RunID, "ms", j.ph.String())
-	return err
 }
 
 // removeLater retries the removal of a finished run whose cleanup failed
@@ -383,10 +423,16 @@ func (j *job) collectAPI(e *Executor, res *Result) {
 }
 
 // spec writes the run's files (script, hosts, resolv.conf with egress) and
-// builds its OCI spec.
-func (e *Executor) spec(req Request, dir string, imageEnv []string, n *cni.Network, session *sidecar.Session) (*specs.Spec, error) {
+// builds its OCI spec. A warm sandbox's (warm) has its script and start
+// files made empty, to be written when its job comes (fill), and its init
+// reads the job's command and environment from the start file.
+func (e *Executor) spec(req Request, dir string, imageEnv []string, n *cni.Network, token string, warm bool) (*specs.Spec, error) {
 	scriptPath := filepath.Join(dir, req.Runtime.ScriptName)
-	if err := e.writeScript(scriptPath, req.Script); err != nil {
+	write := func() error { return e.writeScript(scriptPath, req.Script) }
+	if warm {
+		write = func() error { return e.createJobFile(scriptPath) }
+	}
+	if err := write(); err != nil {
 		return nil, fmt.Errorf("write script for job %s: %w", req.JobID, err)
 	}
 	hostsPath := filepath.Join(dir, "hosts")
@@ -405,6 +451,7 @@ func (e *Executor) spec(req Request, dir string, imageEnv []string, n *cni.Netwo
 		files = append(files, oci.FileMount{Source: resolvPath, Destination: "/etc/resolv.conf"})
 	}
 	args, res := req.Runtime.Args(), req.Resources
+	jobEnv := req.Env
 	if e.helperDir != "" {
 		files = append(files,
 			oci.FileMount{Source: e.helperDir, Destination: HelperLibDir},
@@ -414,11 +461,19 @@ func (e *Executor) spec(req Request, dir string, imageEnv []string, n *cni.Netwo
 		// The init's own threads are not the job's to pay for.
 		res.Pids += InitPids
 	}
-	var apiURL, token string
-	if session != nil {
-		apiURL, token = fmt.Sprintf(RuntimeAPI, e.apiPort), session.Token()
+	var apiURL string
+	if token != "" {
+		apiURL = fmt.Sprintf(RuntimeAPI, e.apiPort)
 	}
-	env, err := oci.Env(imageEnv, e.helperEnv(imageEnv, req.Env, apiURL, token), nil)
+	if warm {
+		startPath := filepath.Join(dir, "start")
+		if err := e.createJobFile(startPath); err != nil {
+			return nil, fmt.Errorf("create start file of sandbox %s: %w", req.RunID, err)
+		}
+		files = append(files, oci.FileMount{Source: startPath, Destination: StartPath})
+		args, jobEnv, apiURL = []string{InitBin, jobinit.StartFlag, StartPath}, nil, ""
+	}
+	env, err := oci.Env(imageEnv, e.helperEnv(imageEnv, jobEnv, apiURL, token), nil)
 	if err != nil {
 		return nil, fmt.Errorf("environment of job %s: %w", req.JobID, err)
 	}

@@ -16,6 +16,7 @@
 package jobinit
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 )
 
@@ -36,6 +38,30 @@ const (
 	exitNotFound  = 127
 )
 
+// StartFlag, followed by a file, makes the init read the command and the
+// environment of the job from that file (Start, in JSON) rather than from
+// its own arguments and environment.
+const StartFlag = "--start"
+
+// Start is what a warm sandbox's init starts: the job's command line and
+// its whole environment, which replaces the init's own.
+type Start struct {
+	Args []string `json:"args"`
+	Env  []string `json:"env"`
+}
+
+func readStart(path string) (Start, error) {
+	var st Start
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return st, fmt.Errorf("read the job's start: %w", err)
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return st, fmt.Errorf("read the job's start from %s: %w", path, err)
+	}
+	return st, nil
+}
+
 const prSetChildSubreaper = 36 // PR_SET_CHILD_SUBREAPER, prctl(2)
 
 // Main runs args as the job's script, with the init's own environment (the
@@ -45,6 +71,25 @@ func Main(args []string, stderr io.Writer) int {
 	// Every thread of the init counts against the job's pids limit: one P
 	// keeps the runtime to a few, whatever the host's core count.
 	runtime.GOMAXPROCS(1)
+	env := os.Environ()
+	if len(args) == 2 && args[0] == StartFlag {
+		// A warm sandbox: created before its job was known, it learns
+		// the job's command and environment only now, from the file the
+		// agent wrote just before the start.
+		st, err := readStart(args[1])
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", Name, err)
+			return exitCannotRun
+		}
+		args, env = st.Args, st.Env
+		// The command is looked up in the job's PATH, not the sandbox's.
+		os.Clearenv()
+		for _, kv := range env {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				os.Setenv(k, v)
+			}
+		}
+	}
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, Name+": no command to run")
 		return exitNotFound
@@ -67,7 +112,7 @@ func Main(args []string, stderr io.Writer) int {
 		return exitNotFound
 	}
 	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{
-		Env:   os.Environ(),
+		Env:   env,
 		Files: []uintptr{0, 1, 2},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	})

@@ -2,9 +2,11 @@ package jobinit
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -129,5 +131,38 @@ func TestForwardsUSR1ToTheScript(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGUSR1)
 	if got := exitOf(t, cmd.Wait()); got != 0 || out.String() != "ready\ngot\nafter\n" {
 		t.Errorf("exit %d, output %q", got, out)
+	}
+}
+
+// A warm sandbox's init takes the command and the whole environment from
+// its start file; a file it cannot read is the init's own error (126).
+func TestStartFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	data, _ := json.Marshal(Start{Args: []string{"bash", "-c", `echo "$JOB_VAR:${SANDBOX_VAR-unset}"; exit 7`}, Env: []string{"JOB_VAR=from-start", "PATH=" + os.Getenv("PATH")}})
+	if err := os.WriteFile(good, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad")
+	if err := os.WriteFile(bad, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, file string
+		want       int
+		out        string
+	}{
+		{"runs the job's command with the job's environment alone", good, 7, "from-start:unset\n"},
+		{"missing file", filepath.Join(dir, "missing"), exitCannotRun, Name + ": read the job's start"},
+		{"malformed file", bad, exitCannotRun, Name + ": read the job's start from " + bad},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], StartFlag, tc.file)
+			cmd.Env = append(os.Environ(), asInit+"=1", "SANDBOX_VAR=sandbox")
+			out, err := cmd.CombinedOutput()
+			if got := exitOf(t, err); got != tc.want || !strings.HasPrefix(string(out), tc.out) {
+				t.Errorf("exit %d, output %q; want %d, %q", got, out, tc.want, tc.out)
+			}
+		})
 	}
 }
