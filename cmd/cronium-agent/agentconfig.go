@@ -45,7 +45,7 @@ func agentConfig(env *cliEnv, cfg config.Config, orchID string, creds sshexec.Cr
 		},
 		RuntimeImages: []string{cfg.Runtimes.Bash.Image, cfg.Runtimes.Python.Image, cfg.Runtimes.Node.Image},
 		OpenExecutor: func(ctx context.Context, store sidecar.Store) (runner.LocalRuntime, func(), error) {
-			ex, release, err := openExecutor(ctx, env, cfg, true, store)
+			ex, release, err := openExecutor(ctx, env, cfg, true, store, warmPool(cfg))
 			if err != nil {
 				return nil, nil, err
 			}

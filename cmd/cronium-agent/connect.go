@@ -53,9 +53,9 @@ func connect(ctx context.Context, cfg config.Config) (*containerd.Client, error)
 
 // openExecutor connects to containerd and builds the executor the
 // configuration describes; with runs it also sets up what runs need (their
-// networks, runtime API backed by store, and helpers). The returned func
-// releases the connection.
-func openExecutor(ctx context.Context, env *cliEnv, cfg config.Config, runs bool, store sidecar.Store) (*container.Executor, func(), error) {
+// networks, runtime API backed by store, and helpers) and the options in
+// more. The returned func releases the connection.
+func openExecutor(ctx context.Context, env *cliEnv, cfg config.Config, runs bool, store sidecar.Store, more ...container.Option) (*container.Executor, func(), error) {
 	client, err := connect(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -67,7 +67,7 @@ func openExecutor(ctx context.Context, env *cliEnv, cfg config.Config, runs bool
 			return nil, nil, err
 		}
 	}
-	ex, err := newExecutor(env, client, cfg, extra...)
+	ex, err := newExecutor(env, client, cfg, append(extra, more...)...)
 	if err != nil {
 		client.Close()
 		return nil, nil, err

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/cronium/cronium-agent/cni"
 	"github.com/cronium/cronium-agent/internal/config"
@@ -108,6 +109,18 @@ func runOptions(env *cliEnv, cfg config.Config, store sidecar.Store) ([]containe
 		container.WithLoggerBinary(prog),
 		container.WithOutputBudget(int64(cfg.Jobs.OutputBudget)),
 	}, nil
+}
+
+// warmPool keeps warm sandboxes as jobs.warm* say. Only the long-running
+// agent takes it: for a one-shot `cronium-agent exec` a pool would only
+// cost.
+func warmPool(cfg config.Config) container.Option {
+	return container.WithWarmPool(container.WarmPool{
+		Size:         cfg.Jobs.WarmSandboxes,
+		IdleAfter:    time.Duration(cfg.Jobs.WarmIdleTimeout),
+		MaxAge:       time.Duration(cfg.Jobs.WarmIdleTimeout),
+		MinAvailable: int64(cfg.Jobs.WarmMinAvailable),
+	})
 }
 
 // jobProgram is the program run inside jobs (their init and the bash

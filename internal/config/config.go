@@ -200,6 +200,9 @@ type Jobs struct {
 	MetricsInterval   Duration `yaml:"metricsInterval" doc:"Period of the metrics report."`
 	OutputCap         ByteSize `yaml:"outputCap" doc:"Bound on stdout and on stderr each in the completing call; head and tail are kept around a marker."`
 	OutputBudget      ByteSize `yaml:"outputBudget" doc:"Disk one run's captured output may take. Past it the middle of the output is dropped at the source, with a line saying how much: the head stays, and the last eighth of the budget (at most 16MiB). Live lines and the journal see the same."`
+	WarmSandboxes     int      `yaml:"warmSandboxes" doc:"Warm sandboxes kept ready per runtime image that ran a job recently: a job's network, firewall rules, snapshot and created container are made before it arrives, so it starts in tens of milliseconds. Each sandbox serves one job and is then removed; the first job of a runtime after start or after an idle spell starts cold. 0 disables them."`
+	WarmIdleTimeout   Duration `yaml:"warmIdleTimeout" doc:"A runtime with no job for this long keeps no warm sandbox until its next job; a ready sandbox older than this is replaced (its allowlist is resolved again)."`
+	WarmMinAvailable  ByteSize `yaml:"warmMinAvailable" doc:"No warm sandbox is made while the host's available memory (MemAvailable) is below this, and the ready ones are removed."`
 	ToolActions       bool     `yaml:"toolActions" doc:"Run tool actions (webhook, Slack, Discord, Teams, email): the agent then asks the backend for TOOL_ACTION jobs, and serves POST /tool-actions/execute to scripts (else 501). Off by default: the deployed Cronium backend does not transport a tool action's parameters (such jobs would fail). Credentials: tools.credentials."`
 }
 
@@ -260,6 +263,9 @@ func Default() Config {
 			MetricsInterval:   Duration(time.Minute),
 			OutputCap:         1 * MiB,
 			OutputBudget:      1 * GiB,
+			WarmSandboxes:     1,
+			WarmIdleTimeout:   Duration(10 * time.Minute),
+			WarmMinAvailable:  512 * MiB,
 		},
 		Resources: Resources{
 			Defaults: Limits{CPU: 0.5, Memory: 512 * MiB, Pids: 100, Tmp: 64 * MiB, Workspace: 256 * MiB},
@@ -390,6 +396,8 @@ func (c Config) Validate() error {
 	check(c.Jobs.LongPoll >= 0 && time.Duration(c.Jobs.LongPoll) <= time.Minute, "jobs.longPoll must be between 0 and 1m")
 	check(c.Jobs.OutputCap >= 4*KiB, "jobs.outputCap must be at least 4KiB")
 	check(c.Jobs.OutputBudget >= 1*MiB, "jobs.outputBudget must be at least 1MiB")
+	check(c.Jobs.WarmSandboxes >= 0 && c.Jobs.WarmSandboxes <= 16, "jobs.warmSandboxes must be between 0 and 16")
+	check(c.Jobs.WarmSandboxes == 0 || c.Jobs.WarmIdleTimeout > 0, "jobs.warmIdleTimeout must be positive when jobs.warmSandboxes is above 0")
 	for name, tc := range c.Tools.Credentials {
 		// Names only: the values are secrets.
 		check(name != "", "tools.credentials has an entry without a name")

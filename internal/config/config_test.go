@@ -81,6 +81,16 @@ func TestLoad(t *testing.T) {
 				t.Errorf("env not applied: %+v", c)
 			}
 		}},
+		{name: "warm sandboxes by default", check: func(t *testing.T, c Config) {
+			if c.Jobs.WarmSandboxes != 1 || c.Jobs.WarmIdleTimeout != Duration(10*time.Minute) || c.Jobs.WarmMinAvailable != 512*MiB {
+				t.Errorf("warm sandboxes %d, idle %s, min available %s", c.Jobs.WarmSandboxes, c.Jobs.WarmIdleTimeout, c.Jobs.WarmMinAvailable)
+			}
+		}},
+		{name: "environment turns warm sandboxes off", file: "jobs:\n  warmSandboxes: 4\n  warmMinAvailable: 1GiB\n", env: []string{"CRONIUM_JOBS_WARM_SANDBOXES=0", "CRONIUM_JOBS_WARM_IDLE_TIMEOUT=0"}, check: func(t *testing.T, c Config) {
+			if c.Jobs.WarmSandboxes != 0 || c.Jobs.WarmIdleTimeout != 0 || c.Jobs.WarmMinAvailable != GiB {
+				t.Errorf("warm sandboxes %d, idle %s, min available %s", c.Jobs.WarmSandboxes, c.Jobs.WarmIdleTimeout, c.Jobs.WarmMinAvailable)
+			}
+		}},
 		{name: "the old orchestrator's names", env: []string{"CRONIUM_API_ENDPOINT=http://b:5001", "CRONIUM_API_TOKEN=t0k", "CRONIUM_ORCHESTRATOR_ID=orch-1", "CRONIUM_JOBS_MAX_CONCURRENT=3", "CRONIUM_JOBS_POLL_INTERVAL=2", "CRONIUM_ENV_ENCRYPTION_KEY=" + strings.Repeat("ab", 32)}, check: func(t *testing.T, c Config) {
 			if c.Backend.URL != "http://b:5001" || c.Backend.Token != "t0k" || c.Backend.OrchestratorID != "orch-1" || c.Jobs.MaxConcurrent != 3 || c.Jobs.PollInterval != Duration(2*time.Second) || len(c.Backend.EnvEncryptionKey) != 64 {
 				t.Errorf("aliases not applied: %+v %+v", c.Backend, c.Jobs)
@@ -126,6 +136,9 @@ func TestLoad(t *testing.T) {
 		{name: "unknown key refused", file: "containerd:\n  adress: x\n", wantErr: "adress"},
 		{name: "bad size", file: "resources:\n  defaults:\n    memory: 12parsecs\n", wantErr: "invalid size"},
 		{name: "bad env duration", env: []string{"CRONIUM_JOBS_KILL_GRACE=soon"}, wantErr: "CRONIUM_JOBS_KILL_GRACE"},
+		{name: "too many warm sandboxes", env: []string{"CRONIUM_JOBS_WARM_SANDBOXES=17"}, wantErr: "jobs.warmSandboxes must be between 0 and 16"},
+		{name: "negative warm sandboxes", file: "jobs:\n  warmSandboxes: -1\n", wantErr: "jobs.warmSandboxes must be between 0 and 16"},
+		{name: "warm sandboxes without idle timeout", env: []string{"CRONIUM_JOBS_WARM_IDLE_TIMEOUT=0"}, wantErr: "jobs.warmIdleTimeout must be positive"},
 		{name: "invalid combination", env: []string{"CRONIUM_JOBS_MAX_TIMEOUT=1s"}, wantErr: "jobs.maxTimeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

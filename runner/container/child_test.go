@@ -39,6 +39,11 @@ type childSpec struct {
 	Started string
 	// HoldStart makes the child wait at PhaseStarting, never starting the task.
 	HoldStart bool
+	// Warm, when positive, makes the child keep that many warm sandboxes
+	// for jobs like Request (whose ids go to Made, one per line) and run
+	// nothing.
+	Warm int
+	Made string
 }
 
 // runChild is the child's main.
@@ -65,11 +70,26 @@ func child(specPath string) error {
 	}
 	defer client.Close()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := newAgent(client, spec.StateDir, "child.db", false, log)
+	var opts []container.Option
+	if spec.Warm > 0 {
+		made, err := os.OpenFile(spec.Made, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer made.Close()
+		opts = append(opts, container.WithWarmPool(container.WarmPool{Size: spec.Warm, OnMade: func(id string) { made.WriteString(id + "\n") }}))
+	}
+	a, err := newAgent(client, spec.StateDir, "child.db", false, log, opts...)
 	if err != nil {
 		return err
 	}
 	defer a.store.Close()
+	if spec.Warm > 0 {
+		if err := a.ex.Prewarm(context.Background(), spec.Request); err != nil {
+			return err
+		}
+		time.Sleep(time.Hour) // until the test kills this process
+	}
 	entries, err := os.OpenFile(spec.Entries, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -113,12 +133,25 @@ type childRun struct {
 // startChild runs req in a child process on the harness's state directory.
 func (h *harness) startChild(t *testing.T, req container.Request, holdStart bool) *childRun {
 	t.Helper()
+	return h.child(t, req, func(s *childSpec) { s.HoldStart = holdStart })
+}
+
+// startWarmChild starts a child that keeps n warm sandboxes for jobs like
+// req and runs nothing.
+func (h *harness) startWarmChild(t *testing.T, req container.Request, n int) *childRun {
+	t.Helper()
+	return h.child(t, req, func(s *childSpec) { s.Warm = n })
+}
+
+func (h *harness) child(t *testing.T, req container.Request, set func(*childSpec)) *childRun {
+	t.Helper()
 	h.track(req.RunID)
 	dir := t.TempDir()
 	c := &childRun{spec: childSpec{
-		StateDir: h.stateDir, Request: req, HoldStart: holdStart,
-		Entries: filepath.Join(dir, "entries"), Started: filepath.Join(dir, "started"),
+		StateDir: h.stateDir, Request: req,
+		Entries: filepath.Join(dir, "entries"), Started: filepath.Join(dir, "started"), Made: filepath.Join(dir, "made"),
 	}, exited: make(chan struct{})}
+	set(&c.spec)
 	specPath := filepath.Join(dir, "spec.json")
 	writeJSON(t, specPath, c.spec)
 	c.cmd = exec.Command(os.Args[0])
