@@ -67,9 +67,13 @@ row() {
 table() {
 	echo "| figure | agent | floor (\`runc run\`) | ratio (agent/floor) |"
 	echo "|---|---:|---:|---:|"
-	row "trivial job p50, ms (executor in-process)" 1 BenchmarkTrivialJob/agent p50-ms BenchmarkTrivialJob/runc p50-ms
-	row "trivial job p99, ms (executor in-process)" 1 BenchmarkTrivialJob/agent p99-ms BenchmarkTrivialJob/runc p99-ms
-	row "CPU per trivial job, ms, whole host (executor in-process)" 1 BenchmarkTrivialJob/agent cpu-ms/job BenchmarkTrivialJob/runc cpu-ms/job
+	row "trivial job p50, ms, warm sandbox (executor in-process)" 1 BenchmarkTrivialJob/agent p50-ms BenchmarkTrivialJob/runc p50-ms
+	row "trivial job p99, ms, warm sandbox (executor in-process)" 1 BenchmarkTrivialJob/agent p99-ms BenchmarkTrivialJob/runc p99-ms
+	row "trivial job p50, ms, until its removal is done too, warm" 1 BenchmarkTrivialJob/agent cleaned-p50-ms BenchmarkTrivialJob/runc p50-ms
+	row "CPU per trivial job, ms, whole host, warm (sandbox included)" 1 BenchmarkTrivialJob/agent cpu-ms/job BenchmarkTrivialJob/runc cpu-ms/job
+	row "trivial job p50, ms, cold (no warm sandbox)" 1 BenchmarkTrivialJob/agent-cold p50-ms BenchmarkTrivialJob/runc p50-ms
+	row "trivial job p99, ms, cold" 1 BenchmarkTrivialJob/agent-cold p99-ms BenchmarkTrivialJob/runc p99-ms
+	row "CPU per trivial job, ms, whole host, cold" 1 BenchmarkTrivialJob/agent-cold cpu-ms/job BenchmarkTrivialJob/runc cpu-ms/job
 	local c
 	for c in 1 4 8; do
 		row "throughput c=$c, jobs/s (agent binary + backend)" 2 "BenchmarkE2E/c=$c" jobs/s "BenchmarkThroughput/c=$c/runc" jobs/s
@@ -130,8 +134,11 @@ How each figure is measured:
 
 * **trivial job** (`BenchmarkTrivialJob`, runner/container): `bash -c 'echo hi'`, one at a time,
   through the container executor in the test process as the agent builds it (image remapped,
-  job network, runtime API, output captured), from "start requested" to "exit captured and
-  cleaned up" (its network torn down); the floor `runc run`s the same remapped root filesystem
+  job network, runtime API, output captured), from "start requested" to "result" (exit and
+  output captured; the run's removal goes on in the background, and "until its removal is done"
+  times that too). *warm*: a warm sandbox is ready for each job, as on a host that had a moment
+  between jobs: the wait for it is not timed, but the CPU that made it is counted. *cold*: no
+  pool, each job makes its run. The floor `runc run`s the same remapped root filesystem
   (a read-only view of the snapshot) with the spec the agent would use, timed by the caller
   until it has exited. p50 and p99 are nearest-rank percentiles.
 * **CPU per job**: the host's busy CPU time from `/proc/stat` (user, nice, system, irq, softirq
@@ -142,15 +149,16 @@ How each figure is measured:
   backend and the clients polling it every 10 ms, which "less the benchmark process" leaves out
   (that process's own CPU, measured with getrusage the same way).
 * **throughput c=N, submit→completion** (`BenchmarkE2E/c=N`, cmd/cronium-agent): the agent
-  binary (`cronium-agent run`, allowed 8 jobs, polling every 0.05–0.1 s) takes trivial bash jobs
+  binary (`cronium-agent run`, allowed 8 jobs, polling every 0.05–0.1 s, one warm sandbox per
+  image as by default) takes trivial bash jobs
   from the development backend; N clients each submit a job and wait for it to complete before
   submitting the next. jobs/s is jobs over the wall time; p50 and p99 are of the backend's
   completion time less its submission time. The floor (`BenchmarkThroughput/c=N/runc`) runs N
   workers each running `runc run`s of the bundle one after another; its p50 and p99 are of one
   `runc run`.
 * **throughput c=N (executor in-process)** (`BenchmarkThroughput/c=N/agent`): N workers running
-  trivial jobs through the executor in the test process, without the backend or the agent's
-  dispatcher; the floor is the same `runc run` workers as above.
+  trivial jobs through the executor in the test process (one warm sandbox, as the agent keeps),
+  without the backend or the agent's dispatcher; the floor is the same `runc run` workers as above.
 * **agent RSS** (`BenchmarkE2E/rss`): VmRSS of a fresh agent process allowed 8 jobs, idle 0.5 s
   after its first job, and its peak while 8 jobs (`sleep 3`) run at once. No floor.
 

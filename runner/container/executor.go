@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -56,6 +57,9 @@ type Executor struct {
 
 	poolCfg WarmPool
 	pool    *pool
+	// busy counts runs in their setup (request to started task) or in
+	// their end (exit to result): the pool refills only when none is.
+	busy atomic.Int32
 
 	remapMu  sync.Mutex
 	cleanups sync.WaitGroup

@@ -287,7 +287,11 @@ func (p *pool) fillOne() bool {
 		}
 	}
 	p.mu.Unlock()
-	if !found || p.memoryShort() {
+	// Not while a run is being set up or ended: a sandbox made then takes
+	// the CPU that run waits on, and slows it more than a sandbox saves.
+	// A running script does not hold the pool back (a job that sleeps for
+	// an hour must not make every other job start cold).
+	if !found || p.e.busy.Load() > 0 || p.memoryShort() {
 		return false
 	}
 	sb, err := p.e.prepare(p.ctx, tmpl)
@@ -345,6 +349,27 @@ func (p *pool) close() {
 	p.mu.Unlock()
 	for _, sb := range all {
 		p.destroy(sb)
+	}
+}
+
+// busyMark is whether one run is in its setup or end (Executor.busy). It
+// is used by the run's goroutine only.
+type busyMark struct {
+	e    *Executor
+	held bool
+}
+
+func (b *busyMark) set(on bool) {
+	if b == nil || b.held == on {
+		return
+	}
+	b.held = on
+	if on {
+		b.e.busy.Add(1)
+		return
+	}
+	if b.e.busy.Add(-1) == 0 && b.e.pool != nil {
+		b.e.pool.wake()
 	}
 }
 

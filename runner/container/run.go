@@ -122,10 +122,13 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if err := validate(req); err != nil {
 		return Result{}, err
 	}
+	busy := &busyMark{e: e}
+	busy.set(true)
+	defer busy.set(false)
 	if e.pool != nil {
 		if sb := e.pool.take(req); sb != nil {
 			if sb.usable(ctx) {
-				return e.runWarm(ctx, req, sb, onEntry)
+				return e.runWarm(ctx, req, sb, busy, onEntry)
 			}
 			e.log.Warn("warm sandbox no longer usable; the job starts cold", "container", sb.id)
 			e.destroySandbox(sb)
@@ -137,7 +140,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	if err != nil {
 		return Result{}, err
 	}
-	j := &job{req: req, dir: dir, lock: lock, network: e.startNetwork(ctx, netID(req.RunID)), ph: ph}
+	j := &job{req: req, dir: dir, lock: lock, network: e.startNetwork(ctx, netID(req.RunID)), ph: ph, busy: busy}
 	defer func() { err = e.release(ctx, j, err) }()
 	if err := req.phase(PhaseNetwork, time.Now()); err != nil {
 		return Result{}, err
@@ -233,6 +236,7 @@ func (e *Executor) start(ctx context.Context, j *job, task containerd.Task, cgro
 	}
 	j.ph.mark("start")
 	j.started = true
+	j.busy.set(false)
 	w := e.watch(ctx, wctx, req.RunID, task, exitCh, startedAt.Add(req.Timeout))
 	return e.finish(ctx, j, attached{watch: w, startedAt: startedAt, cgroups: cgroups, follow: follow})
 }
@@ -252,6 +256,12 @@ type job struct {
 	handedOver bool
 	// stopWait ends the wait for the task's exit (waitContext).
 	stopWait context.CancelFunc
+	// busy marks the run's setup and end (nil for an adopted run).
+	busy *busyMark
+	// deleting, once the task's deletion began (finish), is closed when
+	// it is over, with deleteErr.
+	deleting  chan struct{}
+	deleteErr error
 }
 
 // waitContext is the context of the wait for the task's exit: not ended
@@ -310,6 +320,9 @@ func (e *Executor) release(ctx context.Context, j *job, err error) error {
 // removeRun removes a finished run: its container, snapshot, files and
 // network. What fails is retried in the background, then left to gc.
 func (e *Executor) removeRun(ctx context.Context, j *job, cerr error) {
+	if j.deleting != nil {
+		<-j.deleting
+	}
 	cerr = errors.Join(cerr, e.call(ctx, j.req.RunID, "remove the run", func(lostAt time.Time) time.Time { return lostAt.Add(cleanupWait) },
 		func(ctx context.Context) error { return e.remove(ctx, j.req.RunID, j.dir) }))
 	if cerr != nil {
@@ -359,6 +372,7 @@ func (e *Executor) finish(ctx context.Context, j *job, a attached) (Result, erro
 	req := j.req
 	res := Result{StartedAt: a.startedAt}
 	status, err := e.await(ctx, a.watch, a.startedAt.Add(req.Timeout))
+	j.busy.set(true)
 	if errors.Is(err, errHandedOver) {
 		j.handedOver = true
 		e.log.Info("job left running for the next agent process", "container", req.RunID)
@@ -389,9 +403,38 @@ func (e *Executor) finish(ctx context.Context, j *job, a attached) (Result, erro
 	j.ph.mark("exit")
 	// From here on the script's result is known and stands: what goes wrong
 	// in the cleanup is logged and noted, and gc removes what is left.
-	if err := a.watch.delete(); err != nil {
-		e.log.Warn("delete the job's task failed; gc will remove it", "container", req.RunID, "error", err)
+	//
+	// The task's deletion makes the shim close the output pipes, after
+	// which the logger writes its end record; the rest of the deletion
+	// (containerd stopping the shim, unmounting the bundle) need not delay
+	// the result, so the output is awaited beside it and the run's removal
+	// waits for it (removeRun).
+	j.deleting = make(chan struct{})
+	go func() {
+		defer close(j.deleting)
+		j.deleteErr = a.watch.delete()
+	}()
+	type captured struct {
+		n   uint64
+		err error
+	}
+	waited := make(chan captured, 1)
+	go func() {
+		n, err := a.follow.wait(e.endWait)
+		waited <- captured{n, err}
+	}()
+	var c captured
+	select {
+	case c = <-waited:
+	case <-j.deleting:
+		if j.deleteErr == nil {
+			c = <-waited
+			break
+		}
+		e.log.Warn("delete the job's task failed; gc will remove it", "container", req.RunID, "error", j.deleteErr)
 		// The shim keeps the output pipes open: no end record will come.
+		a.follow.stop()
+		<-waited
 		res.Entries, err = a.follow.rest()
 		res.Notes = append(res.Notes, "the agent could not delete the job's task; its output may end early")
 		if err != nil {
@@ -399,11 +442,11 @@ func (e *Executor) finish(ctx context.Context, j *job, a attached) (Result, erro
 		}
 		return res, phaseErr
 	}
-	j.ph.mark("delete")
-	res.Entries, err = a.follow.wait(e.endWait)
-	if err != nil {
-		e.log.Warn("the job's output capture did not finish", "container", req.RunID, "error", err)
-		res.Notes = append(res.Notes, fmt.Sprintf("output capture incomplete after %d entries: %v", res.Entries, err))
+	j.ph.mark("output")
+	res.Entries = c.n
+	if c.err != nil {
+		e.log.Warn("the job's output capture did not finish", "container", req.RunID, "error", c.err)
+		res.Notes = append(res.Notes, fmt.Sprintf("output capture incomplete after %d entries: %v", res.Entries, c.err))
 	}
 	return res, phaseErr
 }

@@ -127,13 +127,13 @@ func (sb *sandbox) usable(ctx context.Context) bool {
 
 // runWarm runs req in sandbox sb: its files are written, its limits set,
 // and its task started.
-func (e *Executor) runWarm(ctx context.Context, req Request, sb *sandbox, onEntry EntryFunc) (res Result, err error) {
+func (e *Executor) runWarm(ctx context.Context, req Request, sb *sandbox, busy *busyMark, onEntry EntryFunc) (res Result, err error) {
 	req.RunID = sb.id
 	if req.OnRunID != nil {
 		req.OnRunID(sb.id)
 	}
 	ph := newPhases()
-	j := &job{req: req, dir: sb.dir, lock: sb.lock, network: sb.net, ph: ph}
+	j := &job{req: req, dir: sb.dir, lock: sb.lock, network: sb.net, ph: ph, busy: busy}
 	defer func() { err = e.release(ctx, j, err) }()
 	if err := req.phase(PhaseNetwork, time.Now()); err != nil {
 		return Result{}, err

@@ -146,7 +146,13 @@ func TestPullFromLoopbackRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { assertRunGone(t, client, req.RunID) })
+	t.Cleanup(func() {
+		// The run's removal finishes in the background after its result.
+		if err := ex.Wait(context.Background()); err != nil {
+			t.Error(err)
+		}
+		assertRunGone(t, client, req.RunID)
+	})
 	var mu sync.Mutex
 	var stdout, stderr bytes.Buffer
 	res, err := ex.Run(ctx, req, func(e output.Entry) {
