@@ -79,6 +79,10 @@ type JobSummary struct {
 	CreatedAt    time.Time `json:"createdAt"`
 	Orchestrator string    `json:"orchestratorId,omitempty"`
 	Completions  int       `json:"completions"`
+	// StartedAt and FinishedAt are when the agent said it started the job
+	// and when its completing call came.
+	StartedAt  *time.Time `json:"startedAt,omitempty"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
 }
 
 // JobView is everything the dev backend knows about a job.
@@ -152,7 +156,7 @@ func (j *jobRecord) summary() JobSummary {
 	return JobSummary{
 		ID: j.ID, Status: j.Status, Type: j.OriginalType, WireType: j.WireType, Runtime: j.Runtime,
 		Priority: j.Priority, ExitCode: j.ExitCode, CreatedAt: j.CreatedAt, Orchestrator: j.OrchestratorID,
-		Completions: len(j.Completions),
+		Completions: len(j.Completions), StartedAt: j.StartedAt, FinishedAt: j.CompletedAt,
 	}
 }
 

@@ -164,6 +164,9 @@ func (s *Server) routes() http.Handler {
 	handle("DELETE", dev+"servers/{id}", s.handleDevServerRemove)
 	handle("GET", dev+"orchestrators", s.handleDevOrchestrators)
 	handle("GET", dev+"stats", s.handleDevStats)
+	handle("GET", dev+"variables", s.handleDevVariables)
+	handle("DELETE", dev+"variables/{user}/{key}", s.handleDevVariableDelete)
+	handle("POST", dev+"jobs/{id}/rerun", s.handleDevRerun)
 
 	// Anything else, including a known path with another method, is a JSON
 	// 404 (the agent reads 404/405 on jobs/{id}/logs as "no log endpoint").

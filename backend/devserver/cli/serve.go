@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cronium/cronium-agent/backend/console"
 	"github.com/cronium/cronium-agent/backend/devserver"
 	"github.com/cronium/cronium-agent/internal/command"
 )
@@ -49,7 +50,16 @@ func runServe(ctx context.Context, s session, args []string) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	con, err := console.New(srv.InProcessClient(*token), *token, console.WithLogger(s.Log))
+	if err != nil {
+		return err
+	}
+	// /api/ is the agents' and the CLI's (bearer token); the rest is the
+	// web console (session cookie).
+	mux := http.NewServeMux()
+	mux.Handle("/api/", srv.Handler())
+	mux.Handle("/", con)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	hs.RegisterOnShutdown(srv.EndWaits)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
@@ -59,6 +69,7 @@ func runServe(ctx context.Context, s session, args []string) error {
 		extra = ", without the log endpoint"
 	}
 	fmt.Fprintf(s.Stdout, "cronium dev backend listening on %s (data %s%s)\n", url, *data, extra)
+	fmt.Fprintf(s.Stdout, "web console: %s/ (log in with the service token)\n", url)
 	s.Log.Info("dev backend listening", "url", url, "data", *data, "logEndpoint", !*noLogs)
 	select {
 	case err := <-served:
