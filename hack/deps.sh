@@ -13,6 +13,7 @@ packages=(
 	python3-aiosmtpd                            # tool-action email tests: a real SMTP server with AUTH on loopback (runner/toolexec/testdata/smtpd.py)
 	rpm cpio busybox-static                     # package tests: rpm -qp, rpm2cpio, an RPM install into a root holding only a static shell
 	qemu-system-x86 e2fsprogs                   # VM test (hack/vm-test.sh): a Debian VM under TCG; mkfs.ext4 -d, debugfs
+	chromium                                    # web console browser tests (headless, through chromedp)
 	ca-certificates git make
 )
 

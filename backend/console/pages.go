@@ -27,13 +27,18 @@ type jobRow struct {
 	Exit     string `json:"exit"`
 }
 
-// listJobs returns the jobs with status (any when empty) whose id, type,
-// runtime or agent contains q, newest first.
-func (c *Console) listJobs(r *http.Request) ([]jobRow, error) {
+// listRows is how many jobs the list shows: the newest that match.
+const listRows = 200
+
+// listJobs returns the newest listRows jobs with status (any when empty)
+// whose id, type, runtime, agent or status contains q, newest first, and
+// how many match in all.
+func (c *Console) listJobs(r *http.Request) ([]jobRow, int, error) {
 	jobs, err := c.b.Jobs(r.Context())
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	matched := 0
 	status := r.URL.Query().Get("status")
 	q := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("q")))
 	rows := []jobRow{}
@@ -43,6 +48,9 @@ func (c *Console) listJobs(r *http.Request) ([]jobRow, error) {
 			continue
 		}
 		if q != "" && !strings.Contains(strings.ToLower(j.ID+" "+j.Type+" "+j.Runtime+" "+j.Orchestrator+" "+j.Status), q) {
+			continue
+		}
+		if matched++; len(rows) == listRows {
 			continue
 		}
 		row := jobRow{ID: j.ID, Status: j.Status, Type: j.Type, Runtime: j.Runtime, Agent: j.Orchestrator,
@@ -55,25 +63,25 @@ func (c *Console) listJobs(r *http.Request) ([]jobRow, error) {
 		}
 		rows = append(rows, row)
 	}
-	return rows, nil
+	return rows, matched, nil
 }
 
 func (c *Console) jobsPage(w http.ResponseWriter, r *http.Request, s session) {
-	rows, err := c.listJobs(r)
+	rows, matched, err := c.listJobs(r)
 	if err != nil {
 		c.backendError(w, r, s, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, "jobs", s, map[string]any{"Jobs": rows, "Status": r.URL.Query().Get("status"), "Q": r.URL.Query().Get("q")})
+	c.render(w, r, http.StatusOK, "jobs", s, map[string]any{"Jobs": rows, "Matched": matched, "Status": r.URL.Query().Get("status"), "Q": r.URL.Query().Get("q")})
 }
 
 func (c *Console) jobsJSON(w http.ResponseWriter, r *http.Request, s session) {
-	rows, err := c.listJobs(r)
+	rows, matched, err := c.listJobs(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
-	writeJSON(w, map[string]any{"jobs": rows})
+	writeJSON(w, map[string]any{"jobs": rows, "matched": matched})
 }
 
 // jobDetail is what a job's page shows besides its log.

@@ -36,6 +36,9 @@
           });
           tbody.replaceChildren(rows);
           empty.hidden = d.jobs.length > 0;
+          document.getElementById("more").hidden = d.matched <= d.jobs.length;
+          document.getElementById("shown").textContent = d.jobs.length;
+          document.getElementById("matched").textContent = d.matched;
         })
         .catch(function () {})
         .finally(function () { setTimeout(refresh, 1000); });
