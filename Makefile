@@ -114,6 +114,7 @@ gc: build containerd
 	$(RUN_AGENT) gc
 
 stop:
+	@hack/demo-agent.sh --stop
 	@hack/containerd.sh stop
 
 clean:

@@ -38,6 +38,7 @@ else
 	gotest -bench '^BenchmarkTrivialJob$' -benchtime "${LATENCY_N}x" ./runner/container/
 	gotest -bench '^BenchmarkThroughput$' -benchtime "${THROUGHPUT_N}x" ./runner/container/
 	gotest -bench '^BenchmarkE2E$' -benchtime "${THROUGHPUT_N}x" ./cmd/cronium-agent/
+	gotest -bench '^BenchmarkBackend10kJobs$' -benchtime 5x ./cmd/cronium-backend/
 fi
 took=$(($(date -u +%s) - began))
 
@@ -93,6 +94,9 @@ table() {
 	done
 	row "agent RSS idle, MiB" 1 BenchmarkE2E/rss rss-idle-MiB
 	row "agent RSS with 8 jobs running, MiB" 1 BenchmarkE2E/rss rss-8jobs-MiB
+	row "backend RSS with 10 000 jobs stored, MiB" 1 BenchmarkBackend10kJobs rss-10k-jobs-MiB
+	row "backend RSS after 5 console job lists of them, MiB" 1 BenchmarkBackend10kJobs rss-after-pages-MiB
+	row "console jobs page with 10 000 jobs stored, ms" 1 BenchmarkBackend10kJobs jobs-page-ms
 }
 
 # The CPU the agent's side costs: the whole host less the benchmark process
@@ -161,6 +165,9 @@ How each figure is measured:
   without the backend or the agent's dispatcher; the floor is the same `runc run` workers as above.
 * **agent RSS** (`BenchmarkE2E/rss`): VmRSS of a fresh agent process allowed 8 jobs, idle 0.5 s
   after its first job, and its peak while 8 jobs (`sleep 3`) run at once. No floor.
+* **backend with 10 000 jobs** (`BenchmarkBackend10kJobs`, cmd/cronium-backend): VmRSS of
+  `cronium-backend serve` once 10 000 jobs are submitted, and after the console's jobs page (the
+  newest 200) was served 5 times; the time to serve that page. No floor.
 
 The benchmarks' output:
 

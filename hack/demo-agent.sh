@@ -4,24 +4,56 @@
 # for them, and show what the backend received.
 #   hack/demo-agent.sh [AGENT [BACKEND]]   (default bin/cronium-agent, and the
 #                                          cronium-backend beside it)
+#   hack/demo-agent.sh --stop              stop what the last demo left running
 set -uo pipefail
+
+# The demo leaves its backend (with the web console) running for the user;
+# the next demo, or `hack/demo-agent.sh --stop` (make stop), stops it first.
+# Not the agent: its warm sandboxes would be another agent's leftovers to
+# `make test`.
+KEEP=/run/cronium-demo
+stop_previous() {
+	local pid
+	for f in backend; do
+		pid=$(cat "$KEEP/$f.pid" 2>/dev/null) || continue
+		if kill -TERM "$pid" 2>/dev/null; then
+			for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			kill -KILL "$pid" 2>/dev/null
+		fi
+		rm -f "$KEEP/$f.pid"
+	done
+	[[ -f $KEEP/dir ]] && rm -rf "$(cat "$KEEP/dir")" "$KEEP/dir"
+	return 0
+}
+if [[ ${1:-} == --stop ]]; then stop_previous; exit 0; fi
 AGENT=$(realpath "${1:-bin/cronium-agent}")
 BACKEND=$(realpath "${2:-$(dirname "$AGENT")/cronium-backend}")
 [[ -x $BACKEND ]] || { echo "no development backend at $BACKEND: run make build"; exit 1; }
 export CRONIUM_CONTAINERD_ADDRESS=${CONTAINERD_ADDRESS:-/run/cronium-containerd/containerd.sock}
 export CRONIUM_STATE_DIR=${STATE_DIR:-/var/lib/cronium-agent}
+stop_previous
+mkdir -p "$KEEP"
 DEMO=$(mktemp -d /tmp/cronium-demo.XXXXXX)
-export CRONIUM_BACKEND_TOKEN=demo-$RANDOM$RANDOM
+echo "$DEMO" >"$KEEP/dir"
+CRONIUM_BACKEND_TOKEN=demo-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+export CRONIUM_BACKEND_TOKEN
+(umask 077 && printf '%s\n' "$CRONIUM_BACKEND_TOKEN" >"$DEMO/token")
+keep=false
 
 cleanup() {
-	[[ -n ${AGENT_PID:-} ]] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
 	[[ -n ${SSHD_PID:-} ]] && kill "$SSHD_PID" 2>/dev/null && wait "$SSHD_PID" 2>/dev/null
+	# SIGTERM drains the agent: its runs end and their containers go.
+	[[ -n ${AGENT_PID:-} ]] && kill -TERM "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
+	$keep && return
 	[[ -n ${BACKEND_PID:-} ]] && kill "$BACKEND_PID" 2>/dev/null && wait "$BACKEND_PID" 2>/dev/null
-	rm -rf "$DEMO"
+	rm -rf "$DEMO" "$KEEP/dir"
 }
 trap cleanup EXIT
 
-"$BACKEND" serve --listen 127.0.0.1:0 --data "$DEMO/backend" >"$DEMO/backend.out" 2>"$DEMO/backend.log" &
+# The console's usual address when it is free, any free port otherwise.
+listen=127.0.0.1:5001
+(exec 3<>/dev/tcp/127.0.0.1/5001) 2>/dev/null && listen=127.0.0.1:0
+setsid "$BACKEND" serve --listen "$listen" --data "$DEMO/backend" >"$DEMO/backend.out" 2>"$DEMO/backend.log" </dev/null &
 BACKEND_PID=$!
 for _ in $(seq 50); do grep -q listening "$DEMO/backend.out" 2>/dev/null && break; sleep 0.1; done
 export CRONIUM_BACKEND_URL=$(grep -o 'http://[0-9.:]*' "$DEMO/backend.out" | head -1)
@@ -62,7 +94,7 @@ METRICS=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127
 start_agent() {
 	# Metrics on a free port of their own (an installed agent may hold 9465).
 	CRONIUM_API_ENDPOINT=$CRONIUM_BACKEND_URL CRONIUM_API_TOKEN=$CRONIUM_BACKEND_TOKEN CRONIUM_JOBS_POLL_INTERVAL=0.2 \
-		CRONIUM_METRICS_LISTEN=$METRICS "$AGENT" run 2>>"$DEMO/agent.log" &
+		CRONIUM_METRICS_LISTEN=$METRICS setsid "$AGENT" run 2>>"$DEMO/agent.log" </dev/null &
 	AGENT_PID=$!
 }
 start_agent
@@ -119,4 +151,12 @@ printf '\n\033[1m-- its Prometheus metrics (GET http://%s/metrics, some cronium_
 python3 -c 'import sys, urllib.request; print(urllib.request.urlopen("http://" + sys.argv[1] + "/metrics", timeout=5).read().decode())' "$metrics" |
 	grep -E '^cronium_(jobs_total|running_jobs|free_slots|undelivered_items|backend_reachable|component_up|claim_latency_seconds_count|job_phase_seconds_sum)' ||
 	echo "(the metrics listener did not answer)"
-printf '\n\033[2m(agent log: %s lines; stopping the agent with SIGTERM drains it)\033[0m\n' "$(wc -l <"$DEMO/agent.log")"
+printf '\n\033[2m(agent log: %s, %s lines)\033[0m\n' "$DEMO/agent.log" "$(wc -l <"$DEMO/agent.log")"
+
+# Left running: the backend with its console, for the user.
+echo "$BACKEND_PID" >"$KEEP/backend.pid"
+keep=true
+printf '\n\033[1m== the web console: %s/\033[0m\n' "$CRONIUM_BACKEND_URL"
+printf 'Log in with the token in %s (the demo backend'"'"'s service token).\n' "$DEMO/token"
+printf 'The backend stays running (make stop ends it). To run the jobs you submit there, start an agent:\n'
+printf '  CRONIUM_API_ENDPOINT=%s CRONIUM_API_TOKEN=$(cat %s) %s run\n' "$CRONIUM_BACKEND_URL" "$DEMO/token" "$AGENT"

@@ -55,6 +55,8 @@ var serveHelp = command.HelpPage{
 
 It listens on --listen, on loopback only unless --allow-remote: it speaks plain HTTP, with one shared token. Once it listens it prints "cronium dev backend listening on URL (data DIR)" on stdout (with port 0, URL has the port picked), and it serves until SIGINT or SIGTERM, then stops within 5 s.
 
+Its API is under /api/ (bearer token). Everything else is the web console: open URL/ in a browser and log in with the token (a session cookie; docs/console.md). Once listening it also prints "web console: URL/".
+
 It offers long-poll claims: an idle agent's claim is held for up to the agent's jobs.longPoll, and answered the moment a job is queued. With --no-logs-endpoint it answers 404 on the agents' live-log endpoint (jobs/{id}/logs), like the deployed backend: the agents then deliver output with the completion only.`,
 	Env: []command.HelpItem{
 		{Term: EnvToken, Text: "the token, without --token"},
@@ -70,7 +72,7 @@ It offers long-poll claims: an idle agent's claim is held for up to the agent's 
 		"CRONIUM_BACKEND_TOKEN=T {prog} serve --data /tmp/devbackend --listen 127.0.0.1:0",
 		"CRONIUM_API_ENDPOINT=http://127.0.0.1:5001 CRONIUM_API_TOKEN=T cronium-agent run",
 	},
-	SeeAlso: []string{"{prog} submit --help", "cronium-agent run --help", "docs/operations.md (The development backend)", "docs/backend-contract.md"},
+	SeeAlso: []string{"{prog} submit --help", "cronium-agent run --help", "docs/operations.md (The development backend)", "docs/console.md", "docs/backend-contract.md"},
 }
 
 var submitHelp = command.HelpPage{

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cronium/cronium-agent/backend/devserver"
+	"github.com/cronium/cronium-agent/internal/testenv"
+)
+
+// BenchmarkBackend10kJobs stores 10 000 jobs in cronium-backend serve (a
+// process, as an operator runs it), then reports its resident memory, and
+// the time the console's jobs page (the newest 200) and a job's page take
+// to serve. b.N is ignored beyond running once per round.
+func BenchmarkBackend10kJobs(b *testing.B) {
+	bin := buildBench(b)
+	var sout, serr testenv.Buffer
+	serve := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", b.TempDir())
+	serve.Env = append(os.Environ(), "CRONIUM_BACKEND_TOKEN=mem-token")
+	serve.Stdout, serve.Stderr = &sout, &serr
+	if err := serve.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { serve.Process.Kill(); serve.Wait() }()
+	re := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`)
+	var base string
+	for i := 0; base == "" && i < 100; i++ {
+		if m := re.FindStringSubmatch(sout.String()); m != nil {
+			base = m[1]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if base == "" {
+		b.Fatalf("no listen line: %s", serr.String())
+	}
+	dev, err := devserver.NewDevClient(base, "mem-token")
+	if err != nil {
+		b.Fatal(err)
+	}
+	const jobs = 10000
+	var wg sync.WaitGroup
+	next := make(chan int)
+	var first string
+	var mu sync.Mutex
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				id, err := dev.Submit(context.Background(), devserver.SubmitRequest{Runtime: "python", Script: "print(" + strconv.Itoa(i) + ")"})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				mu.Lock()
+				if first == "" {
+					first = id
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	idle := rss(b, serve.Process.Pid)
+
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	if resp, err := c.PostForm(base+"/login", url.Values{"token": {"mem-token"}}); err != nil {
+		b.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	get := func(p string) (time.Duration, int) {
+		start := time.Now()
+		resp, err := c.Get(base + p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("GET %s: %d", p, resp.StatusCode)
+		}
+		return time.Since(start), int(n)
+	}
+	b.ResetTimer()
+	var list, one time.Duration
+	var listBytes int
+	for range b.N {
+		d, n := get("/jobs")
+		list += d
+		listBytes = n
+		d, _ = get("/jobs/" + first)
+		one += d
+	}
+	b.StopTimer()
+	b.ReportMetric(idle, "rss-10k-jobs-MiB")
+	b.ReportMetric(rss(b, serve.Process.Pid), "rss-after-pages-MiB")
+	b.ReportMetric(float64(list.Microseconds())/1000/float64(b.N), "jobs-page-ms")
+	b.ReportMetric(float64(listBytes), "jobs-page-bytes")
+	b.ReportMetric(float64(one.Microseconds())/1000/float64(b.N), "job-page-ms")
+}
+
+func buildBench(b *testing.B) string {
+	b.Helper()
+	bin := b.TempDir() + "/cronium-backend"
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// rss is a process's VmRSS in MiB.
+func rss(b *testing.B, pid int) float64 {
+	b.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
