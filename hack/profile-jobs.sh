@@ -6,6 +6,8 @@
 # Prints the CPU per job by command, largest first.
 #
 #   hack/profile-jobs.sh            (make profile; root; N=100 by default)
+#   BENCH='BenchmarkTrivialJob/agent-cold$' hack/profile-jobs.sh   (cold starts;
+#                                   default: BenchmarkTrivialJob/agent$, warm)
 #
 # Accounting samples at the kernel's AHZ (100 Hz): a short-lived process is
 # charged the ticks it happened to run in, so small figures are noisy and
@@ -15,6 +17,7 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${N:-100}
+BENCH=${BENCH:-'BenchmarkTrivialJob/agent$'}
 ADDRESS=${CONTAINERD_ADDRESS:-/run/cronium-containerd/containerd.sock}
 PIDFILE=${CONTAINERD_PIDFILE:-/run/cronium-containerd/containerd.pid}
 ((EUID == 0)) || { echo "profile: run as root (process accounting)" >&2; exit 1; }
@@ -31,7 +34,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 c0=$(ticks "$cpid")
 accton "$pacct" >/dev/null
 (cd "$REPO/runner/container" && CRONIUM_TEST_CONTAINERD_ADDRESS=$ADDRESS CRONIUM_REQUIRE_CONTAINERD=1 \
-	"${pacct}.test" -test.run '^$' -test.bench 'BenchmarkTrivialJob/agent' -test.benchtime "${N}x") | grep Benchmark
+	"${pacct}.test" -test.run '^$' -test.bench "$BENCH" -test.benchtime "${N}x") | grep Benchmark
 accton off >/dev/null
 c1=$(ticks "$cpid")
 rm -f "${pacct}.test"

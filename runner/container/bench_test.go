@@ -73,6 +73,7 @@ func trivialJobs(b *testing.B, h *harness) {
 	}
 	lat := make([]time.Duration, 0, b.N)
 	cleaned := make([]time.Duration, 0, b.N)
+	before := h.ex.PoolStats()
 	cpu := startCPU(b)
 	b.ResetTimer()
 	for range b.N {
@@ -95,6 +96,11 @@ func trivialJobs(b *testing.B, h *harness) {
 	cpu.report(b, b.N)
 	reportLatency(b, lat)
 	b.ReportMetric(ms(percentile(cleaned, 0.50)), "cleaned-p50-ms")
+	if after := h.ex.PoolStats(); after.Made > 0 {
+		// A sandbox made and not taken is CPU spent for nothing.
+		b.ReportMetric(float64(after.Made-before.Made)/float64(b.N), "sandboxes-made/job")
+		b.ReportMetric(float64(after.Taken-before.Taken)/float64(b.N), "sandboxes-taken/job")
+	}
 }
 
 // BenchmarkThroughput runs trivial jobs 1, 4 and 8 at a time (c=N): N
