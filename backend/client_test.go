@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -801,60 +799,6 @@ func TestConcurrentUse(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
-	}
-}
-
-func TestOrchestratorID(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "state")
-	id, err := OrchestratorID(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(id, "agent-") || len(id) != len("agent-")+16 {
-		t.Errorf("id %q", id)
-	}
-	fi, err := os.Stat(filepath.Join(dir, "orchestrator-id"))
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("file %v %v", fi, err)
-	}
-	again, err := OrchestratorID(dir)
-	if err != nil || again != id {
-		t.Errorf("second call %q %v, want %q", again, err, id)
-	}
-	leftovers, _ := filepath.Glob(filepath.Join(dir, ".orchestrator-id-*"))
-	if len(leftovers) != 0 {
-		t.Errorf("temporary files left: %v", leftovers)
-	}
-
-	// Concurrent first starts agree.
-	dir2 := t.TempDir()
-	ids := make([]string, 8)
-	var wg sync.WaitGroup
-	for i := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ids[i], _ = OrchestratorID(dir2)
-		}()
-	}
-	wg.Wait()
-	for _, x := range ids {
-		if x != ids[0] || x == "" {
-			t.Errorf("ids %v", ids)
-			break
-		}
-	}
-
-	// A corrupt file is an error, not a new id.
-	dir3 := t.TempDir()
-	os.WriteFile(filepath.Join(dir3, "orchestrator-id"), []byte("bad id with spaces\n"), 0o600)
-	if _, err := OrchestratorID(dir3); err == nil {
-		t.Error("corrupt id accepted")
-	}
-	// An id written by hand is kept.
-	os.WriteFile(filepath.Join(dir3, "orchestrator-id"), []byte("agent-edge-01\n"), 0o600)
-	if id, err := OrchestratorID(dir3); err != nil || id != "agent-edge-01" {
-		t.Errorf("%q %v", id, err)
 	}
 }
 

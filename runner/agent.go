@@ -21,6 +21,8 @@ import (
 // configuration file: the runner does not read that file, so that its
 // schema can change without touching the job lifecycle.
 type AgentConfig struct {
+	// Identity says what the orchestrator id is bound to (status shows it).
+	Identity string
 	// StateDir holds the journal (journal.db) and its key (journal.key);
 	// it must exist.
 	StateDir string
@@ -176,7 +178,7 @@ func (a *Agent) Run(ctx context.Context, drain <-chan struct{}) error {
 	ready.start(ctx)
 
 	insp := NewInspector(d, jobs, sy)
-	insp.Version, insp.OrchestratorID, insp.Backend = a.cfg.Version, a.cfg.Dispatch.OrchestratorID, a.client.BaseURL()
+	insp.Version, insp.OrchestratorID, insp.Identity, insp.Backend = a.cfg.Version, a.cfg.Dispatch.OrchestratorID, a.cfg.Identity, a.client.BaseURL()
 	adm, err := admin.Listen(a.cfg.AdminSocket, insp, admin.WithLogger(a.log))
 	if err != nil {
 		return err

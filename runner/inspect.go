@@ -20,6 +20,8 @@ type DeliveryStatus interface {
 // Inspector answers the admin socket from the dispatcher and the journal.
 type Inspector struct {
 	Version, OrchestratorID, Backend string
+	// Identity says what the orchestrator id is bound to.
+	Identity string
 
 	d        *Dispatcher
 	jobs     *state.Jobs
@@ -42,7 +44,7 @@ func (in *Inspector) Status(ctx context.Context) (admin.Status, error) {
 	}
 	last, lastErr := in.delivery.Contact()
 	st := admin.Status{
-		Version: in.Version, OrchestratorID: in.OrchestratorID, Backend: in.Backend,
+		Version: in.Version, OrchestratorID: in.OrchestratorID, Identity: in.Identity, Backend: in.Backend,
 		BackendReachable: in.delivery.Reachable(), LastContact: last, LastError: lastErr,
 		Backlog:      admin.Backlog{Jobs: in.delivery.Backlog(), Items: u.PendingItems, Bytes: u.PendingBytes, LogLines: u.PendingLogItems},
 		Journal:      admin.JournalInfo{Path: in.jobs.Journal().Path(), FileBytes: u.FileSize, UsedBytes: u.Used, Budget: u.Budget},

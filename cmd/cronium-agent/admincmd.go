@@ -151,6 +151,9 @@ func printStatus(w io.Writer, st admin.Status, now time.Time) error {
 	}
 	row("version:", "%s", st.Version)
 	row("orchestrator:", "%s", st.OrchestratorID)
+	if st.Identity != "" {
+		row("identity:", "%s", st.Identity)
+	}
 	row("backend:", "%s (%s)", st.Backend, backendState(st, now))
 	claims := "active"
 	if st.ClaimsPaused {

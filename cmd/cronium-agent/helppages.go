@@ -79,7 +79,7 @@ Only one agent may use a state directory at a time. run logs to stderr, serves P
 		{config.DefaultPath, "the configuration file (--config)"},
 		{"STATE/journal.db", "the journal (STATE is state.dir): claimed jobs, sealed, their progress, and the reports not delivered yet or recently"},
 		{"STATE/journal.key", "the key that seals the jobs in the journal: keep it with journal.db, or unfinished jobs cannot be read"},
-		{"STATE/orchestrator-id", "the agent's id, made once: keep it, or the backend takes this for a new agent"},
+		{"STATE/orchestrator-id", "the agent's id, made once and bound to this machine (identity.machineIdFile): keep it, or the backend takes this for a new agent; found on another machine, the state is moved to STATE/copied-state-*"},
 		{"STATE/runs/", "a directory per live run: its lock, script and captured output"},
 	},
 	exit: []helpItem{

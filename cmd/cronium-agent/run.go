@@ -32,9 +32,11 @@ func runAgent(parent context.Context, env *cliEnv, args []string) error {
 
 	ctx, drain, release := stopOnSignals(parent, env, time.Duration(cfg.Jobs.DrainTimeout))
 	defer release()
-	client, orchID, err := agentClient(cfg)
+	client, orchID, binding, err := agentClient(env, cfg)
 	if err != nil {
 		return err
 	}
-	return runner.NewAgent(client, agentConfig(env, cfg, orchID, client)).Run(ctx, drain)
+	acfg := agentConfig(env, cfg, orchID, client)
+	acfg.Identity = binding
+	return runner.NewAgent(client, acfg).Run(ctx, drain)
 }

@@ -27,6 +27,7 @@ const DefaultPath = "/etc/cronium/agent.yaml"
 type Config struct {
 	Containerd Containerd `yaml:"containerd"`
 	State      State      `yaml:"state"`
+	Identity   Identity   `yaml:"identity"`
 	Runtimes   Runtimes   `yaml:"runtimes"`
 	Jobs       Jobs       `yaml:"jobs"`
 	Resources  Resources  `yaml:"resources"`
@@ -172,6 +173,11 @@ type State struct {
 	Dir string `yaml:"dir" doc:"Where the agent keeps its journal, keys, run directories and id."`
 }
 
+// Identity binds the agent's id to its machine.
+type Identity struct {
+	MachineIDFile string `yaml:"machineIdFile" doc:"The file holding this machine's identity (where absent or empty: the DMI product UUID). The agent id in state.dir is bound to it: a state directory copied to another machine (a host installed from an image made after a first start) is moved aside, and that machine gets an id and a journal of its own. backend.orchestratorId, when set, is used as it is."`
+}
+
 // Runtime configures one script runtime.
 type Runtime struct {
 	Image string `yaml:"image" doc:"Image that runs this runtime's scripts; images import tags runtime images :latest."`
@@ -243,7 +249,8 @@ func Default() Config {
 			Snapshotter: "overlayfs",
 			Runtime:     "io.containerd.runc.v2",
 		},
-		State: State{Dir: "/var/lib/cronium-agent"},
+		State:    State{Dir: "/var/lib/cronium-agent"},
+		Identity: Identity{MachineIDFile: "/etc/machine-id"},
 		Runtimes: Runtimes{
 			Bash:       Runtime{Image: "cronium.local/runtimes/bash:latest"},
 			Python:     Runtime{Image: "cronium.local/runtimes/python:latest"},

@@ -54,6 +54,7 @@ func Aliases() map[string]string {
 		"CRONIUM_API_TOKEN":          EnvName("backend", "token"),
 		"CRONIUM_ORCHESTRATOR_ID":    EnvName("backend", "orchestratorId"),
 		"CRONIUM_ENV_ENCRYPTION_KEY": EnvName("backend", "envEncryptionKey"),
+		"CRONIUM_MACHINE_ID_FILE":    EnvName("identity", "machineIdFile"),
 	}
 }
 

@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/internal/config"
+	"github.com/cronium/cronium-agent/state/identity"
 )
 
 // Clock skew bounds against the backend.
@@ -114,10 +113,8 @@ func (d *doctor) orchestratorID() string {
 	if id := d.cfg.Backend.OrchestratorID; id != "" {
 		return id
 	}
-	if b, err := os.ReadFile(filepath.Join(d.cfg.State.Dir, "orchestrator-id")); err == nil {
-		if id := strings.TrimSpace(string(b)); id != "" && !strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return id
-		}
+	if id, _, err := identity.Peek(d.cfg.State.Dir); err == nil {
+		return id
 	}
 	return doctorOrchID
 }

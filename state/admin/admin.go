@@ -78,6 +78,9 @@ var ErrNotRunning = errors.New("the agent is not running")
 type Status struct {
 	Version        string `json:"version"`
 	OrchestratorID string `json:"orchestratorId"`
+	// Identity says what the id is bound to: this machine (and where its
+	// identity was read), or the configuration.
+	Identity string `json:"identity,omitempty"`
 	// Backend is the backend's URL.
 	Backend          string    `json:"backend"`
 	BackendReachable bool      `json:"backendReachable"`

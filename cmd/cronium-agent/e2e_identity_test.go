@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cronium/cronium-agent/backend/devserver"
+	"github.com/cronium/cronium-agent/internal/testenv"
+	"github.com/cronium/cronium-agent/state/identity"
+)
+
+// machineIDFile makes a machine-id file for an agent that plays another
+// host, and returns the variable that points the agent at it.
+func machineIDFile(t *testing.T, id string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "machine-id")
+	if err := os.WriteFile(p, []byte(id+"\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	return "CRONIUM_MACHINE_ID_FILE=" + p
+}
+
+// A host installed from an image of another (its state directory copied,
+// agent id included) gets an id and a journal of its own, and touches
+// nothing of the first host's: agent A, running a long job, is SIGKILLed,
+// its state directory copied; A restarts and completes the job once; B,
+// started from the copy on "another machine", moves the copy aside, takes
+// a new id, and neither releases, adopts nor reports A's job.
+func TestE2EClonedStateGetsItsOwnIdentity(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	stateA := stateDir(t)
+	onA := machineIDFile(t, "11111111111111111111111111111111")
+	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: printer(60, "0.1", 0)})
+	a := startAgent(t, b.URL, stateA, onA)
+	waitLines(t, b, id, 5)
+	a.signal(syscall.SIGKILL)
+	a.waitDead(t, 10*time.Second)
+	idA, boundA, err := identity.Peek(stateA)
+	if err != nil || boundA == "" {
+		t.Fatalf("A's id: %q bound %q, %v", idA, boundA, err)
+	}
+
+	// The image: A's state directory as it was left.
+	stateB := stateDir(t)
+	if out, err := exec.Command("cp", "-a", stateA+"/.", stateB).CombinedOutput(); err != nil {
+		t.Fatalf("copy the state: %v %s", err, out)
+	}
+	os.Remove(filepath.Join(stateB, "admin.sock"))
+
+	startAgent(t, b.URL, stateA, onA)
+	waitFor(t, time.Minute, func() bool {
+		v, _ := b.Client.Job(context.Background(), id)
+		return v.LogLines > 15 // A has adopted the job and goes on
+	})
+	bProc := startAgent(t, b.URL, stateB, machineIDFile(t, "22222222222222222222222222222222"))
+
+	v := waitJob(t, b, id, 2*time.Minute)
+	if v.Status != "completed" || v.Completions != 1 || v.Orchestrator != idA || v.Releases != 0 {
+		t.Errorf("job: %s, %d completing calls, by %s (A is %s), %d releases", v.Status, v.Completions, v.Orchestrator, idA, v.Releases)
+	}
+	assertNumbered(t, b, id, 60)
+
+	idB, boundB, err := identity.Peek(stateB)
+	if err != nil || idB == idA || boundB == boundA || boundB == "" {
+		t.Fatalf("B's id %q bound %q (%v); A's %q bound %q", idB, boundB, err, idA, boundA)
+	}
+	copies, _ := filepath.Glob(filepath.Join(stateB, "copied-state-*-"+idA))
+	if len(copies) != 1 {
+		t.Fatalf("the copy was not moved aside: %v", copies)
+	}
+	if _, err := os.Stat(filepath.Join(copies[0], "journal.db")); err != nil {
+		t.Errorf("the copied journal is not kept: %v", err)
+	}
+	// One warning naming both ids and where the copy went.
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(bProc.stderr.String(), "moved aside") })
+	logB := bProc.stderr.String()
+	for _, l := range strings.Split(logB, "\n") {
+		if strings.Contains(l, "moved aside") {
+			t.Logf("B's warning: %s", l)
+		}
+	}
+	if strings.Count(logB, "moved aside") != 1 || !strings.Contains(logB, idA) || !strings.Contains(logB, idB) || !strings.Contains(logB, copies[0]) {
+		t.Errorf("B's log:\n%s", logB)
+	}
+	// B calls the backend as itself, holding nothing.
+	waitFor(t, 10*time.Second, func() bool {
+		orchs, _ := b.Client.Orchestrators(context.Background())
+		return slices.ContainsFunc(orchs, func(o devserver.OrchestratorView) bool { return o.ID == idB })
+	})
+	for _, h := range v.History {
+		if strings.Contains(h.Detail, idB) {
+			t.Errorf("B in the job's history: %+v", h)
+		}
+	}
+	// Its status says what its id is bound to.
+	cmd := exec.Command(agentBin, "status")
+	cmd.Env = append(os.Environ(), "CRONIUM_STATE_DIR="+stateB, "CRONIUM_ADMIN_SOCKET="+filepath.Join(stateB, "admin.sock"))
+	out, err := cmd.CombinedOutput()
+	t.Logf("B's status:\n%s", out)
+	if err != nil || !strings.Contains(string(out), idB) || !strings.Contains(string(out), "bound to this machine") {
+		t.Errorf("status: %v\n%s", err, out)
+	}
+}
