@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -213,7 +214,7 @@ claim:
 				break claim
 			}
 			failures++
-			wait = min(d.cfg.PollInterval<<min(failures, 6), d.cfg.PollMaxInterval)
+			wait = jittered(min(d.cfg.PollInterval<<min(failures, 6), d.cfg.PollMaxInterval))
 			d.logClaimError(err, wait)
 			continue
 		}
@@ -223,7 +224,7 @@ claim:
 			// claimed within it (a claim is one cheap GET for the backend).
 			// A backend that held the claim until its wait ended (long
 			// poll) is asked again at once.
-			wait = max(0, d.cfg.PollInterval-time.Since(asked))
+			wait = max(0, jittered(d.cfg.PollInterval)-time.Since(asked))
 			continue
 		}
 		wait = 0
@@ -549,4 +550,11 @@ func (d *Dispatcher) sendMetrics(ctx context.Context) {
 	if err := d.be.SendMetrics(ctx, m); err != nil && ctx.Err() == nil {
 		d.log.Debug("metrics not sent", "error", err)
 	}
+}
+
+// jittered spreads a poll interval over ±20%: agents started together (a
+// fleet after a backend outage or a mass reboot) drift apart instead of
+// polling in step.
+func jittered(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }

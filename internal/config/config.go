@@ -198,7 +198,7 @@ type Jobs struct {
 	MaxTimeout        Duration `yaml:"maxTimeout" doc:"Longest timeout a job may ask for; longer ones are lowered to it."`
 	KillGrace         Duration `yaml:"killGrace" doc:"Time between SIGTERM and SIGKILL when a job times out or is cancelled."`
 	MaxConcurrent     int      `yaml:"maxConcurrent" doc:"How many jobs run at once; the agent never claims more than its free slots."`
-	PollInterval      Duration `yaml:"pollInterval" doc:"Wait between claims, also while the queue is empty: an idle agent claims a new job within it, at the cost of one GET of the queue per interval for the backend."`
+	PollInterval      Duration `yaml:"pollInterval" doc:"Wait between claims, also while the queue is empty: an idle agent claims a new job within it, at the cost of one GET of the queue per interval for the backend. Each wait is spread over ±20%, so that agents started together do not poll in step. A backend that offers long-poll claims (the development backend) holds the claim instead (jobs.longPoll)."`
 	PollMaxInterval   Duration `yaml:"pollMaxInterval" doc:"While the backend fails (unreachable, 5xx, refusing the token) the wait between claims doubles up to this."`
 	LongPoll          Duration `yaml:"longPoll" doc:"On a backend that offers long-poll claims (cronium-backend does; the deployed Cronium backend does not), how long one claim may wait for a job: a job submitted meanwhile is claimed at once instead of at the next poll. 0 polls at pollInterval everywhere."`
 	DrainTimeout      Duration `yaml:"drainTimeout" doc:"How long SIGTERM lets running jobs finish before they are cancelled."`
