@@ -39,6 +39,11 @@ type Client struct {
 	token       string
 	orchID      string
 	userAgent   string
+	// instance identifies this agent process; previous, the process that
+	// had the same state before it; host, the machine's name. The backend
+	// tells a restart (previous = the last instance it saw) from a second
+	// live process under the same id.
+	instance, previous, host string
 	hc          *http.Client
 	maxAttempts int
 	baseDelay   time.Duration
@@ -62,6 +67,13 @@ func WithHTTPClient(hc *http.Client) ClientOption {
 			c.hc = hc
 		}
 	}
+}
+
+// WithInstance sets the instance headers: this process's random id, the
+// id of the process that ran before it with the same state ("" if none),
+// and the host's name.
+func WithInstance(instance, previous, host string) ClientOption {
+	return func(c *Client) { c.instance, c.previous, c.host = instance, previous, host }
 }
 
 // WithUserAgentVersion sets the version in "User-Agent: cronium-agent/<v>"
@@ -305,6 +317,15 @@ func (c *Client) once(ctx context.Context, rq request, target, path string, payl
 	req.Header.Set("X-Orchestrator-ID", c.orchID)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
+	if c.instance != "" {
+		req.Header.Set(api.InstanceHeader, c.instance)
+		if c.previous != "" {
+			req.Header.Set(api.PreviousInstanceHeader, c.previous)
+		}
+		if c.host != "" {
+			req.Header.Set(api.HostHeader, c.host)
+		}
+	}
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -109,3 +109,11 @@ func mask(s, secret string) string {
 	}
 	return strings.ReplaceAll(s, secret, "[redacted]")
 }
+
+// IsDuplicateID reports whether err is a backend's refusal of this agent
+// process as a second live process under its orchestrator id (409 with
+// api.DuplicateIDCode): it must not claim jobs under that id.
+func IsDuplicateID(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Status == http.StatusConflict && strings.Contains(e.Message, api.DuplicateIDCode)
+}

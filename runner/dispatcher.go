@@ -74,6 +74,9 @@ type Dispatcher struct {
 	// stopped ends the retrying of journal writes at a hard stop (jobEnv).
 	stopped     chan struct{}
 	stoppedOnce sync.Once
+	// refused holds the backend's refusal of this process as a second live
+	// agent under its id: it then claims nothing for good.
+	refused atomic.Pointer[string]
 
 	mu      sync.Mutex
 	running map[string]*activeJob
@@ -185,6 +188,10 @@ claim:
 		case <-d.freed:
 		case <-time.After(wait):
 		}
+		if d.Refused() != "" {
+			wait = d.cfg.PollMaxInterval
+			continue
+		}
 		free := d.cfg.MaxConcurrent - d.runningCount()
 		if free <= 0 {
 			wait = d.cfg.PollMaxInterval // woken by d.freed before that
@@ -200,6 +207,9 @@ claim:
 			// Before any claim: a job the backend lists as ours that this
 			// process claimed itself must not be taken for an orphan.
 			if err := d.reconcile(ctx); err != nil {
+				if d.refuse(err) {
+					continue
+				}
 				failures++
 				wait = min(d.cfg.PollInterval<<min(failures, 6), d.cfg.PollMaxInterval)
 				d.logClaimError(err, wait)
@@ -212,6 +222,9 @@ claim:
 		if err != nil {
 			if ctx.Err() != nil || drained(drain) {
 				break claim
+			}
+			if d.refuse(err) {
+				continue
 			}
 			failures++
 			wait = jittered(min(d.cfg.PollInterval<<min(failures, 6), d.cfg.PollMaxInterval))
@@ -523,6 +536,9 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 	}
 	cancelJobs, err := d.be.Heartbeat(ctx, hb)
 	if err != nil {
+		if d.refuse(err) {
+			return
+		}
 		if ctx.Err() == nil {
 			d.log.Warn("heartbeat failed", "error", err)
 		}
@@ -557,4 +573,27 @@ func (d *Dispatcher) sendMetrics(ctx context.Context) {
 // polling in step.
 func jittered(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// refuse records a refusal of this process as a second live agent under its
+// orchestrator id, and logs it once; it reports whether err is one.
+func (d *Dispatcher) refuse(err error) bool {
+	if !backend.IsDuplicateID(err) {
+		return false
+	}
+	msg := err.Error()
+	if d.refused.CompareAndSwap(nil, &msg) {
+		d.log.Error("the backend refuses this agent: another live agent process uses its orchestrator id; no job is claimed until this process is restarted with an id of its own (backend.orchestratorId, or a state directory of its own)",
+			"orchestrator", d.cfg.OrchestratorID, "error", err)
+	}
+	return true
+}
+
+// Refused is the backend's refusal of this process as a second live agent
+// under its id, or "".
+func (d *Dispatcher) Refused() string {
+	if p := d.refused.Load(); p != nil {
+		return *p
+	}
+	return ""
 }

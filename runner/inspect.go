@@ -46,10 +46,11 @@ func (in *Inspector) Status(ctx context.Context) (admin.Status, error) {
 	st := admin.Status{
 		Version: in.Version, OrchestratorID: in.OrchestratorID, Identity: in.Identity, Backend: in.Backend,
 		BackendReachable: in.delivery.Reachable(), LastContact: last, LastError: lastErr,
-		Backlog:      admin.Backlog{Jobs: in.delivery.Backlog(), Items: u.PendingItems, Bytes: u.PendingBytes, LogLines: u.PendingLogItems},
-		Journal:      admin.JournalInfo{Path: in.jobs.Journal().Path(), FileBytes: u.FileSize, UsedBytes: u.Used, Budget: u.Budget},
-		ClaimsPaused: !in.delivery.Reachable() && in.delivery.Backlog() > 0,
-		Running:      []admin.RunningJob{},
+		Backlog:       admin.Backlog{Jobs: in.delivery.Backlog(), Items: u.PendingItems, Bytes: u.PendingBytes, LogLines: u.PendingLogItems},
+		Journal:       admin.JournalInfo{Path: in.jobs.Journal().Path(), FileBytes: u.FileSize, UsedBytes: u.Used, Budget: u.Budget},
+		ClaimsPaused:  !in.delivery.Reachable() && in.delivery.Backlog() > 0,
+		ClaimsRefused: in.d.Refused(),
+		Running:       []admin.RunningJob{},
 	}
 	for _, r := range in.d.Running() {
 		st.Running = append(st.Running, admin.RunningJob{JobID: r.JobID, ExecutionID: r.ExecutionID, Attempt: r.Attempt, StartedAt: r.StartedAt})

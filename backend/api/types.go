@@ -25,6 +25,19 @@ const (
 // the deployed backend neither sends it nor reads wait.
 const QueueWaitHeader = "Cronium-Queue-Wait"
 
+// Instance headers, sent by the agent with every call (the deployed
+// backend ignores them): InstanceHeader is a random id of the agent
+// process, PreviousInstanceHeader the id of the process that ran before it
+// with the same state directory (a restart), HostHeader the host's name.
+// The development backend refuses claims from a second live process under
+// one orchestrator id with 409 (DuplicateIDCode in the error body).
+const (
+	InstanceHeader         = "Cronium-Instance"
+	PreviousInstanceHeader = "Cronium-Previous-Instance"
+	HostHeader             = "Cronium-Host"
+	DuplicateIDCode        = "duplicate_orchestrator_id"
+)
+
 // Job is one queued job, decoded and checked. Only what the agent uses is
 // typed; Metadata keeps the whole object as received.
 type Job struct {

@@ -543,7 +543,7 @@ func TestAgentsPage(t *testing.T) {
 	resp.Body.Close()
 	c, _ := e.login(t)
 	page := e.get(t, c, "/agents", http.StatusOK)
-	for _, want := range []string{"agent-7", "1 of 4 running, 3 free", "job_x", "ago"} {
+	for _, want := range []string{"agent-7", "1 of 4 running, 3 free", "job_x", "ago", ">online<"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("agents page lacks %q", want)
 		}

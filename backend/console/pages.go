@@ -393,6 +393,10 @@ func (f runForm) request() (devserver.SubmitRequest, string) {
 // agentView is an agent as its page shows it.
 type agentView struct {
 	ID        string
+	Host      string
+	Version   string
+	Instance  string
+	State     string
 	Heartbeat string
 	Capacity  string
 	Running   []string
@@ -407,7 +411,10 @@ func (c *Console) agentsPage(w http.ResponseWriter, r *http.Request, s session) 
 	}
 	var agents []agentView
 	for _, o := range orchs {
-		a := agentView{ID: o.ID, Heartbeat: ago(o.HeartbeatAt)}
+		a := agentView{ID: o.ID, Host: o.Host, Version: o.Version, Instance: o.Instance, State: o.StateNow, Heartbeat: ago(o.HeartbeatAt)}
+		if o.Refusals > 0 {
+			a.State += fmt.Sprintf(" (%d calls of a second process under this id refused)", o.Refusals)
+		}
 		var hb api.Heartbeat
 		if json.Unmarshal(o.LastHeartbeat, &hb) == nil {
 			a.Capacity = fmt.Sprintf("%d of %d running, %d free", hb.Capacity.CurrentJobs, hb.Capacity.MaxJobs, hb.Capacity.AvailableSlots)

@@ -663,6 +663,7 @@ func (s *Server) handleDevJobExecutions(w http.ResponseWriter, r *http.Request) 
 }
 
 func (s *Server) handleDevOrchestrators(w http.ResponseWriter, r *http.Request) {
+	now := s.now()
 	out := []OrchestratorView{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bOrchs).ForEach(func(_, v []byte) error {
@@ -670,6 +671,7 @@ func (s *Server) handleDevOrchestrators(w http.ResponseWriter, r *http.Request) 
 			if err := json.Unmarshal(v, &o); err != nil {
 				return err
 			}
+			o.StateNow = o.State(now)
 			out = append(out, o)
 			return nil
 		})

@@ -47,6 +47,9 @@ func (s *Server) handleQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(api.QueueWaitHeader, maxQueueWait.String())
+	if !s.checkInstance(w, r, orch) {
+		return
+	}
 	deadline := time.Now().Add(wait)
 	for {
 		// Taken before the claim: a job queued after it wakes this wait.
@@ -438,6 +441,9 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	caller := strings.TrimSpace(r.Header.Get("X-Orchestrator-ID"))
+	if !s.checkInstance(w, r, caller) {
+		return
+	}
 	now := s.now()
 	j, err := s.updateJob(r.PathValue("id"), func(j *jobRecord) error {
 		switch {
@@ -475,6 +481,9 @@ func (s *Server) handleOrphaned(w http.ResponseWriter, r *http.Request) {
 	orch, err := orchestratorOf(r, r.URL.Query().Get("orchestratorId"))
 	if err != nil {
 		fail(w, err)
+		return
+	}
+	if !s.checkInstance(w, r, orch) {
 		return
 	}
 	rows := []map[string]any{}

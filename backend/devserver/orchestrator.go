@@ -24,6 +24,18 @@ type OrchestratorView struct {
 	HealthAt      *time.Time      `json:"healthAt,omitempty"`
 	// CancelsDelivered counts the job ids sent to it in cancelJobs.
 	CancelsDelivered int `json:"cancelsDelivered"`
+	// HeartbeatGapMs is the gap between its last two heartbeats.
+	HeartbeatGapMs int64 `json:"heartbeatGapMs,omitempty"`
+	// The agent process calling under this id (the instance headers).
+	Instance       string     `json:"instance,omitempty"`
+	InstanceSince  *time.Time `json:"instanceSince,omitempty"`
+	InstanceSeenAt *time.Time `json:"instanceSeenAt,omitempty"`
+	Host           string     `json:"host,omitempty"`
+	Version        string     `json:"version,omitempty"`
+	// Refusals counts the calls refused as a second live process's.
+	Refusals int `json:"refusals,omitempty"`
+	// StateNow is State at the time of the answer (the agents view).
+	StateNow string `json:"state,omitempty"`
 }
 
 func (s *Server) updateOrch(tx *bolt.Tx, id string, fn func(o *OrchestratorView)) error {
@@ -83,6 +95,9 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
+		if err := s.noteInstance(tx, orch, r, now); err != nil {
+			return err
+		}
 		for _, id := range cancel {
 			_, err := updateJobTx(tx, id, func(j *jobRecord) error {
 				j.CancelDelivered = true
@@ -95,12 +110,16 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		}
 		return s.updateOrch(tx, orch, func(o *OrchestratorView) {
 			o.Heartbeats++
+			if o.HeartbeatAt != nil {
+				o.HeartbeatGapMs = now.Sub(*o.HeartbeatAt).Milliseconds()
+			}
 			o.LastHeartbeat = compactJSON(raw)
 			o.HeartbeatAt = ptr(now)
 			o.CancelsDelivered += len(cancel)
 		})
 	})
 	if err != nil {
+		s.countRefusal(orch, err)
 		fail(w, err)
 		return
 	}

@@ -159,6 +159,9 @@ func printStatus(w io.Writer, st admin.Status, now time.Time) error {
 	if st.ClaimsPaused {
 		claims = "paused"
 	}
+	if st.ClaimsRefused != "" {
+		claims = "refused by the backend: another live agent uses this id (" + st.ClaimsRefused + ")"
+	}
 	row("claims:", "%s", claims)
 	b := st.Backlog
 	if b.Jobs == 0 && b.Items == 0 {

@@ -35,7 +35,13 @@ func agentClient(env *cliEnv, cfg config.Config) (*backend.Client, string, strin
 				"copiedId", c.ID, "newId", id.ID, "movedTo", c.Dir)
 		}
 	}
-	copts := []backend.ClientOption{backend.WithUserAgentVersion(version), backend.WithLongPoll(time.Duration(cfg.Jobs.LongPoll))}
+	instance, previous, err := identity.NextInstance(cfg.State.Dir)
+	if err != nil {
+		return nil, "", "", err
+	}
+	host, _ := os.Hostname()
+	copts := []backend.ClientOption{backend.WithUserAgentVersion(version), backend.WithLongPoll(time.Duration(cfg.Jobs.LongPoll)),
+		backend.WithInstance(instance, previous, host)}
 	if cfg.Backend.EnvEncryptionKey != "" {
 		key, err := api.ParseEnvKey(cfg.Backend.EnvEncryptionKey)
 		if err != nil {

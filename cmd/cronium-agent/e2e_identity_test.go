@@ -109,3 +109,48 @@ func TestE2EClonedStateGetsItsOwnIdentity(t *testing.T) {
 		t.Errorf("status: %v\n%s", err, out)
 	}
 }
+
+// Two agent processes given one explicit id (and state directories of
+// their own): the backend refuses the second's claims and orphan listing
+// with 409, the second says so in its log and status and claims nothing;
+// the first's running job is neither released nor run twice.
+func TestE2ETwoAgentsOneIDSecondRefused(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	const shared = "CRONIUM_ORCHESTRATOR_ID=agent-shared"
+	long := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: printer(40, "0.1", 0)})
+	startAgent(t, b.URL, stateDir(t), shared)
+	waitLines(t, b, long, 3)
+	stateB := stateDir(t)
+	second := startAgent(t, b.URL, stateB, shared)
+	waitFor(t, 30*time.Second, func() bool { return strings.Contains(second.stderr.String(), "the backend refuses this agent") })
+	more := []string{
+		submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo one"}),
+		submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo two"}),
+	}
+	for _, id := range append(more, long) {
+		v := waitJob(t, b, id, 2*time.Minute)
+		if v.Status != "completed" || v.Completions != 1 || v.Releases != 0 || v.Claims != 1 {
+			t.Errorf("job %s: %s, %d completions, %d releases, %d claims", id, v.Status, v.Completions, v.Releases, v.Claims)
+		}
+	}
+	assertNumbered(t, b, long, 40)
+	if n := strings.Count(second.stderr.String(), "the backend refuses this agent"); n != 1 {
+		t.Errorf("the refusal logged %d times:\n%s", n, second.stderr.String())
+	}
+	cmd := exec.Command(agentBin, "status")
+	cmd.Env = append(os.Environ(), "CRONIUM_STATE_DIR="+stateB, "CRONIUM_ADMIN_SOCKET="+filepath.Join(stateB, "admin.sock"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "refused by the backend: another live agent uses this id") {
+		t.Errorf("second's status: %v\n%s", err, out)
+	}
+	// The agents view names the live process and counts the refusals.
+	cmd = exec.Command(agentBin, "backend", "agents", "--json")
+	cmd.Env = append(os.Environ(), "CRONIUM_BACKEND_URL="+b.URL, "CRONIUM_BACKEND_TOKEN="+e2eToken)
+	out, err = cmd.Output()
+	host, _ := os.Hostname()
+	if err != nil || !strings.Contains(string(out), `"id": "agent-shared"`) || !strings.Contains(string(out), `"state": "online"`) ||
+		!strings.Contains(string(out), `"host": "`+host+`"`) || strings.Contains(string(out), `"refusals": 0`) || !strings.Contains(string(out), `"refusals"`) {
+		t.Errorf("agents: %v\n%s", err, out)
+	}
+}

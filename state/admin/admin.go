@@ -91,6 +91,9 @@ type Status struct {
 	Running      []RunningJob `json:"running"`
 	Journal      JournalInfo  `json:"journal"`
 	ClaimsPaused bool         `json:"claimsPaused"`
+	// ClaimsRefused is the backend's refusal of this process as a second
+	// live agent under its id (it claims nothing then), or "".
+	ClaimsRefused string `json:"claimsRefused,omitempty"`
 }
 
 // Backlog counts undelivered data.

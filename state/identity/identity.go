@@ -243,7 +243,7 @@ func moveAside(stateDir, oldID string, now time.Time) (string, error) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if kept[name] || strings.HasPrefix(name, copiedPrefix) || strings.HasPrefix(name, ".orchestrator-id-") {
+		if kept[name] || strings.HasPrefix(name, copiedPrefix) || strings.HasPrefix(name, ".orchestrator-id-") || strings.HasPrefix(name, ".instance-") {
 			continue
 		}
 		if err := os.Rename(filepath.Join(stateDir, name), filepath.Join(dir, name)); err != nil {
@@ -290,4 +290,43 @@ func ValidID(s string) bool {
 // without making or moving anything (doctor, status of a stopped agent).
 func Peek(stateDir string) (id, machine string, err error) {
 	return read(filepath.Join(stateDir, File))
+}
+
+// InstanceFile keeps the id of the last agent process that ran with this
+// state directory.
+const InstanceFile = "instance"
+
+// NextInstance makes a random id for this agent process, records it in
+// stateDir, and returns it with the id of the process before it ("" on a
+// first start). The backend takes a process that names the last one it
+// saw for a restart, and another that does not for a second live process
+// under the same orchestrator id.
+func NextInstance(stateDir string) (instance, previous string, err error) {
+	path := filepath.Join(stateDir, InstanceFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if p := strings.TrimSpace(string(b)); ValidID(p) {
+			previous = p
+		}
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", fmt.Errorf("instance id: %w", err)
+	}
+	instance = hex.EncodeToString(b[:])
+	tmp, err := os.CreateTemp(stateDir, ".instance-*")
+	if err != nil {
+		return "", "", fmt.Errorf("instance id: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(instance + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("instance id: %w", err)
+	}
+	return instance, previous, nil
 }

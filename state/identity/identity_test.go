@@ -200,3 +200,15 @@ func TestMachineSources(t *testing.T) {
 		})
 	}
 }
+
+func TestNextInstance(t *testing.T) {
+	dir := t.TempDir()
+	first, prev, err := NextInstance(dir)
+	if err != nil || prev != "" || len(first) != 16 {
+		t.Fatalf("first start: %q %q %v", first, prev, err)
+	}
+	second, prev, err := NextInstance(dir)
+	if err != nil || prev != first || second == first {
+		t.Fatalf("restart: %q after %q, want after %q (%v)", second, prev, first, err)
+	}
+}

@@ -83,6 +83,7 @@ func subcommands(p Program) []subcommand {
 		{"show", "JOB [--json] [--raw]", "show a job: status, exit code, output, condition, timings", runShow},
 		{"logs", "JOB [-f] [--raw]", "print a job's live log lines (-f: follow until it ends)", runLogs},
 		{"cancel", "JOB", "cancel a job (a running one stops at its agent's next heartbeat)", runCancel},
+		{"agents", "[--json]", "list the agents: host, version, instance, state, last heartbeat, running jobs, free slots", runAgents},
 		{"servers", "(add ... | list | rm ID)", "register, list and remove the SSH servers of `submit --server`", runServers},
 	}
 	if p.Version != "" {

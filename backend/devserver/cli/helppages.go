@@ -20,6 +20,7 @@ var helpPages = map[string]command.HelpPage{
 	"show":         showHelp,
 	"logs":         logsHelp,
 	"cancel":       cancelHelp,
+	"agents":       agentsHelp,
 	"servers":      serversHelp,
 	"servers add":  serversAddHelp,
 	"servers list": serversListHelp,
