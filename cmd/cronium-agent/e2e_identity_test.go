@@ -56,7 +56,8 @@ func TestE2EClonedStateGetsItsOwnIdentity(t *testing.T) {
 	os.Remove(filepath.Join(stateB, "admin.sock"))
 
 	startAgent(t, b.URL, stateA, onA)
-	waitFor(t, time.Minute, func() bool {
+	// Generous: under the whole suite an adoption can take long.
+	waitFor(t, 3*time.Minute, func() bool {
 		v, _ := b.Client.Job(context.Background(), id)
 		return v.LogLines > 15 // A has adopted the job and goes on
 	})
