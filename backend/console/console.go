@@ -322,3 +322,15 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// plainError answers a script's call whose backend call failed: the
+// backend's refusal with its status (404 for an unknown job), anything
+// else as 502.
+func plainError(w http.ResponseWriter, err error) {
+	code, msg := http.StatusBadGateway, err.Error()
+	var ae *devserver.APIError
+	if errors.As(err, &ae) {
+		code, msg = ae.StatusCode, ae.Message
+	}
+	http.Error(w, msg, code)
+}

@@ -549,3 +549,11 @@ func TestAgentsPage(t *testing.T) {
 		}
 	}
 }
+
+func TestUnknownJob(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.login(t)
+	for _, p := range []string{"/jobs/job_nope", "/jobs/job_nope/state.json", "/jobs/job_nope/events", "/jobs/job_nope/lines?after=0&before=5&limit=5", "/jobs/job_nope/log.txt"} {
+		e.get(t, c, p, http.StatusNotFound)
+	}
+}

@@ -31,7 +31,7 @@ func (c *Console) jobEvents(w http.ResponseWriter, r *http.Request, _ session) {
 	// A first read answers an unknown job with its status, not a stream.
 	page, err := c.b.LogRange(r.Context(), id, after, 1000)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		plainError(w, err)
 		return
 	}
 	h := w.Header()

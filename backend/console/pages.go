@@ -78,7 +78,7 @@ func (c *Console) jobsPage(w http.ResponseWriter, r *http.Request, s session) {
 func (c *Console) jobsJSON(w http.ResponseWriter, r *http.Request, s session) {
 	rows, matched, err := c.listJobs(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		plainError(w, err)
 		return
 	}
 	writeJSON(w, map[string]any{"jobs": rows, "matched": matched})
@@ -228,7 +228,7 @@ func jobScript(wire json.RawMessage) string {
 func (c *Console) jobState(w http.ResponseWriter, r *http.Request, _ session) {
 	v, err := c.b.Job(r.Context(), r.PathValue("id"))
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		plainError(w, err)
 		return
 	}
 	writeJSON(w, c.detail(r, v))
@@ -247,7 +247,7 @@ func (c *Console) jobLines(w http.ResponseWriter, r *http.Request, _ session) {
 	}
 	page, err := c.b.LogRange(r.Context(), r.PathValue("id"), after, limit)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		plainError(w, err)
 		return
 	}
 	lines := viewLines(page.Entries)
