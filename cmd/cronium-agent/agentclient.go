@@ -19,6 +19,9 @@ func agentClient(env *cliEnv, cfg config.Config) (*backend.Client, string, strin
 	if err := os.MkdirAll(cfg.State.Dir, 0o711); err != nil {
 		return nil, "", "", fmt.Errorf("create state directory: %w", err)
 	}
+	if err := identity.Free(cfg.State.Dir); err != nil {
+		return nil, "", "", &exitError{Code: exitAgent, Err: err}
+	}
 	orchID, binding := cfg.Backend.OrchestratorID, "set by backend.orchestratorId"
 	if orchID == "" {
 		id, err := identity.Load(cfg.State.Dir, identity.WithMachineIDFile(cfg.Identity.MachineIDFile))

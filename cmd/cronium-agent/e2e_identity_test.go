@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,5 +154,39 @@ func TestE2ETwoAgentsOneIDSecondRefused(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), `"id": "agent-shared"`) || !strings.Contains(string(out), `"state": "online"`) ||
 		!strings.Contains(string(out), `"host": "`+host+`"`) || strings.Contains(string(out), `"refusals": 0`) || !strings.Contains(string(out), `"refusals"`) {
 		t.Errorf("agents: %v\n%s", err, out)
+	}
+}
+
+// A second agent given the state directory of a running one refuses at
+// once with a clear error, and changes nothing of that state: the running
+// agent's instance is still the one a restart of it names.
+func TestE2ESecondAgentOnOneStateDirRefuses(t *testing.T) {
+	testenv.Containerd(t)
+	b := startDevBackend(t, "")
+	state := stateDir(t)
+	first := startAgent(t, b.URL, state)
+	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo one"})
+	waitJob(t, b, id, time.Minute)
+	before, err := os.ReadFile(filepath.Join(state, identity.InstanceFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := exec.Command(agentBin, "run")
+	second.Env = append(os.Environ(), "CRONIUM_API_ENDPOINT="+b.URL, "CRONIUM_API_TOKEN="+e2eToken,
+		"CRONIUM_CONTAINERD_ADDRESS="+testenv.Address(), "CRONIUM_STATE_DIR="+state,
+		"CRONIUM_ADMIN_SOCKET="+filepath.Join(t.TempDir(), "admin.sock"), "CRONIUM_METRICS_LISTEN=127.0.0.1:0")
+	out, err := second.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitAgent || !strings.Contains(string(out), "in use by another agent") || !strings.Contains(string(out), state) {
+		t.Fatalf("second agent: %v\n%s", err, out)
+	}
+	after, _ := os.ReadFile(filepath.Join(state, identity.InstanceFile))
+	if string(after) != string(before) {
+		t.Errorf("the instance file changed: %q to %q", before, after)
+	}
+	// The first goes on taking jobs.
+	id = submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo two"})
+	if v := waitJob(t, b, id, time.Minute); v.Status != "completed" {
+		t.Errorf("after the refused start: %s\n%s", v.Status, first.stderr.String())
 	}
 }

@@ -21,7 +21,7 @@ import (
 func runGC(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("gc", flag.ContinueOnError)
 	cfgPath := configFlag(fs)
-	all := fs.Bool("all", false, "also remove the runs a stopped agent's journal would take over at its next start")
+	all := fs.Bool("all", false, "also remove the runs a stopped agent's journal would take over at its next start, and the runs other agents' state directories left that no process holds")
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
 	}
@@ -45,7 +45,11 @@ func runGC(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintf(env.stdout, "kept run %s: the agent's journal takes it over at its next start (--all removes it)\n", id)
 		nets[i] = container.NetworkOf(id)
 	}
-	rep, err := ex.GC(ctx, container.KeepRuns(keep...))
+	gcOpts := []container.GCOption{container.KeepRuns(keep...)}
+	if *all {
+		gcOpts = append(gcOpts, container.OthersToo())
+	}
+	rep, err := ex.GC(ctx, gcOpts...)
 	nrep, nerr := sweepNetworks(ctx, env, cfg, nets...)
 	err = errors.Join(err, nerr)
 	for _, group := range []struct {

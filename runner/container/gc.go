@@ -37,18 +37,28 @@ func (r GCReport) Empty() bool {
 // for the leftover of a crashed agent rather than one still being made.
 const abandonedPrepare = time.Hour
 
-// GCOption changes what GC takes for live.
-type GCOption func(live map[string]bool)
+type gcOptions struct {
+	keep   map[string]bool
+	others bool
+}
+
+// GCOption changes what GC removes.
+type GCOption func(*gcOptions)
 
 // KeepRuns makes GC leave the named runs alone though no process holds
 // them: runs a stopped agent's journal will adopt at its next start.
 func KeepRuns(ids ...string) GCOption {
-	return func(live map[string]bool) {
+	return func(o *gcOptions) {
 		for _, id := range ids {
-			live[id] = true
+			o.keep[id] = true
 		}
 	}
 }
+
+// OthersToo makes GC also remove the runs of other agents' state
+// directories that no process holds (an agent removed from the host left
+// them); by default GC removes only its own agent's.
+func OthersToo() GCOption { return func(o *gcOptions) { o.others = true } }
 
 // GC removes everything labelled as the agent's that no live run owns: a run
 // is live while a process holds the lock of its run directory (or an option
@@ -56,10 +66,11 @@ func KeepRuns(ids ...string) GCOption {
 func (e *Executor) GC(ctx context.Context, opts ...GCOption) (GCReport, error) {
 	var rep GCReport
 	var errs []error
-	kept := map[string]bool{}
-	for _, o := range opts {
-		o(kept)
+	o := gcOptions{keep: map[string]bool{}}
+	for _, opt := range opts {
+		opt(&o)
 	}
+	kept := o.keep
 
 	ctrs, err := e.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelAgent))
 	if err != nil {
@@ -89,6 +100,12 @@ func (e *Executor) GC(ctx context.Context, opts ...GCOption) (GCReport, error) {
 		}
 		dir := filepath.Join(e.runsDir(), id)
 		if st := labels[LabelState]; st != "" {
+			if filepath.Clean(st) != filepath.Clean(e.stateDir) && !o.others {
+				// Another agent's: its own gc judges it (and its
+				// snapshot stays with it).
+				live[id] = true
+				continue
+			}
 			dir = filepath.Join(st, "runs", id)
 		}
 		if owned(dir) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -187,22 +188,30 @@ func TestPoolStopsCleanly(t *testing.T) {
 	}
 }
 
-// An agent killed with sandboxes ready leaves them to the next start,
-// whose sweeps (gc and the network sweep, as at start-up) remove them all.
-func TestPoolSIGKILLThenGC(t *testing.T) {
-	h := newHarnessWith(t, []harnessOpt{coldStarts()})
-	req := h.request(t, "bash", "true")
-	c := h.startWarmChild(t, req, 2)
+// killedWithSandboxes starts a child agent of h's state directory that
+// keeps n warm sandboxes, SIGKILLs it once they are made, and returns
+// their ids (tracked: the harness checks that nothing of them is left).
+func (h *harness) killedWithSandboxes(t *testing.T, n int) []string {
+	t.Helper()
+	c := h.startWarmChild(t, h.request(t, "bash", "true"), n)
 	var ids []string
-	c.waitFor(t, "two warm sandboxes", func() bool {
+	c.waitFor(t, "the warm sandboxes", func() bool {
 		data, _ := os.ReadFile(c.spec.Made)
 		ids = strings.Fields(string(data))
-		return len(ids) >= 2
+		return len(ids) >= n
 	})
 	for _, id := range ids {
 		h.track(id)
 	}
 	c.kill()
+	return ids
+}
+
+// An agent killed with sandboxes ready leaves them to the next start,
+// whose sweeps (gc and the network sweep, as at start-up) remove them all.
+func TestPoolSIGKILLThenGC(t *testing.T) {
+	h := newHarnessWith(t, []harnessOpt{coldStarts()})
+	ids := h.killedWithSandboxes(t, 2)
 	// The sandboxes are whole: containers with their tasks waiting.
 	for _, id := range ids {
 		if _, err := h.client.LoadContainer(context.Background(), id); err != nil {
@@ -325,5 +334,42 @@ func TestStartFileReadableByTheJobOnly(t *testing.T) {
 	}
 	if mode != 0o400 || uid != 100000+1000 {
 		t.Errorf("start file mode %v owner %d, want 0400 and the job's host uid 101000", mode, uid)
+	}
+}
+
+// Agents sharing the namespace collect only their own garbage: another
+// agent's dead runs (its SIGKILLed process's sandboxes) are left to it, and
+// to a gc asked to remove others' too (gc --all).
+func TestGCLeavesOtherAgentsRuns(t *testing.T) {
+	mine := newHarnessWith(t, []harnessOpt{coldStarts()})
+	other := newHarnessWith(t, []harnessOpt{coldStarts()})
+	if mine.stateDir == other.stateDir {
+		t.Fatal("the harnesses share a state directory")
+	}
+	ids := other.killedWithSandboxes(t, 1)
+	ctx := context.Background()
+	rep, err := mine.ex.GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if slices.Contains(rep.Containers, id) || slices.Contains(rep.Snapshots, id) {
+			t.Errorf("gc of another state directory removed %s: %+v", id, rep)
+		}
+		if _, err := mine.client.LoadContainer(ctx, id); err != nil {
+			t.Errorf("the other agent's sandbox %s is gone: %v", id, err)
+		}
+	}
+	rep, err = mine.ex.GC(ctx, container.OthersToo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if !slices.Contains(rep.Containers, id) {
+			t.Errorf("gc with OthersToo left %s: %+v", id, rep.Containers)
+		}
+	}
+	if _, err := other.net.Sweep(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

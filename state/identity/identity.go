@@ -256,18 +256,38 @@ func moveAside(stateDir, oldID string, now time.Time) (string, error) {
 // notInUse fails when a process holds the journal's lock: that state is
 // some agent's, running now, and not a copy to move.
 func notInUse(journal string) error {
-	f, err := os.Open(journal)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+	if held(journal) {
+		return fmt.Errorf("identity: the state directory was made on another machine, but an agent is using its journal %s now: stop it first", journal)
 	}
+	return nil
+}
+
+// held reports whether a process holds the journal's lock.
+func held(journal string) bool {
+	f, err := os.Open(journal)
 	if err != nil {
-		return fmt.Errorf("identity: %w", err)
+		return false
 	}
 	defer f.Close()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("identity: the state directory was made on another machine, but an agent is using its journal %s now: stop it first", journal)
+		return true
 	}
-	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+// ErrInUse is Free's answer for a state directory whose journal another
+// process holds.
+var ErrInUse = errors.New("in use by another agent")
+
+// Free fails with ErrInUse when another process (an agent running with the
+// same state directory) holds stateDir's journal. An agent checks it
+// before it touches anything of the state, its instance file included.
+func Free(stateDir string) error {
+	if p := filepath.Join(stateDir, "journal.db"); held(p) {
+		return fmt.Errorf("state directory %s: %w (it holds %s): stop that agent, or give this one a state.dir of its own", stateDir, ErrInUse, p)
+	}
+	return nil
 }
 
 // ValidID tells whether s can be an orchestrator id (it travels in a

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -210,5 +211,26 @@ func TestNextInstance(t *testing.T) {
 	second, prev, err := NextInstance(dir)
 	if err != nil || prev != first || second == first {
 		t.Fatalf("restart: %q after %q, want after %q (%v)", second, prev, first, err)
+	}
+}
+
+func TestFree(t *testing.T) {
+	dir := t.TempDir()
+	if err := Free(dir); err != nil {
+		t.Fatalf("no journal: %v", err)
+	}
+	j, err := os.Create(filepath.Join(dir, "journal.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := Free(dir); err != nil {
+		t.Fatalf("journal not held: %v", err)
+	}
+	if err := syscall.Flock(int(j.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if err := Free(dir); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "state.dir of its own") {
+		t.Errorf("held journal: %v", err)
 	}
 }
