@@ -35,22 +35,22 @@ const maxResponse = 64 << 20
 // Transport errors, 429 and 5xx are retried with exponential backoff and
 // full jitter, within the caller's context; other answers are final.
 type Client struct {
-	base        url.URL // scheme and host only
-	token       string
-	orchID      string
-	userAgent   string
+	base      url.URL // scheme and host only
+	token     string
+	orchID    string
+	userAgent string
 	// instance identifies this agent process; previous, the process that
 	// had the same state before it; host, the machine's name. The backend
 	// tells a restart (previous = the last instance it saw) from a second
 	// live process under the same id.
 	instance, previous, host string
-	hc          *http.Client
-	maxAttempts int
-	baseDelay   time.Duration
-	maxDelay    time.Duration
-	attemptTO   time.Duration
-	envKey      []byte
-	longPoll    time.Duration
+	hc                       *http.Client
+	maxAttempts              int
+	baseDelay                time.Duration
+	maxDelay                 time.Duration
+	attemptTO                time.Duration
+	envKey                   []byte
+	longPoll                 time.Duration
 	// queueWait is the longest claim wait the backend offered in its last
 	// queue answer (0: none).
 	queueWait atomic.Int64
