@@ -83,3 +83,22 @@ func recordIDs(dir string) []string {
 	}
 	return ids
 }
+
+// lockSwept locks a network a sweep found for its removal. Its lock file
+// is not made again when it is gone (its owner removed the network since
+// the listing: a sweep in another process would otherwise leave a lock
+// file behind), unless its record is still there (hasRecord).
+func (m *Manager) lockSwept(id string, hasRecord bool) (*os.File, error) {
+	if hasRecord {
+		return m.lockNetwork(id)
+	}
+	f, err := os.OpenFile(m.lockPath(id), os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("network %s is in use by another run: %w", id, err)
+	}
+	return f, nil
+}

@@ -40,15 +40,25 @@ func (m *Manager) Sweep(ctx context.Context, keep ...string) (SweepReport, error
 			continue
 		}
 		n, err := m.readRecord(id)
-		if err != nil {
+		hasRecord := err == nil
+		if !hasRecord {
 			// Lock without record: setup died before writing it; the names
 			// still follow from the id.
 			n = &Network{ID: id, NetNS: netnsName, Bridge: bridge}
 		}
-		lock, err := m.lockNetwork(id)
+		lock, err := m.lockSwept(id, hasRecord)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // its owner tore it down since the listing
+		}
 		if err != nil {
 			known[netnsName], known[bridge] = true, true
 			continue // taken meanwhile
+		}
+		if _, err := os.Stat(m.recordPath(id)); hasRecord && errors.Is(err, os.ErrNotExist) {
+			// Torn down by its owner between the read and the lock.
+			_ = removeIfExists(lock.Name())
+			lock.Close()
+			continue
 		}
 		n.lock = lock
 		if err := m.teardown(ctx, n); err != nil {

@@ -279,7 +279,7 @@ var gcHelp = helpPage{
 
 It spares live runs, images with their remapped snapshots, the journal, and the runs a stopped agent's journal will adopt at its next start (it prints "kept run ..." for each). It prints "removed ..." for each thing removed, or "nothing to remove".
 
-gc is safe while the agent runs: the agent holds its runs' locks. It removes only runs of its own state.dir (a container's label names its agent's); other agents' are theirs to collect. --all removes the runs the journal would adopt too, and the dead runs other agents' state directories left: the next start then releases their jobs, or runs the attempt again, so a script that already ran may run a second time. gc needs root, containerd, the CNI plugins and iptables, like run.
+gc is safe while the agent runs: the agent holds its runs' locks. It removes only runs of its own state.dir (a container's label names its agent's) and runs whose state directory is gone; other agents' are theirs to collect. --all removes the runs the journal would adopt too, and the dead runs other agents' state directories left: the next start then releases their jobs, or runs the attempt again, so a script that already ran may run a second time. gc needs root, containerd, the CNI plugins and iptables, like run.
 
 ` + configNote,
 	env: []helpEnv{

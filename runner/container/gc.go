@@ -57,7 +57,8 @@ func KeepRuns(ids ...string) GCOption {
 
 // OthersToo makes GC also remove the runs of other agents' state
 // directories that no process holds (an agent removed from the host left
-// them); by default GC removes only its own agent's.
+// them); by default GC removes only its own agent's, and those whose state
+// directory is gone.
 func OthersToo() GCOption { return func(o *gcOptions) { o.others = true } }
 
 // GC removes everything labelled as the agent's that no live run owns: a run
@@ -100,9 +101,10 @@ func (e *Executor) GC(ctx context.Context, opts ...GCOption) (GCReport, error) {
 		}
 		dir := filepath.Join(e.runsDir(), id)
 		if st := labels[LabelState]; st != "" {
-			if filepath.Clean(st) != filepath.Clean(e.stateDir) && !o.others {
+			if filepath.Clean(st) != filepath.Clean(e.stateDir) && !o.others && exists(st) {
 				// Another agent's: its own gc judges it (and its
-				// snapshot stays with it).
+				// snapshot stays with it). One whose state directory is
+				// gone has no agent left to: it is anyone's garbage.
 				live[id] = true
 				continue
 			}
@@ -342,4 +344,9 @@ func jobCgroupDirs() []string {
 		}
 	}
 	return dirs
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
