@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/cronium/cronium-agent/internal/flock"
 )
 
 // A network's record and lock live in nets/<id>.json and nets/<id>.lock. The
@@ -61,11 +63,7 @@ func (m *Manager) locked(id string) bool {
 		return false
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return true
-	}
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false
+	return flock.Held(f)
 }
 
 func recordIDs(dir string) []string {

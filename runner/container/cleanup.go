@@ -14,6 +14,8 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+
+	"github.com/cronium/cronium-agent/internal/flock"
 )
 
 const lockFile = "lock"
@@ -54,11 +56,7 @@ func owned(dir string) bool {
 		return serr == nil && time.Since(fi.ModTime()) < startingGrace
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return true
-	}
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false
+	return flock.Held(f)
 }
 
 // remove deletes the task, container, snapshot and files of one run. Each

@@ -20,8 +20,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/cronium/cronium-agent/internal/flock"
 )
 
 // File is the id file's name in the state directory.
@@ -269,11 +270,7 @@ func held(journal string) bool {
 		return false
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return true
-	}
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false
+	return flock.Held(f)
 }
 
 // ErrInUse is Free's answer for a state directory whose journal another
