@@ -3,7 +3,6 @@ package console
 import (
 	"html/template"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -50,22 +49,12 @@ func viewLines(entries []devserver.LogLine) []logLine {
 }
 
 var funcs = template.FuncMap{
-	"time":     fmtTime,
-	"duration": fmtDuration,
-	"ago":      ago,
-	"exit": func(p *int) string {
-		if p == nil {
-			return ""
-		}
-		return strconv.Itoa(*p)
-	},
+	"time":        fmtTime,
 	"streamClass": streamClass,
-	"clean":       cleanLine,
 	"statuses": func() []string {
 		return []string{devserver.StatusQueued, devserver.StatusClaimed, devserver.StatusRunning, devserver.StatusCompleted,
 			devserver.StatusFailed, devserver.StatusTimeout, devserver.StatusCancelled}
 	},
-	"final": devserver.Terminal,
 }
 
 func streamClass(s string) string {
