@@ -162,6 +162,15 @@ func waitPage(t *testing.T, ctx context.Context, cond string) {
 	}
 }
 
+// clickAndLoad clicks what navigates (a form's button) and waits until
+// the new page has loaded: the old one is marked, so that a wait cannot be
+// met by it.
+func clickAndLoad(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	brun(t, ctx, chromedp.Evaluate(`window.__cronium_old_page = true`, nil), chromedp.Click(sel, chromedp.ByQuery))
+	waitPage(t, ctx, `window.__cronium_old_page === undefined && document.readyState === "complete"`)
+}
+
 func jobIDFromURL(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	var u string
@@ -337,7 +346,9 @@ cronium.output({"sum": n * (n + 1) // 2})
 		submitForm(t, ctx, b.url, "bash", "for i in $(seq 1 6000); do echo tick $i; sleep 0.1; done", "")
 		cancelled = jobIDFromURL(t, ctx)
 		brun(t, ctx, chromedp.Poll(`document.querySelectorAll("#log .l.out").length >= 3`, nil, chromedp.WithPollingTimeout(60*time.Second)))
-		brun(t, ctx, chromedp.Click("#cancel", chromedp.ByID))
+		// The form's POST navigates back to the job's page; the old page's
+		// live status can show "cancelled" first, so wait for the new one.
+		clickAndLoad(t, ctx, "#cancel")
 		waitStatus(t, ctx, "cancelled")
 	})
 
@@ -347,9 +358,9 @@ cronium.output({"sum": n * (n + 1) // 2})
 			chromedp.Navigate(b.url+"/jobs"),
 			chromedp.WaitVisible("#status", chromedp.ByID),
 			chromedp.SetValue("#status", "cancelled", chromedp.ByID),
-			chromedp.Click("#filter button", chromedp.ByQuery),
 		)
-		waitPage(t, ctx, `location.search.includes("status=cancelled") && document.readyState === "complete"`)
+		clickAndLoad(t, ctx, "#filter button")
+		waitPage(t, ctx, `location.search.includes("status=cancelled")`)
 		brun(t, ctx,
 			chromedp.WaitVisible("#jobs", chromedp.ByID),
 			chromedp.Evaluate(`Array.from(document.querySelectorAll("#jobs tbody tr")).map(r => r.dataset.id)`, &ids),
