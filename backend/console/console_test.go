@@ -29,9 +29,7 @@ type env struct {
 	anon *http.Client // no session
 }
 
-func newEnv(t *testing.T, opts ...console.Option) *env { return newEnvTB(t, opts...) }
-
-func newEnvTB(t testing.TB, opts ...console.Option) *env {
+func newEnv(t testing.TB, opts ...console.Option) *env {
 	t.Helper()
 	srv, err := devserver.New(t.TempDir(), token)
 	if err != nil {
@@ -59,9 +57,7 @@ func noRedirects(jar http.CookieJar) *http.Client {
 }
 
 // login logs in and returns a client with the session and its CSRF token.
-func (e *env) login(t *testing.T) (*http.Client, string) { return e.loginTB(t) }
-
-func (e *env) loginTB(t testing.TB) (*http.Client, string) {
+func (e *env) login(t testing.TB) (*http.Client, string) {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := noRedirects(jar)
@@ -109,9 +105,7 @@ func (e *env) post(t *testing.T, c *http.Client, path string, form url.Values) *
 }
 
 // logs stores log lines for a job as an agent would send them.
-func (e *env) logs(t *testing.T, id string, entries ...api.LogEntry) { e.logsTB(t, id, entries...) }
-
-func (e *env) logsTB(t testing.TB, id string, entries ...api.LogEntry) {
+func (e *env) logs(t testing.TB, id string, entries ...api.LogEntry) {
 	t.Helper()
 	b, _ := json.Marshal(map[string]any{"entries": entries})
 	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/api/internal/jobs/"+id+"/logs", bytes.NewReader(b))
@@ -128,9 +122,7 @@ func (e *env) logsTB(t testing.TB, id string, entries ...api.LogEntry) {
 	}
 }
 
-func (e *env) submit(t *testing.T) string { return e.submitTB(t) }
-
-func (e *env) submitTB(t testing.TB) string {
+func (e *env) submit(t testing.TB) string {
 	t.Helper()
 	id, err := e.dev.Submit(context.Background(), devserver.SubmitRequest{Runtime: "bash", Script: "echo hi"})
 	if err != nil {

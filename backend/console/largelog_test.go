@@ -15,8 +15,8 @@ import (
 // and reports the time and size of the job's page (its last 1 000 lines)
 // and of the download of the whole log.
 func BenchmarkLargeLog(b *testing.B) {
-	e := newEnvTB(b)
-	id := e.submitTB(b)
+	e := newEnv(b)
+	id := e.submit(b)
 	const lines, width = 1 << 20, 100
 	pad := strings.Repeat("x", width-8)
 	start := time.Now()
@@ -24,12 +24,12 @@ func BenchmarkLargeLog(b *testing.B) {
 	for i := 1; i <= lines; i++ {
 		batch = append(batch, api.LogEntry{Seq: uint64(i), Stream: "stdout", Line: fmt.Sprintf("%07d%s", i, pad)})
 		if len(batch) == cap(batch) || i == lines {
-			e.logsTB(b, id, batch...)
+			e.logs(b, id, batch...)
 			batch = batch[:0]
 		}
 	}
 	b.Logf("stored %d MiB of log in %v", lines*width>>20, time.Since(start).Round(time.Millisecond))
-	c, _ := e.loginTB(b)
+	c, _ := e.login(b)
 	get := func(p string) (time.Duration, int64) {
 		at := time.Now()
 		resp, err := c.Get(e.ts.URL + p)

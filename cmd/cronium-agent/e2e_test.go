@@ -695,7 +695,7 @@ func e2eRSS(b *testing.B, be *devBackend) (idle, peak float64) {
 	warm, _ := be.Client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "true"})
 	be.Client.Wait(ctx, warm, 20*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
-	idle = rssMiB(a.cmd.Process.Pid)
+	idle = testenv.RSSMiB(a.cmd.Process.Pid)
 	var eight []string
 	for range 8 {
 		id, _ := be.Client.Submit(ctx, devserver.SubmitRequest{Runtime: "bash", Script: "echo up; sleep 3"})
@@ -709,10 +709,10 @@ func e2eRSS(b *testing.B, be *devBackend) (idle, peak float64) {
 				running++
 			}
 		}
-		peak = max(peak, rssMiB(a.cmd.Process.Pid))
+		peak = max(peak, testenv.RSSMiB(a.cmd.Process.Pid))
 		if running == 8 {
 			time.Sleep(500 * time.Millisecond)
-			peak = max(peak, rssMiB(a.cmd.Process.Pid))
+			peak = max(peak, testenv.RSSMiB(a.cmd.Process.Pid))
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -789,21 +789,6 @@ func selfCPU() float64 {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
-func rssMiB(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb float64
-			fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
-			return kb / 1024
-		}
-	}
-	return 0
 }
 
 func TestE2ERetryPolicy(t *testing.T) {

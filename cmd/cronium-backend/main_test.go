@@ -18,7 +18,7 @@ import (
 // binary adds: its name, its version and its signals.
 
 // build builds cronium-backend with a version, as make build does.
-func build(t *testing.T) string {
+func build(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "cronium-backend")
 	cmd := exec.Command("go", "build", "-ldflags", "-X main.version=v-test", "-o", bin, ".")

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,9 +21,9 @@ import (
 // BenchmarkBackend10kJobs stores 10 000 jobs in cronium-backend serve (a
 // process, as an operator runs it), then reports its resident memory, and
 // the time the console's jobs page (the newest 200) and a job's page take
-// to serve. b.N is ignored beyond running once per round.
+// to serve, averaged over b.N rounds of the two pages.
 func BenchmarkBackend10kJobs(b *testing.B) {
-	bin := buildBench(b)
+	bin := build(b)
 	var sout, serr testenv.Buffer
 	serve := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", b.TempDir())
 	serve.Env = append(os.Environ(), "CRONIUM_BACKEND_TOKEN=mem-token")
@@ -76,7 +75,7 @@ func BenchmarkBackend10kJobs(b *testing.B) {
 	}
 	close(next)
 	wg.Wait()
-	idle := rss(b, serve.Process.Pid)
+	idle := testenv.RSSMiB(serve.Process.Pid)
 
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}
@@ -110,34 +109,8 @@ func BenchmarkBackend10kJobs(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(idle, "rss-10k-jobs-MiB")
-	b.ReportMetric(rss(b, serve.Process.Pid), "rss-after-pages-MiB")
+	b.ReportMetric(testenv.RSSMiB(serve.Process.Pid), "rss-after-pages-MiB")
 	b.ReportMetric(float64(list.Microseconds())/1000/float64(b.N), "jobs-page-ms")
 	b.ReportMetric(float64(listBytes), "jobs-page-bytes")
 	b.ReportMetric(float64(one.Microseconds())/1000/float64(b.N), "job-page-ms")
-}
-
-func buildBench(b *testing.B) string {
-	b.Helper()
-	bin := b.TempDir() + "/cronium-backend"
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// rss is a process's VmRSS in MiB.
-func rss(b *testing.B, pid int) float64 {
-	b.Helper()
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024
-		}
-	}
-	b.Fatal("no VmRSS")
-	return 0
 }

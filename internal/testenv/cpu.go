@@ -32,3 +32,20 @@ func HostBusy() (float64, error) {
 	}
 	return ticks / 100, nil
 }
+
+// RSSMiB is a process's resident memory (VmRSS) in MiB, or 0 when it
+// cannot be read.
+func RSSMiB(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
