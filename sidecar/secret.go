@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/cronium/cronium-agent/internal/atomicfile"
 )
 
 // SecretSize is the size of the token secret, in bytes.
@@ -70,45 +72,18 @@ func readSecret(path string) ([]byte, error) {
 	return secret, nil
 }
 
-func createSecret(path string) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+func createSecret(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("sidecar: create secret directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // mode 0600
-	if err != nil {
-		return fmt.Errorf("sidecar: create secret file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
 	secret := make([]byte, SecretSize)
 	if _, err := rand.Read(secret); err != nil {
-		tmp.Close()
 		return fmt.Errorf("sidecar: generate secret: %w", err)
 	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sidecar: create secret file: %w", err)
-	}
-	if _, err := tmp.Write(secret); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sidecar: write secret file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sidecar: write secret file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("sidecar: write secret file: %w", err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return err
-		}
+	err := atomicfile.Write(path, secret, 0o600, true)
+	clear(secret)
+	if err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("sidecar: install secret file: %w", err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return err
 }

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cronium/cronium-agent/internal/atomicfile"
 	"github.com/cronium/cronium-agent/internal/flock"
 )
 
@@ -113,7 +114,7 @@ func Load(stateDir string, opts ...Option) (Identity, error) {
 		id.ID = prev
 		if bound == "" && id.Machine != "" {
 			// An id file of an older agent: bind it to this machine.
-			if err := write(stateDir, path, prev, id.Machine, true); err != nil {
+			if err := write(path, prev, id.Machine, true); err != nil {
 				return Identity{}, err
 			}
 		}
@@ -130,7 +131,7 @@ func Load(stateDir string, opts ...Option) (Identity, error) {
 		return Identity{}, fmt.Errorf("identity: %w", err)
 	}
 	newID := "agent-" + hex.EncodeToString(b[:])
-	if err := write(stateDir, path, newID, id.Machine, false); err != nil {
+	if err := write(path, newID, id.Machine, false); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			// Another process starting at the same time made it first.
 			id.ID, _, err = read(path)
@@ -187,45 +188,16 @@ func read(path string) (id, bound string, err error) {
 
 // write writes the id file atomically, with mode 0600. Unless replace, it
 // fails with fs.ErrExist when the file exists (whoever links first wins).
-func write(stateDir, path, id, machine string, replace bool) error {
-	tmp, err := os.CreateTemp(stateDir, ".orchestrator-id-*")
-	if err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	defer os.Remove(tmp.Name())
+func write(path, id, machine string, replace bool) error {
 	content := id + "\n"
 	if machine != "" {
 		content += "machine " + machine + "\n"
 	}
-	err = tmp.Chmod(0o600)
-	if err == nil {
-		_, err = tmp.WriteString(content)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	err := atomicfile.Write(path, []byte(content), 0o600, !replace)
+	if err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("identity: %w", err)
 	}
-	if replace {
-		err = os.Rename(tmp.Name(), path)
-	} else {
-		err = os.Link(tmp.Name(), path)
-	}
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		return fmt.Errorf("identity: %w", err)
-	}
-	if d, err := os.Open(stateDir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return err
 }
 
 // moveAside moves the state directory's contents, but the kept entries and
@@ -330,19 +302,7 @@ func NextInstance(stateDir string) (instance, previous string, err error) {
 		return "", "", fmt.Errorf("instance id: %w", err)
 	}
 	instance = hex.EncodeToString(b[:])
-	tmp, err := os.CreateTemp(stateDir, ".instance-*")
-	if err != nil {
-		return "", "", fmt.Errorf("instance id: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(instance + "\n")
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, []byte(instance+"\n"), 0o600, false); err != nil {
 		return "", "", fmt.Errorf("instance id: %w", err)
 	}
 	return instance, previous, nil
