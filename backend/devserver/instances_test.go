@@ -1,7 +1,6 @@
 package devserver
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,28 +12,15 @@ import (
 // callAs is call with the instance headers of an agent process.
 func (e *testEnv) callAs(method, path, orch, instance, previous, host string) (int, string) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.ts.URL+path, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	req.Header.Set("X-Orchestrator-ID", orch)
-	req.Header.Set("User-Agent", "cronium-agent/v9")
-	req.Header.Set(api.InstanceHeader, instance)
+	h := http.Header{}
+	h.Set("User-Agent", "cronium-agent/v9")
+	h.Set(api.InstanceHeader, instance)
 	if previous != "" {
-		req.Header.Set(api.PreviousInstanceHeader, previous)
+		h.Set(api.PreviousInstanceHeader, previous)
 	}
-	req.Header.Set(api.HostHeader, host)
-	resp, err := e.ts.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	h.Set(api.HostHeader, host)
+	code, body := e.callWith(method, path, orch, nil, h)
+	return code, string(body)
 }
 
 func TestSecondLiveInstanceIsRefused(t *testing.T) {

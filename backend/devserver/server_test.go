@@ -81,6 +81,12 @@ func (e *testEnv) advance(d time.Duration) { e.now.Add(int64(d)) }
 // empty) and returns the status and body.
 func (e *testEnv) call(method, path, orch string, body any) (int, []byte) {
 	e.t.Helper()
+	return e.callWith(method, path, orch, body, nil)
+}
+
+// callWith is call with extra request headers.
+func (e *testEnv) callWith(method, path, orch string, body any, header http.Header) (int, []byte) {
+	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -105,6 +111,9 @@ func (e *testEnv) call(method, path, orch string, body any) (int, []byte) {
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := e.ts.Client().Do(req)
 	if err != nil {
