@@ -443,5 +443,10 @@ cronium.output({"sum": n * (n + 1) // 2})
 		var html string
 		brun(t, ctx, chromedp.Navigate(b.url+"/jobs/"+pyJob), chromedp.WaitVisible("#log", chromedp.ByID), chromedp.OuterHTML("html", &html))
 		t.Logf("page weight of a job's page (30-line log): %d bytes of HTML, %d of script and style", len(html), total)
+		// A budget, not a timing: the console stays a small page that an
+		// edge host serves without a build step or a library.
+		if len(html)+total > 64<<10 {
+			t.Errorf("a job's page weighs %d bytes, over 64 KiB", len(html)+total)
+		}
 	})
 }

@@ -539,7 +539,7 @@ func TestE2EWrongTokenIsRetried(t *testing.T) {
 	testenv.Containerd(t)
 	b := startDevBackend(t, "")
 	a := startAgent(t, b.URL, stateDir(t), "CRONIUM_BACKEND_TOKEN=wrong")
-	waitFor(t, 20*time.Second, func() bool { return strings.Contains(a.stderr.String(), "401") })
+	waitFor(t, 20*time.Second, func() bool { return strings.Contains(a.stderr.String(), "401 Unauthorized") })
 	if !strings.Contains(a.stderr.String(), "refused the agent's token (401 Unauthorized)") {
 		t.Errorf("401 not reported clearly:\n%s", a.stderr.String())
 	}
