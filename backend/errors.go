@@ -117,3 +117,11 @@ func IsDuplicateID(err error) bool {
 	var e *APIError
 	return errors.As(err, &e) && e.Status == http.StatusConflict && strings.Contains(e.Message, api.DuplicateIDCode)
 }
+
+// IsSuperseded reports whether err is a backend's refusal of a report on a
+// job taken from this agent when it was declared lost (409 with
+// api.SupersededCode): the run is to stop and nothing more of it is sent.
+func IsSuperseded(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Status == http.StatusConflict && strings.Contains(e.Message, api.SupersededCode)
+}

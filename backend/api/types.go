@@ -38,6 +38,17 @@ const (
 	DuplicateIDCode        = "duplicate_orchestrator_id"
 )
 
+// SupersededCode starts the 409 by which the development backend refuses a
+// report on a job taken from the reporting agent when it was declared lost
+// (no heartbeat for its lost-after setting): the job was requeued, retried
+// elsewhere or failed, and the agent must stop the run and report nothing
+// more of it. A heartbeat's answer names such jobs the agent still runs in
+// SupersededJobsField.
+const (
+	SupersededCode      = "job_superseded"
+	SupersededJobsField = "supersededJobs"
+)
+
 // Job is one queued job, decoded and checked. Only what the agent uses is
 // typed; Metadata keeps the whole object as received.
 type Job struct {

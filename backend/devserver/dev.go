@@ -36,6 +36,10 @@ type SubmitRequest struct {
 	EventName string          `json:"eventName,omitempty"`
 	HTTP      *HTTPSpec       `json:"http,omitempty"`
 	Resources json.RawMessage `json:"resources,omitempty"`
+	// RetryPolicy is sent as execution.retryPolicy ({"maxAttempts":2,
+	// "backoffType":"exponential","backoffDelay":5}): the agent retries a
+	// failed run by it, and the backend a run lost with its agent.
+	RetryPolicy json.RawMessage `json:"retryPolicy,omitempty"`
 	// ToolAction is sent as execution.toolAction for TOOL_ACTION jobs.
 	ToolAction json.RawMessage `json:"toolAction,omitempty"`
 	// ServerID makes an ssh job (SCRIPT jobs only) for a server registered
@@ -107,7 +111,9 @@ type JobView struct {
 	LastLogSeq      uint64           `json:"lastLogSeq"`
 	Claims          int              `json:"claims"`
 	Releases        int              `json:"releases"`
-	History         []HistoryEvent   `json:"history,omitempty"`
+	// LostFrom: each time the job was taken from an agent declared lost.
+	LostFrom []LostAttempt  `json:"lostFrom,omitempty"`
+	History  []HistoryEvent `json:"history,omitempty"`
 	// Job is the wire job as jobs/queue hands it out.
 	Job json.RawMessage `json:"job"`
 }
@@ -167,7 +173,7 @@ func (j *jobRecord) view() JobView {
 		StatusMessage: j.StatusMessage, Error: j.Error, Output: j.Output, ScriptOutput: j.ScriptOutput,
 		Condition: j.Condition, Metrics: j.Metrics, CancelRequested: j.CancelRequested, CancelDelivered: j.CancelDelivered,
 		CompletionCalls: j.Completions, Executions: j.Executions, LogLines: j.LogLines, LastLogSeq: j.LastLogSeq,
-		Claims: j.Claims, Releases: j.Releases, History: j.History, Job: j.Wire,
+		Claims: j.Claims, Releases: j.Releases, LostFrom: j.LostFrom, History: j.History, Job: j.Wire,
 	}
 }
 
@@ -336,6 +342,7 @@ type wireExecution struct {
 	HTTP        *wireHTTP         `json:"http,omitempty"`
 	ToolAction  json.RawMessage   `json:"toolAction,omitempty"`
 	Resources   json.RawMessage   `json:"resources,omitempty"`
+	RetryPolicy json.RawMessage   `json:"retryPolicy,omitempty"`
 }
 
 type wireTarget struct {
@@ -415,6 +422,12 @@ func (s *Server) buildJob(tx *bolt.Tx, req SubmitRequest, now time.Time) (*jobRe
 			return nil, bad("resources must be an object")
 		}
 		x.Resources = compactJSON(req.Resources)
+	}
+	if len(req.RetryPolicy) > 0 && string(req.RetryPolicy) != "null" {
+		if req.RetryPolicy[0] != '{' {
+			return nil, bad("retryPolicy must be an object")
+		}
+		x.RetryPolicy = compactJSON(req.RetryPolicy)
 	}
 	x.Target = wireTarget{Type: "local"}
 	switch typ {

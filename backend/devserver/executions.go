@@ -77,12 +77,22 @@ func saveExec(tx *bolt.Tx, e *ExecutionView) error {
 	return tx.Bucket(bExecs).Put([]byte(e.ID), b)
 }
 
-func (s *Server) updateExec(id string, fn func(e *ExecutionView) error) (*ExecutionView, error) {
+// updateExec changes execution id as reported by caller (the
+// X-Orchestrator-ID header): refused when its job was taken from caller as
+// a lost agent.
+func (s *Server) updateExec(id, caller string, fn func(e *ExecutionView) error) (*ExecutionView, error) {
 	var out *ExecutionView
 	err := s.update(func(tx *bolt.Tx) error {
 		e, err := loadExec(tx, id)
 		if err != nil {
 			return err
+		}
+		if j, err := loadJob(tx, e.JobID); err != nil {
+			return err
+		} else if j != nil {
+			if err := superseded(j, caller); err != nil {
+				return err
+			}
 		}
 		if err := fn(e); err != nil {
 			return err
@@ -121,6 +131,7 @@ func (s *Server) handleExecCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	now := s.now()
+	caller := strings.TrimSpace(r.Header.Get("X-Orchestrator-ID"))
 	var out *ExecutionView
 	existed := false
 	err := s.update(func(tx *bolt.Tx) error {
@@ -132,6 +143,9 @@ func (s *Server) handleExecCreate(w http.ResponseWriter, r *http.Request) {
 			return nil
 		}
 		_, err := updateJobTx(tx, body.JobID, func(j *jobRecord) error {
+			if err := superseded(j, caller); err != nil {
+				return err
+			}
 			j.Executions = append(j.Executions, id)
 			j.event(now, "execution created", id)
 			return nil
@@ -183,7 +197,7 @@ func (s *Server) handleExecUpdate(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	e, err := s.updateExec(r.PathValue("id"), func(e *ExecutionView) error {
+	e, err := s.updateExec(r.PathValue("id"), strings.TrimSpace(r.Header.Get("X-Orchestrator-ID")), func(e *ExecutionView) error {
 		if e.Fields == nil {
 			e.Fields = map[string]json.RawMessage{}
 		}
@@ -333,7 +347,7 @@ func (s *Server) handleExecOutput(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "output is required")
 		return
 	}
-	_, err := s.updateExec(r.PathValue("id"), func(e *ExecutionView) error {
+	_, err := s.updateExec(r.PathValue("id"), strings.TrimSpace(r.Header.Get("X-Orchestrator-ID")), func(e *ExecutionView) error {
 		e.Output = compactJSON(body.Output)
 		e.Outputs++
 		return nil
@@ -358,7 +372,7 @@ func (s *Server) handleExecCondition(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "condition (a boolean) is required")
 		return
 	}
-	_, err := s.updateExec(r.PathValue("id"), func(e *ExecutionView) error {
+	_, err := s.updateExec(r.PathValue("id"), strings.TrimSpace(r.Header.Get("X-Orchestrator-ID")), func(e *ExecutionView) error {
 		e.Condition = body.Condition
 		return nil
 	})

@@ -34,8 +34,12 @@ func (o *OrchestratorView) gap() time.Duration {
 }
 
 // State is online while the agent heartbeats, disconnected after three
-// missed heartbeats.
+// missed heartbeats, lost once the backend declared it so (until it is
+// heard from again).
 func (o *OrchestratorView) State(now time.Time) string {
+	if o.LostAt != nil && !o.lastContact().After(*o.LostAt) {
+		return AgentLost
+	}
 	if o.HeartbeatAt == nil || now.Sub(*o.HeartbeatAt) > 3*o.gap() {
 		return AgentDisconnected
 	}

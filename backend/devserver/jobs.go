@@ -87,6 +87,7 @@ func (s *Server) claim(orch string, batch int, types map[string]bool) (jobs []js
 	jobs = []json.RawMessage{}
 	due := func(tx *bolt.Tx) ([]string, error) {
 		var ids []string
+		var others *bool
 		next = time.Time{}
 		c := tx.Bucket(bQueue).Cursor()
 		for k, v := c.First(); k != nil && len(ids) < batch; k, v = c.Next() {
@@ -105,6 +106,20 @@ func (s *Server) claim(orch string, batch int, types map[string]bool) (jobs []js
 			}
 			if types != nil && !types[strings.ToUpper(j.OriginalType)] {
 				continue
+			}
+			if j.lostBy(orch) {
+				// Taken from this agent when it was lost: another agent
+				// runs it, unless none is online.
+				if others == nil {
+					o, err := otherOnline(tx, orch, now)
+					if err != nil {
+						return nil, err
+					}
+					others = &o
+				}
+				if *others {
+					continue
+				}
 			}
 			ids = append(ids, j.ID)
 		}
@@ -227,7 +242,11 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		at = t.UTC()
 	}
+	caller := strings.TrimSpace(r.Header.Get("X-Orchestrator-ID"))
 	_, err := s.updateJob(r.PathValue("id"), func(j *jobRecord) error {
+		if err := superseded(j, caller); err != nil {
+			return err
+		}
 		if Terminal(j.Status) && body.Status == StatusRunning {
 			// A late "running" never takes a finished job back.
 			j.event(now, "status ignored", "running after "+j.Status)
@@ -333,7 +352,11 @@ func (s *Server) handleFail(w http.ResponseWriter, r *http.Request) {
 func (s *Server) complete(w http.ResponseWriter, r *http.Request, endpoint string, raw []byte, set func(j *jobRecord)) {
 	now := s.now()
 	compact := compactJSON(raw)
+	caller := strings.TrimSpace(r.Header.Get("X-Orchestrator-ID"))
 	record := func(j *jobRecord) error {
+		if err := superseded(j, caller); err != nil {
+			return err
+		}
 		set(j)
 		j.CompletedAt = ptr(now)
 		j.Completions = append(j.Completions, CompletionCall{Endpoint: endpoint, ReceivedAt: now, Body: compact})
@@ -392,8 +415,12 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	now := s.now()
 	var accepted, dups int
+	caller := strings.TrimSpace(r.Header.Get("X-Orchestrator-ID"))
 	err := s.update(func(tx *bolt.Tx) error {
 		_, err := updateJobTx(tx, id, func(j *jobRecord) error {
+			if err := superseded(j, caller); err != nil {
+				return err
+			}
 			lb, err := tx.Bucket(bLogs).CreateBucketIfNotExists([]byte(id))
 			if err != nil {
 				return err

@@ -34,6 +34,12 @@ type OrchestratorView struct {
 	Version        string     `json:"version,omitempty"`
 	// Refusals counts the calls refused as a second live process's.
 	Refusals int `json:"refusals,omitempty"`
+	// LostAt is when the backend declared it lost (nil: not lost, or
+	// heard from since); LostJobs counts the jobs it gave back then.
+	LostAt   *time.Time `json:"lostAt,omitempty"`
+	LostJobs int        `json:"lostJobs,omitempty"`
+	// Returns counts the heartbeats of this agent after being lost.
+	Returns int `json:"returns,omitempty"`
 	// StateNow is State at the time of the answer (the agents view).
 	StateNow string `json:"state,omitempty"`
 }
@@ -86,9 +92,15 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	cancel := []string{}
+	var gone []string
+	returned := false
 	err = s.update(func(tx *bolt.Tx) error {
+		var err error
+		if gone, err = supersededIn(tx, orch, hb.RunningJobs); err != nil {
+			return err
+		}
 		prefix := orchPrefix(orch)
-		err := forPrefix(tx.Bucket(bCancels), prefix, func(k, _ []byte) error {
+		err = forPrefix(tx.Bucket(bCancels), prefix, func(k, _ []byte) error {
 			cancel = append(cancel, string(k[len(prefix):]))
 			return nil
 		})
@@ -116,6 +128,10 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			o.LastHeartbeat = compactJSON(raw)
 			o.HeartbeatAt = ptr(now)
 			o.CancelsDelivered += len(cancel)
+			if o.LostAt != nil {
+				o.LostAt, returned = nil, true
+				o.Returns++
+			}
 		})
 	})
 	if err != nil {
@@ -123,7 +139,10 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "timestamp": timeText(now), "cancelJobs": cancel})
+	if returned {
+		s.log.Warn("dev backend: a lost agent is back; the jobs taken from it stay with others", "orchestrator", orch, "superseded", gone)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "timestamp": timeText(now), "cancelJobs": cancel, api.SupersededJobsField: gone})
 }
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {

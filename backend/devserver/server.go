@@ -47,12 +47,17 @@ type Server struct {
 	handler     http.Handler
 	// queued wakes the claims waiting for a job (jobs/queue?wait=).
 	queued *broadcast
+	// lostAfter: see WithLostAfter; the sweeper runs until stopSweep closes.
+	lostAfter  time.Duration
+	stopSweep  chan struct{}
+	sweeperEnd chan struct{}
 }
 
 type options struct {
 	log         *slog.Logger
 	now         func() time.Time
 	noLogRoutes bool
+	lostAfter   time.Duration
 }
 
 // Option configures a Server.
@@ -75,7 +80,7 @@ func New(dataDir, token string, opts ...Option) (*Server, error) {
 	if token == "" {
 		return nil, errors.New("devserver: empty token")
 	}
-	o := options{log: slog.New(slog.DiscardHandler), now: time.Now}
+	o := options{log: slog.New(slog.DiscardHandler), now: time.Now, lostAfter: DefaultLostAfter}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -101,8 +106,16 @@ func New(dataDir, token string, opts ...Option) (*Server, error) {
 		now:         func() time.Time { return o.now().UTC() },
 		logEndpoint: !o.noLogRoutes,
 		queued:      newBroadcast(),
+		lostAfter:   o.lostAfter,
+		stopSweep:   make(chan struct{}),
+		sweeperEnd:  make(chan struct{}),
 	}
 	s.handler = s.routes()
+	if s.lostAfter > 0 {
+		go s.runSweeper(s.stopSweep, s.sweeperEnd)
+	} else {
+		close(s.sweeperEnd)
+	}
 	return s, nil
 }
 
@@ -112,6 +125,12 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Close closes the bbolt file. Requests after Close fail with 500.
 func (s *Server) Close() error {
 	s.EndWaits()
+	select {
+	case <-s.stopSweep:
+	default:
+		close(s.stopSweep)
+	}
+	<-s.sweeperEnd
 	return s.db.Close()
 }
 

@@ -122,7 +122,11 @@ type jobRecord struct {
 	LastLogSeq  uint64           `json:"lastLogSeq"`
 	Claims      int              `json:"claims"`
 	Releases    int              `json:"releases"`
-	History     []HistoryEvent   `json:"history,omitempty"`
+	// LostFrom records each time the job was taken from an agent declared
+	// lost; LostAttempts counts the running attempts lost so.
+	LostFrom     []LostAttempt  `json:"lostFrom,omitempty"`
+	LostAttempts int            `json:"lostAttempts,omitempty"`
+	History      []HistoryEvent `json:"history,omitempty"`
 }
 
 func (j *jobRecord) event(at time.Time, event, detail string) {

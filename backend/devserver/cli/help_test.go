@@ -34,7 +34,7 @@ func TestHelpPages(t *testing.T) {
 		flags []string // the flags its flag set defines
 		group bool     // a command of commands
 	}{
-		{args: []string{"serve"}, flags: []string{"allow-remote", "data", "listen", "no-logs-endpoint", "token"}},
+		{args: []string{"serve"}, flags: []string{"allow-remote", "data", "listen", "lost-after", "no-logs-endpoint", "token"}},
 		{args: []string{"submit"}, flags: append([]string{"action", "c", "credential", "env", "file", "input", "name", "param", "priority", "raw", "runtime", "server", "timeout", "tool", "user", "wait"}, client...)},
 		{args: []string{"jobs"}, flags: append([]string{"json", "status"}, client...)},
 		{args: []string{"show"}, flags: append([]string{"json", "raw"}, client...)},

@@ -51,14 +51,16 @@ var clientExit = []command.HelpItem{{Term: "0", Text: "success"}, exitRefused, e
 
 var serveHelp = command.HelpPage{
 	Summary:  "run the development backend until interrupted",
-	Synopsis: []string{"serve [--token TOKEN] --data DIR [--listen ADDR] [--no-logs-endpoint] [--allow-remote]"},
+	Synopsis: []string{"serve [--token TOKEN] --data DIR [--listen ADDR] [--no-logs-endpoint] [--allow-remote] [--lost-after D]"},
 	Description: `serve runs the development backend: a standalone implementation of the Cronium backend contract, for trying and testing the agent without a Cronium installation. It keeps its jobs, executions and servers in DIR/` + devserver.DBFile + ` (DIR is made if missing), and answers both the agents (an agent's backend.url and backend.token are this address and token) and the client commands: submit, jobs, show, logs, cancel and servers.
 
 It listens on --listen, on loopback only unless --allow-remote: it speaks plain HTTP, with one shared token. Once it listens it prints "cronium dev backend listening on URL (data DIR)" on stdout (with port 0, URL has the port picked), and it serves until SIGINT or SIGTERM, then stops within 5 s.
 
 Its API is under /api/ (bearer token). Everything else is the web console: open URL/ in a browser and log in with the token (a session cookie; docs/console.md). Once listening it also prints "web console: URL/".
 
-It offers long-poll claims: an idle agent's claim is held for up to the agent's jobs.longPoll, and answered the moment a job is queued. With --no-logs-endpoint it answers 404 on the agents' live-log endpoint (jobs/{id}/logs), like the deployed backend: the agents then deliver output with the completion only.`,
+It offers long-poll claims: an idle agent's claim is held for up to the agent's jobs.longPoll, and answered the moment a job is queued. With --no-logs-endpoint it answers 404 on the agents' live-log endpoint (jobs/{id}/logs), like the deployed backend: the agents then deliver output with the completion only.
+
+An agent not heard from (heartbeat or claim) for --lost-after (default 15m; 0 never) is lost: its claimed jobs go back to the queue; its running jobs fail with "agent lost" (exit -1), or, when their retry policy (execution.retryPolicy.maxAttempts) allows another attempt, go back to the queue with attempts counted, for another agent (the lost one gets them back only when no other agent is online). Each transition is in the job's history (show). An agent that returns is online again; its reports on the jobs taken from it are refused with 409 (job_superseded), and its heartbeat's answer names those it still runs, which it stops. Until then, after three missed heartbeats it is only disconnected: its jobs keep their state, since it may be running them offline.`,
 	Env: []command.HelpItem{
 		{Term: EnvToken, Text: "the token, without --token"},
 		{Term: "CRONIUM_LOG_LEVEL", Text: "info or debug: log more than warnings and errors (on stderr)"},

@@ -22,6 +22,7 @@ func runServe(ctx context.Context, s session, args []string) error {
 	data := fs.String("data", "", "keep the data in `DIR`, in "+devserver.DBFile+" (made if missing)")
 	noLogs := fs.Bool("no-logs-endpoint", false, "answer 404 on jobs/{id}/logs, like the deployed backend")
 	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback listen address (plain HTTP, one shared token)")
+	lostAfter := fs.Duration("lost-after", devserver.DefaultLostAfter, "declare an agent lost after `D` without a heartbeat: its claimed jobs go back to the queue, its running jobs fail with \"agent lost\" (exit -1) or are retried elsewhere as their retry policy allows (0: never)")
 	if _, err := s.args(fs, args); err != nil {
 		return err
 	}
@@ -37,7 +38,10 @@ func runServe(ctx context.Context, s session, args []string) error {
 	if err := checkLoopback(*listen); err != nil && !*allowRemote {
 		return command.Usage(err)
 	}
-	opts := []devserver.Option{devserver.WithLogger(s.Log)}
+	if *lostAfter < 0 {
+		return command.Usage(fmt.Errorf("--lost-after %s: negative (0 turns it off)", *lostAfter))
+	}
+	opts := []devserver.Option{devserver.WithLogger(s.Log), devserver.WithLostAfter(*lostAfter)}
 	if *noLogs {
 		opts = append(opts, devserver.WithoutLogEndpoint())
 	}
@@ -70,7 +74,7 @@ func runServe(ctx context.Context, s session, args []string) error {
 	}
 	fmt.Fprintf(s.Stdout, "cronium dev backend listening on %s (data %s%s)\n", url, *data, extra)
 	fmt.Fprintf(s.Stdout, "web console: %s/ (log in with the service token)\n", url)
-	s.Log.Info("dev backend listening", "url", url, "data", *data, "logEndpoint", !*noLogs)
+	s.Log.Info("dev backend listening", "url", url, "data", *data, "logEndpoint", !*noLogs, "lostAfter", *lostAfter)
 	select {
 	case err := <-served:
 		return err
