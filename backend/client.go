@@ -660,10 +660,10 @@ func (c *Client) SetVariable(ctx context.Context, userID, key, value string) err
 
 // ---- agent health, heartbeat, metrics (§5) ----
 
-// Heartbeat sends the heartbeat and returns the jobs the backend asks to
-// cancel (cancelJobs; the deployed backend never sends any). An empty
-// OrchestratorID is the client's, a zero Timestamp now.
-func (c *Client) Heartbeat(ctx context.Context, hb api.Heartbeat) ([]string, error) {
+// Heartbeat sends the heartbeat and returns what the backend asks of the
+// agent: runs to cancel, runs superseded (the deployed backend asks
+// neither). An empty OrchestratorID is the client's, a zero Timestamp now.
+func (c *Client) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatAnswer, error) {
 	if hb.OrchestratorID == "" {
 		hb.OrchestratorID = c.orchID
 	}
@@ -678,9 +678,9 @@ func (c *Client) Heartbeat(ctx context.Context, hb api.Heartbeat) ([]string, err
 	}
 	data, err := c.do(ctx, request{method: http.MethodPost, segs: []string{"orchestrator", "heartbeat"}, body: body})
 	if err != nil {
-		return nil, err
+		return api.HeartbeatAnswer{}, err
 	}
-	return api.DecodeCancelJobs(data), nil
+	return api.DecodeHeartbeatAnswer(data), nil
 }
 
 // SendMetrics sends the agent's metrics for the last minute.

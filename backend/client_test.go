@@ -661,17 +661,17 @@ func TestUpdateExecution(t *testing.T) {
 }
 
 func TestHeartbeatCancelJobs(t *testing.T) {
-	rec := newRecorder(t, jsonAnswer(200, `{"success":true,"timestamp":"2026-11-20T10:00:00Z","cancelJobs":["job_a","job_b"]}`))
-	ids, err := rec.client(t).Heartbeat(context.Background(), api.Heartbeat{RunningJobs: []string{"job_a"}, Capacity: api.Capacity{MaxJobs: 5, CurrentJobs: 1, AvailableSlots: 4}})
-	if err != nil || !reflect.DeepEqual(ids, []string{"job_a", "job_b"}) {
-		t.Errorf("ids %v err %v", ids, err)
+	rec := newRecorder(t, jsonAnswer(200, `{"success":true,"timestamp":"2026-11-20T10:00:00Z","cancelJobs":["job_a","job_b"],"supersededJobs":["job_c",7,""]}`))
+	ans, err := rec.client(t).Heartbeat(context.Background(), api.Heartbeat{RunningJobs: []string{"job_a"}, Capacity: api.Capacity{MaxJobs: 5, CurrentJobs: 1, AvailableSlots: 4}})
+	if err != nil || !reflect.DeepEqual(ans.CancelJobs, []string{"job_a", "job_b"}) || !reflect.DeepEqual(ans.SupersededJobs, []string{"job_c", "7"}) {
+		t.Errorf("answer %+v err %v", ans, err)
 	}
 	m := bodyMap(t, rec.last(t))
 	eq(t, m["capacity"], any(map[string]any{"maxJobs": 5.0, "currentJobs": 1.0, "availableSlots": 4.0}))
 
 	plain := newRecorder(t, jsonAnswer(200, `{"success":true}`))
-	if ids, err := plain.client(t).Heartbeat(context.Background(), api.Heartbeat{}); err != nil || ids != nil {
-		t.Errorf("deployed backend heartbeat: %v %v", ids, err)
+	if ans, err := plain.client(t).Heartbeat(context.Background(), api.Heartbeat{}); err != nil || ans.CancelJobs != nil || ans.SupersededJobs != nil {
+		t.Errorf("deployed backend heartbeat: %+v %v", ans, err)
 	}
 }
 

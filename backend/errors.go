@@ -16,6 +16,7 @@ var (
 	ErrNotClaimed      = api.ErrNotClaimed
 	ErrNoLogEndpoint   = api.ErrNoLogEndpoint
 	ErrInvalidArgument = api.ErrInvalidArgument
+	ErrSuperseded      = api.ErrSuperseded
 )
 
 // APIError is a non-2xx answer of the backend. Message comes from the
@@ -37,6 +38,12 @@ func (e *APIError) Error() string {
 		msg = http.StatusText(e.Status)
 	}
 	return fmt.Sprintf("backend %s %s: %d %s", e.Method, e.Path, e.Status, msg)
+}
+
+// Is makes a 409 naming api.SupersededCode an api.ErrSuperseded, so that
+// callers without the client (the syncer) recognize it.
+func (e *APIError) Is(target error) bool {
+	return target == api.ErrSuperseded && e.Status == http.StatusConflict && strings.Contains(e.Message, api.SupersededCode)
 }
 
 // TransportError is a request that got no HTTP answer (connection refused,
@@ -116,12 +123,4 @@ func mask(s, secret string) string {
 func IsDuplicateID(err error) bool {
 	var e *APIError
 	return errors.As(err, &e) && e.Status == http.StatusConflict && strings.Contains(e.Message, api.DuplicateIDCode)
-}
-
-// IsSuperseded reports whether err is a backend's refusal of a report on a
-// job taken from this agent when it was declared lost (409 with
-// api.SupersededCode): the run is to stop and nothing more of it is sent.
-func IsSuperseded(err error) bool {
-	var e *APIError
-	return errors.As(err, &e) && e.Status == http.StatusConflict && strings.Contains(e.Message, api.SupersededCode)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/cronium/cronium-agent/backend"
@@ -115,7 +116,15 @@ func (a *Agent) Run(ctx context.Context, drain <-chan struct{}) error {
 		return err
 	}
 	fault := a.cfg.Dispatch.Fault
-	sy := syncer.New(jr, a.client, syncer.WithConcurrency(a.cfg.SyncConcurrency), syncer.WithLogger(a.log), syncer.WithFault(fault))
+	// The syncer hears of superseded jobs first (a refused report); the
+	// dispatcher, made below, stops their runs.
+	var disp atomic.Pointer[Dispatcher]
+	supersede := func(jobID string) {
+		if d := disp.Load(); d != nil {
+			d.Supersede(jobID)
+		}
+	}
+	sy := syncer.New(jr, a.client, syncer.WithConcurrency(a.cfg.SyncConcurrency), syncer.WithLogger(a.log), syncer.WithFault(fault), syncer.WithSuperseded(supersede))
 	jobs.OnAppend(sy.Notify)
 	defer background(ctx, a.log, "journal delivery", sy.Run)()
 	defer background(ctx, a.log, "journal maintenance", func(ctx context.Context) error {
@@ -159,6 +168,7 @@ func (a *Agent) Run(ctx context.Context, drain <-chan struct{}) error {
 	}
 	ready := newReadiness(a.client, notify)
 	d := NewDispatcher(ready, jobs, sy, executors, dcfg, a.log)
+	disp.Store(d)
 	src.d = d
 	if m != nil {
 		// Listening before recovery: a busy address stops the start, and

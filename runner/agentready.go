@@ -56,7 +56,7 @@ func (r *readiness) ClaimJobs(ctx context.Context, batchSize int, jobTypes []str
 	return items, err
 }
 
-func (r *readiness) Heartbeat(ctx context.Context, hb api.Heartbeat) ([]string, error) {
+func (r *readiness) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatAnswer, error) {
 	ids, err := r.Backend.Heartbeat(ctx, hb)
 	r.answered(err)
 	return ids, err

@@ -49,6 +49,7 @@ func (x *ContainerExecutor) request(a *Attempt, start time.Time) (container.Requ
 	}
 	req.RunID = a.RunID
 	req.OnRunID = func(id string) { a.RunID = id }
+	req.OnExit = a.Exited
 	req.OnPhase = func(ph container.Phase, at time.Time) error {
 		switch ph {
 		case container.PhaseNetwork:
@@ -107,6 +108,16 @@ func (x *ContainerExecutor) Adopt(ctx context.Context, a *Attempt) Result {
 	}
 	res, err := x.scripts.Adopt(ctx, req, startedAt, 0, a.Output)
 	cleaned := time.Now() // Adopt returns once the run's leftovers are removed
+	if exit := a.journaledExit(); res.Lost && exit != nil {
+		// Killed after its task's exit was journaled and the task deleted:
+		// the run ended as journaled, and its output is all on file.
+		a.Log.Info("the run's task is gone, its exit was journaled before the agent stopped", "status", exit.Status, "exitCode", exit.Code)
+		res.Lost, res.LostReason = false, ""
+		res.Status, res.ExitCode, res.FinishedAt = api.Status(exit.Status), exit.Code, exit.At
+		if res.Status == api.StatusCompleted && res.ExitCode != 0 {
+			res.Status = api.StatusFailed
+		}
+	}
 	switch {
 	case res.HandedOver:
 		return HandedOver()

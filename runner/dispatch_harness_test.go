@@ -236,7 +236,7 @@ func (c *countingBackend) ClaimJobs(ctx context.Context, batchSize int, jobTypes
 	return c.Backend.ClaimJobs(ctx, batchSize, jobTypes)
 }
 
-func (c *countingBackend) Heartbeat(ctx context.Context, hb api.Heartbeat) ([]string, error) {
+func (c *countingBackend) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatAnswer, error) {
 	c.mu.Lock()
 	c.heartbeats++
 	c.mu.Unlock()

@@ -26,7 +26,7 @@ type Backend interface {
 	Acknowledge(ctx context.Context, jobID string, at time.Time) error
 	Release(ctx context.Context, jobID, message string) error
 	Orphaned(ctx context.Context) ([]api.OrphanRow, error)
-	Heartbeat(ctx context.Context, hb api.Heartbeat) ([]string, error)
+	Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatAnswer, error)
 	SendMetrics(ctx context.Context, m api.AgentMetrics) error
 }
 
@@ -99,12 +99,15 @@ type activeJob struct {
 	start     time.Time
 	execution string
 	attempt   int
+	// superseded: the backend took the job from this agent (stopped once).
+	superseded bool
 }
 
 // Causes a run is stopped for.
 var (
 	errCancelledByUser = errors.New("cancelled from the backend")
 	errShutdown        = errors.New("the agent is shutting down")
+	errSuperseded      = errors.New("the backend gave the job to another agent: this agent was declared lost")
 )
 
 // NewDispatcher wires a dispatcher; jobs must not be nil. It asks the
@@ -534,7 +537,7 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 			AvailableSlots: max(0, d.cfg.MaxConcurrent-len(running)),
 		},
 	}
-	cancelJobs, err := d.be.Heartbeat(ctx, hb)
+	ans, err := d.be.Heartbeat(ctx, hb)
 	if err != nil {
 		if d.refuse(err) {
 			return
@@ -544,11 +547,32 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 		}
 		return
 	}
-	for _, id := range cancelJobs {
+	for _, id := range ans.CancelJobs {
 		if d.Cancel(id) {
 			d.log.Info("job cancelled from the backend", "job", id)
 		}
 	}
+	for _, id := range ans.SupersededJobs {
+		d.Supersede(id)
+	}
+}
+
+// Supersede stops a run the backend took from this agent (it declared the
+// agent lost meanwhile): the run ends without any report, its outcome kept
+// in the journal as superseded. False if the job does not run here.
+func (d *Dispatcher) Supersede(jobID string) bool {
+	d.mu.Lock()
+	j, ok := d.running[jobID]
+	first := ok && !j.superseded
+	if first {
+		j.superseded = true
+		j.cancel(errSuperseded)
+	}
+	d.mu.Unlock()
+	if first {
+		d.log.Warn("the backend gave this job to another agent while this one was out of touch (declared lost); stopping the run, reporting nothing more of it", "job", jobID)
+	}
+	return ok
 }
 
 func (d *Dispatcher) sendMetrics(ctx context.Context) {

@@ -227,6 +227,23 @@ func (a *Attempt) Started(at time.Time) error {
 	return nil
 }
 
+// Exited journals how the run ended (its executor's status and exit
+// code) before the executor removes what would tell it again: an agent
+// killed in between then reports this exit after its restart, instead of
+// a run lost and tried again.
+func (a *Attempt) Exited(status api.Status, code int, at time.Time) error {
+	exit := &state.AttemptExit{Status: string(status), Code: code, At: at.UTC()}
+	return a.jb.Update(context.Background(), func(p *state.Progress) { p.Exit = exit })
+}
+
+// journaledExit is the exit Exited journaled for this attempt, if any.
+func (a *Attempt) journaledExit() *state.AttemptExit {
+	if p := a.jb.Progress(); p.ExecutionID == a.ExecutionID {
+		return p.Exit
+	}
+	return nil
+}
+
 // Output takes the run's next output entry (entries are counted: a run
 // adopted after a restart reads its output from the start again and the
 // journal takes only what it does not have).

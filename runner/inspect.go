@@ -105,7 +105,7 @@ func (in *Inspector) Logs(ctx context.Context, jobID string, after uint64, limit
 	if !ok {
 		return nil, false, fmt.Errorf("%w: %s", admin.ErrUnknownJob, jobID)
 	}
-	complete := p.State == state.Finished || p.State == state.Released
+	complete := p.State.Ended()
 	// A follower asks again and again for what came after its last line:
 	// it resumes reading at the item where the last call stopped instead
 	// of decoding the whole stream each time.

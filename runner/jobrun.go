@@ -226,8 +226,25 @@ func (jr *jobRunner) runAttempts(ctx context.Context, from int) {
 			last.release(ctx)
 		}
 	}
+	if errors.Is(context.Cause(ctx), errSuperseded) {
+		jr.supersede(last)
+		last.release(ctx)
+		return
+	}
 	jr.finish(last)
 	last.release(ctx)
+}
+
+// supersede ends a run the backend took from this agent: its outcome is
+// journaled as superseded, with no completing item; what of it was still
+// undelivered is refused by the backend and dropped by the syncer.
+func (jr *jobRunner) supersede(o outcome) {
+	code := o.ExitCode
+	jr.endJob(func(p *state.Progress) {
+		p.State, p.Status, p.ExitCode = state.Superseded, string(o.Status), &code
+		p.Usage = o.Usage
+	})
+	jr.log.Warn("run stopped and kept in the journal as superseded: the backend had given the job to another agent", "status", o.Status, "exitCode", o.ExitCode)
 }
 
 // release runs the result's Release, its end being journaled.
@@ -279,7 +296,7 @@ func (jr *jobRunner) attempt(ctx context.Context, n, of int) outcome {
 			p.Entries, p.ErrEntries, p.StreamCounts = 0, 0, true
 			p.Executions, p.SourceEntries = nil, nil
 			p.ExecutionEnded = false
-			p.Output, p.Condition = nil, nil
+			p.Output, p.Condition, p.Exit = nil, nil, nil
 		}, created, running)
 	}
 	if err != nil {
@@ -293,6 +310,7 @@ func (jr *jobRunner) attempt(ctx context.Context, n, of int) outcome {
 	// Its start journaled, the run may be handed over (the gate says when).
 	jr.phase(phaseRunning)
 	res := jr.exec.Run(ctx, a)
+	jr.fault("ran") // the run over (a container's task deleted), its end not journaled
 	jr.phase(phaseBusy)
 	return jr.end(ctx, a, res, false)
 }

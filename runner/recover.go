@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -95,6 +96,9 @@ func (jr *jobRunner) resumeAttempts(ctx context.Context, p state.Progress, owned
 	switch {
 	case o.HandedOver:
 		jr.log.Info("left running for the next start", "attempt", p.Attempt)
+	case errors.Is(context.Cause(ctx), errSuperseded):
+		jr.supersede(o)
+		o.release(ctx)
 	case o.NotStarted && p.Attempt <= 1:
 		jr.release("the agent restarted before the job's script started")
 	case o.NotStarted:
@@ -130,7 +134,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) error {
 		case !known:
 			d.log.Info("the backend lists a job this agent never started; releasing it", "job", row.ID, "status", row.Status)
 			d.env.releaseNow(row.ID, "the agent restarted and has no record of starting the job")
-		case p.State == state.Finished || p.State == state.Released:
+		case p.State.Ended():
 			d.log.Info("the backend still lists a job this agent ended; its report is in the journal", "job", row.ID, "state", p.State)
 		}
 	}

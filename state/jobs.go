@@ -30,7 +30,14 @@ const (
 	Running  JobState = "running"  // an attempt is under way (or waits to retry)
 	Finished JobState = "finished" // the completing item is journaled
 	Released JobState = "released" // given back to the queue
+	// Superseded: the backend took the job from this agent (declared lost
+	// while it ran it) and gave it to another or ended it; the run was
+	// stopped and nothing more of it is reported. Its outcome stays here.
+	Superseded JobState = "superseded"
 )
+
+// Ended reports whether the job needs nothing more from this agent.
+func (s JobState) Ended() bool { return s == Finished || s == Released || s == Superseded }
 
 // Progress is how far a job got. It is rewritten in the same transaction as
 // every item the job appends, so after a crash it says exactly what the
@@ -50,6 +57,10 @@ type Progress struct {
 	// StartedAt is when the current attempt's script was started: its
 	// timeout counts from it. Zero: not started.
 	StartedAt time.Time `json:"startedAt,omitzero"`
+	// Exit is the current attempt's exit as its executor saw it, journaled
+	// before the executor removes what would tell it again (a container's
+	// task): a restart in between reports it instead of a lost run.
+	Exit *AttemptExit `json:"exit,omitempty"`
 	// ExecutionEnded: the current execution's end update is journaled (at
 	// most one per execution; set with the item, cleared by a new attempt).
 	ExecutionEnded bool `json:"executionEnded,omitempty"`
@@ -84,6 +95,13 @@ type Progress struct {
 	// end; nil when its executor does not measure it, the run never
 	// started, or the record predates it.
 	Usage *Usage `json:"usage,omitempty"`
+}
+
+// AttemptExit is how an attempt's run ended, as its executor reported it.
+type AttemptExit struct {
+	Status string    `json:"status"`
+	Code   int       `json:"code"`
+	At     time.Time `json:"at"`
 }
 
 // jobRecord holds the claimed job as the backend sent it, decoded, sealed
@@ -278,7 +296,7 @@ func (s *Jobs) Expire(ctx context.Context, cutoff time.Time) (int, error) {
 	}
 	n := 0
 	for _, p := range list {
-		if (p.State != Finished && p.State != Released) || p.FinishedAt.IsZero() || !p.FinishedAt.Before(cutoff) {
+		if !p.State.Ended() || p.FinishedAt.IsZero() || !p.FinishedAt.Before(cutoff) {
 			continue
 		}
 		info, found, err := s.j.Stream(ctx, p.Stream)

@@ -86,22 +86,36 @@ func DecodeVariable(body []byte) (value string, found, ok bool) {
 	return text(r), true, true
 }
 
-// DecodeCancelJobs decodes the cancelJobs of a heartbeat answer (ids sent
-// as strings or numbers; empty ones skipped). An unreadable body is none.
-func DecodeCancelJobs(data []byte) []string {
+// HeartbeatAnswer is what a heartbeat's answer asks of the agent.
+type HeartbeatAnswer struct {
+	// CancelJobs are runs to stop as cancelled by a user (contract §5).
+	CancelJobs []string
+	// SupersededJobs are runs the backend took from this agent when it
+	// declared it lost (SupersededJobsField; the development backend's
+	// extension): to stop, reporting nothing more of them.
+	SupersededJobs []string
+}
+
+// DecodeHeartbeatAnswer decodes a heartbeat's answer (ids sent as strings
+// or numbers; empty ones skipped). An unreadable body asks nothing.
+func DecodeHeartbeatAnswer(data []byte) HeartbeatAnswer {
 	var resp struct {
-		CancelJobs []json.RawMessage `json:"cancelJobs"`
+		CancelJobs     []json.RawMessage `json:"cancelJobs"`
+		SupersededJobs []json.RawMessage `json:"supersededJobs"`
 	}
 	if json.Unmarshal(data, &resp) != nil {
-		return nil
+		return HeartbeatAnswer{}
 	}
-	var ids []string
-	for _, r := range resp.CancelJobs {
-		if id, ok := idText(r); ok && id != "" {
-			ids = append(ids, id)
+	ids := func(raw []json.RawMessage) []string {
+		var out []string
+		for _, r := range raw {
+			if id, ok := idText(r); ok && id != "" {
+				out = append(out, id)
+			}
 		}
+		return out
 	}
-	return ids
+	return HeartbeatAnswer{CancelJobs: ids(resp.CancelJobs), SupersededJobs: ids(resp.SupersededJobs)}
 }
 
 // ServerInfo is a server as servers/{id} describes it.

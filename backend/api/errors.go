@@ -19,6 +19,10 @@ var (
 	// ErrInvalidArgument: the call was refused by the client before any
 	// request (empty id, status not allowed, invalid JSON...). Final.
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrSuperseded: a report was refused with 409 SupersededCode, the job
+	// was taken from this agent when the backend declared it lost. Final:
+	// nothing more of that run is to be sent.
+	ErrSuperseded = errors.New("the backend gave the job to another agent")
 )
 
 // IsTransient tells whether the backend did not give a final answer: an
@@ -31,7 +35,7 @@ func IsTransient(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrNotClaimed) || errors.Is(err, ErrNoLogEndpoint) {
+	if errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrNotClaimed) || errors.Is(err, ErrNoLogEndpoint) || errors.Is(err, ErrSuperseded) {
 		return false
 	}
 	var t interface{ Transient() bool }

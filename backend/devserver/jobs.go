@@ -426,6 +426,7 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 			for _, e := range body.Entries {
+				e.Seq += j.LogSeqBase
 				k := seqKey(e.Seq)
 				if lb.Get(k) != nil {
 					dups++

@@ -225,6 +225,9 @@ func (s *Server) takeBack(tx *bolt.Tx, j *jobRecord, instance, why string, now t
 		j.ClaimedAt, j.AcknowledgedAt, j.StartedAt = nil, nil, nil
 		j.event(now, event, detail)
 	}
+	if err := j.markLoss(tx, why, now); err != nil {
+		return err
+	}
 	if j.Status == StatusClaimed {
 		j.LostFrom = append(j.LostFrom, la)
 		requeue("agent lost, requeued", why+"; the job never started there")
@@ -253,6 +256,26 @@ func (s *Server) takeBack(tx *bolt.Tx, j *jobRecord, instance, why string, now t
 		j.CompletedAt = ptr(now)
 		j.event(now, "agent lost, failed", fmt.Sprintf("attempt %d of %d failed: %s", la.Attempt, max, why))
 	}
+	return nil
+}
+
+// markLoss writes a system line in the job's log saying what happened,
+// after its last line, and numbers the lines of its next run after it.
+func (j *jobRecord) markLoss(tx *bolt.Tx, why string, now time.Time) error {
+	lb, err := tx.Bucket(bLogs).CreateBucketIfNotExists([]byte(j.ID))
+	if err != nil {
+		return err
+	}
+	seq := j.LastLogSeq + 1
+	v, err := marshal(LogLine{LogEntry: api.LogEntry{Seq: seq, Stream: "system", Line: "cronium-backend: " + why + "; the job's next run continues below", Timestamp: now}})
+	if err != nil {
+		return err
+	}
+	if err := lb.Put(seqKey(seq), v); err != nil {
+		return err
+	}
+	j.LogLines++
+	j.LastLogSeq, j.LogSeqBase = seq, seq
 	return nil
 }
 

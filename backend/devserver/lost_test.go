@@ -128,6 +128,14 @@ func TestLostAgentJobsGoBack(t *testing.T) {
 		t.Fatalf("agent-b claimed %v", got)
 	}
 	e.start("agent-b", retried)
+	// The new run's lines, numbered from 1 by its agent, follow the line
+	// that tells of the loss.
+	e.must(200, "POST", "/api/internal/jobs/"+retried+"/logs", "agent-b", map[string]any{"entries": []map[string]any{{"seq": 1, "stream": "stdout", "line": "from b"}}})
+	var logs LogPage
+	decode(t, e.must(200, "GET", "/api/dev/jobs/"+retried+"/logs", "", nil), &logs)
+	if len(logs.Entries) != 2 || logs.Entries[0].Stream != "system" || !strings.Contains(logs.Entries[0].Line, "agent lost: agent-a") || logs.Entries[1].Seq != 2 || logs.Entries[1].Line != "from b" {
+		t.Errorf("retried job's log: %+v", logs.Entries)
+	}
 	e.must(200, "POST", "/api/internal/jobs/"+retried+"/complete", "agent-b", complete("completed", 0))
 
 	// The lost agent returns: its reports on those jobs are refused and
@@ -160,7 +168,7 @@ func TestLostAgentJobsGoBack(t *testing.T) {
 	if v := e.job(retried); v.Status != StatusCompleted || len(v.CompletionCalls) != 1 {
 		t.Errorf("retried job after the late reports: %s, %d completing calls", v.Status, len(v.CompletionCalls))
 	}
-	if v := e.job(failed); v.Status != StatusFailed || len(v.CompletionCalls) != 0 || v.LogLines != 0 {
+	if v := e.job(failed); v.Status != StatusFailed || len(v.CompletionCalls) != 0 || v.LogLines != 1 {
 		t.Errorf("failed job after the late reports: %s, %d completing calls, %d lines", v.Status, len(v.CompletionCalls), v.LogLines)
 	}
 }

@@ -124,9 +124,14 @@ type jobRecord struct {
 	Releases    int              `json:"releases"`
 	// LostFrom records each time the job was taken from an agent declared
 	// lost; LostAttempts counts the running attempts lost so.
-	LostFrom     []LostAttempt  `json:"lostFrom,omitempty"`
-	LostAttempts int            `json:"lostAttempts,omitempty"`
-	History      []HistoryEvent `json:"history,omitempty"`
+	LostFrom     []LostAttempt `json:"lostFrom,omitempty"`
+	LostAttempts int           `json:"lostAttempts,omitempty"`
+	// LogSeqBase is added to the seq of every line received: the agent
+	// that takes a job over from a lost one numbers its lines from 1
+	// again, and they follow the lost attempt's instead of being taken
+	// for copies of them.
+	LogSeqBase uint64         `json:"logSeqBase,omitempty"`
+	History    []HistoryEvent `json:"history,omitempty"`
 }
 
 func (j *jobRecord) event(at time.Time, event, detail string) {

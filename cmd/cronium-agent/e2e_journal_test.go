@@ -176,6 +176,7 @@ func TestE2ECrashAtEachPhase(t *testing.T) {
 		{"network", "completed", 0},           // during network setup: removed, released, run again
 		{"logs#3", "failed", 3},               // while the script prints: adopted, output continues
 		{"exited", "failed", 3},               // task exited, completion not journaled
+		{"ran", "failed", 3},                  // task deleted, its exit journaled, completion not
 		{"finished", "failed", 3},             // completion journaled, not delivered
 		{"completed", "failed", 3},            // completion delivered: never sent again
 	} {

@@ -50,6 +50,12 @@ type Request struct {
 	// StartedAt); one at PhaseExited is returned with the result, the run
 	// being over anyway.
 	OnPhase func(p Phase, at time.Time) error `json:"-"`
+	// OnExit, when set, is called synchronously with the task's status and
+	// exit code once they are known, before the task is deleted, so that
+	// the caller can journal them: after the deletion nothing else tells
+	// them to a restarted agent (Adopt finds the run lost). Its error is
+	// returned with the result, as PhaseExited's.
+	OnExit func(status api.Status, exitCode int, at time.Time) error `json:"-"`
 	// OnRunID, when set, is called before PhaseStarting when the run
 	// takes a warm sandbox: the run then goes by the sandbox's id, not
 	// RunID, and the caller journals that id with the start.
@@ -390,6 +396,9 @@ func (e *Executor) finish(ctx context.Context, j *job, a attached) (Result, erro
 	// An error here is the caller's (it could not journal the exit): the
 	// run is over all the same, so it is reported with the result.
 	phaseErr := req.phase(PhaseExited, res.FinishedAt)
+	if req.OnExit != nil {
+		phaseErr = errors.Join(phaseErr, req.OnExit(res.Status, res.ExitCode, res.FinishedAt))
+	}
 	j.collectAPI(e, &res)
 	if e.oomKilled(a.cgroups) {
 		res.OOMKilled = true

@@ -72,6 +72,14 @@ func WithFault(fn func(point string)) Option {
 	}
 }
 
+// WithSuperseded sets a function called with a job's id when the backend
+// refused a report on it as superseded (api.ErrSuperseded: the job was
+// taken from this agent when it was declared lost); the syncer then drops
+// what is left of the job's stream. The agent stops the run there.
+func WithSuperseded(fn func(jobID string)) Option {
+	return func(s *Syncer) { s.superseded = fn }
+}
+
 // Syncer delivers streams. Create it with New, start Run, and call Notify
 // whenever a stream got items.
 type Syncer struct {
@@ -81,12 +89,14 @@ type Syncer struct {
 	conc                 int
 	retryFirst, retryMax time.Duration
 	fault                func(string)
+	superseded           func(jobID string)
 
 	logsOff atomic.Bool // the backend has no live-log endpoint
 
 	mu      sync.Mutex
 	dirty   map[string]time.Time // stream → since when it has items to deliver
 	busy    map[string]bool
+	gone    map[string]bool // streams of superseded jobs, told once
 	wake    chan struct{}
 	idle    *sync.Cond
 	retryAt time.Time // while unreachable: no delivery before
@@ -106,7 +116,7 @@ func New(j *journal.Journal, be Backend, opts ...Option) *Syncer {
 		j: j, be: be, log: slog.Default(), conc: 4,
 		retryFirst: 500 * time.Millisecond, retryMax: 5 * time.Second,
 		fault: func(string) {},
-		dirty: map[string]time.Time{}, busy: map[string]bool{}, wake: make(chan struct{}, 1),
+		dirty: map[string]time.Time{}, busy: map[string]bool{}, gone: map[string]bool{}, wake: make(chan struct{}, 1),
 		loaded: make(chan struct{}),
 	}
 	s.idle = sync.NewCond(&s.mu)
@@ -345,6 +355,9 @@ func (s *Syncer) deliverPage(ctx context.Context, stream string) (more bool, err
 	var logs state.LogReader // the page's log lines, read in order
 	for i := 0; i < len(items); {
 		n, err := s.deliver(ctx, jobID, &logs, items, i)
+		if errors.Is(err, api.ErrSuperseded) {
+			return false, s.dropSuperseded(ctx, stream, jobID, items[i], err)
+		}
 		if err != nil {
 			return false, err
 		}
@@ -365,6 +378,37 @@ func (s *Syncer) deliverPage(ctx context.Context, stream string) (more bool, err
 	// A short page may have been cut by its byte bound: read again until
 	// the stream has nothing pending.
 	return true, nil
+}
+
+// dropSuperseded acknowledges everything stream holds: the backend
+// refused one of its reports because the job was taken from this agent,
+// and it refuses the rest alike. The items stay in the journal.
+func (s *Syncer) dropSuperseded(ctx context.Context, stream, jobID string, it journal.StoredItem, refusal error) error {
+	info, found, err := s.j.Stream(context.WithoutCancel(ctx), stream)
+	if err != nil {
+		return fmt.Errorf("read stream %s: %w", stream, err)
+	}
+	if found && info.LastSeq > 0 {
+		if err := s.j.Ack(context.WithoutCancel(ctx), stream, info.LastSeq); err != nil {
+			return fmt.Errorf("acknowledge stream %s: %w", stream, err)
+		}
+	}
+	s.contact()
+	s.mu.Lock()
+	first := !s.gone[stream]
+	s.gone[stream] = true
+	s.mu.Unlock()
+	if !first {
+		// The run's last lines, journaled while it stopped.
+		s.log.Debug("items of a superseded job dropped", "job", jobID, "items", info.Pending)
+		return nil
+	}
+	s.log.Warn("the backend gave this job to another agent while this one was out of touch (declared lost): what is left of its reports is kept in the journal and not sent",
+		"job", jobID, "refused", it.Kind, "items", info.Pending, "error", refusal)
+	if s.superseded != nil {
+		s.superseded(jobID)
+	}
+	return nil
 }
 
 func (s *Syncer) delivered(it journal.StoredItem) {
@@ -466,7 +510,7 @@ func (s *Syncer) deliver(ctx context.Context, jobID string, logs *state.LogReade
 		return n, nil
 	case ctx.Err() != nil:
 		return 0, ctx.Err()
-	case api.IsTransient(err):
+	case api.IsTransient(err), errors.Is(err, api.ErrSuperseded):
 		return 0, err
 	}
 	s.contact()

@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -505,4 +507,53 @@ func claimedJob(t *testing.T) (*devBackend, *syncer.Syncer, *state.Job) {
 		t.Fatal(err)
 	}
 	return b, s, jb
+}
+
+func TestSupersededJobIsDroppedOnce(t *testing.T) {
+	// A backend that declares an agent lost after 300 ms without news: the
+	// job claimed below (no heartbeats) goes back to the queue, and what
+	// the agent journaled of it meanwhile is refused as superseded.
+	b := &devBackend{devtest.Start(t, "", token, devserver.WithLogger(quiet), devserver.WithLostAfter(300*time.Millisecond))}
+	c := b.client(t)
+	id := b.claim(t, c, 1)[0]
+	jobs, j := openJobs(t, filepath.Join(t.TempDir(), "journal.db"))
+	journalRun(t, jobs, id, 20, 5)
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		v, err := b.Client.Job(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Status == "queued" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job was not given back: %s", v.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var mu sync.Mutex
+	var told []string
+	s := syncer.New(j, c, syncer.WithLogger(quiet), syncer.WithSuperseded(func(job string) {
+		mu.Lock()
+		defer mu.Unlock()
+		told = append(told, job)
+	}))
+	jobs.OnAppend(s.Notify)
+	runSyncer(t, s)
+	flush(t, s, 30*time.Second)
+	mu.Lock()
+	if !slices.Equal(told, []string{id}) {
+		t.Errorf("told of %v, want [%s] once", told, id)
+	}
+	mu.Unlock()
+	v, err := b.Client.Job(ctx, id)
+	if err != nil || v.Status != "queued" || len(v.CompletionCalls) != 0 || v.LogLines != 1 || len(v.Executions) != 0 {
+		t.Errorf("job after the refused reports: %+v, %v", v, err)
+	}
+	info, _, err := j.Stream(ctx, mustStream(t, jobs, id))
+	if err != nil || info.Pending != 0 || info.Items == 0 {
+		t.Errorf("stream after the refusal: %+v, %v: want nothing pending, the items kept", info, err)
+	}
 }
