@@ -208,7 +208,7 @@ func (s *Server) handleDevSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	var j *jobRecord
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
 		var err error
 		if len(req.Raw) > 0 && string(req.Raw) != "null" {
 			j, err = rawJob(req.Raw, now)

@@ -82,7 +82,7 @@ func saveExec(tx *bolt.Tx, e *ExecutionView) error {
 // a lost agent.
 func (s *Server) updateExec(id, caller string, fn func(e *ExecutionView) error) (*ExecutionView, error) {
 	var out *ExecutionView
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
 		e, err := loadExec(tx, id)
 		if err != nil {
 			return err
@@ -134,7 +134,8 @@ func (s *Server) handleExecCreate(w http.ResponseWriter, r *http.Request) {
 	caller := strings.TrimSpace(r.Header.Get("X-Orchestrator-ID"))
 	var out *ExecutionView
 	existed := false
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
+		out, existed = nil, false
 		if prev, err := loadExec(tx, id); err == nil {
 			if prev.JobID != body.JobID {
 				return errf(http.StatusConflict, "Execution %s exists for job %s", id, prev.JobID)

@@ -135,7 +135,8 @@ func (s *Server) claim(orch string, batch int, types map[string]bool) (jobs []js
 	}); err != nil || !found {
 		return jobs, next, err
 	}
-	err = s.update(func(tx *bolt.Tx) error {
+	err = s.batch(func(tx *bolt.Tx) error {
+		jobs = []json.RawMessage{}
 		ids, err := due(tx)
 		if err != nil {
 			return err
@@ -373,7 +374,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, endpoint strin
 	// The executions are settled in the same transaction: whoever sees the
 	// job completed sees its executions final.
 	var j *jobRecord
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
 		var err error
 		if j, err = updateJobTx(tx, r.PathValue("id"), record); err != nil {
 			return err
@@ -416,7 +417,8 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	var accepted, dups int
 	caller := strings.TrimSpace(r.Header.Get("X-Orchestrator-ID"))
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
+		accepted, dups = 0, 0
 		_, err := updateJobTx(tx, id, func(j *jobRecord) error {
 			if err := superseded(j, caller); err != nil {
 				return err

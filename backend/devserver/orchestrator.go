@@ -94,7 +94,8 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	cancel := []string{}
 	var gone []string
 	returned := false
-	err = s.update(func(tx *bolt.Tx) error {
+	err = s.batch(func(tx *bolt.Tx) error {
+		cancel, returned = []string{}, false
 		var err error
 		if gone, err = supersededIn(tx, orch, hb.RunningJobs); err != nil {
 			return err

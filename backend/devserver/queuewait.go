@@ -78,6 +78,24 @@ func (s *Server) update(fn func(tx *bolt.Tx) error) error {
 	})
 }
 
+// batch is update through bbolt's Batch: calls that come together share
+// one transaction and one fsync, which is what bounds the jobs per second
+// of a fleet (every call of an agent's job is a write). fn may run more
+// than once (a batch with a failing call is run again without it), so it
+// must set, not accumulate, whatever it reports outside the transaction.
+func (s *Server) batch(fn func(tx *bolt.Tx) error) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		before := tx.Bucket(bQueue).Sequence()
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if tx.Bucket(bQueue).Sequence() != before {
+			tx.OnCommit(s.queued.kick)
+		}
+		return nil
+	})
+}
+
 // parseWait reads jobs/queue's wait: a Go duration ("20s") or seconds.
 func parseWait(v string) (time.Duration, error) {
 	v = strings.TrimSpace(v)

@@ -95,6 +95,9 @@ func New(dataDir, token string, opts ...Option) (*Server, error) {
 		}
 		return nil, fmt.Errorf("devserver: open %s: %w", path, err)
 	}
+	// Batched writes (Server.batch) wait this long for company: short
+	// beside an fsync, so that a lone call is hardly delayed.
+	db.MaxBatchDelay = time.Millisecond
 	if err := initBuckets(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("devserver: initialize %s: %w", path, err)

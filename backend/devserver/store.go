@@ -247,10 +247,11 @@ func updateJobTx(tx *bolt.Tx, id string, fn func(j *jobRecord) error) (*jobRecor
 	return j, saveJob(tx, before, j)
 }
 
-// updateJob is updateJobTx in a transaction of its own.
+// updateJob is updateJobTx in a transaction of its own (batched: fn may
+// run more than once, on the job as stored each time).
 func (s *Server) updateJob(id string, fn func(j *jobRecord) error) (*jobRecord, error) {
 	var out *jobRecord
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
 		j, err := updateJobTx(tx, id, fn)
 		out = j
 		return err
