@@ -39,6 +39,7 @@ else
 	gotest -bench '^BenchmarkThroughput$' -benchtime "${THROUGHPUT_N}x" ./runner/container/
 	gotest -bench '^BenchmarkE2E$' -benchtime "${THROUGHPUT_N}x" ./cmd/cronium-agent/
 	gotest -bench '^BenchmarkBackend10kJobs$' -benchtime 5x ./cmd/cronium-backend/
+	gotest -bench '^BenchmarkFleet$' -benchtime 1x ./cmd/cronium-backend/
 fi
 took=$(($(date -u +%s) - began))
 
@@ -99,6 +100,33 @@ table() {
 	row "console jobs page with 10 000 jobs stored, ms" 1 BenchmarkBackend10kJobs jobs-page-ms
 }
 
+# fleet_row FIGURE DECIMALS UNIT TARGET: BenchmarkFleet's figure at 10, 100
+# and 500 agents.
+fleet_row() {
+	local figure=$1 dec=$2 unit=$3 target=$4 n v cells=""
+	for n in 10 100 500; do
+		v=$(get "BenchmarkFleet/agents=$n" "$unit")
+		cells+=" $(awk -v v="$v" -v d="$dec" 'BEGIN { if (v == "") print "?"; else printf "%." d "f", v }') |"
+	done
+	echo "| $figure |$cells $target |"
+}
+
+fleet_table() {
+	echo "| figure | 10 agents | 100 agents | 500 agents | target (2 cores) |"
+	echo "|---|---:|---:|---:|---|"
+	fleet_row "jobs/s, steady stream of 100 jobs/s" 1 steady-jobs/s "keeps up"
+	fleet_row "jobs/s, burst of 1000 jobs" 1 burst-jobs/s "≥ 100 at 100 agents"
+	fleet_row "claim latency p50, ms (claimed − created, steady)" 1 claim-p50-ms ""
+	fleet_row "claim latency p99, ms" 1 claim-p99-ms ""
+	fleet_row "backend CPU s per 1000 jobs (steady)" 2 backend-cpu-s/1000jobs ""
+	fleet_row "agents' CPU s per 1000 jobs (all agents, one process)" 2 agents-cpu-s/1000jobs ""
+	fleet_row "host busy during the steady stream, % of one core" 0 host-busy-% ""
+	fleet_row "backend RSS after the steady stream, MiB" 1 backend-rss-MiB ""
+	fleet_row "idle: requests per second per agent" 3 idle-req/s/agent ""
+	fleet_row "idle: backend CPU, % of one core" 2 idle-backend-cpu-% "< 5 at 500 agents"
+	fleet_row "jobs with more than one completing call" 0 duplicates "0"
+}
+
 # The CPU the agent's side costs: the whole host less the benchmark process
 # (the development backend and its polling clients).
 awk '$2 == "cpu-ms/job" { c[$1] = $3 } $2 == "bench-cpu-ms/job" { s[$1] = $3 }
@@ -132,6 +160,10 @@ mkdir -p "$(dirname "$OUT")"
 	echo "* jobs: $LATENCY_N for the trivial job, $THROUGHPUT_N at each concurrency"
 	echo
 	table
+	echo
+	echo "## A fleet on one backend (BenchmarkFleet)"
+	echo
+	fleet_table
 	echo
 	cat <<'EOF'
 How each figure is measured:
@@ -168,6 +200,15 @@ How each figure is measured:
 * **backend with 10 000 jobs** (`BenchmarkBackend10kJobs`, cmd/cronium-backend): VmRSS of
   `cronium-backend serve` once 10 000 jobs are submitted, and after the console's jobs page (the
   newest 200) was served 5 times; the time to serve that page. No floor.
+* **fleet** (`BenchmarkFleet`, cmd/cronium-backend): one `cronium-backend serve` process and 10,
+  100 or 500 agents in the benchmark process, each with the real client (long-poll claims),
+  journal, syncer and dispatcher (4 slots, the default intervals) and a no-op executor, so that
+  the claim and report path is measured, not containers. After every agent's first heartbeat,
+  15 s idle: the agents' requests (counted at their transport) and the backend's CPU
+  (`/proc/PID/stat`). Then 1000 trivial jobs submitted at 100 jobs/s (jobs/s from the first
+  submission to the last completion; claim latency from each job's claimedAt − createdAt; the
+  backend's CPU over that time), then 1000 at once. The agents share the host's cores with the
+  backend: "host busy" says how much was left. No floor.
 
 The benchmarks' output:
 
