@@ -79,7 +79,10 @@ type Network struct {
 	DNS []netip.Addr `json:"dns,omitempty"`
 	// Rules are its rules in the agent's FORWARD chain, in order, so that
 	// teardown deletes exactly them without listing the chain.
-	Rules     [][]string `json:"rules,omitempty"`
+	Rules [][]string `json:"rules,omitempty"`
+	// Owner is the Manager's Owner when it was set up: the sweeps of
+	// other agents sharing the state directory leave it alone.
+	Owner     string `json:"owner,omitempty"`
 	lock      *os.File
 	teardownM sync.Once
 }
@@ -94,6 +97,9 @@ type Manager struct {
 	fw   *firewall
 	log  *slog.Logger
 	subs *subnets
+	// owner: see WithOwner; othersToo: see WithOthersSwept.
+	owner     string
+	othersToo bool
 }
 
 // Option configures a Manager.
@@ -101,6 +107,16 @@ type Option func(*Manager)
 
 // WithLogger sets the structured logger.
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
+
+// WithOwner names the agent the networks set up are for, by its own state
+// directory: several agents on a host share StateDir (one address pool),
+// and a sweep removes another's network only once that directory is gone
+// (its agent uninstalled), as `cronium-agent gc` does with runs.
+func WithOwner(stateDir string) Option { return func(m *Manager) { m.owner = stateDir } }
+
+// WithOthersSwept makes Sweep remove the unheld networks of other owners
+// too (`cronium-agent gc --all`).
+func WithOthersSwept() Option { return func(m *Manager) { m.othersToo = true } }
 
 // New prepares the state directory and the agent's firewall chains.
 func New(cfg Config, opts ...Option) (*Manager, error) {
@@ -205,7 +221,7 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Network, err error) 
 		return nil, err
 	}
 	netnsName, bridge := Names(id)
-	n := &Network{ID: id, NetNS: netnsName, Bridge: bridge, Egress: m.cfg.Egress.routesOut(), Mode: m.cfg.Egress}
+	n := &Network{ID: id, NetNS: netnsName, Bridge: bridge, Egress: m.cfg.Egress.routesOut(), Mode: m.cfg.Egress, Owner: m.owner}
 	if n.Egress {
 		n.DNS = m.cfg.DNS[:min(len(m.cfg.DNS), MaxDNS)]
 	}

@@ -150,6 +150,55 @@ func TestSweepRemovesAbandonedNetworks(t *testing.T) {
 	}
 }
 
+// Agents sharing the network state directory: a sweep leaves another
+// agent's unheld network (its journal may adopt it at its next start),
+// until that agent's state directory is gone or the sweep is gc --all's.
+func TestSweepLeavesOtherAgentsNetworks(t *testing.T) {
+	base := testManager(t, false)
+	ctx := context.Background()
+	ownerA, ownerB := t.TempDir(), t.TempDir()
+	manager := func(opts ...Option) *Manager {
+		m, err := New(base.cfg, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	a, b := manager(WithOwner(ownerA)), manager(WithOwner(ownerB))
+	n, err := a.Setup(ctx, "job_nettest6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stops without tearing it down: the lock goes with its process.
+	n.lock.Close()
+	n.lock = nil
+	if rep, err := b.Sweep(ctx); err != nil || contains(rep.Networks, "job_nettest6") {
+		t.Fatalf("B's sweep removed A's network: %v, %v", rep.Networks, err)
+	}
+	if _, err := netlink.LinkByName(n.Bridge); err != nil {
+		t.Fatalf("A's bridge: %v", err)
+	}
+	if rep, err := manager(WithOwner(ownerB), WithOthersSwept()).Sweep(ctx); err != nil || !contains(rep.Networks, "job_nettest6") {
+		t.Fatalf("gc --all's sweep: %v, %v", rep.Networks, err)
+	}
+	assertGone(t, a, n)
+
+	// A's state directory gone (uninstalled): its networks are anyone's.
+	n, err = a.Setup(ctx, "job_nettest7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.lock.Close()
+	n.lock = nil
+	if err := os.Remove(ownerA); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := b.Sweep(ctx); err != nil || !contains(rep.Networks, "job_nettest7") {
+		t.Fatalf("sweep after A's state went: %v, %v", rep.Networks, err)
+	}
+	assertGone(t, a, n)
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {

@@ -41,6 +41,11 @@ func (m *Manager) Sweep(ctx context.Context, keep ...string) (SweepReport, error
 		}
 		n, err := m.readRecord(id)
 		hasRecord := err == nil
+		if hasRecord && m.others(n.Owner) {
+			// Another agent's, which may adopt it at its next start.
+			known[netnsName], known[bridge] = true, true
+			continue
+		}
 		if !hasRecord {
 			// Lock without record: setup died before writing it; the names
 			// still follow from the id.
@@ -143,4 +148,14 @@ func listLinks() ([]netlink.Link, error) {
 		time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
 	}
 	return nil, nil
+}
+
+// others reports whether owner is another agent's that a sweep leaves
+// alone: one whose state directory still exists, unless WithOthersSwept.
+func (m *Manager) others(owner string) bool {
+	if owner == "" || owner == m.owner || m.othersToo {
+		return false
+	}
+	_, err := os.Stat(owner)
+	return err == nil
 }

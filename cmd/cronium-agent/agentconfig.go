@@ -70,7 +70,7 @@ func agentConfig(env *cliEnv, cfg config.Config, orchID string, creds sshexec.Cr
 			}
 			return xs, release, nil
 		},
-		SweepNetworks: func(ctx context.Context) (cni.SweepReport, error) { return sweepNetworks(ctx, env, cfg) },
+		SweepNetworks: func(ctx context.Context) (cni.SweepReport, error) { return sweepNetworks(ctx, env, cfg, false) },
 		MetricsListen: cfg.Metrics.Listen,
 		ContainerdReady: func(ctx context.Context) error {
 			client, err := connect(ctx, cfg)

@@ -50,7 +50,7 @@ func runGC(ctx context.Context, env *cliEnv, args []string) error {
 		gcOpts = append(gcOpts, container.OthersToo())
 	}
 	rep, err := ex.GC(ctx, gcOpts...)
-	nrep, nerr := sweepNetworks(ctx, env, cfg, nets...)
+	nrep, nerr := sweepNetworks(ctx, env, cfg, *all, nets...)
 	err = errors.Join(err, nerr)
 	for _, group := range []struct {
 		what string
@@ -74,9 +74,14 @@ func runGC(ctx context.Context, env *cliEnv, args []string) error {
 	return err
 }
 
-// sweepNetworks removes job networks no running job owns, but keep.
-func sweepNetworks(ctx context.Context, env *cliEnv, cfg config.Config, keep ...string) (cni.SweepReport, error) {
-	m, err := cni.New(networkConfig(cfg), cni.WithLogger(env.log))
+// sweepNetworks removes this agent's job networks no running job owns, but
+// keep; with others, those of other agents on the host too.
+func sweepNetworks(ctx context.Context, env *cliEnv, cfg config.Config, others bool, keep ...string) (cni.SweepReport, error) {
+	opts := []cni.Option{cni.WithLogger(env.log), cni.WithOwner(cfg.State.Dir)}
+	if others {
+		opts = append(opts, cni.WithOthersSwept())
+	}
+	m, err := cni.New(networkConfig(cfg), opts...)
 	if err != nil {
 		return cni.SweepReport{}, err
 	}

@@ -77,7 +77,7 @@ func runOptions(env *cliEnv, cfg config.Config, store sidecar.Store) ([]containe
 	if err != nil {
 		return nil, fmt.Errorf("job networks: %w", err)
 	}
-	nm, err := cni.New(ncfg, cni.WithLogger(env.log))
+	nm, err := cni.New(ncfg, cni.WithLogger(env.log), cni.WithOwner(cfg.State.Dir))
 	if err != nil {
 		return nil, fmt.Errorf("job networks: %w", err)
 	}
