@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -381,7 +382,14 @@ func newAgent(t *testing.T, b *devBackend, w *world, dir string, cfg agentConfig
 	if a.jobs, err = state.NewJobs(a.jr); err != nil {
 		t.Fatal(err)
 	}
-	a.sy = syncer.New(a.jr, client, syncer.WithLogger(log), syncer.WithRetry(20*time.Millisecond, 200*time.Millisecond))
+	// As Agent.Run: the syncer tells the dispatcher of superseded jobs.
+	var disp atomic.Pointer[runner.Dispatcher]
+	supersede := func(id string) {
+		if d := disp.Load(); d != nil {
+			d.Supersede(id)
+		}
+	}
+	a.sy = syncer.New(a.jr, client, syncer.WithLogger(log), syncer.WithRetry(20*time.Millisecond, 200*time.Millisecond), syncer.WithSuperseded(supersede))
 	a.jobs.OnAppend(a.sy.Notify)
 	sctx, stopSync := context.WithCancel(context.Background())
 	a.stopSync, a.syncDone = stopSync, make(chan struct{})
@@ -406,6 +414,7 @@ func newAgent(t *testing.T, b *devBackend, w *world, dir string, cfg agentConfig
 		Fault:           cfg.faults.hook,
 		Host:            cfg.host,
 	}, log)
+	disp.Store(a.d)
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	t.Cleanup(func() {
 		a.stop()

@@ -559,7 +559,8 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 
 // Supersede stops a run the backend took from this agent (it declared the
 // agent lost meanwhile): the run ends without any report, its outcome kept
-// in the journal as superseded. False if the job does not run here.
+// in the journal as superseded; a job that ended here already is marked
+// so. False if the job does not run here.
 func (d *Dispatcher) Supersede(jobID string) bool {
 	d.mu.Lock()
 	j, ok := d.running[jobID]
@@ -571,6 +572,15 @@ func (d *Dispatcher) Supersede(jobID string) bool {
 	d.mu.Unlock()
 	if first {
 		d.log.Warn("the backend gave this job to another agent while this one was out of touch (declared lost); stopping the run, reporting nothing more of it", "job", jobID)
+	}
+	if !ok {
+		// Ended here while out of touch: its outcome stays in the journal,
+		// marked as the backend sees it.
+		if marked, err := d.env.jobs.MarkSuperseded(context.Background(), jobID); err != nil {
+			d.log.Error("marking a superseded job in the journal failed", "job", jobID, "error", err)
+		} else if marked {
+			d.log.Warn("the backend gave this job to another agent while this one was out of touch (declared lost); the run that ended here is kept in the journal as superseded", "job", jobID)
+		}
 	}
 	return ok
 }

@@ -16,7 +16,9 @@ import (
 	"github.com/cronium/cronium-agent/backend"
 	"github.com/cronium/cronium-agent/backend/api"
 	"github.com/cronium/cronium-agent/backend/devserver"
+	"github.com/cronium/cronium-agent/backend/devserver/devtest"
 	"github.com/cronium/cronium-agent/runner"
+	"github.com/cronium/cronium-agent/state"
 )
 
 // heartbeatOf returns the last heartbeat the backend got from the agent.
@@ -645,4 +647,37 @@ func TestDispatcherLongPoll(t *testing.T) {
 	a.drain()
 	a.waitStopped()
 	b.assertOnce(t)
+}
+
+// An agent cut off from the backend runs a job to its end and journals its
+// completion; meanwhile the backend declares it lost and takes the job from
+// it (here: fails it, "agent lost"). Back in touch, the refused completion is not sent again, the
+// job is marked superseded in the journal, and the backend counts nothing.
+func TestDispatcherSupersededWhileOffline(t *testing.T) {
+	b := &devBackend{devtest.Start(t, "", testToken, devserver.WithLostAfter(time.Second))}
+	w := newWorld(t)
+	a := newAgent(t, b, w, t.TempDir(), agentConfig{}).start()
+	id := b.submit(t, devserver.SubmitRequest{Script: "out one; gate end; out two"})
+	waitFor(t, "the job's first line", func() bool { return b.job(t, id).LogLines >= 1 })
+	b.Down()
+	w.open("end")
+	waitFor(t, "the job's end in the journal", func() bool {
+		p, ok, err := a.jobs.Get(context.Background(), id)
+		return err == nil && ok && p.State == state.Finished
+	})
+	waitFor(t, "the backend to give the job back", func() bool {
+		v, err := b.Server.InProcessClient(testToken).Job(context.Background(), id)
+		return err == nil && len(v.LostFrom) == 1
+	})
+	b.Up(t)
+	a.waitLog("kept in the journal as superseded")
+	p, _, err := a.jobs.Get(context.Background(), id)
+	if err != nil || p.State != state.Superseded {
+		t.Errorf("journal: %+v, %v", p, err)
+	}
+	a.drain()
+	a.waitStopped()
+	if v := b.job(t, id); v.Status != devserver.StatusFailed || exitCode(v) != -1 || v.Completions != 0 || len(v.LostFrom) != 1 {
+		t.Errorf("backend: %s, %d completing calls, lost from %+v", v.Status, v.Completions, v.LostFrom)
+	}
 }

@@ -265,6 +265,29 @@ func (s *Jobs) Get(ctx context.Context, jobID string) (Progress, bool, error) {
 	return p, ok, err
 }
 
+// MarkSuperseded records that the backend took a job this agent ended
+// (its reports refused: the agent was declared lost meanwhile), when it is
+// not being run: its progress says superseded from then on. False when
+// the job is unknown, live (its runner ends it so) or not ended.
+func (s *Jobs) MarkSuperseded(ctx context.Context, jobID string) (bool, error) {
+	s.mu.Lock()
+	live := s.live[jobID] != nil
+	s.mu.Unlock()
+	if live {
+		return false, nil
+	}
+	var p Progress
+	ok, err := s.j.GetRecord(ctx, recordProgress, jobID, &p)
+	if err != nil || !ok || (p.State != Finished && p.State != Released) {
+		return false, err
+	}
+	p.State = Superseded
+	if err := s.j.PutRecord(ctx, recordProgress, jobID, p); err != nil {
+		return false, fmt.Errorf("journal job %s: %w", jobID, err)
+	}
+	return true, nil
+}
+
 // List returns the journaled jobs, the most recently claimed first, at
 // most limit (all when limit <= 0).
 func (s *Jobs) List(ctx context.Context, limit int) ([]Progress, error) {
