@@ -228,23 +228,32 @@ func (s *Server) takeBack(tx *bolt.Tx, j *jobRecord, instance, why string, now t
 	if err := j.markLoss(tx, why, now); err != nil {
 		return err
 	}
+	// An execution may be open though the job is only claimed: its
+	// create came, its "running" did not.
+	if err := failOpenExecutions(tx, j, why, now); err != nil {
+		return err
+	}
+	cancelled := func(event string) {
+		j.Status, j.ExitCode, j.Error = StatusCancelled, ptr(-2), why
+		j.CompletedAt = ptr(now)
+		j.event(now, event, why+"; a cancel was requested")
+	}
 	if j.Status == StatusClaimed {
 		j.LostFrom = append(j.LostFrom, la)
+		if j.CancelRequested {
+			cancelled("agent lost, cancelled")
+			return nil
+		}
 		requeue("agent lost, requeued", why+"; the job never started there")
 		return nil
 	}
 	j.LostAttempts++
 	la.Attempt = j.LostAttempts + j.wireAttempts()
 	j.LostFrom = append(j.LostFrom, la)
-	if err := failOpenExecutions(tx, j, why, now); err != nil {
-		return err
-	}
 	max := j.maxAttempts()
 	switch {
 	case j.CancelRequested:
-		j.Status, j.ExitCode, j.Error = StatusCancelled, ptr(-2), why
-		j.CompletedAt = ptr(now)
-		j.event(now, "agent lost, cancelled", why+"; a cancel was requested")
+		cancelled("agent lost, cancelled")
 	case la.Attempt < max:
 		if err := j.setWireAttempts(la.Attempt); err != nil {
 			return err

@@ -222,3 +222,34 @@ func TestLostClaimWithoutHeartbeats(t *testing.T) {
 		t.Errorf("status %s", v.Status)
 	}
 }
+
+func TestLostAgentCancelRequested(t *testing.T) {
+	// A job a user cancelled before its agent was lost ends cancelled,
+	// whether it ran or not, and is never run again.
+	e := newTestEnv(t, WithLostAfter(10*time.Second))
+	retry := json.RawMessage(`{"maxAttempts":3}`)
+	running := e.submit(SubmitRequest{Runtime: "bash", Script: "sleep 60", Priority: 1, RetryPolicy: retry})
+	claimed := e.submit(SubmitRequest{Runtime: "bash", Script: "true", RetryPolicy: retry})
+	e.heartbeat("agent-a")
+	e.claim("agent-a", "batchSize=2")
+	e.start("agent-a", running)
+	for _, id := range []string{running, claimed} {
+		e.must(200, "POST", "/api/dev/jobs/"+id+"/cancel", "", nil)
+	}
+	e.advance(11 * time.Second)
+	if n := e.sweep(); n != 2 {
+		t.Fatalf("moved %d", n)
+	}
+	for _, id := range []string{running, claimed} {
+		if v := e.job(id); v.Status != StatusCancelled || exitOf(v) != -2 || !historyHas(v, "agent lost, cancelled") {
+			t.Errorf("job %s: %s exit %d", id, v.Status, exitOf(v))
+		}
+	}
+}
+
+func exitOf(v JobView) int {
+	if v.ExitCode == nil {
+		return -999
+	}
+	return *v.ExitCode
+}

@@ -63,28 +63,20 @@ func (b *broadcast) ended() bool {
 func (s *Server) EndWaits() { s.queued.close() }
 
 // update is db.Update that wakes the claims waiting for a job once a
-// transaction that queued one has committed (saveJob counts each job it
-// puts in the queue in the queue bucket's sequence).
-func (s *Server) update(fn func(tx *bolt.Tx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		before := tx.Bucket(bQueue).Sequence()
-		if err := fn(tx); err != nil {
-			return err
-		}
-		if tx.Bucket(bQueue).Sequence() != before {
-			tx.OnCommit(s.queued.kick)
-		}
-		return nil
-	})
-}
+// transaction that queued one has committed.
+func (s *Server) update(fn func(tx *bolt.Tx) error) error { return s.db.Update(s.waking(fn)) }
 
 // batch is update through bbolt's Batch: calls that come together share
 // one transaction and one fsync, which is what bounds the jobs per second
 // of a fleet (every call of an agent's job is a write). fn may run more
 // than once (a batch with a failing call is run again without it), so it
 // must set, not accumulate, whatever it reports outside the transaction.
-func (s *Server) batch(fn func(tx *bolt.Tx) error) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
+func (s *Server) batch(fn func(tx *bolt.Tx) error) error { return s.db.Batch(s.waking(fn)) }
+
+// waking wraps fn to wake the waiting claims when it queued a job (saveJob
+// counts each job it puts in the queue in the queue bucket's sequence).
+func (s *Server) waking(fn func(tx *bolt.Tx) error) func(tx *bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
 		before := tx.Bucket(bQueue).Sequence()
 		if err := fn(tx); err != nil {
 			return err
@@ -93,7 +85,7 @@ func (s *Server) batch(fn func(tx *bolt.Tx) error) error {
 			tx.OnCommit(s.queued.kick)
 		}
 		return nil
-	})
+	}
 }
 
 // parseWait reads jobs/queue's wait: a Go duration ("20s") or seconds.
