@@ -77,6 +77,9 @@ type Dispatcher struct {
 	// refused holds the backend's refusal of this process as a second live
 	// agent under its id: it then claims nothing for good.
 	refused atomic.Pointer[string]
+	// lastAnswer is when the backend last answered a claim or heartbeat
+	// (unix nanoseconds).
+	lastAnswer atomic.Int64
 
 	mu      sync.Mutex
 	running map[string]*activeJob
@@ -357,7 +360,20 @@ func (d *Dispatcher) claim(ctx context.Context, drain <-chan struct{}, free int)
 			}
 		}()
 	}
-	return d.be.ClaimJobs(cctx, free, d.env.executors.JobTypes())
+	items, err := d.be.ClaimJobs(cctx, free, d.env.executors.JobTypes())
+	if err == nil {
+		d.lastAnswer.Store(time.Now().UnixNano())
+	}
+	return items, err
+}
+
+// LastAnswer is when the backend last answered a claim or a heartbeat
+// (zero: never): the backend's contact before any report is delivered.
+func (d *Dispatcher) LastAnswer() time.Time {
+	if n := d.lastAnswer.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 func drained(drain <-chan struct{}) bool {
@@ -538,6 +554,9 @@ func (d *Dispatcher) heartbeat(ctx context.Context) {
 		},
 	}
 	ans, err := d.be.Heartbeat(ctx, hb)
+	if err == nil {
+		d.lastAnswer.Store(time.Now().UnixNano())
+	}
 	if err != nil {
 		if d.refuse(err) {
 			return

@@ -681,3 +681,18 @@ func TestDispatcherSupersededWhileOffline(t *testing.T) {
 		t.Errorf("backend: %s, %d completing calls, lost from %+v", v.Status, v.Completions, v.LostFrom)
 	}
 }
+
+// An agent that has delivered nothing yet, but whose claims and heartbeats
+// the backend answers, has reached it: its status says when.
+func TestStatusContactBeforeAnyDelivery(t *testing.T) {
+	b := startBackend(t)
+	a := newAgent(t, b, newWorld(t), t.TempDir(), agentConfig{}).start()
+	waitFor(t, "a heartbeat", func() bool { return a.be.heartbeatCount() >= 1 })
+	st, err := runner.NewInspector(a.d, a.jobs, a.sy).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastContact.IsZero() || !st.BackendReachable || time.Since(st.LastContact) > waitLimit {
+		t.Errorf("status: reachable %v, last contact %v", st.BackendReachable, st.LastContact)
+	}
+}

@@ -43,6 +43,11 @@ func (in *Inspector) Status(ctx context.Context) (admin.Status, error) {
 		return admin.Status{}, err
 	}
 	last, lastErr := in.delivery.Contact()
+	if a := in.d.LastAnswer(); a.After(last) {
+		// Claims and heartbeats answered count as contact too: an agent
+		// that has delivered nothing yet has still reached its backend.
+		last = a
+	}
 	st := admin.Status{
 		Version: in.Version, OrchestratorID: in.OrchestratorID, Identity: in.Identity, Backend: in.Backend,
 		BackendReachable: in.delivery.Reachable(), LastContact: last, LastError: lastErr,
