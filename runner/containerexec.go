@@ -54,6 +54,8 @@ func (x *ContainerExecutor) request(a *Attempt, start time.Time) (container.Requ
 		switch ph {
 		case container.PhaseNetwork:
 			a.Fault("network")
+		case container.PhaseCreated:
+			a.Fault("container")
 		case container.PhaseStarting:
 			// Its timeout counts from here after a restart.
 			return a.Started(at)
@@ -108,6 +110,13 @@ func (x *ContainerExecutor) Adopt(ctx context.Context, a *Attempt) Result {
 	}
 	res, err := x.scripts.Adopt(ctx, req, startedAt, 0, a.Output)
 	cleaned := time.Now() // Adopt returns once the run's leftovers are removed
+	if res.Lost && a.StartedAt.IsZero() && res.Entries == 0 {
+		// No start journaled (it is journaled before the task starts) and
+		// no output: killed while setting up, after the container was made
+		// and before its task was. Nothing ran; Adopt removed what was set
+		// up.
+		return Result{NotStarted: true}
+	}
 	if exit := a.journaledExit(); res.Lost && exit != nil {
 		// Killed after its task's exit was journaled and the task deleted:
 		// the run ended as journaled, and its output is all on file.

@@ -174,6 +174,7 @@ func TestE2ECrashAtEachPhase(t *testing.T) {
 		{"claimed", "completed", 0},           // journaled, not acknowledged: released, run again
 		{"execution-created", "completed", 0}, // the backend has the execution: adopted
 		{"network", "completed", 0},           // during network setup: removed, released, run again
+		{"container", "completed", 0},         // container made, no task: removed, released, run again
 		{"logs#3", "failed", 3},               // while the script prints: adopted, output continues
 		{"exited", "failed", 3},               // task exited, completion not journaled
 		{"ran", "failed", 3},                  // task deleted, its exit journaled, completion not

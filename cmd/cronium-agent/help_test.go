@@ -90,7 +90,7 @@ func TestHelpBackendAlias(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d, %q", r.code, r.stderr)
 	}
-	p := helptest.Check(t, r.stderr, "cronium-agent backend serve", []string{"allow-remote", "data", "listen", "no-logs-endpoint", "token"}, false)
+	p := helptest.Check(t, r.stderr, "cronium-agent backend serve", []string{"allow-remote", "data", "listen", "lost-after", "no-logs-endpoint", "token"}, false)
 	if !strings.Contains(p.Sections["EXAMPLES"], "cronium-agent backend serve --token T") {
 		t.Errorf("EXAMPLES do not name the alias:\n%s", p.Sections["EXAMPLES"])
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -55,6 +56,14 @@ func (e *Executor) awaitLeftovers(ctx context.Context, runID, outPath string) {
 	for shimProcesses(ns, e.address())[runID] != 0 || loggerRunning(outPath) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			e.log.Warn("processes of a vanished task are still running; removing the run anyway", "container", runID)
+			// A shim whose task containerd no longer knows serves nothing:
+			// an agent killed while its task was being deleted cut the
+			// shim's shutdown short. gc would kill it; so does this.
+			if pid := shimProcesses(ns, e.address())[runID]; pid != 0 {
+				if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+					e.log.Info("killed the orphan shim of a vanished task", "container", runID, "pid", pid)
+				}
+			}
 			return
 		}
 		time.Sleep(50 * time.Millisecond)

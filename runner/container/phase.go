@@ -9,7 +9,8 @@ import (
 // Request.OnPhase, so that it can journal it before the run goes on.
 type Phase int
 
-// The phases, in the order a run passes them.
+// The phases (numbered as they were added; a run passes network,
+// created, starting, exited, or Adopt's adopted).
 const (
 	// PhaseNetwork: the run's network setup has begun (it runs meanwhile).
 	PhaseNetwork Phase = iota + 1
@@ -19,6 +20,9 @@ const (
 	PhaseStarting
 	// PhaseExited: the task's exit status is known; at is FinishedAt.
 	PhaseExited
+	// PhaseCreated: a cold run's container exists, its task not yet (the
+	// caller's fault-injection point; its error is ignored).
+	PhaseCreated
 	// PhaseAdopted: Adopt holds the run (its directory and network locks):
 	// from now on no sweep takes it for a leftover. Its error is ignored.
 	PhaseAdopted
@@ -32,6 +36,8 @@ func (p Phase) String() string {
 		return "starting"
 	case PhaseExited:
 		return "exited"
+	case PhaseCreated:
+		return "created"
 	case PhaseAdopted:
 		return "adopted"
 	}

@@ -204,6 +204,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	}
 
 	ph.mark("container")
+	_ = req.phase(PhaseCreated, time.Now())
 	// Not cancellable: containerd 1.6 leaves the shim of a task create
 	// cancelled half-way running with nothing to reap it. A cancelled run
 	// stops right after, through the normal kill path.
