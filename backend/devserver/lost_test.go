@@ -10,6 +10,10 @@ import (
 	"github.com/cronium/cronium-agent/backend/api"
 )
 
+// withoutSweeper leaves SweepLost to the test: a background sweep between
+// a clock advance and the test's sweep would take the jobs it counts.
+func withoutSweeper() Option { return func(o *options) { o.noSweeper = true } }
+
 func (e *testEnv) heartbeat(orch string, running ...string) (cancel, superseded []string) {
 	e.t.Helper()
 	if running == nil {
@@ -66,7 +70,7 @@ func (e *testEnv) start(orch, id string) {
 }
 
 func TestLostAgentJobsGoBack(t *testing.T) {
-	e := newTestEnv(t, WithLostAfter(10*time.Second))
+	e := newTestEnv(t, WithLostAfter(10*time.Second), withoutSweeper())
 	retry := json.RawMessage(`{"maxAttempts":2,"backoffType":"fixed","backoffDelay":1}`)
 	claimed := e.submit(bashJob(3, "true"))
 	retried := e.submit(SubmitRequest{Runtime: "bash", Script: "sleep 60", Priority: 2, RetryPolicy: retry})
@@ -174,7 +178,7 @@ func TestLostAgentJobsGoBack(t *testing.T) {
 }
 
 func TestLostAgentAloneGetsItsJobBack(t *testing.T) {
-	e := newTestEnv(t, WithLostAfter(10*time.Second))
+	e := newTestEnv(t, WithLostAfter(10*time.Second), withoutSweeper())
 	id := e.submit(bashJob(0, "true"))
 	e.heartbeat("agent-a")
 	e.claim("agent-a", "batchSize=1")
@@ -192,7 +196,7 @@ func TestLostAgentAloneGetsItsJobBack(t *testing.T) {
 }
 
 func TestLostAfterZeroNeverLoses(t *testing.T) {
-	e := newTestEnv(t, WithLostAfter(0))
+	e := newTestEnv(t, WithLostAfter(0), withoutSweeper())
 	id := e.submit(bashJob(0, "true"))
 	e.claim("agent-a", "batchSize=1")
 	e.advance(24 * time.Hour)
@@ -207,7 +211,7 @@ func TestLostAfterZeroNeverLoses(t *testing.T) {
 func TestLostClaimWithoutHeartbeats(t *testing.T) {
 	// A client that claims without heartbeats or instance headers is
 	// judged by its claim's age.
-	e := newTestEnv(t, WithLostAfter(time.Minute))
+	e := newTestEnv(t, WithLostAfter(time.Minute), withoutSweeper())
 	id := e.submit(bashJob(0, "true"))
 	e.claim("agent-x", "batchSize=1")
 	e.advance(59 * time.Second)
@@ -226,7 +230,7 @@ func TestLostClaimWithoutHeartbeats(t *testing.T) {
 func TestLostAgentCancelRequested(t *testing.T) {
 	// A job a user cancelled before its agent was lost ends cancelled,
 	// whether it ran or not, and is never run again.
-	e := newTestEnv(t, WithLostAfter(10*time.Second))
+	e := newTestEnv(t, WithLostAfter(10*time.Second), withoutSweeper())
 	retry := json.RawMessage(`{"maxAttempts":3}`)
 	running := e.submit(SubmitRequest{Runtime: "bash", Script: "sleep 60", Priority: 1, RetryPolicy: retry})
 	claimed := e.submit(SubmitRequest{Runtime: "bash", Script: "true", RetryPolicy: retry})

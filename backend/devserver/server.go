@@ -58,6 +58,9 @@ type options struct {
 	now         func() time.Time
 	noLogRoutes bool
 	lostAfter   time.Duration
+	// noSweeper leaves SweepLost to the caller (tests with a fake clock,
+	// whose counts a background sweep would take).
+	noSweeper bool
 }
 
 // Option configures a Server.
@@ -114,7 +117,7 @@ func New(dataDir, token string, opts ...Option) (*Server, error) {
 		sweeperEnd:  make(chan struct{}),
 	}
 	s.handler = s.routes()
-	if s.lostAfter > 0 {
+	if s.lostAfter > 0 && !o.noSweeper {
 		go s.runSweeper(s.stopSweep, s.sweeperEnd)
 	} else {
 		close(s.sweeperEnd)
