@@ -213,6 +213,7 @@ func TestDispatcherRetryPolicy(t *testing.T) {
 		name      string
 		script    string
 		execution map[string]any
+		made      int // the job's attempts field: attempts the backend counts as made
 		status    string
 		exit      int
 		execExits []int // the exit code each execution's end reported
@@ -234,6 +235,11 @@ func TestDispatcherRetryPolicy(t *testing.T) {
 			status: "failed", exit: 3, execExits: []int{3},
 		},
 		{
+			// Retried by the backend after its agent was lost: 3 - 2 left.
+			name: "attempts made elsewhere count", script: "out try; exit 3", execution: retry(3, "fixed", 0.05), made: 2,
+			status: "failed", exit: 3, execExits: []int{3},
+		},
+		{
 			name: "a timeout is retried", script: "out up; wait",
 			execution: map[string]any{"timeout": int64(100 * time.Millisecond), "retryPolicy": retry(2, "fixed", 0.05)["retryPolicy"]},
 			status:    "timeout", exit: -1, execExits: []int{-1, -1},
@@ -252,7 +258,16 @@ func TestDispatcherRetryPolicy(t *testing.T) {
 			t.Parallel()
 			b, w := startBackend(t), newWorld(t)
 			newAgent(t, b, w, t.TempDir(), agentConfig{}).start()
-			id := b.submitRaw(t, rawScript(tc.script, 5, tc.execution))
+			raw := rawScript(tc.script, 5, tc.execution)
+			if tc.made > 0 {
+				var job map[string]any
+				if err := json.Unmarshal(raw, &job); err != nil {
+					t.Fatal(err)
+				}
+				job["attempts"] = tc.made
+				raw, _ = json.Marshal(job)
+			}
+			id := b.submitRaw(t, raw)
 			v := b.waitDone(t, id)
 			if v.Status != tc.status || exitCode(v) != tc.exit || v.Completions != 1 {
 				t.Errorf("job: %s exit %d with %d completing calls; want %s %d once", v.Status, exitCode(v), v.Completions, tc.status, tc.exit)

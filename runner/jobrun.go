@@ -163,10 +163,13 @@ func (e *jobEnv) releaseNow(jobID, why string) {
 	}
 }
 
-// attempts is how many times the job may run.
+// attempts is how many times the job may run here.
 func attempts(job *api.Job) int {
 	if job.Retry != nil && job.Retry.MaxAttempts > 1 {
-		return min(job.Retry.MaxAttempts, maxAttempts)
+		// Less the attempts the backend counts as made already (a run lost
+		// with another agent, retried here), so that the policy bounds the
+		// job's attempts across agents.
+		return max(1, min(job.Retry.MaxAttempts, maxAttempts)-job.Attempts)
 	}
 	return 1
 }
