@@ -22,10 +22,6 @@ const DefaultLostAfter = 15 * time.Minute
 // given back.
 const AgentLost = "lost"
 
-// SupersededCode starts the 409 answered to a report on a job that was
-// taken from its agent when the agent was declared lost.
-const SupersededCode = api.SupersededCode
-
 // LostAttempt records that a job was taken from an agent declared lost.
 type LostAttempt struct {
 	Orchestrator string    `json:"orchestrator"`
@@ -122,7 +118,7 @@ func (s *Server) SweepLost() (int, error) {
 // job (claimed or running) whose contact, or failing any the claim, is.
 func (s *Server) lostOrchestrators(tx *bolt.Tx, now time.Time) ([]string, error) {
 	var out []string
-	seen := map[string]bool{}
+	seen := map[string]*OrchestratorView{}
 	gone := func(o *OrchestratorView, since time.Time) bool {
 		if o != nil {
 			if t := o.lastContact(); t.After(since) {
@@ -136,7 +132,7 @@ func (s *Server) lostOrchestrators(tx *bolt.Tx, now time.Time) ([]string, error)
 		if err := json.Unmarshal(v, &o); err != nil {
 			return err
 		}
-		seen[o.ID] = true
+		seen[o.ID] = &o
 		if o.LostAt == nil && gone(&o, time.Time{}) {
 			out = append(out, o.ID)
 		}
@@ -152,13 +148,7 @@ func (s *Server) lostOrchestrators(tx *bolt.Tx, now time.Time) ([]string, error)
 		if slices.Contains(out, orch) {
 			return nil
 		}
-		var o *OrchestratorView
-		if seen[orch] {
-			var err error
-			if o, err = load[OrchestratorView](tx, bOrchs, orch); err != nil {
-				return err
-			}
-		}
+		o := seen[orch] // nil: no record
 		j, err := loadJob(tx, id)
 		if err != nil || j == nil || j.ClaimedAt == nil {
 			return err
@@ -376,7 +366,7 @@ func superseded(j *jobRecord, caller string) error {
 	}
 	return &apiError{code: http.StatusConflict, msg: fmt.Sprintf(
 		"%s: job %s was taken from agent %s, declared lost at %s; %s. This report is refused: stop the run and report nothing more of it",
-		SupersededCode, j.ID, caller, timeText(la.At), now)}
+		api.SupersededCode, j.ID, caller, timeText(la.At), now)}
 }
 
 // supersededIn lists the jobs of running (a heartbeat's runningJobs) that

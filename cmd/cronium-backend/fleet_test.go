@@ -131,12 +131,12 @@ func procCPU(b *testing.B, pid int) float64 {
 }
 
 // serveBackend runs cronium-backend serve (a process, as an operator runs
-// it) on a fresh data directory.
-func serveBackend(b *testing.B, bin string) (*exec.Cmd, string) {
+// it) on a fresh data directory, with token; it is killed at the end.
+func serveBackend(b *testing.B, bin, token string) (*exec.Cmd, string) {
 	b.Helper()
 	var sout, serr testenv.Buffer
 	serve := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", b.TempDir())
-	serve.Env = append(os.Environ(), "CRONIUM_BACKEND_TOKEN="+fleetToken)
+	serve.Env = append(os.Environ(), "CRONIUM_BACKEND_TOKEN="+token)
 	serve.Stdout, serve.Stderr = &sout, &serr
 	if err := serve.Start(); err != nil {
 		b.Fatal(err)
@@ -178,7 +178,7 @@ func BenchmarkFleet(b *testing.B) {
 }
 
 func fleetRun(b *testing.B, bin string, n int) {
-	serve, url := serveBackend(b, bin)
+	serve, url := serveBackend(b, bin, fleetToken)
 	pid := serve.Process.Pid
 	dev, err := devserver.NewDevClient(url, fleetToken)
 	if err != nil {

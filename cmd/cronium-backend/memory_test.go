@@ -6,9 +6,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"os/exec"
-	"regexp"
 	"strconv"
 	"sync"
 	"testing"
@@ -24,25 +21,7 @@ import (
 // to serve, averaged over b.N rounds of the two pages.
 func BenchmarkBackend10kJobs(b *testing.B) {
 	bin := build(b)
-	var sout, serr testenv.Buffer
-	serve := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", b.TempDir())
-	serve.Env = append(os.Environ(), "CRONIUM_BACKEND_TOKEN=mem-token")
-	serve.Stdout, serve.Stderr = &sout, &serr
-	if err := serve.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { serve.Process.Kill(); serve.Wait() }()
-	re := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`)
-	var base string
-	for i := 0; base == "" && i < 100; i++ {
-		if m := re.FindStringSubmatch(sout.String()); m != nil {
-			base = m[1]
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if base == "" {
-		b.Fatalf("no listen line: %s", serr.String())
-	}
+	serve, base := serveBackend(b, bin, "mem-token")
 	dev, err := devserver.NewDevClient(base, "mem-token")
 	if err != nil {
 		b.Fatal(err)
