@@ -95,10 +95,17 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	var gone []string
 	returned := false
 	err = s.batch(func(tx *bolt.Tx) error {
-		cancel, returned = []string{}, false
-		var err error
-		if gone, err = supersededIn(tx, orch, hb.RunningJobs); err != nil {
+		cancel, returned, gone = []string{}, false, []string{}
+		// Only an agent that was ever lost can run a job taken from it:
+		// the others' heartbeats load no job.
+		o, err := load[OrchestratorView](tx, bOrchs, orch)
+		if err != nil {
 			return err
+		}
+		if o != nil && o.LostJobs > 0 {
+			if gone, err = supersededIn(tx, orch, hb.RunningJobs); err != nil {
+				return err
+			}
 		}
 		prefix := orchPrefix(orch)
 		err = forPrefix(tx.Bucket(bCancels), prefix, func(k, _ []byte) error {
