@@ -82,7 +82,12 @@ type Network struct {
 	Rules [][]string `json:"rules,omitempty"`
 	// Owner is the Manager's Owner when it was set up: the sweeps of
 	// other agents sharing the state directory leave it alone.
-	Owner     string `json:"owner,omitempty"`
+	Owner string `json:"owner,omitempty"`
+	// Link is the host's end of the job's veth when the agent made the
+	// link itself (attach); empty when the CNI plugins did (a network
+	// with a route out, or one recorded by an older agent), whose DEL
+	// the teardown then runs.
+	Link      string `json:"link,omitempty"`
 	lock      *os.File
 	teardownM sync.Once
 }
@@ -243,6 +248,9 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Network, err error) 
 	}
 	n.Gateway = n.Subnet.Addr().Next()
 	n.Address = n.Gateway.Next()
+	if !n.Egress {
+		n.Link = vethName(id)
+	}
 	// The record is written before anything exists on the host, so a crash
 	// at any later point leaves enough to find and remove it.
 	if err := m.writeRecord(n); err != nil {
@@ -251,7 +259,12 @@ func (m *Manager) Setup(ctx context.Context, id string) (_ *Network, err error) 
 	if err := createNetNS(n.NetNS); err != nil {
 		return nil, err
 	}
-	if err := m.addNetworks(ctx, n); err != nil {
+	if n.Link != "" {
+		err = attach(n)
+	} else {
+		err = m.addNetworks(ctx, n)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := setGateway(n.Bridge, n.Gateway, n.Subnet); err != nil {
@@ -314,7 +327,12 @@ func (m *Manager) teardown(ctx context.Context, n *Network) error {
 	// side (each step costs tens of milliseconds).
 	fwErr := make(chan error, 1)
 	go func() { fwErr <- m.fw.remove(n) }()
-	keep(m.delNetworks(ctx, n))
+	if n.Link == "" {
+		keep(m.delNetworks(ctx, n))
+	}
+	// The veth goes with the namespace, unless something still holds that
+	// open; without a record, Link is unknown but follows from the id.
+	keep(deleteLink(vethName(n.ID)))
 	keep(deleteLink(n.Bridge))
 	keep(deleteNetNS(n.NetNS))
 	keep(<-fwErr)

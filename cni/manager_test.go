@@ -2,6 +2,8 @@ package cni
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -76,6 +78,31 @@ func TestSetupAndTeardown(t *testing.T) {
 	if out := ipn(t, n.NetNS, "link", "show", "lo"); !strings.Contains(out, "UP") {
 		t.Errorf("loopback down: %s", out)
 	}
+	// Without egress the agent makes the link itself (attach): the host's
+	// end is a port of the bridge, up, without IPv6, and the job reaches
+	// its gateway through it.
+	if n.Link != vethName(n.ID) {
+		t.Errorf("link %q, want the agent's own %q", n.Link, vethName(n.ID))
+	}
+	veth, err := netlink.LinkByName(n.Link)
+	if err != nil {
+		t.Fatalf("host end of the job's link: %v", err)
+	}
+	if veth.Type() != "veth" || veth.Attrs().MasterIndex != br.Attrs().Index || veth.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("host end %s: type %s, master %d (bridge %d), flags %v", n.Link, veth.Type(), veth.Attrs().MasterIndex, br.Attrs().Index, veth.Attrs().Flags)
+	}
+	if v, _ := os.ReadFile("/proc/sys/net/ipv6/conf/" + n.Link + "/disable_ipv6"); hostHasIPv6() && strings.TrimSpace(string(v)) != "1" {
+		t.Errorf("IPv6 on the host end %s: disable_ipv6=%q", n.Link, v)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(n.Gateway.String(), strconv.Itoa(m.cfg.APIPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dial := fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", n.Gateway, m.cfg.APIPort)
+	if out, err := exec.Command("ip", "netns", "exec", n.NetNS, "timeout", "5", "bash", "-c", dial).CombinedOutput(); err != nil {
+		t.Errorf("the job cannot reach its gateway's API port: %v %s", err, out)
+	}
 	rules, _ := m.fw.ipt.List("filter", chainInput)
 	if len(rules) < 3 || !strings.Contains(rules[1], "--limit-iface-in") || rules[len(rules)-1] != "-A "+chainInput+" -j DROP" {
 		t.Errorf("the agent's input chain: %q", rules)
@@ -137,9 +164,25 @@ func TestSweepRemovesAbandonedNetworks(t *testing.T) {
 	// Its owner dies without tearing down: the lock goes with the process.
 	dead.lock.Close()
 	dead.lock = nil
+	// And a host end of a link that no record names (its namespace was
+	// held open by something when its network was removed).
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = vethName("job_nettest6")
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "crvtest-peer", PeerTxQLen: -1}); err != nil {
+		t.Fatal(err)
+	}
 	rep, err := m.Sweep(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !contains(rep.Veths, attrs.Name) {
+		t.Errorf("sweep removed veths %v, want %s", rep.Veths, attrs.Name)
+	}
+	if _, err := netlink.LinkByName(attrs.Name); err == nil {
+		t.Errorf("orphan veth %s left", attrs.Name)
+	}
+	if _, err := netlink.LinkByName(live.Link); err != nil {
+		t.Errorf("sweep removed a live network's veth: %v", err)
 	}
 	if len(rep.Networks) == 0 || !contains(rep.Networks, "job_nettest5") || contains(rep.Networks, "job_nettest4") {
 		t.Errorf("sweep removed %v", rep.Networks)
@@ -215,6 +258,9 @@ func assertGone(t *testing.T, m *Manager, n *Network) {
 	}
 	if _, err := netlink.LinkByName(n.Bridge); err == nil {
 		t.Errorf("bridge %s left", n.Bridge)
+	}
+	if _, err := netlink.LinkByName(vethName(n.ID)); err == nil {
+		t.Errorf("veth %s left", vethName(n.ID))
 	}
 	for _, p := range []string{m.recordPath(n.ID), m.lockPath(n.ID), m.dir("ipam", cniName(n.ID))} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {

@@ -17,6 +17,7 @@ type SweepReport struct {
 	Networks []string // torn down from their records
 	NetNS    []string // namespaces without a record
 	Bridges  []string // bridges without a record
+	Veths    []string // host ends of job links without a record
 }
 
 // Sweep tears down every network no live process owns, then removes
@@ -31,19 +32,19 @@ func (m *Manager) Sweep(ctx context.Context, keep ...string) (SweepReport, error
 	known := map[string]bool{} // netns and bridge names of live networks
 	for _, id := range keep {
 		netnsName, bridge := Names(id)
-		known[netnsName], known[bridge] = true, true
+		known[netnsName], known[bridge], known[vethName(id)] = true, true, true
 	}
 	for _, id := range recordIDs(m.dir("nets")) {
 		netnsName, bridge := Names(id)
 		if known[netnsName] || m.locked(id) {
-			known[netnsName], known[bridge] = true, true
+			known[netnsName], known[bridge], known[vethName(id)] = true, true, true
 			continue
 		}
 		n, err := m.readRecord(id)
 		hasRecord := err == nil
 		if hasRecord && m.others(n.Owner) {
 			// Another agent's, which may adopt it at its next start.
-			known[netnsName], known[bridge] = true, true
+			known[netnsName], known[bridge], known[vethName(id)] = true, true, true
 			continue
 		}
 		if !hasRecord {
@@ -56,7 +57,7 @@ func (m *Manager) Sweep(ctx context.Context, keep ...string) (SweepReport, error
 			continue // its owner tore it down since the listing
 		}
 		if err != nil {
-			known[netnsName], known[bridge] = true, true
+			known[netnsName], known[bridge], known[vethName(id)] = true, true, true
 			continue // taken meanwhile
 		}
 		if _, err := os.Stat(m.recordPath(id)); hasRecord && errors.Is(err, os.ErrNotExist) {
@@ -84,7 +85,7 @@ func (m *Manager) Sweep(ctx context.Context, keep ...string) (SweepReport, error
 	}
 	for _, id := range recordIDs(m.dir("nets")) {
 		netnsName, bridge := Names(id)
-		known[netnsName], known[bridge] = true, true
+		known[netnsName], known[bridge], known[vethName(id)] = true, true, true
 	}
 	for _, e := range nsEntries {
 		if strings.HasPrefix(e.Name(), NetNSPrefix) && !known[e.Name()] {
@@ -103,6 +104,15 @@ func (m *Manager) Sweep(ctx context.Context, keep ...string) (SweepReport, error
 				continue
 			}
 			rep.Bridges = append(rep.Bridges, name)
+		}
+		// A host end whose namespace something still held when it was
+		// removed (the veth goes with its namespace otherwise).
+		if l.Type() == "veth" && strings.HasPrefix(name, VethPrefix) && !known[name] {
+			if err := deleteLink(name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			rep.Veths = append(rep.Veths, name)
 		}
 	}
 	// Leases and subnets of networks that have no record any more.

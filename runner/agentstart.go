@@ -45,7 +45,7 @@ func (a *Agent) prepare(ctx context.Context, d *Dispatcher, ex LocalRuntime) err
 	}
 	if rep, err := a.cfg.SweepNetworks(ctx); err != nil {
 		a.log.Warn("start-up network sweep incomplete", "error", err)
-	} else if n := len(rep.Networks) + len(rep.NetNS) + len(rep.Bridges); n > 0 {
+	} else if n := len(rep.Networks) + len(rep.NetNS) + len(rep.Bridges) + len(rep.Veths); n > 0 {
 		a.log.Info("removed leftover job networks", "count", n)
 	}
 	for _, img := range a.cfg.RuntimeImages {

@@ -55,7 +55,7 @@ func runGC(ctx context.Context, env *cliEnv, args []string) error {
 	for _, group := range []struct {
 		what string
 		list []string
-	}{{"network", nrep.Networks}, {"network namespace", nrep.NetNS}, {"bridge", nrep.Bridges}} {
+	}{{"network", nrep.Networks}, {"network namespace", nrep.NetNS}, {"bridge", nrep.Bridges}, {"veth", nrep.Veths}} {
 		for _, item := range group.list {
 			fmt.Fprintf(env.stdout, "removed %s %s\n", group.what, item)
 		}
@@ -68,7 +68,7 @@ func runGC(ctx context.Context, env *cliEnv, args []string) error {
 			fmt.Fprintf(env.stdout, "removed %s %s\n", group.what, item)
 		}
 	}
-	if rep.Empty() && len(nrep.Networks)+len(nrep.NetNS)+len(nrep.Bridges) == 0 && len(keep) == 0 && err == nil {
+	if rep.Empty() && len(nrep.Networks)+len(nrep.NetNS)+len(nrep.Bridges)+len(nrep.Veths) == 0 && len(keep) == 0 && err == nil {
 		fmt.Fprintln(env.stdout, "nothing to remove")
 	}
 	return err

@@ -267,10 +267,15 @@ func (w *taskWatch) kill(sig syscall.Signal) {
 
 // delete removes the exited task. Deleting it closes the output pipes; the
 // shim then waits for the logger to write its end record and exit.
+//
+// No kill first (containerd.WithProcessKill): the job's init was pid 1 of
+// the job's own pid namespace, and the kernel killed every other process
+// of it when it exited. The kill cost a runc process, a wait and two
+// containerd round trips per job, on the path to the job's result.
 func (w *taskWatch) delete() error {
 	err := w.e.call(w.ctx, w.id, "delete the task", func(lostAt time.Time) time.Time { return lostAt.Add(reconnectMin) },
 		func(ctx context.Context) error {
-			_, err := w.current().Delete(ctx, containerd.WithProcessKill)
+			_, err := w.current().Delete(ctx)
 			return err
 		})
 	if err != nil && !errdefs.IsNotFound(err) {
