@@ -41,6 +41,7 @@ type Executor struct {
 	client      *containerd.Client
 	images      *images.Store
 	runtime     string
+	shimDir     string
 	snapshotter string
 	stateDir    string
 	loggerPath  string
@@ -68,8 +69,14 @@ type Executor struct {
 // Option configures an Executor.
 type Option func(*Executor)
 
-// WithRuntime sets the containerd runtime (default io.containerd.runc.v2).
+// WithRuntime sets the containerd runtime (default io.containerd.runc.v2,
+// through the agent's shim wrapper: see WithShimDir).
 func WithRuntime(name string) Option { return func(e *Executor) { e.runtime = name } }
+
+// WithShimDir sets where the shim wrapper (shim.go) is written when the
+// runtime is io.containerd.runc.v2 (default DefaultShimDir); "" runs
+// containerd's shim directly.
+func WithShimDir(dir string) Option { return func(e *Executor) { e.shimDir = dir } }
 
 // WithSnapshotter sets the snapshotter (default overlayfs).
 func WithSnapshotter(name string) Option { return func(e *Executor) { e.snapshotter = name } }
@@ -114,7 +121,8 @@ func WithImageStore(s *images.Store) Option { return func(e *Executor) { e.image
 func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor, error) {
 	e := &Executor{
 		client:      client,
-		runtime:     "io.containerd.runc.v2",
+		runtime:     RuncShim,
+		shimDir:     DefaultShimDir,
 		snapshotter: "overlayfs",
 		stateDir:    stateDir,
 		idmap:       oci.IDMap{HostUID: 100000, HostGID: 100000, Size: 65536},
@@ -134,6 +142,11 @@ func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor,
 	e.stateDir = abs
 	if e.images == nil {
 		e.images = images.New(client, e.snapshotter)
+	}
+	if e.runtime == RuncShim && e.shimDir != "" {
+		if e.runtime, err = installShimWrapper(e.shimDir); err != nil {
+			return nil, err
+		}
 	}
 	if e.loggerPath == "" {
 		exe, err := os.Executable()

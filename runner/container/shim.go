@@ -1,0 +1,78 @@
+package container
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cronium/cronium-agent/internal/atomicfile"
+)
+
+// RuncShim is containerd's runc shim, the runtime jobs run under unless
+// configured otherwise.
+const RuncShim = "io.containerd.runc.v2"
+
+// DefaultShimDir is where the agent writes its shim wrapper: below /run,
+// which a reboot clears together with containerd's task bundles that name
+// the wrapper.
+const DefaultShimDir = "/run/cronium-agent/shim"
+
+// shimWrapperName is the wrapper's file name; containerd takes an absolute
+// path as a runtime name and runs that file as the shim.
+const shimWrapperName = "containerd-shim-cronium-v2"
+
+// shimWrapper runs containerd's runc shim, except for one call that costs a
+// fifth of a trivial job's CPU and does nothing for it. Whenever a shim's
+// connection closes, even after a clean task deletion, containerd runs
+// `<shim> ... -id ID -bundle B delete` (cleanupAfterDeadShim), which starts
+// a second shim process that runs `runc delete --force` on a container the
+// shim already deleted. The wrapper answers that call itself when the
+// shim's clean deletion is visible (runc keeps no state for the container
+// and its root file system is unmounted): an empty answer is containerd's
+// "nothing to report", and containerd removes the bundle itself. Whenever
+// anything is left (a shim that was killed or crashed), the real shim
+// cleans up as before. Every other call goes to the real shim unchanged.
+//
+// The runc state is looked for under the shim's default root, the only one
+// the agent uses (it passes no runtime options).
+const shimWrapper = `#!/bin/sh
+# Written by cronium-agent: containerd's runc shim for job tasks (see
+# runner/container/shim.go in the agent's source).
+ns= id= bundle= prev= last=
+for a in "$@"; do
+	case $prev in
+	-namespace) ns=$a ;;
+	-id) id=$a ;;
+	-bundle) bundle=$a ;;
+	esac
+	prev=$a last=$a
+done
+if [ "$last" = delete ] && [ -n "$ns" ] && [ -n "$id" ] && [ ! -e "/run/containerd/runc/$ns/$id" ] &&
+	! grep -qF " ${bundle:-$PWD}/rootfs " /proc/self/mountinfo; then
+	exit 0
+fi
+for shim in "$(command -v containerd-shim-runc-v2)" /usr/bin/containerd-shim-runc-v2 /usr/local/bin/containerd-shim-runc-v2; do
+	[ -x "$shim" ] && exec "$shim" "$@"
+done
+echo "containerd-shim-runc-v2 not found" >&2
+exit 1
+`
+
+// installShimWrapper writes the shim wrapper into dir unless it is there
+// already, and returns its path. Agents sharing the host write the same
+// bytes; a task's bundle names the path, so the file is replaced, never
+// removed.
+func installShimWrapper(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create shim directory: %w", err)
+	}
+	path := filepath.Join(dir, shimWrapperName)
+	if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, []byte(shimWrapper)) {
+		return path, nil
+	}
+	if err := atomicfile.Write(path, []byte(shimWrapper), 0o755, false); err != nil {
+		return "", fmt.Errorf("write shim wrapper: %w", err)
+	}
+	return path, nil
+}

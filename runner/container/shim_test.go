@@ -1,0 +1,96 @@
+package container
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The shim wrapper answers containerd's clean-up call itself only when the
+// shim's clean deletion is visible; every other call, and that one when
+// anything is left, reaches the real shim with its arguments unchanged.
+func TestShimWrapper(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("writes below /run/containerd/runc: needs root")
+	}
+	dir := t.TempDir()
+	wrapper, err := installShimWrapper(filepath.Join(dir, "shim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Installing again keeps the file (tasks' bundles name it).
+	fi0, _ := os.Stat(wrapper)
+	if again, err := installShimWrapper(filepath.Join(dir, "shim")); err != nil || again != wrapper {
+		t.Fatalf("second install: %s %v", again, err)
+	}
+	if fi1, _ := os.Stat(wrapper); !os.SameFile(fi0, fi1) || fi1.Mode().Perm() != 0o755 {
+		t.Errorf("second install replaced the wrapper or changed its mode: %v", fi1.Mode())
+	}
+	// A stand-in for containerd's shim, first in PATH, records its calls.
+	bin := filepath.Join(dir, "bin")
+	calls := filepath.Join(dir, "calls")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fake := "#!/bin/sh\necho \"$*\" >> " + calls + "\necho real-shim-answer\n"
+	if err := os.WriteFile(filepath.Join(bin, "containerd-shim-runc-v2"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ns, id := "cronium-shimtest", "job_shimtest"
+	state := filepath.Join("/run/containerd/runc", ns, id)
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(state)) })
+	bundle := filepath.Join(dir, "bundle")
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"-namespace", ns, "-address", "/run/x/containerd.sock", "-publish-binary", "/usr/bin/containerd", "-id", id}
+	deleteArgs := append(append([]string{}, base...), "-bundle", bundle, "delete")
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		state    bool // runc still has state for the container
+		mounted  bool // its root file system is still mounted
+		wantReal bool
+	}{
+		{"start goes to the shim", append(append([]string{}, base...), "start"), false, false, true},
+		{"clean-up after a clean deletion is answered", deleteArgs, false, false, false},
+		{"clean-up of a container runc still has", deleteArgs, true, false, true},
+		{"clean-up with the root file system still mounted", deleteArgs, false, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(calls)
+			os.RemoveAll(state)
+			if tc.state {
+				if err := os.MkdirAll(state, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.mounted {
+				if err := unix.Mount("tmpfs", rootfs, "tmpfs", 0, "size=64k"); err != nil {
+					t.Fatal(err)
+				}
+				defer unix.Unmount(rootfs, unix.MNT_DETACH)
+			}
+			cmd := exec.Command(wrapper, tc.args...)
+			cmd.Dir = bundle
+			cmd.Env = []string{"PATH=" + bin + ":/usr/sbin:/usr/bin:/sbin:/bin"}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("wrapper: %v %s", err, out)
+			}
+			got, _ := os.ReadFile(calls)
+			if tc.wantReal {
+				if strings.TrimSpace(string(got)) != strings.Join(tc.args, " ") || strings.TrimSpace(string(out)) != "real-shim-answer" {
+					t.Errorf("the shim got %q and answered %q, want %q", got, out, strings.Join(tc.args, " "))
+				}
+			} else if len(got) != 0 || len(out) != 0 {
+				t.Errorf("the shim was called (%q) or the wrapper answered %q, want an empty answer", got, out)
+			}
+		})
+	}
+}
