@@ -32,6 +32,18 @@ n=$(iptables -S 2>/dev/null | grep -c -- '--comment cronium:')
 # and stay; a rule of one job would be tagged like the IPv4 ones.
 n=$(ip6tables -S 2>/dev/null | grep -c -- '--comment cronium:')
 ((n)) && left+=("$n IPv6 firewall rules")
+# What containerd and runc keep for a task until its clean-up (the shim
+# wrapper answers containerd's clean-up call only when none of it is left):
+# bundles, their root filesystem mounts, and runc's state.
+n=0
+for d in /run/cronium-containerd/state /run/containerd; do
+	n=$((n + $(find "$d/io.containerd.runtime.v2.task/cronium" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
+done
+((n)) && left+=("$n task bundles")
+n=$(grep -c 'io.containerd.runtime.v2.task/cronium/' /proc/self/mountinfo)
+((n)) && left+=("$n task root filesystem mounts")
+n=$(find /run/containerd/runc/cronium -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+((n)) && left+=("$n runc containers")
 # A shim whose task is gone (containerd lists every live task).
 tasks=$(ctr --address "$ADDR" -n cronium tasks ls -q 2>/dev/null)
 n=0

@@ -316,6 +316,10 @@ func (d *Daemon) cleanup(tb testing.TB) {
 			_ = os.Remove(cg)
 		}
 		_ = os.Remove(ShimSocket(d.Address(), nss[i], id))
+		// runc's state of a task whose shim died with this containerd:
+		// nothing ran containerd's clean-up for it (runc keeps it below
+		// the shim's default root, which every containerd shares).
+		_ = os.RemoveAll(filepath.Join("/run/containerd/runc", nss[i], id))
 	}
 	for _, dir := range []string{d.run, d.root} {
 		unmountBelow(dir)
@@ -474,6 +478,8 @@ func (d *Daemon) PowerCycle(tb testing.TB) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		_ = os.Remove(ShimSocket(d.Address(), Namespace, id))
+		// runc's state is on /run too.
+		_ = os.RemoveAll(filepath.Join("/run/containerd/runc", Namespace, id))
 	}
 	state := filepath.Join(d.run, "state")
 	unmountBelow(state)

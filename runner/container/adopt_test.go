@@ -290,6 +290,11 @@ while :; do sleep 0.05; done
 	// containerd cleans up after a dead shim (runc delete, unmount) with a
 	// shim process of its own; the agent comes back after that.
 	waitNoShim(t, req.RunID)
+	// Through the agent's shim wrapper, which hands this clean-up to the
+	// real shim: runc's state of the container is gone.
+	if _, err := os.Stat(filepath.Join("/run/containerd/runc", testenv.Namespace, req.RunID)); !os.IsNotExist(err) {
+		t.Errorf("runc state of the killed shim's container left: %v", err)
+	}
 	if err := os.Remove(testenv.ShimSocket(testenv.Address(), testenv.Namespace, req.RunID)); err != nil {
 		t.Errorf("the killed shim's socket: %v", err)
 	}
