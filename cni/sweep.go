@@ -29,22 +29,25 @@ type SweepReport struct {
 func (m *Manager) Sweep(ctx context.Context, keep ...string) (SweepReport, error) {
 	var rep SweepReport
 	var errs []error
-	known := map[string]bool{} // netns and bridge names of live networks
-	for _, id := range keep {
+	known := map[string]bool{} // netns, bridge and veth names of live networks
+	spare := func(id string) {
 		netnsName, bridge := Names(id)
 		known[netnsName], known[bridge], known[vethName(id)] = true, true, true
+	}
+	for _, id := range keep {
+		spare(id)
 	}
 	for _, id := range recordIDs(m.dir("nets")) {
 		netnsName, bridge := Names(id)
 		if known[netnsName] || m.locked(id) {
-			known[netnsName], known[bridge], known[vethName(id)] = true, true, true
+			spare(id)
 			continue
 		}
 		n, err := m.readRecord(id)
 		hasRecord := err == nil
 		if hasRecord && m.others(n.Owner) {
 			// Another agent's, which may adopt it at its next start.
-			known[netnsName], known[bridge], known[vethName(id)] = true, true, true
+			spare(id)
 			continue
 		}
 		if !hasRecord {
@@ -57,7 +60,7 @@ func (m *Manager) Sweep(ctx context.Context, keep ...string) (SweepReport, error
 			continue // its owner tore it down since the listing
 		}
 		if err != nil {
-			known[netnsName], known[bridge], known[vethName(id)] = true, true, true
+			spare(id)
 			continue // taken meanwhile
 		}
 		if _, err := os.Stat(m.recordPath(id)); hasRecord && errors.Is(err, os.ErrNotExist) {
@@ -84,8 +87,7 @@ func (m *Manager) Sweep(ctx context.Context, keep ...string) (SweepReport, error
 		errs = append(errs, err)
 	}
 	for _, id := range recordIDs(m.dir("nets")) {
-		netnsName, bridge := Names(id)
-		known[netnsName], known[bridge], known[vethName(id)] = true, true, true
+		spare(id)
 	}
 	for _, e := range nsEntries {
 		if strings.HasPrefix(e.Name(), NetNSPrefix) && !known[e.Name()] {

@@ -55,12 +55,14 @@ func TestShimWrapper(t *testing.T) {
 		args     []string
 		state    bool // runc still has state for the container
 		mounted  bool // its root file system is still mounted
+		noGrep   bool // the mount check cannot run
 		wantReal bool
 	}{
-		{"start goes to the shim", append(append([]string{}, base...), "start"), false, false, true},
-		{"clean-up after a clean deletion is answered", deleteArgs, false, false, false},
-		{"clean-up of a container runc still has", deleteArgs, true, false, true},
-		{"clean-up with the root file system still mounted", deleteArgs, false, true, true},
+		{"start goes to the shim", append(append([]string{}, base...), "start"), false, false, false, true},
+		{"clean-up after a clean deletion is answered", deleteArgs, false, false, false, false},
+		{"clean-up of a container runc still has", deleteArgs, true, false, false, true},
+		{"clean-up with the root file system still mounted", deleteArgs, false, true, false, true},
+		{"clean-up when the mount check fails", deleteArgs, false, false, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			os.Remove(calls)
@@ -79,9 +81,16 @@ func TestShimWrapper(t *testing.T) {
 			cmd := exec.Command(wrapper, tc.args...)
 			cmd.Dir = bundle
 			cmd.Env = []string{"PATH=" + bin + ":/usr/sbin:/usr/bin:/sbin:/bin"}
-			out, err := cmd.CombinedOutput()
+			if tc.noGrep {
+				cmd.Env = []string{"PATH=" + bin}
+			}
+			// Its answer is stdout, what containerd reads; stderr is for
+			// containerd's log.
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
 			if err != nil {
-				t.Fatalf("wrapper: %v %s", err, out)
+				t.Fatalf("wrapper: %v %s", err, stderr.String())
 			}
 			got, _ := os.ReadFile(calls)
 			if tc.wantReal {
