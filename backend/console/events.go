@@ -45,14 +45,16 @@ func (c *Console) jobEvents(w http.ResponseWriter, r *http.Request, _ session) {
 	defer tick.Stop()
 	lastWrite := time.Now()
 	for {
+		// The status first: the page's lines came with it, so a page never
+		// shows a line of a run under a status from before the run.
+		if page.Status != status {
+			status = page.Status
+			fmt.Fprintf(w, "event: status\ndata: %q\n\n", status)
+		}
 		for _, l := range viewLines(page.Entries) {
 			b, _ := json.Marshal(l)
 			fmt.Fprintf(w, "id: %d\nevent: line\ndata: %s\n\n", l.Seq, b)
 			after = l.Seq
-		}
-		if page.Status != status {
-			status = page.Status
-			fmt.Fprintf(w, "event: status\ndata: %q\n\n", status)
 		}
 		if len(page.Entries) > 0 || time.Since(lastWrite) > 15*time.Second {
 			if len(page.Entries) == 0 {

@@ -97,7 +97,13 @@
         log.appendChild(line(l));
         if (follow) window.scrollTo(0, document.body.scrollHeight);
       });
-      es.addEventListener("status", function () { state(); });
+      es.addEventListener("status", function (ev) {
+        // Shown at once; the rest of the state follows from state.json.
+        var st = document.getElementById("job-status");
+        st.textContent = JSON.parse(ev.data);
+        st.className = "st " + st.textContent;
+        state();
+      });
       es.addEventListener("end", function () { es.close(); state(); });
     }
     var earlier = document.getElementById("earlier");
