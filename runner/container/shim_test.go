@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cronium/cronium-agent/internal/testenv"
 )
 
 // The shim wrapper answers containerd's clean-up call itself only when the
@@ -15,7 +17,7 @@ import (
 // anything is left, reaches the real shim with its arguments unchanged.
 func TestShimWrapper(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("writes below /run/containerd/runc: needs root")
+		testenv.Unavailable(t, "the shim wrapper test writes below /run/containerd/runc: it must run as root")
 	}
 	dir := t.TempDir()
 	wrapper, err := installShimWrapper(filepath.Join(dir, "shim"))
