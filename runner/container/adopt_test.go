@@ -291,9 +291,16 @@ while :; do sleep 0.05; done
 	// shim process of its own; the agent comes back after that.
 	waitNoShim(t, req.RunID)
 	// Through the agent's shim wrapper, which hands this clean-up to the
-	// real shim: runc's state of the container is gone.
-	if _, err := os.Stat(filepath.Join("/run/containerd/runc", testenv.Namespace, req.RunID)); !os.IsNotExist(err) {
-		t.Errorf("runc state of the killed shim's container left: %v", err)
+	// real shim: runc's state of the container goes (containerd may show
+	// the task gone before its clean-up's `runc delete` has ended).
+	state := filepath.Join("/run/containerd/runc", testenv.Namespace, req.RunID)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(state); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runc state of the killed shim's container still there after 30 s: %s", state)
+		}
 	}
 	if err := os.Remove(testenv.ShimSocket(testenv.Address(), testenv.Namespace, req.RunID)); err != nil {
 		t.Errorf("the killed shim's socket: %v", err)
