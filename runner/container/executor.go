@@ -41,7 +41,6 @@ type Executor struct {
 	client      *containerd.Client
 	images      *images.Store
 	runtime     string
-	shimDir     string
 	snapshotter string
 	stateDir    string
 	loggerPath  string
@@ -70,13 +69,8 @@ type Executor struct {
 type Option func(*Executor)
 
 // WithRuntime sets the containerd runtime (default io.containerd.runc.v2,
-// through the agent's shim wrapper: see WithShimDir).
+// which runs through the agent's shim wrapper: shim.go).
 func WithRuntime(name string) Option { return func(e *Executor) { e.runtime = name } }
-
-// WithShimDir sets where the shim wrapper (shim.go) is written when the
-// runtime is io.containerd.runc.v2 (default DefaultShimDir); "" runs
-// containerd's shim directly.
-func WithShimDir(dir string) Option { return func(e *Executor) { e.shimDir = dir } }
 
 // WithSnapshotter sets the snapshotter (default overlayfs).
 func WithSnapshotter(name string) Option { return func(e *Executor) { e.snapshotter = name } }
@@ -122,7 +116,6 @@ func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor,
 	e := &Executor{
 		client:      client,
 		runtime:     RuncShim,
-		shimDir:     DefaultShimDir,
 		snapshotter: "overlayfs",
 		stateDir:    stateDir,
 		idmap:       oci.IDMap{HostUID: 100000, HostGID: 100000, Size: 65536},
@@ -143,8 +136,8 @@ func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor,
 	if e.images == nil {
 		e.images = images.New(client, e.snapshotter)
 	}
-	if e.runtime == RuncShim && e.shimDir != "" {
-		if e.runtime, err = installShimWrapper(e.shimDir); err != nil {
+	if e.runtime == RuncShim {
+		if e.runtime, err = installShimWrapper(DefaultShimDir); err != nil {
 			return nil, err
 		}
 	}
