@@ -43,7 +43,24 @@ done
 n=$(grep -c 'io.containerd.runtime.v2.task/cronium/' /proc/self/mountinfo)
 ((n)) && left+=("$n task root filesystem mounts")
 n=$(find /run/containerd/runc/cronium -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-((n)) && left+=("$n runc containers")
+if ((n)); then
+	left+=("$n runc containers")
+	# Which, and whose: the id, when runc created it and its bundle (which
+	# names the containerd), so a failure in CI says which test left it.
+	for d in /run/containerd/runc/cronium/*; do
+		python3 - "$d" >&2 <<'PY' || echo "runc state $d (unreadable)" >&2
+import json, os, sys, time
+d = sys.argv[1]
+try:
+    st = json.load(open(os.path.join(d, "state.json")))
+except OSError as e:
+    print(f"runc state {d}: no state.json ({e.strerror}); directory made {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(os.stat(d).st_mtime))}")
+    sys.exit(0)
+bundle = next((l.split("=", 1)[1] for l in st.get("config", {}).get("labels", []) if l.startswith("bundle=")), "?")
+print(f"runc state {os.path.basename(d)}: created {st.get('created')}, init pid {st.get('init_process_pid')}, bundle {bundle}")
+PY
+	done
+fi
 # A shim whose task is gone (containerd lists every live task).
 tasks=$(ctr --address "$ADDR" -n cronium tasks ls -q 2>/dev/null)
 n=0

@@ -354,7 +354,8 @@ func linkExists(name string) bool {
 }
 
 // A shim whose container is gone (containerd 1.6 can leave one when a task
-// create is interrupted) is killed by gc; a shim of a live container is not.
+// create is interrupted) is killed by gc; a shim of another containerd, and
+// containerd's clean-up call, are not.
 func TestGCKillsOrphanShims(t *testing.T) {
 	testenv.Containerd(t)
 	id := "cronium-orphan-" + strconv.Itoa(os.Getpid())
@@ -375,9 +376,18 @@ func TestGCKillsOrphanShims(t *testing.T) {
 	otherExited := make(chan error, 1)
 	go func() { otherExited <- other.Wait() }()
 	t.Cleanup(func() { other.Process.Kill() })
+	// containerd's clean-up call after a shim disconnected (its container
+	// may be gone already): killing it mid runc delete leaves runc's state.
+	cleanup := exec.Command("bash", "-c", `exec -a containerd-shim-runc-v2 /usr/bin/python3 -c 'import time; time.sleep(120)' -namespace cronium -address `+testenv.Address()+` -publish-binary /usr/bin/containerd -id `+id+`-cleanup delete`)
+	if err := cleanup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cleanupExited := make(chan error, 1)
+	go func() { cleanupExited <- cleanup.Wait() }()
+	t.Cleanup(func() { cleanup.Process.Kill() })
 	time.Sleep(200 * time.Millisecond)
 	r := agent(t, stateDir(t), "gc")
-	if r.code != 0 || !strings.Contains(r.stdout, "removed orphan shim of "+id+"\n") || strings.Contains(r.stdout, id+"-other") {
+	if r.code != 0 || !strings.Contains(r.stdout, "removed orphan shim of "+id+"\n") || strings.Contains(r.stdout, id+"-other") || strings.Contains(r.stdout, id+"-cleanup") {
 		t.Errorf("gc: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	select {
@@ -388,6 +398,8 @@ func TestGCKillsOrphanShims(t *testing.T) {
 	select {
 	case <-otherExited:
 		t.Error("gc killed another containerd's shim")
+	case <-cleanupExited:
+		t.Error("gc killed containerd's clean-up call")
 	default:
 	}
 }

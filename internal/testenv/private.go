@@ -310,7 +310,11 @@ func (d *Daemon) cleanup(tb testing.TB) {
 		tb.Errorf("cleanup of the private containerd: %v", err)
 	}
 	d.Stop()
-	killShims(d.Address())
+	// A shim still running now is containerd's clean-up after a task whose
+	// shim was killed (or the shim itself): its runc delete dies with it.
+	for id := range killShims(d.Address()) {
+		ids, nss = append(ids, id), append(nss, Namespace)
+	}
 	for i, id := range ids {
 		for _, cg := range cgroupDirs(id) {
 			_ = os.Remove(cg)
@@ -374,13 +378,16 @@ func ShimSocket(address, ns, id string) string {
 	return filepath.Join("/run/containerd/s", hex.EncodeToString(sum[:]))
 }
 
-// killShims kills the shims serving the containerd at address.
-func killShims(address string) {
-	for _, pids := range Shims(address) {
+// killShims kills the shims serving the containerd at address and returns
+// them by container id.
+func killShims(address string) map[string][]int {
+	shims := Shims(address)
+	for _, pids := range shims {
 		for _, pid := range pids {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	return shims
 }
 
 // Shims maps container id to the pids of the runc shim processes that

@@ -167,7 +167,7 @@ func (e *Executor) GC(ctx context.Context, opts ...GCOption) (GCReport, error) {
 // (containerd 1.6 can leave one behind when a task create is interrupted).
 // Shims are listed before containers, so a run starting meanwhile is seen.
 func (e *Executor) orphanShims(ctx context.Context) ([]string, error) {
-	shims := shimProcesses(e.namespace(ctx), e.address())
+	shims, _ := shimProcesses(e.namespace(ctx), e.address())
 	if len(shims) == 0 {
 		return nil, nil
 	}
@@ -226,16 +226,19 @@ func (e *Executor) address() string {
 // shimProcesses maps container id to shim pid for the runc shims of ns
 // serving the containerd at address: the shims of another containerd on
 // the host (another agent's, with the same namespace name) are not ours to
-// judge.
-func shimProcesses(ns, address string) map[string]int {
-	out := map[string]int{}
+// judge. Daemons serve a task; calls run one command of containerd's
+// (start, or delete: its clean-up after a shim disconnected, which runs
+// runc delete and ends by itself) and are never orphans: killing one in
+// the middle of its runc delete would leave runc's state behind.
+func shimProcesses(ns, address string) (daemons, calls map[string]int) {
+	daemons, calls = map[string]int{}, map[string]int{}
 	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range cmdlines {
 		data, err := os.ReadFile(p)
 		if err != nil || !bytes.Contains(data, []byte("containerd-shim-runc-v2")) {
 			continue
 		}
-		args := strings.Split(string(data), "\x00")
+		args := strings.Split(strings.TrimSuffix(string(data), "\x00"), "\x00")
 		var gotNS, gotAddr, id string
 		for i := 0; i+1 < len(args); i++ {
 			switch args[i] {
@@ -250,11 +253,18 @@ func shimProcesses(ns, address string) map[string]int {
 		if gotNS != ns || id == "" || (address != "" && filepath.Clean(gotAddr) != filepath.Clean(address)) {
 			continue
 		}
-		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
-			out[id] = pid
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil {
+			continue
+		}
+		switch args[len(args)-1] {
+		case "start", "delete":
+			calls[id] = pid
+		default:
+			daemons[id] = pid
 		}
 	}
-	return out
+	return daemons, calls
 }
 
 // staleCgroups removes job cgroups that no container has. The cgroups are

@@ -12,6 +12,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 
 	"github.com/cronium/cronium-agent/backend/api"
+	"github.com/cronium/cronium-agent/runner/output"
 )
 
 // LostReasons.
@@ -53,14 +54,14 @@ func (e *Executor) lost(ctx context.Context, req Request, outPath string, starte
 func (e *Executor) awaitLeftovers(ctx context.Context, runID, outPath string) {
 	ns := e.namespace(ctx)
 	deadline := time.Now().Add(leftoverWait)
-	for shimProcesses(ns, e.address())[runID] != 0 || loggerRunning(outPath) {
+	for shimRunning(ns, e.address(), runID) || loggerRunning(outPath) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			e.log.Warn("processes of a vanished task are still running; removing the run anyway", "container", runID)
 			// A shim whose task containerd no longer knows serves nothing:
 			// an agent killed while its task was being deleted cut the
 			// shim's shutdown short. gc would kill it; so does this.
-			if pid := shimProcesses(ns, e.address())[runID]; pid != 0 {
-				if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+			if daemons, _ := shimProcesses(ns, e.address()); daemons[runID] != 0 {
+				if pid := daemons[runID]; syscall.Kill(pid, syscall.SIGKILL) == nil {
 					e.log.Info("killed the orphan shim of a vanished task", "container", runID, "pid", pid)
 				}
 			}
@@ -70,12 +71,19 @@ func (e *Executor) awaitLeftovers(ctx context.Context, runID, outPath string) {
 	}
 }
 
-// loggerRunning reports whether an output logger writes outPath.
+// shimRunning reports whether a shim of container id runs: its daemon, or
+// containerd's clean-up call.
+func shimRunning(ns, address, id string) bool {
+	daemons, calls := shimProcesses(ns, address)
+	return daemons[id] != 0 || calls[id] != 0
+}
+
+// loggerRunning reports whether an output logger writes outPath. Its
+// argument carries the output budget too (output.ShimArg).
 func loggerRunning(outPath string) bool {
-	needle := []byte("shim-logger\x00" + outPath + "\x00")
 	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range cmdlines {
-		if data, err := os.ReadFile(p); err == nil && bytes.Contains(data, needle) {
+		if data, err := os.ReadFile(p); err == nil && bytes.Contains(data, []byte("shim-logger\x00")) && output.IsShimLoggerOf(data, outPath) {
 			return true
 		}
 	}

@@ -209,7 +209,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	// cancelled half-way running with nothing to reap it. A cancelled run
 	// stops right after, through the normal kill path.
 	tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	task, err := ctr.NewTask(tctx, cio.LogURI(e.loggerURI(filepath.Join(dir, "output"))))
+	task, err := ctr.NewTask(tctx, cio.LogURI(e.loggerURI(filepath.Join(dir, "output"))), e.taskOpts()...)
 	tcancel()
 	if err != nil {
 		return Result{}, fmt.Errorf("create task for job %s: %w", req.JobID, err)
@@ -414,11 +414,18 @@ func (e *Executor) finish(ctx context.Context, j *job, a attached) (Result, erro
 	// From here on the script's result is known and stands: what goes wrong
 	// in the cleanup is logged and noted, and gc removes what is left.
 	//
-	// The task's deletion makes the shim close the output pipes, after
-	// which the logger writes its end record; the rest of the deletion
-	// (containerd stopping the shim, unmounting the bundle) need not delay
-	// the result, so the output is awaited beside it and the run's removal
-	// waits for it (removeRun).
+	// The job's init exited, and the kernel killed the rest of its pid
+	// namespace before that was reported: nothing can write to the output
+	// pipes any more, so the logger is told to write what they hold and
+	// its end record now. Otherwise it would wait for the task's deletion,
+	// after which the shim closes the pipes (the fallback when it cannot
+	// be told). The rest of the deletion (containerd stopping the shim,
+	// unmounting the bundle) need not delay the result either, so the
+	// output is awaited beside it and the run's removal waits for it
+	// (removeRun).
+	if err := output.Finish(a.follow.path); err != nil {
+		e.log.Debug("the output logger ends with the pipes instead", "container", req.RunID, "error", err)
+	}
 	j.deleting = make(chan struct{})
 	go func() {
 		defer close(j.deleting)

@@ -32,7 +32,15 @@ func Capture(ctx context.Context, stdout, stderr io.Reader, w io.Writer, opts ..
 	}
 
 	done := make(chan error, 2)
-	readers := []io.Reader{stdout, stderr}
+	readers := []io.Reader{stdout, stderr} // stdout and stderr stay what a deadline interrupts
+	var finishers []*finishable
+	if c.finish != nil {
+		for i, r := range readers {
+			if f := asFinishable(r); f != nil {
+				readers[i], finishers = f, append(finishers, f)
+			}
+		}
+	}
 	for i, st := range []Stream{Stdout, Stderr} {
 		sp := newSplitter(st, readers[i], c)
 		go func() { done <- sp.run(rw) }()
@@ -44,6 +52,7 @@ func Capture(ctx context.Context, stdout, stderr io.Reader, w io.Writer, opts ..
 		cut         bool // a stream ended through that interruption
 		grace       <-chan time.Time
 		ctxDone     = ctx.Done()
+		finish      = c.finish
 	)
 	for pending := 2; pending > 0; {
 		select {
@@ -55,6 +64,11 @@ func Capture(ctx context.Context, stdout, stderr io.Reader, w io.Writer, opts ..
 				cut = true // reported once, with its cause, below
 			default:
 				errs = append(errs, err)
+			}
+		case <-finish:
+			finish = nil
+			for _, f := range finishers {
+				f.finish()
 			}
 		case <-ctxDone:
 			ctxDone, interrupted = nil, true

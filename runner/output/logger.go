@@ -38,6 +38,10 @@ type Logger struct {
 	// it: the container is gone by then, and the pipes reach end of file
 	// once drained. It only starts the DrainTimeout clock.
 	Terminate <-chan os.Signal
+	// Finish, when set, delivers the agent's word that no process can
+	// write to the pipes any more: the capture ends once they are empty
+	// (WithFinish), without waiting for the shim to close them.
+	Finish <-chan os.Signal
 	// DrainTimeout bounds the drain after Terminate; 0 means
 	// DefaultDrainTimeout.
 	DrainTimeout time.Duration
@@ -80,7 +84,19 @@ func (l *Logger) Run(ctx context.Context) (Summary, error) {
 	var wg sync.WaitGroup
 	wg.Go(func() { l.watchTerminate(cancel, stop) })
 
-	sum, err := Capture(capCtx, l.Stdout, l.Stderr, f, l.Options...)
+	opts := l.Options
+	if l.Finish != nil {
+		finish := make(chan struct{})
+		opts = append(opts[:len(opts):len(opts)], WithFinish(finish))
+		wg.Go(func() {
+			select {
+			case <-l.Finish:
+				close(finish)
+			case <-stop:
+			}
+		})
+	}
+	sum, err := Capture(capCtx, l.Stdout, l.Stderr, f, opts...)
 	close(stop)
 	wg.Wait()
 

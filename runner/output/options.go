@@ -30,6 +30,7 @@ type config struct {
 	readSize      int
 	now           func() time.Time
 	budget        int64
+	finish        <-chan struct{}
 }
 
 // WithMaxLine sets the longest entry payload; longer lines are split into
@@ -55,6 +56,14 @@ func WithBudget(n int64) Option { return func(c *config) { c.budget = n } }
 
 // TailKeep is how much of the end of an output over its budget is kept.
 func TailKeep(budget int64) int64 { return min(budget/8, 16<<20) }
+
+// WithFinish ends the capture of pipes (inherited descriptors, or pipes
+// from os.Pipe) once finish is closed and they are empty, instead of at
+// their end of file. The caller closes it only when no process can write to
+// them any more, however long their write ends stay open (a shim keeps its
+// copy open until the task is deleted). Other readers still end at end of
+// file.
+func WithFinish(finish <-chan struct{}) Option { return func(c *config) { c.finish = finish } }
 
 // WithClock replaces time.Now for entry timestamps, for tests.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // The descriptors containerd's runc shim hands a "binary://" logger.
@@ -77,6 +79,15 @@ func RunShimLogger(ctx context.Context, arg string) error {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	defer signal.Stop(term)
+	// Handled before the pid is published: the signal's default action
+	// would kill the logger.
+	fin := make(chan os.Signal, 1)
+	signal.Notify(fin, finishSignal)
+	defer signal.Stop(fin)
+	if err := os.WriteFile(LoggerPIDPath(path), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		// Not fatal: the capture then ends when the shim closes the pipes.
+		fmt.Fprintf(os.Stderr, "shim logger: publish pid: %v\n", err)
+	}
 
 	l := Logger{
 		Path:      path,
@@ -84,12 +95,67 @@ func RunShimLogger(ctx context.Context, arg string) error {
 		Stderr:    stderr,
 		Ready:     ready,
 		Terminate: term,
+		Finish:    fin,
 	}
 	if budget > 0 {
 		l.Options = append(l.Options, WithBudget(budget))
 	}
 	_, err = l.Run(ctx)
 	return err
+}
+
+// finishSignal asks a shim logger to finish (Logger.Finish).
+const finishSignal = syscall.SIGUSR1
+
+// LoggerPIDPath is where the shim logger of the output file at path
+// publishes its pid, for Finish.
+func LoggerPIDPath(path string) string { return path + ".pid" }
+
+// Finish tells the shim logger of the output file at path that no process
+// can write to the container's pipes any more: it writes what they hold
+// and the end record without waiting for the shim to close them. The
+// caller knows that the container's init exited. An error means the logger
+// was not told (it is gone, or never published its pid); its capture then
+// ends at end of file as without Finish.
+func Finish(path string) error {
+	data, err := os.ReadFile(LoggerPIDPath(path))
+	if err != nil {
+		return fmt.Errorf("finish the output logger: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("finish the output logger: bad pid %q in %s", data, LoggerPIDPath(path))
+	}
+	// The pidfd pins the process: if the pid was reused after the check
+	// below, the signal goes to the dead logger and fails instead.
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("finish the output logger %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || !IsShimLoggerOf(cmdline, path) {
+		return fmt.Errorf("finish the output logger: process %d is not the logger of %s", pid, path)
+	}
+	if err := unix.PidfdSendSignal(fd, finishSignal, nil, 0); err != nil {
+		return fmt.Errorf("finish the output logger %d: %w", pid, err)
+	}
+	return nil
+}
+
+// IsShimLoggerOf reports whether a process's /proc/<pid>/cmdline is that of
+// the shim logger of the output file at path.
+func IsShimLoggerOf(cmdline []byte, path string) bool {
+	args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] != "shim-logger" {
+			continue
+		}
+		if p, _, err := parseShimArg(args[i+1]); err == nil && p == path {
+			return true
+		}
+	}
+	return false
 }
 
 // inheritPipe wraps an inherited descriptor after checking it is a pipe,
