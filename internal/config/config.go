@@ -165,7 +165,7 @@ type Containerd struct {
 	Address     string `yaml:"address" doc:"containerd's socket."`
 	Namespace   string `yaml:"namespace" doc:"containerd namespace of the agent's images, containers and snapshots."`
 	Snapshotter string `yaml:"snapshotter" doc:"Snapshotter of the jobs' root filesystems."`
-	Runtime     string `yaml:"runtime" doc:"containerd runtime (shim) that runs job tasks; io.containerd.runc.v2 runs through the agent's shim and runc wrappers (/run/cronium-agent/shim), which spare the second shim and runc process containerd starts after each task, and the runc process that starts one."`
+	Runtime     string `yaml:"runtime" doc:"containerd runtime (shim) that runs job tasks; io.containerd.runc.v2 runs through the agent's shim wrapper (/run/cronium-agent/shim), which spares the second shim and runc process containerd starts after each task."`
 }
 
 // State is where the agent keeps its files.

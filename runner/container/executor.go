@@ -54,7 +54,6 @@ type Executor struct {
 	helperDir   string
 	helperBin   string
 	outBudget   int64
-	runcPath    string // the runc wrapper the shim runs, with the shim wrapper
 
 	poolCfg WarmPool
 	pool    *pool
@@ -138,7 +137,7 @@ func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor,
 		e.images = images.New(client, e.snapshotter)
 	}
 	if e.runtime == RuncShim {
-		if e.runtime, e.runcPath, err = installWrappers(DefaultShimDir); err != nil {
+		if e.runtime, err = installShimWrapper(DefaultShimDir); err != nil {
 			return nil, err
 		}
 	}

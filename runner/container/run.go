@@ -209,7 +209,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 	// cancelled half-way running with nothing to reap it. A cancelled run
 	// stops right after, through the normal kill path.
 	tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	task, err := ctr.NewTask(tctx, cio.LogURI(e.loggerURI(filepath.Join(dir, "output"))), e.taskOpts()...)
+	task, err := ctr.NewTask(tctx, cio.LogURI(e.loggerURI(filepath.Join(dir, "output"))))
 	tcancel()
 	if err != nil {
 		return Result{}, fmt.Errorf("create task for job %s: %w", req.JobID, err)

@@ -91,7 +91,7 @@ func (e *Executor) prepare(ctx context.Context, tmpl Request) (sb *sandbox, err 
 	}
 	// Not cancellable, as in Run: an interrupted create leaves its shim.
 	tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	sb.task, err = ctr.NewTask(tctx, cio.LogURI(e.loggerURI(filepath.Join(dir, "output"))), e.taskOpts()...)
+	sb.task, err = ctr.NewTask(tctx, cio.LogURI(e.loggerURI(filepath.Join(dir, "output"))))
 	tcancel()
 	if err != nil {
 		return sb, fmt.Errorf("create task for sandbox %s: %w", id, err)
