@@ -60,6 +60,9 @@ type Executor struct {
 	// busy counts runs in their setup (request to started task) or in
 	// their end (exit to result): the pool refills only when none is.
 	busy atomic.Int32
+	// young counts runs in their first refillGrace after their start (or
+	// until their end, if sooner): the pool waits for those too.
+	young atomic.Int32
 
 	remapMu  sync.Mutex
 	cleanups sync.WaitGroup

@@ -243,6 +243,7 @@ func (e *Executor) start(ctx context.Context, j *job, task containerd.Task, cgro
 	}
 	j.ph.mark("start")
 	j.started = true
+	j.young = e.holdYoung()
 	j.busy.set(false)
 	w := e.watch(ctx, wctx, req.RunID, task, exitCh, startedAt.Add(req.Timeout))
 	return e.finish(ctx, j, attached{watch: w, startedAt: startedAt, cgroups: cgroups, follow: follow})
@@ -265,6 +266,8 @@ type job struct {
 	stopWait context.CancelFunc
 	// busy marks the run's setup and end (nil for an adopted run).
 	busy *busyMark
+	// young holds the pool back for the run's first moments (youngHold).
+	young *youngHold
 	// deleting, once the task's deletion began (finish), is closed when
 	// it is over, with deleteErr.
 	deleting  chan struct{}
@@ -379,6 +382,7 @@ func (e *Executor) finish(ctx context.Context, j *job, a attached) (Result, erro
 	req := j.req
 	res := Result{StartedAt: a.startedAt}
 	status, err := e.await(ctx, a.watch, a.startedAt.Add(req.Timeout))
+	j.young.release()
 	j.busy.set(true)
 	if errors.Is(err, errHandedOver) {
 		j.handedOver = true
