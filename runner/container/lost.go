@@ -1,7 +1,6 @@
 package container
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -83,7 +82,7 @@ func shimRunning(ns, address, id string) bool {
 func loggerRunning(outPath string) bool {
 	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range cmdlines {
-		if data, err := os.ReadFile(p); err == nil && bytes.Contains(data, []byte("shim-logger\x00")) && output.IsShimLoggerOf(data, outPath) {
+		if data, err := os.ReadFile(p); err == nil && output.IsShimLoggerOf(data, outPath) {
 			return true
 		}
 	}

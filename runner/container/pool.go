@@ -355,10 +355,10 @@ func (p *pool) close() {
 
 // refillGrace is how long after a run's start the pool waits before it
 // makes a sandbox, unless the run ends first. Made right at the start, the
-// sandbox (about 250 ms of CPU here) ran beside the script's own start on a
+// sandbox (about a cold run's CPU) ran beside the script's own start on a
 // 2-core host: a trivial job's exit came 53-67 ms after its start instead
-// of 25-34 ms, and claimed→completion took 115 ms instead of 96 (jobs 1 s
-// apart, through the agent binary and the development backend).
+// of 25-34 ms, and claimed→completion took 115 ms instead of 96-104 (jobs
+// 1 s apart, through the agent binary and the development backend).
 const refillGrace = 250 * time.Millisecond
 
 // youngHold holds the pool back for one run's first refillGrace, or until

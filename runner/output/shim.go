@@ -1,6 +1,7 @@
 package output
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -146,6 +147,10 @@ func Finish(path string) error {
 // IsShimLoggerOf reports whether a process's /proc/<pid>/cmdline is that of
 // the shim logger of the output file at path.
 func IsShimLoggerOf(cmdline []byte, path string) bool {
+	// Cheap first: callers scan every process's command line.
+	if !bytes.Contains(cmdline, []byte("shim-logger\x00")) {
+		return false
+	}
 	args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
 	for i := 0; i+1 < len(args); i++ {
 		if args[i] != "shim-logger" {
