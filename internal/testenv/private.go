@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -315,6 +316,11 @@ func (d *Daemon) cleanup(tb testing.TB) {
 	for id := range killShims(d.Address()) {
 		ids, nss = append(ids, id), append(nss, Namespace)
 	}
+	// And every task runc knows of in this daemon's bundles: the runs of a
+	// shim group have no shim of their own to be found by.
+	for _, st := range runcStates(d.run) {
+		ids, nss = append(ids, st.id), append(nss, st.ns)
+	}
 	for i, id := range ids {
 		for _, cg := range cgroupDirs(id) {
 			_ = os.Remove(cg)
@@ -427,6 +433,32 @@ func shimOf(args []string, address string) (string, bool) {
 	return id, addr == address && id != ""
 }
 
+type runcState struct{ ns, id string }
+
+// runcStates lists the tasks runc keeps state for (below the shims'
+// default root, which every containerd shares) whose bundle is below dir.
+func runcStates(dir string) []runcState {
+	files, _ := filepath.Glob("/run/containerd/runc/*/*/state.json")
+	var out []runcState
+	for _, f := range files {
+		var st struct {
+			Config struct {
+				Labels []string `json:"labels"`
+			} `json:"config"`
+		}
+		data, err := os.ReadFile(f)
+		if err != nil || json.Unmarshal(data, &st) != nil {
+			continue
+		}
+		for _, l := range st.Config.Labels {
+			if b, ok := strings.CutPrefix(l, "bundle="); ok && strings.HasPrefix(b, dir+"/") {
+				out = append(out, runcState{ns: filepath.Base(filepath.Dir(filepath.Dir(f))), id: filepath.Base(filepath.Dir(f))})
+			}
+		}
+	}
+	return out
+}
+
 // cgroupDirs lists where a job's cgroup would be (the agent's parent
 // "cronium", every controller).
 func cgroupDirs(id string) []string {
@@ -487,6 +519,13 @@ func (d *Daemon) PowerCycle(tb testing.TB) {
 		_ = os.Remove(ShimSocket(d.Address(), Namespace, id))
 		// runc's state is on /run too.
 		_ = os.RemoveAll(filepath.Join("/run/containerd/runc", Namespace, id))
+	}
+	// The tasks of shim groups: their shim is their keeper's.
+	for _, st := range runcStates(d.run) {
+		for _, cg := range cgroupDirs(st.id) {
+			killCgroup(cg)
+		}
+		_ = os.RemoveAll(filepath.Join("/run/containerd/runc", st.ns, st.id))
 	}
 	state := filepath.Join(d.run, "state")
 	unmountBelow(state)

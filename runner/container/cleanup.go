@@ -91,6 +91,9 @@ func (e *Executor) remove(ctx context.Context, id, dir string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove run files: %w", err))
 	}
+	// Even when something failed: a container left behind keeps the shim
+	// alive by itself, the keeper is not needed for it.
+	e.leftShimGroup(ctx, id)
 	return errors.Join(errs...)
 }
 
