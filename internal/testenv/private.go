@@ -376,6 +376,31 @@ func (d *Daemon) removeAll() (ids, nss []string, _ error) {
 	return ids, nss, errors.Join(errs...)
 }
 
+// containers lists the ids and namespaces of the daemon's containers.
+func (d *Daemon) containers() (ids, nss []string, _ error) {
+	c, err := d.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	all, err := c.NamespaceService().List(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	for _, ns := range all {
+		ctrs, err := c.ContainerService().List(namespaces.WithNamespace(ctx, ns))
+		if err != nil {
+			return nil, nil, fmt.Errorf("list containers in %s: %w", ns, err)
+		}
+		for _, ctr := range ctrs {
+			ids, nss = append(ids, ctr.ID), append(nss, ns)
+		}
+	}
+	return ids, nss, nil
+}
+
 // ShimSocket is where the runc shim of container id in namespace ns of the
 // containerd at address listens (containerd 1.6's naming). A shim that is
 // killed leaves it behind.
@@ -507,6 +532,13 @@ func tail(path string, n int) string {
 // which survives, with its containers and no tasks.
 func (d *Daemon) PowerCycle(tb testing.TB) {
 	tb.Helper()
+	// runc's state of every container goes (it is on /run): a task whose
+	// create a shim group's shim was running when it was killed has only
+	// its exec fifo there, no state naming its bundle.
+	ids, nss, err := d.containers()
+	if err != nil {
+		tb.Fatalf("power cycle: %v", err)
+	}
 	d.Stop()
 	shims := Shims(d.Address())
 	for id, pids := range shims {
@@ -526,6 +558,12 @@ func (d *Daemon) PowerCycle(tb testing.TB) {
 			killCgroup(cg)
 		}
 		_ = os.RemoveAll(filepath.Join("/run/containerd/runc", st.ns, st.id))
+	}
+	for i, id := range ids {
+		for _, cg := range cgroupDirs(id) {
+			killCgroup(cg)
+		}
+		_ = os.RemoveAll(filepath.Join("/run/containerd/runc", nss[i], id))
 	}
 	state := filepath.Join(d.run, "state")
 	unmountBelow(state)

@@ -88,6 +88,7 @@ func (e *Executor) remove(ctx context.Context, id, dir string) error {
 	if err := removeCgroups(id); err != nil {
 		errs = append(errs, err)
 	}
+	removeAbortedRuncState(runcRoot, e.namespace(ctx), id)
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove run files: %w", err))
 	}
@@ -98,6 +99,24 @@ func (e *Executor) remove(ctx context.Context, id, dir string) error {
 }
 
 const cgroupRoot = "/sys/fs/cgroup"
+
+// runcRoot is where the runc shim keeps runc's state (its default root; the
+// agent passes no runtime options).
+const runcRoot = "/run/containerd/runc"
+
+// removeAbortedRuncState removes what runc left of a create that was cut
+// short (its shim killed in the middle, a shared shim serving other runs
+// too): a state directory with its exec fifo and no state. Nothing cleans
+// it up, as runc delete knows no container without state. A directory
+// with state belongs to runc's own delete.
+func removeAbortedRuncState(root, ns, id string) {
+	dir := filepath.Join(root, ns, id)
+	if _, err := os.Stat(filepath.Join(dir, "state.json")); !os.IsNotExist(err) {
+		return
+	}
+	_ = os.Remove(filepath.Join(dir, "exec.fifo"))
+	_ = os.Remove(dir)
+}
 
 // cgroupParents lists the agent's parent cgroups: one per v1 controller,
 // or the single v2 one.
