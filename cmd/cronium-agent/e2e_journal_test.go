@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	containerd "github.com/containerd/containerd/v2/client"
-
 	"github.com/cronium/cronium-agent/backend/devserver"
 	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/state/admin"
@@ -268,81 +266,16 @@ func TestE2EGCSparesAdoptableRuns(t *testing.T) {
 	first.signal(syscall.SIGKILL)
 	first.waitDead(t, 10*time.Second)
 	r := agent(t, state, "gc")
-	// The killed agent's warm sandbox (made while the job ran) and its shim
-	// group's keeper are its garbage and go; nothing else does. The job's
-	// shim, the keeper's, stays: the job names it as its group.
+	// The killed agent's warm sandbox (made while the job ran) is its
+	// garbage and goes; nothing else does.
 	removedOther := false
 	for _, l := range strings.Split(r.stdout, "\n") {
-		if strings.HasPrefix(l, "removed") && !strings.Contains(l, "warm-") && !strings.Contains(l, "shim-") {
+		if strings.HasPrefix(l, "removed") && !strings.Contains(l, "warm-") {
 			removedOther = true
 		}
 	}
 	if r.code != 0 || !strings.Contains(r.stdout, "kept run cronium-"+id) || removedOther {
 		t.Fatalf("gc after the agent was killed: %d %q %q", r.code, r.stdout, r.stderr)
-	}
-	startAgent(t, b.URL, state)
-	v := waitJob(t, b, id, time.Minute)
-	if v.Status != "completed" || v.Completions != 1 {
-		t.Errorf("job: %s, %d completing calls", v.Status, v.Completions)
-	}
-	assertNumbered(t, b, id, 40)
-}
-
-// TestE2EGroupedRunSurvivesAgentKill: a job whose run shares the shim of a
-// group (it took the warm sandbox made after a first job) goes on when the
-// agent is killed; gc removes the killed agent's keeper and warm sandbox
-// but not the shim the job still uses, and the next start adopts the job.
-func TestE2EGroupedRunSurvivesAgentKill(t *testing.T) {
-	client := testenv.Containerd(t)
-	b := startDevBackend(t, "")
-	state := stateDir(t)
-	first := startAgent(t, b.URL, state)
-	warmup := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: "echo hi"})
-	waitJob(t, b, warmup, time.Minute)
-	mine := fmt.Sprintf("labels.%q==%q", "io.cronium.state", state)
-	// Wait for the warm sandbox of the group: a member with its task.
-	var keeper string
-	waitFor(t, time.Minute, func() bool {
-		ctrs, err := client.Containers(context.Background(), mine)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range ctrs {
-			labels, err := c.Labels(context.Background())
-			if err != nil || labels["io.cronium.shim-group"] == "" {
-				continue
-			}
-			if _, err := c.Task(context.Background(), nil); err == nil {
-				keeper = labels["io.cronium.shim-group"]
-			}
-		}
-		return keeper != ""
-	})
-	time.Sleep(500 * time.Millisecond) // the pool takes it in after its task
-
-	id := submit(t, b, devserver.SubmitRequest{Runtime: "bash", Script: printer(40, "0.1", 0)})
-	waitLines(t, b, id, 5)
-	first.signal(syscall.SIGKILL)
-	first.waitDead(t, 10*time.Second)
-	// The job's run: the running task of the keeper's group.
-	ctrs, err := client.Containers(context.Background(), fmt.Sprintf("labels.%q==%q", "io.cronium.shim-group", keeper))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var run string
-	for _, c := range ctrs {
-		if task, err := c.Task(context.Background(), nil); err == nil {
-			if st, err := task.Status(context.Background()); err == nil && st.Status == containerd.Running {
-				run = c.ID()
-			}
-		}
-	}
-	if run == "" {
-		t.Fatalf("no running task in the group of keeper %s (%d members)", keeper, len(ctrs))
-	}
-	r := agent(t, state, "gc")
-	if r.code != 0 || !strings.Contains(r.stdout, "kept run "+run) || !strings.Contains(r.stdout, "removed container "+keeper) || strings.Contains(r.stdout, "removed shim") {
-		t.Fatalf("gc after the agent was killed (keeper %s, job's run %s): %d %q %q", keeper, run, r.code, r.stdout, r.stderr)
 	}
 	startAgent(t, b.URL, state)
 	v := waitJob(t, b, id, time.Minute)

@@ -275,7 +275,7 @@ var imagesListHelp = helpPage{
 var gcHelp = helpPage{
 	summary:  "remove containers, snapshots, files and cgroups no run owns",
 	synopsis: []string{"gc [--all] [--config FILE]"},
-	description: `gc removes everything of the agent's that no live run owns; a run is live while a process holds the lock of its run directory. It removes containers labelled as the agent's, with their tasks, snapshots, cgroups and run directories; run directories whose container never got made; run snapshots without a live run; unfinished image remaps older than an hour; remapped snapshots whose image is gone; job cgroups no container has; orphan shims of the namespace (serving no container: their own is gone, no run names them as its shim group, and they have no child process); and job networks no live process holds (namespace, bridge, lease, subnet, firewall rules).
+	description: `gc removes everything of the agent's that no live run owns; a run is live while a process holds the lock of its run directory. It removes containers labelled as the agent's, with their tasks, snapshots, cgroups and run directories; run directories whose container never got made; run snapshots without a live run; unfinished image remaps older than an hour; remapped snapshots whose image is gone; job cgroups no container has; orphan shims of the namespace whose container is gone; and job networks no live process holds (namespace, bridge, lease, subnet, firewall rules).
 
 It spares live runs, images with their remapped snapshots, the journal, and the runs a stopped agent's journal will adopt at its next start (it prints "kept run ..." for each). It prints "removed ..." for each thing removed, or "nothing to remove".
 

@@ -120,7 +120,6 @@ func warmPool(cfg config.Config) container.Option {
 		IdleAfter:    time.Duration(cfg.Jobs.WarmIdleTimeout),
 		MaxAge:       time.Duration(cfg.Jobs.WarmIdleTimeout),
 		MinAvailable: int64(cfg.Jobs.WarmMinAvailable),
-		ShimGroup:    cfg.Jobs.ShimGroupSize,
 	})
 }
 

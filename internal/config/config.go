@@ -209,7 +209,6 @@ type Jobs struct {
 	WarmSandboxes     int      `yaml:"warmSandboxes" doc:"Warm sandboxes kept ready per runtime image that ran a job recently: a job's network, firewall rules, snapshot and created container are made before it arrives, so it starts in tens of milliseconds. Each sandbox serves one job and is then removed; the first job of a runtime after start or after an idle spell starts cold. 0 disables them."`
 	WarmIdleTimeout   Duration `yaml:"warmIdleTimeout" doc:"A runtime with no job for this long keeps no warm sandbox until its next job; a ready sandbox older than this is replaced (its allowlist is resolved again)."`
 	WarmMinAvailable  ByteSize `yaml:"warmMinAvailable" doc:"No warm sandbox is made while the host's available memory (MemAvailable) is below this, and the ready ones are removed."`
-	ShimGroupSize     int      `yaml:"shimGroupSize" doc:"With warm sandboxes on, runs share containerd-shim daemons: one daemon serves this many runs over its life (a daemon per run cost about a tenth of a trivial job's CPU). Each run keeps its own namespaces, cgroup and network; what is shared is the host-side process that reports its task's exit, so a shim that dies ends every run it serves as lost. 0 or 1 gives every run a shim of its own."`
 	ToolActions       bool     `yaml:"toolActions" doc:"Run tool actions (webhook, Slack, Discord, Teams, email): the agent then asks the backend for TOOL_ACTION jobs, and serves POST /tool-actions/execute to scripts (else 501). Off by default: the deployed Cronium backend does not transport a tool action's parameters (such jobs would fail). Credentials: tools.credentials."`
 }
 
@@ -274,7 +273,6 @@ func Default() Config {
 			WarmSandboxes:     1,
 			WarmIdleTimeout:   Duration(10 * time.Minute),
 			WarmMinAvailable:  512 * MiB,
-			ShimGroupSize:     32,
 		},
 		Resources: Resources{
 			Defaults: Limits{CPU: 0.5, Memory: 512 * MiB, Pids: 100, Tmp: 64 * MiB, Workspace: 256 * MiB},
@@ -407,7 +405,6 @@ func (c Config) Validate() error {
 	check(c.Jobs.OutputBudget >= 1*MiB, "jobs.outputBudget must be at least 1MiB")
 	check(c.Jobs.WarmSandboxes >= 0 && c.Jobs.WarmSandboxes <= 16, "jobs.warmSandboxes must be between 0 and 16")
 	check(c.Jobs.WarmSandboxes == 0 || c.Jobs.WarmIdleTimeout > 0, "jobs.warmIdleTimeout must be positive when jobs.warmSandboxes is above 0")
-	check(c.Jobs.ShimGroupSize >= 0 && c.Jobs.ShimGroupSize <= 1024, "jobs.shimGroupSize must be between 0 and 1024")
 	for name, tc := range c.Tools.Credentials {
 		// Names only: the values are secrets.
 		check(name != "", "tools.credentials has an entry without a name")

@@ -316,8 +316,8 @@ func (d *Daemon) cleanup(tb testing.TB) {
 	for id := range killShims(d.Address()) {
 		ids, nss = append(ids, id), append(nss, Namespace)
 	}
-	// And every task runc knows of in this daemon's bundles: the runs of a
-	// shim group have no shim of their own to be found by.
+	// And every task runc knows of in this daemon's bundles, whether or
+	// not a shim of it is left to be found by.
 	for _, st := range runcStates(d.run) {
 		ids, nss = append(ids, st.id), append(nss, st.ns)
 	}
@@ -532,9 +532,9 @@ func tail(path string, n int) string {
 // which survives, with its containers and no tasks.
 func (d *Daemon) PowerCycle(tb testing.TB) {
 	tb.Helper()
-	// runc's state of every container goes (it is on /run): a task whose
-	// create a shim group's shim was running when it was killed has only
-	// its exec fifo there, no state naming its bundle.
+	// runc's state of every container goes (it is on /run), whether or
+	// not a shim of it is left: a task whose create was cut short has no
+	// shim, and only its exec fifo there.
 	ids, nss, err := d.containers()
 	if err != nil {
 		tb.Fatalf("power cycle: %v", err)
@@ -551,13 +551,6 @@ func (d *Daemon) PowerCycle(tb testing.TB) {
 		_ = os.Remove(ShimSocket(d.Address(), Namespace, id))
 		// runc's state is on /run too.
 		_ = os.RemoveAll(filepath.Join("/run/containerd/runc", Namespace, id))
-	}
-	// The tasks of shim groups: their shim is their keeper's.
-	for _, st := range runcStates(d.run) {
-		for _, cg := range cgroupDirs(st.id) {
-			killCgroup(cg)
-		}
-		_ = os.RemoveAll(filepath.Join("/run/containerd/runc", st.ns, st.id))
 	}
 	for i, id := range ids {
 		for _, cg := range cgroupDirs(id) {

@@ -77,7 +77,7 @@ func child(specPath string) error {
 			return err
 		}
 		defer made.Close()
-		opts = append(opts, container.WithWarmPool(container.WarmPool{Size: spec.Warm, ShimGroup: 4, OnMade: func(id string) { made.WriteString(id + "\n") }}))
+		opts = append(opts, container.WithWarmPool(container.WarmPool{Size: spec.Warm, OnMade: func(id string) { made.WriteString(id + "\n") }}))
 	}
 	a, err := newAgent(client, spec.StateDir, "child.db", false, log, opts...)
 	if err != nil {

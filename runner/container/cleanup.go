@@ -92,9 +92,6 @@ func (e *Executor) remove(ctx context.Context, id, dir string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove run files: %w", err))
 	}
-	// Even when something failed: a container left behind keeps the shim
-	// alive by itself, the keeper is not needed for it.
-	e.leftShimGroup(ctx, id)
 	return errors.Join(errs...)
 }
 
@@ -105,8 +102,8 @@ const cgroupRoot = "/sys/fs/cgroup"
 const runcRoot = "/run/containerd/runc"
 
 // removeAbortedRuncState removes what runc left of a create that was cut
-// short (its shim killed in the middle, a shared shim serving other runs
-// too): a state directory with its exec fifo and no state. Nothing cleans
+// short (its shim killed in the middle): a state directory with its exec
+// fifo and no state. Nothing cleans
 // it up, as runc delete knows no container without state. A directory
 // with state belongs to runc's own delete.
 func removeAbortedRuncState(root, ns, id string) {

@@ -56,9 +56,7 @@ type Executor struct {
 	outBudget   int64
 
 	poolCfg WarmPool
-	// shims groups runs on shared shim daemons (nil: a shim per run).
-	shims *shimGroups
-	pool  *pool
+	pool    *pool
 	// busy counts runs in their setup (request to started task) or in
 	// their end (exit to result): the pool refills only when none is.
 	busy atomic.Int32
@@ -165,9 +163,6 @@ func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor,
 		return nil, err
 	}
 	if e.poolCfg.Size > 0 && e.helperDir != "" {
-		if e.poolCfg.ShimGroup > 1 {
-			e.shims = newShimGroups(e.poolCfg.ShimGroup)
-		}
 		e.pool = newPool(e, e.poolCfg)
 	}
 	return e, nil

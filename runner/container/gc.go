@@ -163,7 +163,7 @@ func (e *Executor) GC(ctx context.Context, opts ...GCOption) (GCReport, error) {
 	return rep, errors.Join(errs...)
 }
 
-// orphanShims kills shims of the agent's namespace that serve no container
+// orphanShims kills shims of the agent's namespace whose container is gone
 // (containerd 1.6 can leave one behind when a task create is interrupted).
 // Shims are listed before containers, so a run starting meanwhile is seen.
 func (e *Executor) orphanShims(ctx context.Context) ([]string, error) {
@@ -171,13 +171,13 @@ func (e *Executor) orphanShims(ctx context.Context) ([]string, error) {
 	if len(shims) == 0 {
 		return nil, nil
 	}
-	inUse, err := e.shimsInUse(ctx)
+	exists, err := e.containerIDs(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var killed []string
 	for id, pid := range shims {
-		if inUse[id] || hasChildren(pid) {
+		if exists[id] {
 			continue
 		}
 		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
@@ -185,40 +185,6 @@ func (e *Executor) orphanShims(ctx context.Context) ([]string, error) {
 		}
 	}
 	return killed, nil
-}
-
-// shimsInUse is the set of shim ids (a daemon's -id) that serve a container
-// of ctx's namespace: every container's own id, and the shim group each
-// names (LabelShimGroup: its shim's id is its group keeper's, which can be
-// removed before the last run of the group).
-func (e *Executor) shimsInUse(ctx context.Context) (map[string]bool, error) {
-	ctrs, err := e.client.ContainerService().List(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
-	}
-	ids := make(map[string]bool, len(ctrs))
-	for _, c := range ctrs {
-		ids[c.ID] = true
-		if g := c.Labels[LabelShimGroup]; g != "" {
-			ids[g] = true
-		}
-	}
-	return ids, nil
-}
-
-// hasChildren reports whether process pid has a child: a shim is the parent
-// of the processes of the tasks it serves (runc's init and the job's), so
-// one with a child serves something, whatever its -id says. This covers a
-// group daemon started by a run after the keeper's daemon died, whose -id
-// is that run's.
-func hasChildren(pid int) bool {
-	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	for _, f := range files {
-		if data, err := os.ReadFile(f); err == nil && len(bytes.TrimSpace(data)) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // containerIDs is the set of ids of every container of ctx's namespace,

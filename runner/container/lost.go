@@ -59,11 +59,8 @@ func (e *Executor) awaitLeftovers(ctx context.Context, runID, outPath string) {
 			// A shim whose task containerd no longer knows serves nothing:
 			// an agent killed while its task was being deleted cut the
 			// shim's shutdown short. gc would kill it; so does this.
-			// Unless it serves other runs: a shim group's daemon started
-			// by this run (shimgroup.go).
-			daemons, _ := shimProcesses(ns, e.address())
-			if pid := daemons[runID]; pid != 0 && !hasChildren(pid) && !e.shimServesOthers(ctx, runID) {
-				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			if daemons, _ := shimProcesses(ns, e.address()); daemons[runID] != 0 {
+				if pid := daemons[runID]; syscall.Kill(pid, syscall.SIGKILL) == nil {
 					e.log.Info("killed the orphan shim of a vanished task", "container", runID, "pid", pid)
 				}
 			}
@@ -71,15 +68,6 @@ func (e *Executor) awaitLeftovers(ctx context.Context, runID, outPath string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// shimServesOthers reports whether a container names shim id as its group
-// (or the listing fails: then it may).
-func (e *Executor) shimServesOthers(ctx context.Context, id string) bool {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	ctrs, err := e.client.ContainerService().List(ctx, fmt.Sprintf("labels.%q==%s", LabelShimGroup, id))
-	return err != nil || len(ctrs) > 0
 }
 
 // shimRunning reports whether a shim of container id runs: its daemon, or

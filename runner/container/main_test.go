@@ -145,7 +145,7 @@ func newHarnessWith(t testing.TB, hopts []harnessOpt, opts ...container.Option) 
 		// that every test here checks that path; the pool's own tests
 		// and coldStarts harnesses check the other.
 		h.warm = true
-		opts = append([]container.Option{container.WithWarmPool(container.WarmPool{Size: 1, ShimGroup: 4, OnMade: h.track})}, opts...)
+		opts = append([]container.Option{container.WithWarmPool(container.WarmPool{Size: 1, OnMade: h.track})}, opts...)
 	}
 	a, err := newAgentNet(client, state, "local.db", ncfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 	if errors.Is(err, errNoNetworks) {

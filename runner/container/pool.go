@@ -36,15 +36,12 @@ type WarmPool struct {
 	// MemAvailable reports the host's available memory (default: MemAvailable
 	// of /proc/meminfo); tests replace it.
 	MemAvailable func() (int64, error)
-	// OnMade, when set, is told the id of every sandbox and shim keeper
-	// made (tests track them to check that nothing of them is left).
+	// OnMade, when set, is told the id of every sandbox made (tests track
+	// them to check that nothing of them is left).
 	OnMade func(id string)
 	// Tick is how often idle, old and memory-starved sandboxes are looked
 	// for (default 5s).
 	Tick time.Duration
-	// ShimGroup is how many runs share a containerd-shim daemon over its
-	// life (shimgroup.go); 0 or 1: every run has a shim of its own.
-	ShimGroup int
 }
 
 // WithWarmPool keeps warm sandboxes as p says. It needs the helpers
@@ -273,16 +270,6 @@ func (p *pool) trim() {
 		p.e.log.Debug("removing warm sandbox", "container", sb.id, "reason", reasons[i])
 		p.destroy(sb)
 	}
-	p.e.removeKeepers(p.e.shims.idle(now, p.cfg.IdleAfter))
-	// A keeper whose task is gone (its shim was killed or crashed) keeps
-	// no daemon alive: the next run would start one of its own for the
-	// group, and the one after that another, once it is gone.
-	if k := p.e.shims.current(); k != nil && !k.usable(p.ctx) && p.ctx.Err() == nil {
-		p.e.log.Warn("the shim group's keeper lost its task; starting a new group", "container", k.id)
-		if k = p.e.shims.retire(k); k != nil {
-			p.e.removeKeepers([]*sandbox{k})
-		}
-	}
 }
 
 // fillOne makes one sandbox for a key short of Size, if any and if memory
@@ -307,24 +294,6 @@ func (p *pool) fillOne() bool {
 	// other job start cold).
 	if !found || p.e.busy.Load() > 0 || p.e.young.Load() > 0 || p.memoryShort() {
 		return false
-	}
-	if p.e.shims.wanted() {
-		// The sandbox made next joins the new group.
-		k, err := p.e.makeKeeper(p.ctx, tmpl)
-		if err != nil {
-			if p.ctx.Err() == nil {
-				p.e.shims.failed()
-				p.e.log.Warn("could not make a shim keeper; runs get a shim each for a minute", "image", tmpl.Image, "error", err)
-			}
-			return p.ctx.Err() == nil
-		}
-		if p.cfg.OnMade != nil {
-			p.cfg.OnMade(k.id)
-		}
-		if !p.e.shims.add(k) {
-			p.e.removeKeepers([]*sandbox{k})
-		}
-		return true
 	}
 	sb, err := p.e.prepare(p.ctx, tmpl)
 	if err != nil {
@@ -382,7 +351,6 @@ func (p *pool) close() {
 	for _, sb := range all {
 		p.destroy(sb)
 	}
-	p.e.removeKeepers(p.e.shims.close())
 }
 
 // refillGrace is how long after a run's start the pool waits before it

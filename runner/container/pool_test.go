@@ -197,15 +197,8 @@ func (h *harness) killedWithSandboxes(t *testing.T, n int) []string {
 	var ids []string
 	c.waitFor(t, "the warm sandboxes", func() bool {
 		data, _ := os.ReadFile(c.spec.Made)
-		// Shim group keepers too: they are the killed agent's as well.
 		ids = strings.Fields(string(data))
-		warm := 0
-		for _, id := range ids {
-			if isWarm(id) {
-				warm++
-			}
-		}
-		return warm >= n
+		return len(ids) >= n
 	})
 	for _, id := range ids {
 		h.track(id)
@@ -379,70 +372,4 @@ func TestGCLeavesOtherAgentsRuns(t *testing.T) {
 	if _, err := other.net.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// Runs share shim daemons: each warm run's processes are children of the
-// shim of its group's keeper, a group takes at most ShimGroup runs, and
-// nothing of the groups (keepers, their shims) outlives the pool
-// (assertClean).
-func TestShimGroupsShareShims(t *testing.T) {
-	const size = 3
-	h := warmHarness(t, container.WarmPool{Size: 1, ShimGroup: size})
-	ctx := context.Background()
-	perKeeper := map[string]int{}
-	for i := range 2 * size {
-		req := h.request(t, "bash", "sleep 0.5; echo ok")
-		prewarm(t, h, req)
-		ids := make(chan string, 1)
-		req.OnRunID = func(id string) { ids <- id }
-		done := make(chan *result, 1)
-		go func() { done <- h.runRequest(ctx, t, req, nil) }()
-		id := <-ids
-		ctr, err := h.client.LoadContainer(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		labels, err := ctr.Labels(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keeper := labels[container.LabelShimGroup]
-		task, err := ctr.Task(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		shim := parentCmdline(t, int(task.Pid()))
-		if r := <-done; r.err != nil || r.ExitCode != 0 || r.stdout.String() != "ok\n" || !isWarm(id) {
-			t.Fatalf("job %d: %v, exit %d, %q, run %s", i, r.err, r.ExitCode, r.stdout.String(), id)
-		}
-		if keeper == "" || !strings.Contains(shim, "-id "+keeper+" ") {
-			t.Fatalf("job %d (run %s, group %q): its init's parent is %q, not its keeper's shim", i, id, keeper, shim)
-		}
-		perKeeper[keeper]++
-	}
-	if len(perKeeper) < 2 {
-		t.Errorf("%d runs in %d group(s) of at most %d: %v", 2*size, len(perKeeper), size, perKeeper)
-	}
-	for k, n := range perKeeper {
-		if n > size {
-			t.Errorf("group %s served %d runs, more than %d", k, n, size)
-		}
-	}
-}
-
-// parentCmdline is the command line of pid's parent, arguments separated by
-// spaces (and one at the end).
-func parentCmdline(t *testing.T, pid int) string {
-	t.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// pid (comm) state ppid ...; comm may hold spaces.
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	cmd, err := os.ReadFile("/proc/" + fields[1] + "/cmdline")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.ReplaceAll(string(cmd), "\x00", " ")
 }

@@ -191,15 +191,13 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 		return Result{}, err
 	}
 	ph.mark("spec")
-	labels := map[string]string{LabelAgent: "run", LabelJob: req.JobID, LabelRun: req.RunID, LabelState: e.stateDir}
-	e.joinShimGroup(req.RunID, spec, labels)
 	ctr, err := e.client.NewContainer(lctx, req.RunID,
 		containerd.WithSnapshotter(e.snapshotter),
 		containerd.WithSnapshot(req.RunID),
 		containerd.WithImageName(img.Name()),
 		containerd.WithRuntime(e.runtime, nil),
 		containerd.WithSpec(spec),
-		containerd.WithContainerLabels(labels),
+		containerd.WithContainerLabels(map[string]string{LabelAgent: "run", LabelJob: req.JobID, LabelRun: req.RunID, LabelState: e.stateDir}),
 	)
 	if err != nil {
 		return Result{}, fmt.Errorf("create container for job %s: %w", req.JobID, err)

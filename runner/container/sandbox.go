@@ -78,15 +78,13 @@ func (e *Executor) prepare(ctx context.Context, tmpl Request) (sb *sandbox, err 
 	if err != nil {
 		return sb, err
 	}
-	labels := map[string]string{LabelAgent: "run", LabelRun: id, LabelState: e.stateDir}
-	e.joinShimGroup(id, spec, labels)
 	ctr, err := e.client.NewContainer(lctx, id,
 		containerd.WithSnapshotter(e.snapshotter),
 		containerd.WithSnapshot(id),
 		containerd.WithImageName(img.Name()),
 		containerd.WithRuntime(e.runtime, nil),
 		containerd.WithSpec(spec),
-		containerd.WithContainerLabels(labels),
+		containerd.WithContainerLabels(map[string]string{LabelAgent: "run", LabelRun: id, LabelState: e.stateDir}),
 	)
 	if err != nil {
 		return sb, fmt.Errorf("create container for sandbox %s: %w", id, err)
