@@ -103,9 +103,8 @@ const runcRoot = "/run/containerd/runc"
 
 // removeAbortedRuncState removes what runc left of a create that was cut
 // short (its shim killed in the middle): a state directory with its exec
-// fifo and no state. Nothing cleans
-// it up, as runc delete knows no container without state. A directory
-// with state belongs to runc's own delete.
+// fifo and no state. Nothing else cleans it up: runc delete knows no
+// container without state. A directory with state is runc delete's.
 func removeAbortedRuncState(root, ns, id string) {
 	dir := filepath.Join(root, ns, id)
 	if _, err := os.Stat(filepath.Join(dir, "state.json")); !os.IsNotExist(err) {
