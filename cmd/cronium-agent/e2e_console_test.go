@@ -293,6 +293,9 @@ cronium.output({"sum": n * (n + 1) // 2})
 				t.Errorf("seqs %v: gap or duplicate at %d", seqs, i)
 			}
 		}
+		// The status event shows "completed" at once; the output follows
+		// from the page's next fetch of the job's state.
+		waitPage(t, ctx, `document.getElementById("job-output").textContent !== ""`)
 		var output, exit string
 		brun(t, ctx, chromedp.Text("#job-output", &output, chromedp.ByID), chromedp.Text("#job-exit", &exit, chromedp.ByID))
 		if !strings.Contains(output, `"sum": 465`) || exit != "0" {
