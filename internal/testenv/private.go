@@ -349,28 +349,24 @@ func (d *Daemon) removeAll() (ids, nss []string, _ error) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	all, err := c.NamespaceService().List(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("list namespaces: %w", err)
-	}
-	var errs []error
-	for _, ns := range all {
-		nctx := namespaces.WithNamespace(ctx, ns)
-		ctrs, err := c.Containers(nctx)
+	ids, nss, err = listContainers(ctx, c)
+	errs := []error{err}
+	for i, id := range ids {
+		nctx := namespaces.WithNamespace(ctx, nss[i])
+		ctr, err := c.LoadContainer(nctx, id)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("list containers in %s: %w", ns, err))
+			if !errdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("load container %s: %w", id, err))
+			}
 			continue
 		}
-		for _, ctr := range ctrs {
-			ids, nss = append(ids, ctr.ID()), append(nss, ns)
-			if task, err := ctr.Task(nctx, nil); err == nil {
-				if _, err := task.Delete(nctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-					errs = append(errs, fmt.Errorf("delete task %s: %w", ctr.ID(), err))
-				}
+		if task, err := ctr.Task(nctx, nil); err == nil {
+			if _, err := task.Delete(nctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete task %s: %w", id, err))
 			}
-			if err := ctr.Delete(nctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("delete container %s: %w", ctr.ID(), err))
-			}
+		}
+		if err := ctr.Delete(nctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete container %s: %w", id, err))
 		}
 	}
 	return ids, nss, errors.Join(errs...)
@@ -385,20 +381,28 @@ func (d *Daemon) containers() (ids, nss []string, _ error) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	return listContainers(ctx, c)
+}
+
+// listContainers lists the ids and namespaces of every container of every
+// namespace; a namespace that cannot be listed is skipped and reported.
+func listContainers(ctx context.Context, c *containerd.Client) (ids, nss []string, _ error) {
 	all, err := c.NamespaceService().List(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list namespaces: %w", err)
 	}
+	var errs []error
 	for _, ns := range all {
 		ctrs, err := c.ContainerService().List(namespaces.WithNamespace(ctx, ns))
 		if err != nil {
-			return nil, nil, fmt.Errorf("list containers in %s: %w", ns, err)
+			errs = append(errs, fmt.Errorf("list containers in %s: %w", ns, err))
+			continue
 		}
 		for _, ctr := range ctrs {
 			ids, nss = append(ids, ctr.ID), append(nss, ns)
 		}
 	}
-	return ids, nss, nil
+	return ids, nss, errors.Join(errs...)
 }
 
 // ShimSocket is where the runc shim of container id in namespace ns of the
