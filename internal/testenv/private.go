@@ -339,16 +339,24 @@ func (d *Daemon) cleanup(tb testing.TB) {
 	}
 }
 
+// session connects to the daemon for a minute of calls; done closes it.
+func (d *Daemon) session() (context.Context, *containerd.Client, func(), error) {
+	c, err := d.connect()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	return ctx, c, func() { cancel(); c.Close() }, nil
+}
+
 // removeAll kills and deletes every task and deletes every container of
 // every namespace, and returns the containers' ids and namespaces.
 func (d *Daemon) removeAll() (ids, nss []string, _ error) {
-	c, err := d.connect()
+	ctx, c, done, err := d.session()
 	if err != nil {
 		return nil, nil, err
 	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	defer done()
 	ids, nss, err = listContainers(ctx, c)
 	errs := []error{err}
 	for i, id := range ids {
@@ -374,13 +382,11 @@ func (d *Daemon) removeAll() (ids, nss []string, _ error) {
 
 // containers lists the ids and namespaces of the daemon's containers.
 func (d *Daemon) containers() (ids, nss []string, _ error) {
-	c, err := d.connect()
+	ctx, c, done, err := d.session()
 	if err != nil {
 		return nil, nil, err
 	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	defer done()
 	return listContainers(ctx, c)
 }
 
