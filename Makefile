@@ -31,7 +31,10 @@ build: deps
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BACKEND) ./cmd/cronium-backend
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/cronium-job ./cmd/cronium-job
 
+# hack/cgroups.sh: on a hybrid cgroup host (this VM), what crun needs to run
+# jobs, as it does on a Debian 12 host (cgroup v2); see the script.
 containerd: deps
+	@hack/cgroups.sh
 	@hack/containerd.sh >/dev/null
 
 images: deps

@@ -76,6 +76,8 @@ table() {
 	row "trivial job p50, ms, cold (no warm sandbox)" 1 BenchmarkTrivialJob/agent-cold p50-ms BenchmarkTrivialJob/runc p50-ms
 	row "trivial job p99, ms, cold" 1 BenchmarkTrivialJob/agent-cold p99-ms BenchmarkTrivialJob/runc p99-ms
 	row "CPU per trivial job, ms, whole host, cold" 1 BenchmarkTrivialJob/agent-cold cpu-ms/job BenchmarkTrivialJob/runc cpu-ms/job
+	row "\`crun run\` of the same bundle p50, ms" 1 BenchmarkTrivialJob/crun p50-ms BenchmarkTrivialJob/runc p50-ms
+	row "CPU per \`crun run\`, ms, whole host" 1 BenchmarkTrivialJob/crun cpu-ms/job BenchmarkTrivialJob/runc cpu-ms/job
 	local c
 	for c in 1 4 8; do
 		row "throughput c=$c, jobs/s (agent binary + backend)" 2 "BenchmarkE2E/c=$c" jobs/s "BenchmarkThroughput/c=$c/runc" jobs/s
@@ -146,6 +148,12 @@ model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 family=$(awk -F': ' '/^cpu family/ { print $2; exit }' /proc/cpuinfo)
 cpumodel=$(awk -F': ' '/^model\t/ { print $2; exit }' /proc/cpuinfo)
 brand=$(awk '/^cpu: / { sub(/^cpu: */, ""); sub(/ *$/, ""); print; exit }' "$raw") # Go's, from CPUID
+# What the agent's doctor says the jobs run under (containerd.ociRuntime: auto).
+oci_runtime=$(CRONIUM_CONTAINERD_ADDRESS=$ADDR timeout 30 bin/cronium-agent doctor --json 2>/dev/null |
+	python3 -c 'import json, sys
+for c in json.load(sys.stdin).get("checks", []):
+    if c.get("name") == "oci-runtime":
+        print(c.get("detail", ""))' 2>/dev/null || true)
 containerd_version=$(ctr --address "$ADDR" version 2>/dev/null | awk '/^Server:/ { s = 1 } s && /Version:/ { print $2; exit }')
 
 mkdir -p "$(dirname "$OUT")"
@@ -160,7 +168,8 @@ mkdir -p "$(dirname "$OUT")"
 	echo "* commit: $(git describe --always --dirty 2>/dev/null || echo unknown)"
 	echo "* CPU: $model (family $family, model $cpumodel${brand:+; CPUID brand \"$brand\"}), $(nproc) CPUs"
 	echo "* kernel $(uname -r), cgroup $cgroup"
-	echo "* containerd ${containerd_version:-?}, $(runc --version | head -1), $(go version | awk '{ print $3 }')"
+	echo "* containerd ${containerd_version:-?}, $(runc --version | head -1), $(crun --version 2>/dev/null | head -1 || echo 'no crun'), $(go version | awk '{ print $3 }')"
+	echo "* the jobs' OCI runtime (doctor): ${oci_runtime:-?}"
 	echo "* jobs: $LATENCY_N for the trivial job, $THROUGHPUT_N at each concurrency"
 	echo
 	table

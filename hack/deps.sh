@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
 	containerd runc containernetworking-plugins # job containers and networks
+	crun                                        # the jobs' OCI runtime where it can run them (internal/ociruntime)
 	debootstrap                                 # runtime images
 	iptables iproute2                           # per-job network rules
 	docker-registry                             # loopback registry for pull tests

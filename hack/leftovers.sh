@@ -32,7 +32,7 @@ n=$(iptables -S 2>/dev/null | grep -c -- '--comment cronium:')
 # and stay; a rule of one job would be tagged like the IPv4 ones.
 n=$(ip6tables -S 2>/dev/null | grep -c -- '--comment cronium:')
 ((n)) && left+=("$n IPv6 firewall rules")
-# What containerd and runc keep for a task until its clean-up (the shim
+# What containerd and the OCI runtime (runc or crun) keep for a task until its clean-up (the shim
 # wrapper answers containerd's clean-up call only when none of it is left):
 # bundles, their root filesystem mounts, and runc's state.
 n=0
@@ -51,13 +51,17 @@ if ((n)); then
 		python3 - "$d" >&2 <<'PY' || echo "runc state $d (unreadable)" >&2
 import json, os, sys, time
 d = sys.argv[1]
-try:
-    st = json.load(open(os.path.join(d, "state.json")))
-except OSError as e:
-    print(f"runc state {d}: no state.json ({e.strerror}); directory made {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(os.stat(d).st_mtime))}")
+for name in ("state.json", "status"):  # runc's, crun's
+    try:
+        st = json.load(open(os.path.join(d, name)))
+        break
+    except OSError:
+        pass
+else:
+    print(f"runc state {d}: no state.json (runc) or status (crun); directory made {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(os.stat(d).st_mtime))}")
     sys.exit(0)
-bundle = next((l.split("=", 1)[1] for l in st.get("config", {}).get("labels", []) if l.startswith("bundle=")), "?")
-print(f"runc state {os.path.basename(d)}: created {st.get('created')}, init pid {st.get('init_process_pid')}, bundle {bundle}")
+bundle = st.get("bundle") or next((l.split("=", 1)[1] for l in st.get("config", {}).get("labels", []) if l.startswith("bundle=")), "?")
+print(f"{name} of {os.path.basename(d)}: created {st.get('created')}, init pid {st.get('init_process_pid', st.get('pid'))}, bundle {bundle}")
 PY
 	done
 fi

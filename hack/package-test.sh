@@ -129,6 +129,7 @@ check_deb() {
 		check "$name $arch: no /etc/sysconfig in the .deb" bash -c "! grep -q sysconfig <<<\"\$1\"" _ "$modes"
 		same "$name $arch: conffiles" "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles | sort | tr '\n' ' ')" "/etc/cronium/agent.yaml /etc/default/cronium-agent "
 		same "$name $arch: Depends" "$(dpkg-deb -f "$deb" Depends)" "containerd (>= 1.6) | containerd.io (>= 1.6), runc, containernetworking-plugins, iptables"
+		same "$name $arch: Recommends" "$(dpkg-deb -f "$deb" Recommends)" "cronium-runtimes, crun"
 		same "$name $arch: the unit is packaging/systemd's" "$(deb_file "$deb" /usr/lib/systemd/system/cronium-agent.service | sha256sum)" "$(sha256sum <packaging/systemd/cronium-agent.service)"
 		same "$name $arch: agent.yaml is packaging/agent.yaml" "$(deb_file "$deb" /etc/cronium/agent.yaml | sha256sum)" "$(sha256sum <packaging/agent.yaml)"
 		check "$name $arch: the environment file names CRONIUM_BACKEND_URL and CRONIUM_BACKEND_TOKEN" \

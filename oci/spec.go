@@ -69,6 +69,11 @@ type Job struct {
 // WorkspaceDir is the job's writable working directory.
 const WorkspaceDir = "/workspace"
 
+// SpecVersion is the runtime-spec version the spec declares. It uses
+// nothing added after 1.1, and crun as Debian 12 ships it (1.8) refuses a
+// version it does not know, such as the 1.3.0 of the module's specs.Version.
+const SpecVersion = "1.1.0"
+
 // Spec builds the runtime spec of a job: user namespace, read-only root,
 // no capabilities, no_new_privs, the default seccomp profile, cgroup limits,
 // tmpfs /tmp and workspace, and read-only file mounts.
@@ -81,7 +86,7 @@ func Spec(j Job) (*specs.Spec, error) {
 		cwd = WorkspaceDir
 	}
 	s := &specs.Spec{
-		Version:  specs.Version,
+		Version:  SpecVersion,
 		Hostname: j.Hostname,
 		Root:     &specs.Root{Path: "rootfs", Readonly: true},
 		Process: &specs.Process{

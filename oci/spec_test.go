@@ -39,6 +39,7 @@ func TestSpecIsolation(t *testing.T) {
 		name string
 		ok   bool
 	}{
+		{"a version crun 1.8 and runc both take", s.Version == "1.1.0"},
 		{"read-only root", s.Root.Readonly},
 		{"runs as 1000:1000", s.Process.User.UID == 1000 && s.Process.User.GID == 1000},
 		{"no_new_privs", s.Process.NoNewPrivileges},

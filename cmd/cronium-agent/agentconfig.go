@@ -49,6 +49,8 @@ func agentConfig(env *cliEnv, cfg config.Config, orchID string, creds sshexec.Cr
 			if err != nil {
 				return nil, nil, err
 			}
+			oci := ex.OCIRuntime()
+			env.log.Info("jobs run under "+oci.Name, "why", oci.Why)
 			// Packaged runtime images (cronium-runtimes), for a host with
 			// no registry: imported once, when one is missing.
 			want := []string{cfg.Runtimes.Bash.Image, cfg.Runtimes.Python.Image, cfg.Runtimes.Node.Image}

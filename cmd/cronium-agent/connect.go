@@ -79,6 +79,7 @@ func newExecutor(env *cliEnv, client *containerd.Client, cfg config.Config, extr
 	store := images.New(client, cfg.Containerd.Snapshotter, images.WithPlainHTTP(cfg.Registry.PlainHTTP...))
 	opts := []container.Option{
 		container.WithRuntime(cfg.Containerd.Runtime),
+		container.WithOCIRuntime(cfg.Containerd.OCIRuntime),
 		container.WithSnapshotter(cfg.Containerd.Snapshotter),
 		container.WithIDMap(oci.IDMap{HostUID: cfg.UserNS.HostUID, HostGID: cfg.UserNS.HostGID, Size: cfg.UserNS.Size}),
 		container.WithKillGrace(time.Duration(cfg.Jobs.KillGrace)),

@@ -166,6 +166,7 @@ type Containerd struct {
 	Namespace   string `yaml:"namespace" doc:"containerd namespace of the agent's images, containers and snapshots."`
 	Snapshotter string `yaml:"snapshotter" doc:"Snapshotter of the jobs' root filesystems."`
 	Runtime     string `yaml:"runtime" doc:"containerd runtime (shim) that runs job tasks; io.containerd.runc.v2 runs through the agent's shim wrapper (/run/cronium-agent/shim), which spares the second shim and runc process containerd starts after each task."`
+	OCIRuntime  string `yaml:"ociRuntime" doc:"OCI runtime the runc shim runs for each job: auto (crun when it is installed and can manage this host's cgroups, else runc), runc or crun. crun costs about half of runc's CPU per container. Only for containerd.runtime io.containerd.runc.v2."`
 }
 
 // State is where the agent keeps its files.
@@ -248,6 +249,7 @@ func Default() Config {
 			Namespace:   "cronium",
 			Snapshotter: "overlayfs",
 			Runtime:     "io.containerd.runc.v2",
+			OCIRuntime:  "auto",
 		},
 		State:    State{Dir: "/var/lib/cronium-agent"},
 		Identity: Identity{MachineIDFile: "/etc/machine-id"},
@@ -368,6 +370,7 @@ func (c Config) Validate() error {
 		check(l.l.Tmp > 0, "%s.tmp must be positive", l.name)
 		check(l.l.Workspace > 0, "%s.workspace must be positive", l.name)
 	}
+	check(c.Containerd.OCIRuntime == "auto" || c.Containerd.OCIRuntime == "runc" || c.Containerd.OCIRuntime == "crun", "containerd.ociRuntime %q: want auto, runc or crun", c.Containerd.OCIRuntime)
 	check(c.UserNS.HostUID > 0 && c.UserNS.HostGID > 0, "userns.hostUID and userns.hostGID must not map to host root")
 	check(c.UserNS.Size > 1000, "userns.size must be above 1000 (jobs run as uid 1000)")
 	if p, err := netip.ParsePrefix(c.Network.Pool); err != nil || !p.Addr().Is4() || p.Bits() > 30 {

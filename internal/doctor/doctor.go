@@ -140,6 +140,7 @@ func Checks(cfg config.Config, opts ...Option) []Check {
 		{"overlayfs", "the overlay file system (containerd.snapshotter overlayfs) is in the kernel or loadable", d.overlayFS},
 		{"containerd", "containerd answers at containerd.address, and its version", d.containerd},
 		{"runc", "runc is on PATH and runs (runc --version)", d.runc},
+		{"oci-runtime", "the OCI runtime jobs run under (containerd.ociRuntime): auto takes crun where it is installed, runs and can manage this host's cgroups, else runc", d.ociRuntime},
 		{"job-program", "cronium-job (every job's init, helper program and output logger) is beside the agent or in /usr/libexec/cronium, and runs", d.jobProgram},
 		{"cni", "the CNI plugins bridge and host-local are in one of network.pluginDirs", d.cniPlugins},
 		{"iptables", "iptables is on PATH and runs (iptables --version)", d.iptables},

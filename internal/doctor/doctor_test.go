@@ -58,7 +58,7 @@ func TestChecksListed(t *testing.T) {
 		seen[c.Name] = true
 		names = append(names, c.Name)
 	}
-	want := "userns cgroups overlayfs containerd runc job-program cni iptables ip-forward dns subids state-dir disk images backend clock"
+	want := "userns cgroups overlayfs containerd runc oci-runtime job-program cni iptables ip-forward dns subids state-dir disk images backend clock"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("checks %s, want %s", got, want)
 	}

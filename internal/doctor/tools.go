@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cronium/cronium-agent/internal/config"
+	"github.com/cronium/cronium-agent/internal/ociruntime"
 )
 
 // cniPlugins are the plugins every job network is made of (cni.Manager
@@ -20,6 +21,34 @@ var cniPlugins = []string{"bridge", "host-local"}
 // container with it.
 func (d *doctor) runc(ctx context.Context) Result {
 	return d.tool(ctx, "runc", "apt-get install runc")
+}
+
+// ociRuntime: which OCI runtime the runc shim runs for the jobs. crun is
+// only a saving (about half of runc's CPU per container), so auto's
+// falling back to runc passes; crun asked for and unusable fails, as the
+// agent refuses to start then.
+func (d *doctor) ociRuntime(ctx context.Context) Result {
+	if d.cfg.Containerd.Runtime != "io.containerd.runc.v2" {
+		return pass("%s runs the jobs (containerd.runtime): containerd.ociRuntime does not apply", d.cfg.Containerd.Runtime)
+	}
+	look := func(name string) (string, error) {
+		if p, ok := lookPath(name, d.path); ok {
+			return p, nil
+		}
+		return "", fmt.Errorf("%s is not on PATH (%s)", name, d.path)
+	}
+	c, err := ociruntime.Choose(d.cfg.Containerd.OCIRuntime, filepath.Join(d.sys, "fs", "cgroup"), look)
+	if err != nil {
+		return fail(fmt.Sprintf("set containerd.ociRuntime to auto or runc in %s, or install crun (apt-get install crun) on a host whose cgroups it can manage", d.configPath), "%v", err)
+	}
+	if c.Name == ociruntime.Runc {
+		return pass("runc (%s)", c.Why)
+	}
+	r := d.tool(ctx, ociruntime.Crun, "apt-get install crun")
+	if r.Status != Pass {
+		return r
+	}
+	return pass("crun (%s): %s", c.Why, r.Detail)
 }
 
 // iptables: the agent fences every job network in with its own chains.

@@ -79,3 +79,50 @@ func TestCNIPlugins(t *testing.T) {
 		})
 	}
 }
+
+func TestOCIRuntime(t *testing.T) {
+	crun := map[string]tool{"crun": {"#!/bin/sh\necho 'crun version 1.8.1'\n", 0o755}}
+	v2 := map[string]string{"cgroup.controllers": "cpu memory pids\n"}
+	hybrid := map[string]string{"cpu/tasks": "", "unified/cgroup.controllers": "hugetlb\n"}
+	for _, tc := range []struct {
+		name    string
+		want    string // containerd.ociRuntime
+		runtime string // containerd.runtime, when not the runc shim
+		bins    map[string]tool
+		cgroups map[string]string // below <sys>/fs/cgroup
+		res     want
+	}{
+		{"auto takes crun", "auto", "", crun, v2, want{status: Pass, detail: []string{"crun (crun found and this host's cgroups suit it): ", "/crun: crun version 1.8.1"}}},
+		{"auto without crun takes runc", "auto", "", nil, v2, want{status: Pass, detail: []string{"runc (crun is not on PATH"}}},
+		{"auto on a hybrid host takes runc", "auto", "", crun, hybrid, want{status: Pass, detail: []string{"runc (crun refuses a hybrid cgroup host", "(hugetlb)"}}},
+		{"crun asked for, not there", "crun", "", nil, v2, want{status: Fail, detail: []string{"OCI runtime crun: crun is not on PATH"}, fix: []string{"set containerd.ociRuntime to auto or runc in /etc/cronium/agent.yaml"}}},
+		{"crun asked for on a hybrid host", "crun", "", crun, hybrid, want{status: Fail, detail: []string{"offers controllers (hugetlb)"}}},
+		{"crun that does not run", "auto", "", map[string]tool{"crun": {"#!/bin/sh\nexit 1\n", 0o755}}, v2, want{status: Fail, detail: []string{"crun --version: exit status 1"}, fix: []string{"apt-get install crun --reinstall"}}},
+		{"runc asked for", "runc", "", crun, v2, want{status: Pass, detail: []string{"runc (configured)"}}},
+		{"another shim", "auto", "io.containerd.runsc.v1", nil, v2, want{status: Pass, detail: []string{"io.containerd.runsc.v1 runs the jobs", "does not apply"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bin, sys := t.TempDir(), t.TempDir()
+			for name, tl := range tc.bins {
+				if err := os.WriteFile(filepath.Join(bin, name), []byte(tl.script), tl.mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for name, data := range tc.cgroups {
+				p := filepath.Join(sys, "fs", "cgroup", name)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := config.Default()
+			cfg.Containerd.OCIRuntime = tc.want
+			if tc.runtime != "" {
+				cfg.Containerd.Runtime = tc.runtime
+			}
+			tc.res.check(t, runCheck(t, cfg, "oci-runtime", WithPath(bin), WithSysDir(sys)))
+		})
+	}
+}

@@ -470,24 +470,36 @@ func shimOf(args []string, address string) (string, bool) {
 
 type runcState struct{ ns, id string }
 
-// runcStates lists the tasks runc keeps state for (below the shims'
-// default root, which every containerd shares) whose bundle is below dir.
+// runcStates lists the tasks the OCI runtime keeps state for (below the
+// shims' default root, which every containerd shares) whose bundle is
+// below dir: runc's state.json names it in a label, crun's status file in
+// a field.
 func runcStates(dir string) []runcState {
-	files, _ := filepath.Glob("/run/containerd/runc/*/*/state.json")
 	var out []runcState
-	for _, f := range files {
-		var st struct {
-			Config struct {
-				Labels []string `json:"labels"`
-			} `json:"config"`
-		}
-		data, err := os.ReadFile(f)
-		if err != nil || json.Unmarshal(data, &st) != nil {
-			continue
-		}
-		for _, l := range st.Config.Labels {
-			if b, ok := strings.CutPrefix(l, "bundle="); ok && strings.HasPrefix(b, dir+"/") {
-				out = append(out, runcState{ns: filepath.Base(filepath.Dir(filepath.Dir(f))), id: filepath.Base(filepath.Dir(f))})
+	for _, name := range []string{"state.json", "status"} {
+		files, _ := filepath.Glob(filepath.Join("/run/containerd/runc/*/*", name))
+		for _, f := range files {
+			var st struct {
+				Bundle string `json:"bundle"`
+				Config struct {
+					Labels []string `json:"labels"`
+				} `json:"config"`
+			}
+			data, err := os.ReadFile(f)
+			if err != nil || json.Unmarshal(data, &st) != nil {
+				continue
+			}
+			bundles := []string{st.Bundle}
+			for _, l := range st.Config.Labels {
+				if b, ok := strings.CutPrefix(l, "bundle="); ok {
+					bundles = append(bundles, b)
+				}
+			}
+			for _, b := range bundles {
+				if strings.HasPrefix(b, dir+"/") {
+					out = append(out, runcState{ns: filepath.Base(filepath.Dir(filepath.Dir(f))), id: filepath.Base(filepath.Dir(f))})
+					break
+				}
 			}
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 
+	"github.com/cronium/cronium-agent/internal/ociruntime"
 	"github.com/cronium/cronium-agent/internal/testenv"
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/container"
@@ -43,20 +44,29 @@ func BenchmarkTrivialJob(b *testing.B) {
 	}{{"agent", h}, {"agent-cold", cold}} {
 		b.Run(v.name, func(b *testing.B) { trivialJobs(b, v.h) })
 	}
-	b.Run("runc", func(b *testing.B) {
-		bundle := runcBundle(b, h)
-		lat := make([]time.Duration, 0, b.N)
-		cpu := startCPU(b)
-		b.ResetTimer()
-		for i := range b.N {
-			start := time.Now()
-			runcRun(b, bundle, i)
-			lat = append(lat, time.Since(start))
-		}
-		b.StopTimer()
-		cpu.report(b, b.N)
-		reportLatency(b, lat)
-	})
+	// runc: the floor. crun: the same bundle under crun, the runtime the
+	// agent prefers where it can run jobs (internal/ociruntime).
+	for _, rt := range []string{ociruntime.Runc, ociruntime.Crun} {
+		b.Run(rt, func(b *testing.B) {
+			if rt == ociruntime.Crun {
+				if _, err := ociruntime.Choose(ociruntime.Crun, "/sys/fs/cgroup", exec.LookPath); err != nil {
+					b.Skip(err)
+				}
+			}
+			bundle := runcBundle(b, h)
+			lat := make([]time.Duration, 0, b.N)
+			cpu := startCPU(b)
+			b.ResetTimer()
+			for i := range b.N {
+				start := time.Now()
+				ociRun(b, rt, bundle, i)
+				lat = append(lat, time.Since(start))
+			}
+			b.StopTimer()
+			cpu.report(b, b.N)
+			reportLatency(b, lat)
+		})
+	}
 }
 
 // trivialJobs runs b.N trivial jobs one after another and reports their
@@ -182,11 +192,15 @@ func throughput(b *testing.B, workers int, job, settle func()) {
 }
 
 // runcRun runs the bundle's trivial job once, as container i.
-func runcRun(b *testing.B, bundle string, i int) {
-	cmd := exec.Command("runc", "--root", filepath.Join(bundle, "state"), "run", "--bundle", bundle, fmt.Sprintf("cronium-bench-%d-%d", os.Getpid(), i))
+func runcRun(b *testing.B, bundle string, i int) { ociRun(b, ociruntime.Runc, bundle, i) }
+
+// ociRun runs the bundle's trivial job once with the OCI runtime bin, as
+// container i.
+func ociRun(b *testing.B, bin, bundle string, i int) {
+	cmd := exec.Command(bin, "--root", filepath.Join(bundle, "state"), "run", "--bundle", bundle, fmt.Sprintf("cronium-bench-%d-%d", os.Getpid(), i))
 	out, err := cmd.Output()
 	if err != nil || string(out) != "hi\n" {
-		b.Errorf("runc run: %v %q", err, out)
+		b.Errorf("%s run: %v %q", bin, err, out)
 	}
 }
 

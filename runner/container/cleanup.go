@@ -97,20 +97,27 @@ func (e *Executor) remove(ctx context.Context, id, dir string) error {
 
 const cgroupRoot = "/sys/fs/cgroup"
 
-// runcRoot is where the runc shim keeps runc's state (its default root; the
-// agent passes no runtime options).
+// runcRoot is where the runc shim keeps the OCI runtime's state (its
+// default root, for runc and crun alike: the agent sets no root).
 const runcRoot = "/run/containerd/runc"
 
-// removeAbortedRuncState removes what runc left of a create that was cut
-// short (its shim killed in the middle): a state directory with its exec
-// fifo and no state. Nothing else cleans it up: runc delete knows no
-// container without state. A directory with state is runc delete's.
+// removeAbortedRuncState removes what the OCI runtime left of a create
+// that was cut short (its shim killed in the middle): a state directory
+// without the state file (runc's state.json, crun's status), holding only
+// files the runtime writes before it (its exec fifo; crun's copies of the
+// config and the seccomp program). Nothing else cleans it up: neither
+// runtime deletes a container it has no state of. A directory with state
+// is the runtime's own delete's.
 func removeAbortedRuncState(root, ns, id string) {
 	dir := filepath.Join(root, ns, id)
-	if _, err := os.Stat(filepath.Join(dir, "state.json")); !os.IsNotExist(err) {
-		return
+	for _, state := range []string{"state.json", "status"} {
+		if _, err := os.Stat(filepath.Join(dir, state)); !os.IsNotExist(err) {
+			return
+		}
 	}
-	_ = os.Remove(filepath.Join(dir, "exec.fifo"))
+	for _, f := range []string{"exec.fifo", "config.json", "seccomp.bpf"} {
+		_ = os.Remove(filepath.Join(dir, f))
+	}
 	_ = os.Remove(dir)
 }
 

@@ -25,14 +25,24 @@ func TestRemoveAbortedRuncState(t *testing.T) {
 		return dir
 	}
 	aborted, created, other := mk("aborted"), mk("created", "state.json"), mk("other", "unknown")
-	for _, id := range []string{"aborted", "created", "other", "missing"} {
+	crunAborted, crunCreated := mk("crun-aborted", "config.json", "seccomp.bpf"), mk("crun-created", "config.json", "seccomp.bpf", "status")
+	for _, id := range []string{"aborted", "created", "other", "missing", "crun-aborted", "crun-created"} {
 		removeAbortedRuncState(root, "ns", id)
 	}
-	if _, err := os.Stat(aborted); !os.IsNotExist(err) {
-		t.Errorf("state of an aborted create left: %v", err)
+	for _, dir := range []string{aborted, crunAborted} {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("state of an aborted create left in %s: %v", filepath.Base(dir), err)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(created, "exec.fifo")); err != nil {
-		t.Errorf("state of a created container touched: %v", err)
+	for _, kept := range []string{"exec.fifo", "state.json"} {
+		if _, err := os.Stat(filepath.Join(created, kept)); err != nil {
+			t.Errorf("state of a created container touched: %v", err)
+		}
+	}
+	for _, kept := range []string{"exec.fifo", "config.json", "seccomp.bpf"} {
+		if _, err := os.Stat(filepath.Join(crunCreated, kept)); err != nil {
+			t.Errorf("state of a container crun created touched: %v", err)
+		}
 	}
 	// Anything else than the fifo: left for someone who knows what it is.
 	if _, err := os.Stat(filepath.Join(other, "unknown")); err != nil {

@@ -9,15 +9,18 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
 
 	"github.com/cronium/cronium-agent/cni"
+	"github.com/cronium/cronium-agent/internal/ociruntime"
 	"github.com/cronium/cronium-agent/oci"
 	"github.com/cronium/cronium-agent/runner/images"
 	"github.com/cronium/cronium-agent/sidecar"
@@ -41,6 +44,8 @@ type Executor struct {
 	client      *containerd.Client
 	images      *images.Store
 	runtime     string
+	ociWant     string
+	oci         ociruntime.Choice
 	snapshotter string
 	stateDir    string
 	loggerPath  string
@@ -74,6 +79,10 @@ type Option func(*Executor)
 // WithRuntime sets the containerd runtime (default io.containerd.runc.v2,
 // which runs through the agent's shim wrapper: shim.go).
 func WithRuntime(name string) Option { return func(e *Executor) { e.runtime = name } }
+
+// WithOCIRuntime sets the OCI runtime the runc shim runs: auto (the
+// default: crun where it can run the jobs, else runc), runc or crun.
+func WithOCIRuntime(name string) Option { return func(e *Executor) { e.ociWant = name } }
 
 // WithSnapshotter sets the snapshotter (default overlayfs).
 func WithSnapshotter(name string) Option { return func(e *Executor) { e.snapshotter = name } }
@@ -139,10 +148,19 @@ func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor,
 	if e.images == nil {
 		e.images = images.New(client, e.snapshotter)
 	}
-	if e.runtime == RuncShim {
+	switch {
+	case e.runtime == RuncShim:
+		if e.oci, err = ociruntime.Choose(e.ociWant, cgroupRoot, exec.LookPath); err != nil {
+			return nil, err
+		}
+		e.log.Debug("OCI runtime", "name", e.oci.Name, "why", e.oci.Why)
 		if e.runtime, err = installShimWrapper(DefaultShimDir); err != nil {
 			return nil, err
 		}
+	case e.ociWant != "" && e.ociWant != ociruntime.Auto:
+		return nil, fmt.Errorf("OCI runtime %s: only the runc shim (%s) takes one, not %s", e.ociWant, RuncShim, e.runtime)
+	default:
+		e.oci = ociruntime.Choice{Name: e.runtime, Why: "the runtime's own"}
 	}
 	if e.loggerPath == "" {
 		exe, err := os.Executable()
@@ -167,6 +185,18 @@ func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor,
 	}
 	return e, nil
 }
+
+// runtimeOptions are the runc shim's options for a run: nil (the shim's
+// defaults, runc) unless another OCI runtime was chosen.
+func (e *Executor) runtimeOptions() any {
+	if e.oci.Path == "" {
+		return nil
+	}
+	return &options.Options{BinaryName: e.oci.Path}
+}
+
+// OCIRuntime says which OCI runtime runs the jobs, and why.
+func (e *Executor) OCIRuntime() ociruntime.Choice { return e.oci }
 
 // traversable checks that every directory above dir lets others search it:
 // runc binds the script file as the job's mapped root, which is "other" on

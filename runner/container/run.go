@@ -195,7 +195,7 @@ func (e *Executor) Run(ctx context.Context, req Request, onEntry EntryFunc) (res
 		containerd.WithSnapshotter(e.snapshotter),
 		containerd.WithSnapshot(req.RunID),
 		containerd.WithImageName(img.Name()),
-		containerd.WithRuntime(e.runtime, nil),
+		containerd.WithRuntime(e.runtime, e.runtimeOptions()),
 		containerd.WithSpec(spec),
 		containerd.WithContainerLabels(map[string]string{LabelAgent: "run", LabelJob: req.JobID, LabelRun: req.RunID, LabelState: e.stateDir}),
 	)

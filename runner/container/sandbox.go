@@ -82,7 +82,7 @@ func (e *Executor) prepare(ctx context.Context, tmpl Request) (sb *sandbox, err 
 		containerd.WithSnapshotter(e.snapshotter),
 		containerd.WithSnapshot(id),
 		containerd.WithImageName(img.Name()),
-		containerd.WithRuntime(e.runtime, nil),
+		containerd.WithRuntime(e.runtime, e.runtimeOptions()),
 		containerd.WithSpec(spec),
 		containerd.WithContainerLabels(map[string]string{LabelAgent: "run", LabelRun: id, LabelState: e.stateDir}),
 	)
