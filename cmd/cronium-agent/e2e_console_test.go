@@ -213,7 +213,9 @@ func TestE2EConsoleInBrowser(t *testing.T) {
 	testenv.Containerd(t)
 	ctx := newBrowser(t)
 	b := startBackendProc(t)
-	startAgent(t, b.url, stateDir(t))
+	// Debug: a failure's log then has each run's phases (a Python job once
+	// printed nothing for 60 s in CI, the cause not in the info log).
+	startAgent(t, b.url, stateDir(t), "CRONIUM_LOG_LEVEL=debug")
 	var dialogs atomic.Int32
 	chromedp.ListenTarget(ctx, func(ev any) {
 		if _, ok := ev.(*page.EventJavascriptDialogOpening); ok {
