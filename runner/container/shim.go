@@ -28,8 +28,9 @@ const shimWrapperName = "containerd-shim-cronium-v2"
 // `<shim> ... -id ID -bundle B delete` (cleanupAfterDeadShim), which starts
 // a second shim process that runs `runc delete --force` on a container the
 // shim already deleted. The wrapper answers that call itself when the
-// shim's clean deletion is visible (runc keeps no state for the container
-// and its root file system is unmounted): an empty answer is containerd's
+// shim's clean deletion is visible (the OCI runtime keeps no state for the
+// container and its root file system is unmounted, which the wrapper tells
+// from an empty rootfs directory): an empty answer is containerd's
 // "nothing to report", and containerd removes the bundle itself. Whenever
 // anything is left (a shim that was killed or crashed), the real shim
 // cleans up as before. Every other call goes to the real shim unchanged.
@@ -48,10 +49,16 @@ for a in "$@"; do
 	esac
 	prev=$a last=$a
 done
-if [ "$last" = delete ] && [ -n "$ns" ] && [ -n "$id" ] && [ ! -e "/run/containerd/runc/$ns/$id" ]; then
-	# 1: no such mount; an error (no grep, say) leaves it to the shim.
-	grep -qF " ${bundle:-$PWD}/rootfs " /proc/self/mountinfo
-	[ $? -eq 1 ] && exit 0
+# An image's root file system is never empty: an empty (or absent) rootfs
+# directory is one the shim unmounted. Globs, not a grep of mountinfo: no
+# process to start.
+empty() {
+	for f in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+		if [ -e "$f" ] || [ -L "$f" ]; then return 1; fi
+	done
+}
+if [ "$last" = delete ] && [ -n "$ns" ] && [ -n "$id" ] && [ ! -e "/run/containerd/runc/$ns/$id" ] && empty "${bundle:-$PWD}/rootfs"; then
+	exit 0
 fi
 for shim in "$(command -v containerd-shim-runc-v2)" /usr/bin/containerd-shim-runc-v2 /usr/local/bin/containerd-shim-runc-v2; do
 	[ -x "$shim" ] && exec "$shim" "$@"
