@@ -339,7 +339,9 @@ debian_install() {
 	out=$(in_root "${APT[@]}" install "/tmp/pkgs/$(basename "$agent")" "/tmp/pkgs/$(basename "$runtimes")" "/tmp/pkgs/$(basename "$backend")" 2>&1) ||
 		{ printf '%s\n' "$out" | tail -30; die "apt-get install failed"; }
 	local p
-	for p in cronium-agent cronium-runtimes cronium-backend containerd runc containernetworking-plugins iptables; do
+	# crun: recommended, so apt installs it; the agent runs jobs under it
+	# where the host's cgroups suit it (doctor's oci-runtime line says).
+	for p in cronium-agent cronium-runtimes cronium-backend containerd runc crun containernetworking-plugins iptables; do
 		check "installed: $p ($(in_root dpkg-query -W -f='${Version}' "$p" 2>/dev/null))" in_root dpkg-query -W -f='${Status}' "$p"
 	done
 	check "postinst says how to configure and enable the agent" grep -q 'set CRONIUM_BACKEND_URL and CRONIUM_BACKEND_TOKEN in /etc/default/cronium-agent, then: systemctl enable --now cronium-agent' <<<"$out"
@@ -531,7 +533,7 @@ while True:
 		out=$(inr cronium-agent doctor 2>&1) || code=$?
 		printf 'doctor:\n%s\n' "$out" >&4
 		if ((code == 0)); then
-			echo "  ok    cronium-agent doctor" >&3
+			echo "  ok    cronium-agent doctor; $(grep -o 'oci-runtime.*' <<<"$out" | tr -s ' ' | cut -c1-110)" >&3
 		else
 			echo "  FAIL  cronium-agent doctor (exit $code):" >&3
 			printf '%s\n' "$out" | sed 's/^/          /' >&3
