@@ -20,8 +20,12 @@ if [[ -n $(tr -d '[:space:]' <"$unified/cgroup.subtree_control") ]]; then
 	echo "cgroups: the v2 hierarchy delegates controllers ($(cat "$unified/cgroup.subtree_control")); left as it is, jobs run under runc" >&2
 	exit 0
 fi
+# A failure is said, not fatal: the agent then runs jobs under runc, and
+# TestOCIRuntimes says crun could not.
 for c in "${offered[@]}"; do
-	mkdir -p "/sys/fs/cgroup/$c"
-	mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"
-	echo "cgroups: mounted the $c controller as a v1 hierarchy at /sys/fs/cgroup/$c (it was offered, unused, by the v2 hierarchy), so that crun can run jobs" >&2
+	if mkdir -p "/sys/fs/cgroup/$c" && mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"; then
+		echo "cgroups: mounted the $c controller as a v1 hierarchy at /sys/fs/cgroup/$c (it was offered, unused, by the v2 hierarchy), so that crun can run jobs" >&2
+	else
+		echo "cgroups: could not mount the $c controller as a v1 hierarchy; crun refuses this host, and jobs run under runc" >&2
+	fi
 done
