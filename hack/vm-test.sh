@@ -6,7 +6,7 @@
 #   hack/vm-test.sh image    only build (or find) the cached VM image
 #
 # 1. The image (once; cached in $VM_CACHE/image-<key>, the key a hash of this
-#    recipe and of the packages' Depends): debootstrap bookworm (minbase) with
+#    recipe and of the packages' Depends and Recommends): debootstrap bookworm (minbase) with
 #    systemd-sysv, udev, linux-image-amd64 and what the .debs depend on
 #    (containerd, runc, containernetworking-plugins, iptables), so that apt in
 #    the VM, which has no network, finds every dependency installed; jq for
@@ -78,13 +78,14 @@ timed() { TIMINGS+=("$(printf '%7ss  %s' "$(secs "$2")" "$1")"); }
 # Packages of the image besides the .debs' own Depends.
 BASE_PACKAGES=(systemd-sysv udev kmod linux-image-amd64 initramfs-tools ca-certificates iproute2 procps jq)
 
-# deb_depends DEB...: the first alternative of every Depends and
-# Pre-Depends, without versions (what apt would pick on Debian).
+# deb_depends DEB...: the first alternative of every Depends, Pre-Depends
+# and Recommends, without versions (what apt would pick on Debian; it
+# installs recommends by default), but the .debs' own packages.
 deb_depends() {
 	local deb
 	for deb in "$@"; do
-		dpkg-deb -f "$deb" Depends Pre-Depends | sed -n 's/^[A-Za-z-]*: //p'
-	done | tr ',' '\n' | sed -e 's/|.*//' -e 's/(.*)//' -e 's/:any//' -e 's/[[:space:]]//g' | grep . | sort -u
+		dpkg-deb -f "$deb" Depends Pre-Depends Recommends | sed -n 's/^[A-Za-z-]*: //p'
+	done | tr ',' '\n' | sed -e 's/|.*//' -e 's/(.*)//' -e 's/:any//' -e 's/[[:space:]]//g' | grep . | grep -v '^cronium-' | sort -u
 }
 
 # in_root ROOT CMD...: CMD chrooted in ROOT with /proc, /sys and /dev

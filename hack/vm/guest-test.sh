@@ -224,6 +224,9 @@ else
 	fail "doctor (exit $code): $(grep -E '^(FAIL|WARN)' <<<"$out" | tr '\n' ' ')"
 fi
 grep -E '^WARN' <<<"$out" | while read -r l; do info "doctor: $l"; done
+# A cgroup v2 host, crun installed (the agent's recommends, in the image):
+# the jobs run under crun (internal/ociruntime).
+check "doctor: jobs run under crun on this cgroup v2 host" grep -qE '^PASS +oci-runtime +crun \(' <<<"$out"
 
 # -------------------------------------------------------------- first job
 step "cronium-backend submit --wait: a bash job"

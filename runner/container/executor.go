@@ -154,7 +154,7 @@ func New(client *containerd.Client, stateDir string, opts ...Option) (*Executor,
 			return nil, err
 		}
 		e.log.Debug("OCI runtime", "name", e.oci.Name, "why", e.oci.Why)
-		if e.runtime, err = installShimWrapper(DefaultShimDir); err != nil {
+		if e.runtime, err = installShimWrapper(DefaultShimDir, filepath.Join(e.stateDir, shimStateDir)); err != nil {
 			return nil, err
 		}
 	case e.ociWant != "" && e.ociWant != ociruntime.Auto:

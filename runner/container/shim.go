@@ -2,9 +2,12 @@ package container
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cronium/cronium-agent/internal/atomicfile"
 )
@@ -15,8 +18,14 @@ const RuncShim = "io.containerd.runc.v2"
 
 // DefaultShimDir is where the agent writes its shim wrapper: below /run,
 // which a reboot clears together with containerd's task bundles that name
-// the wrapper.
+// the wrapper. Where /run does not allow programs to run (Debian's
+// initramfs mounts it noexec), the wrapper goes below the state directory
+// (shimStateDir) instead.
 const DefaultShimDir = "/run/cronium-agent/shim"
+
+// shimStateDir is the wrapper's directory below the state directory, where
+// DefaultShimDir is noexec.
+const shimStateDir = "shim"
 
 // shimWrapperName is the wrapper's file name; containerd takes an absolute
 // path as a runtime name and runs that file as the shim.
@@ -67,13 +76,35 @@ echo "containerd-shim-runc-v2 not found" >&2
 exit 1
 `
 
-// installShimWrapper writes the shim wrapper into dir unless it is there
-// already, and returns its path. Agents sharing the host write the same
-// bytes; a task's bundle names the path, so the file is replaced, never
-// removed.
-func installShimWrapper(dir string) (string, error) {
+// installShimWrapper writes the shim wrapper into the first of dirs on a
+// mount that lets containerd run it, unless it is there already, and
+// returns its path. Agents sharing the host write the same bytes; a task's
+// bundle names the path, so the file is replaced, never removed.
+func installShimWrapper(dirs ...string) (string, error) {
+	var errs []error
+	for _, dir := range dirs {
+		path, err := installShimWrapperIn(dir)
+		if err == nil {
+			return path, nil
+		}
+		errs = append(errs, err)
+	}
+	return "", fmt.Errorf("install the shim wrapper: %w", errors.Join(errs...))
+}
+
+func installShimWrapperIn(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create shim directory: %w", err)
+	}
+	// Debian's initramfs mounts /run noexec, and the mount stays after
+	// boot: there containerd's start of the shim fails ("permission
+	// denied") and so does every job. Found by the VM test.
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return "", fmt.Errorf("shim directory %s: %w", dir, err)
+	}
+	if st.Flags&unix.ST_NOEXEC != 0 {
+		return "", fmt.Errorf("shim directory %s is on a noexec mount", dir)
 	}
 	path := filepath.Join(dir, shimWrapperName)
 	if have, err := os.ReadFile(path); err == nil && bytes.Equal(have, []byte(shimWrapper)) {

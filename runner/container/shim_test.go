@@ -107,3 +107,31 @@ func TestShimWrapper(t *testing.T) {
 		})
 	}
 }
+
+// A directory on a noexec mount (Debian's /run, as its initramfs mounts
+// it) is passed over for the next one: containerd could not run the
+// wrapper there, and every job would fail.
+func TestShimWrapperSkipsNoexec(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Unavailable(t, "the noexec test mounts a tmpfs: it must run as root")
+	}
+	dir := t.TempDir()
+	noexec, fallback := filepath.Join(dir, "noexec"), filepath.Join(dir, "state", "shim")
+	if err := os.MkdirAll(noexec, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", noexec, "tmpfs", unix.MS_NOEXEC, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(noexec, unix.MNT_DETACH) })
+	got, err := installShimWrapper(filepath.Join(noexec, "shim"), fallback)
+	if err != nil || got != filepath.Join(fallback, shimWrapperName) {
+		t.Fatalf("installShimWrapper = %q, %v; want it in %s", got, err, fallback)
+	}
+	if out, err := exec.Command(got, "-id", "x", "version").CombinedOutput(); err != nil && strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("the wrapper installed does not run: %v %s", err, out)
+	}
+	if _, err := installShimWrapper(filepath.Join(noexec, "shim")); err == nil || !strings.Contains(err.Error(), "noexec") {
+		t.Errorf("only a noexec directory: %v, want an error saying noexec", err)
+	}
+}
