@@ -165,7 +165,7 @@ type Containerd struct {
 	Address     string `yaml:"address" doc:"containerd's socket."`
 	Namespace   string `yaml:"namespace" doc:"containerd namespace of the agent's images, containers and snapshots."`
 	Snapshotter string `yaml:"snapshotter" doc:"Snapshotter of the jobs' root filesystems."`
-	Runtime     string `yaml:"runtime" doc:"containerd runtime (shim) that runs job tasks; io.containerd.runc.v2 runs through the agent's shim wrapper (/run/cronium-agent/shim), which spares the second shim and runc process containerd starts after each task."`
+	Runtime     string `yaml:"runtime" doc:"containerd runtime (shim) that runs job tasks; io.containerd.runc.v2 runs through the agent's shim wrapper (/run/cronium-agent/shim, or state.dir/shim where /run is noexec), which spares the second shim and runc process containerd starts after each task."`
 	OCIRuntime  string `yaml:"ociRuntime" doc:"OCI runtime the runc shim runs for each job: auto (crun when it is installed and can manage this host's cgroups, else runc), runc or crun. crun costs about half of runc's CPU per container. Only for containerd.runtime io.containerd.runc.v2."`
 }
 
