@@ -7,8 +7,9 @@
 #
 # 1. The image (once; cached in $VM_CACHE/image-<key>, the key a hash of this
 #    recipe and of the packages' Depends and Recommends): debootstrap bookworm (minbase) with
-#    systemd-sysv, udev, linux-image-amd64 and what the .debs depend on
-#    (containerd, runc, containernetworking-plugins, iptables), so that apt in
+#    systemd-sysv, udev, linux-image-amd64 and what the .debs depend on and
+#    recommend (containerd, runc, crun, containernetworking-plugins,
+#    iptables), so that apt in
 #    the VM, which has no network, finds every dependency installed; jq for
 #    the test. Root's password locked, no getty on the serial console, the
 #    apt timers masked (they would take the dpkg lock mid-test). An ext4

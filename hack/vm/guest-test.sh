@@ -288,7 +288,11 @@ check "the old agent handed its job over on the stop (journal: 'handed over')" g
 check "the old agent did not drain (no 'draining: no new claims')" bash -c '! grep -q "draining: no new claims" <<<"$1"' _ "$after_log"
 info "containers after the restart: ${cid_after:-none}"
 check "the new agent adopted $id2 from the journal (journal: 'recovering a job from the journal ... $id2')" grep -q "recovering a job from the journal.*$id2" <<<"$after_log"
-check "its container survived the restart: $cid_before still listed after it" test "$cid_after" == "$cid_before"
+# The job's container stays; a warm sandbox the pool had ready is removed
+# at the stop, as every stop does: what is listed after must all have been
+# there before, and something must be.
+check "its container survived the restart: $cid_after, of $cid_before" \
+	bash -c '[[ -n ${1// /} ]] || exit 1; for c in $1; do [[ " $2 " == *" $c "* ]] || exit 1; done' _ "$cid_after" "$cid_before"
 check_job "$id2" 30 "job across the upgrade"
 info "apt waited $(secs "$t" "$t_done")s for the upgrade and the restart (a drain would have waited for the rest of the 30-line job)"
 
