@@ -24,7 +24,8 @@ type Choice struct {
 	Name string
 	// Path is the binary the shim runs: empty for runc, the shim's default.
 	Path string
-	// Why says why auto chose it, for the log and doctor.
+	// Why says why it was chosen ("configured", or auto's reason), for
+	// the log and doctor.
 	Why string
 }
 

@@ -44,8 +44,9 @@ const shimWrapperName = "containerd-shim-cronium-v2"
 // anything is left (a shim that was killed or crashed), the real shim
 // cleans up as before. Every other call goes to the real shim unchanged.
 //
-// The runc state is looked for under the shim's default root, the only one
-// the agent uses (it passes no runtime options).
+// The OCI runtime's state (runc's or crun's) is looked for under the
+// shim's default root, the only one the agent uses (its runtime options
+// name the binary, never a root).
 const shimWrapper = `#!/bin/sh
 # Written by cronium-agent: containerd's runc shim for job tasks (see
 # runner/container/shim.go in the agent's source).
